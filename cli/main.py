@@ -1,0 +1,271 @@
+"""The `recovery` command line: parse options, call the `recovery` package, format the answer.
+
+Domain modules are imported inside each command so that `recovery check` loads only what it uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+app = typer.Typer(
+    name="recovery",
+    help="Self-healing watchdog for Node.js apps under PM2: probe, restart, verify, and remember every step.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+UNKNOWN = 3
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def fail(message: str, code: int = UNKNOWN) -> NoReturn:
+    typer.echo(f"recovery: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the domain's errors into one line on stderr and exit 3, for every command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from recovery.errors import RecoveryError
+
+        try:
+            return fn(*args, **kwargs)
+        except RecoveryError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def load_config(path: Path | None) -> Any:
+    from recovery import config as cfg
+
+    return cfg.load(cfg.find_config_path(path))
+
+
+@app.command()
+@guarded
+def check(
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Probe and decide, but restart nothing (the decision is recorded).")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--app", help="Check only this app (repeatable).", show_default=False)] = None,
+    trigger: Annotated[str, typer.Option(help="What started this run, recorded in check.started: cron, watch or manual.", envvar="RECOVERY_TRIGGER")] = "manual",
+) -> None:
+    """Probe every app, restart a hung one through PM2, verify it, and record each step.
+
+    Exit codes follow the Nagios plugin convention: 0 OK, 1 WARNING (was down, recovered),
+    2 CRITICAL (down and not recovered, stopped, unknown to PM2), 3 UNKNOWN (bad config,
+    unusable store, pm2 not found).
+
+    Example: recovery check --config /etc/recovery.toml
+    """
+    from recovery.check import Checker
+
+    cfg = load_config(config)
+    if only:
+        unknown = sorted(set(only) - {a.name for a in cfg.apps})
+        if unknown:
+            fail(f"--app {unknown[0]!r} is not in {cfg.source} (apps: {', '.join(a.name for a in cfg.apps)})")
+    if trigger not in ("cron", "watch", "manual", "schedule"):
+        fail(f"--trigger {trigger!r}: use cron, watch, manual or schedule")
+    result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only).run()
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        for line in result.lines():
+            typer.echo(line)
+    raise typer.Exit(result.code)
+
+
+@app.command()
+@guarded
+def events(
+    config: ConfigOption = None,
+    since: Annotated[Optional[str], typer.Option(help="Only events newer than this: a duration (1h, 7d) or an ISO time.", show_default=False)] = None,
+    app_name: Annotated[Optional[str], typer.Option("--app", help="Only this app's events.", show_default=False)] = None,
+    types: Annotated[Optional[list[str]], typer.Option("--type", help="Only this event type, e.g. probe.failed (repeatable; 'restart.*' matches a family).", show_default=False)] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (the newest). 0 for all.")] = 100,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing events as they arrive (Ctrl-C stops).")] = False,
+) -> None:
+    """Show the audit trail, newest last.
+
+    Example: recovery events --since 1h --app web --type probe.failed
+    """
+    import json
+
+    from recovery.events import TYPES
+    from recovery.report import format_event, since_to_ts
+    from recovery.store import Store
+
+    conf = load_config(config)
+    try:
+        since_ts = since_to_ts(since) if since else None
+    except ValueError as exc:
+        fail(f"--since {since!r}: {exc}")
+    if limit < 0:
+        fail("--limit must be 0 or more")
+    wanted = _expand_types(types or [], TYPES)
+    store = Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True)
+    def out(e: Any) -> str:
+        return json.dumps(e.to_dict(), sort_keys=True) if json_out else format_event(e)
+
+    rows = store.query(app=app_name, types=wanted, since=since_ts, limit=limit or None)
+    for e in rows:
+        typer.echo(out(e))
+    if not follow:
+        return
+    import time
+
+    last = rows[-1].seq if rows else store.last_seq()
+    try:
+        while True:
+            for e in store.query(app=app_name, types=wanted, since=since_ts, after_seq=last):
+                typer.echo(out(e))
+                last = e.seq or last
+            sys.stdout.flush()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+
+
+def _expand_types(types: list[str], known: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    for t in types:
+        if t.endswith(".*") or t.endswith("*"):
+            prefix = t.rstrip("*")
+            matches = [k for k in known if k.startswith(prefix)]
+            if not matches:
+                fail(f"--type {t!r} matches no event type (known: {', '.join(known)})")
+            out.extend(matches)
+        elif t in known or t.startswith("log."):
+            out.append(t)
+        else:
+            fail(f"--type {t!r} is not an event type (known: {', '.join(known)})")
+    return out
+
+
+@app.command()
+@guarded
+def verify(config: ConfigOption = None) -> None:
+    """Check the hash chain of the event store: exits 2 naming the first event that was
+    edited, deleted or inserted out of band.
+
+    Example: recovery verify
+    """
+    from recovery.store import Store
+
+    conf = load_config(config)
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True) as store:
+        result = store.verify()
+    if result.ok:
+        typer.echo(f"OK {conf.store.path}: hash chain intact, {result.count} events")
+        return
+    typer.echo(f"recovery: {conf.store.path}: chain broken at seq {result.first_bad_seq}: {result.reason}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+@guarded
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the sample config.")] = Path("recovery.toml"),
+    url: Annotated[str, typer.Option(help="The URL to probe.")] = "http://127.0.0.1:3000/",
+    name: Annotated[str, typer.Option(help="The PM2 process name.")] = "web",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented sample configuration.
+
+    Example: recovery init --name web --url http://127.0.0.1:3000/
+    """
+    from recovery import config as cfg
+
+    if path.exists() and not force:
+        fail(f"{path} exists; not overwriting it (use --force, or edit it and run `recovery config validate`)", 1)
+    text = cfg.sample(url=url, name=name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}", 1)
+    problems = cfg.check_file(path)[1]
+    if problems:
+        fail(f"wrote {path}, but it does not validate: {problems[0]}", 1)
+    typer.echo(f"wrote {path}; check it with: recovery config validate {path}")
+
+
+@config_app.command("validate")
+@guarded
+def config_validate(
+    path: Annotated[Optional[Path], typer.Argument(help="The file to check. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False)] = None,
+) -> None:
+    """Check a config file and name the key and line of every mistake (exit 3 if any).
+
+    Example: recovery config validate /etc/recovery.toml
+    """
+    from recovery import config as cfg
+
+    target = cfg.find_config_path(path)
+    conf, problems = cfg.check_file(target)
+    for p in problems:
+        typer.echo(str(p), err=True)
+    if problems:
+        raise typer.Exit(UNKNOWN)
+    assert conf is not None
+    names = ", ".join(a.name for a in conf.apps)
+    typer.echo(f"OK {target}: {len(conf.apps)} app(s): {names}; store {conf.store.path}")
+
+
+@app.command()
+@guarded
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the demo's PM2 daemon and app running afterwards.")] = False,
+    workdir: Annotated[Optional[Path], typer.Option(help="Folder for the demo's PM2_HOME, config and store. Default: a new temp folder.", show_default=False)] = None,
+) -> None:
+    """Run the whole story on a demo app under its own PM2: healthy, hung, detected,
+    restarted, verified, and the event trail.
+
+    Needs node and pm2 (set PM2 or put pm2 on PATH). Touches no other PM2.
+
+    Example: recovery demo
+    """
+    from recovery.demo import run_demo
+
+    raise typer.Exit(run_demo(workdir=workdir, keep=keep, echo=typer.echo))
+
+
+def main() -> None:
+    """Console-script entry point: domain errors become one line and exit 3, never a traceback."""
+    from recovery.errors import RecoveryError
+
+    try:
+        app()
+    except RecoveryError as exc:
+        typer.echo(f"recovery: {exc}", err=True)
+        sys.exit(UNKNOWN)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""`recovery check`: probe, sample, decide, restart, verify — every step an event."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import policy
+from .config import AppConfig, Config
+from .errors import Pm2Error
+from .pm2 import Pm2, ProcessView, find_pm2, pidfile_view
+from .probe import Attempt, make_client, probe_once
+from .store import Recorder
+
+# Nagios plugin exit codes.
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+@dataclass
+class AppResult:
+    app: str
+    code: int
+    state: str  # OK, RECOVERED, DOWN, CRITICAL, UNKNOWN
+    summary: str
+    latency_ms: float | None = None
+    restarted: bool = False
+    action: str = "none"
+
+    def line(self) -> str:
+        return f"{self.app} {self.state} {self.summary}".rstrip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app, "code": self.code, "status": STATE_NAMES[self.code], "state": self.state,
+            "summary": self.summary, "latency_ms": self.latency_ms, "restarted": self.restarted,
+            "action": self.action,
+        }  # fmt: skip
+
+
+@dataclass
+class CheckResult:
+    run_id: str
+    apps: list[AppResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # store or pm2 trouble: UNKNOWN
+    duration_ms: float = 0.0
+
+    @property
+    def code(self) -> int:
+        if self.problems:
+            return UNKNOWN
+        return max((a.code for a in self.apps), default=OK)
+
+    def lines(self) -> list[str]:
+        return [a.line() for a in self.apps] + [f"UNKNOWN {p}" for p in self.problems]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "code": self.code, "status": STATE_NAMES[self.code],
+            "apps": [a.to_dict() for a in self.apps], "problems": self.problems,
+            "duration_ms": round(self.duration_ms, 1),
+        }  # fmt: skip
+
+
+@contextlib.contextmanager
+def app_lock(store_path: Path, app: str, timeout: float, sleep: Callable[[float], None]) -> Iterator[bool]:
+    """Hold an exclusive flock for `app` beside the store; yields False if it could not be had in time."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in app)
+    path = store_path.with_name(f"{store_path.name}.{safe}.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        # The store's folder is unusable; runs against the same store still meet in /tmp.
+        digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:16]
+        fd = os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}.{safe}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                sleep(0.1)
+        yield True
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+class Checker:
+    """One check run over the configured apps. Clock, sleep and HTTP transport are injectable."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        trigger: str = "manual",
+        dry_run: bool = False,
+        environ: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        transport: Any = None,
+        apps: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.environ = os.environ if environ is None else environ
+        self.sleep = sleep
+        self.clock = clock
+        self.transport = transport
+        self.apps = [a for a in config.apps if not apps or a.name in apps]
+        self.run_id = uuid.uuid4().hex
+        self.pm2: Pm2 | None = None
+
+    def emit(self, type: str, app: str | None, **data: Any) -> None:
+        self.rec.emit(type, app, self.run_id, **data)
+
+    def run(self) -> CheckResult:
+        start = self.clock()
+        result = CheckResult(self.run_id)
+        self.rec = Recorder(self.config.store.path, busy_timeout=self.config.store.busy_timeout)
+        if self.rec.replayed:
+            self.emit("spool.replayed", None, count=self.rec.replayed, spool=str(self.rec.spool))
+        self.emit("check.started", None, trigger=self.trigger, apps=[a.name for a in self.apps],
+                  dry_run=self.dry_run, pid=os.getpid())  # fmt: skip
+        self.start_seq = self.rec.last_seq()
+        self.rec.flush()
+        try:
+            self.pm2 = Pm2(find_pm2(self.config.pm2.bin, self.environ), self.environ)
+        except Pm2Error as exc:
+            result.problems.append(str(exc))
+        if self.pm2 is not None:
+            for app in self.apps:
+                result.apps.append(self.check_app(app))
+                self.rec.flush()
+        result.duration_ms = (self.clock() - start) * 1000
+        self.emit("check.finished", None, outcome=STATE_NAMES[result.code if not self.rec.problem else UNKNOWN],
+                  code=UNKNOWN if self.rec.problem else result.code, duration_ms=round(result.duration_ms, 1),
+                  apps={a.app: a.state for a in result.apps}, problems=result.problems)  # fmt: skip
+        self.rec.close()
+        if self.rec.problem:
+            where = f"{self.rec.spooled} event(s) spooled to {self.rec.spool}" if self.rec.spooled else "nothing spooled"
+            if self.rec.lost:
+                where = f"{len(self.rec.lost)} event(s) could not be kept"
+            result.problems.append(f"event store unusable: {self.rec.problem}; {where}")
+        return result
+
+    # -- one app -----------------------------------------------------------------------
+
+    def probe(self, app: AppConfig, client: Any) -> list[Attempt]:
+        attempts: list[Attempt] = []
+        for n in range(1, app.retries + 1):
+            a = probe_once(client, app.url, n, app.status_ok)
+            attempts.append(a)
+            self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(of=app.retries, phase="check"))
+            if a.ok:
+                break
+            if n < app.retries and app.retry_delay > 0:
+                self.sleep(app.retry_delay)
+        return attempts
+
+    def full_view(self, app: AppConfig) -> tuple[ProcessView | None, str | None]:
+        assert self.pm2 is not None
+        try:
+            view = self.pm2.view(app.name)
+        except Pm2Error as exc:
+            self.emit("process.sampled", app.name, source="jlist", error=str(exc))
+            return None, str(exc)
+        self.emit("process.sampled", app.name, **view.data())
+        return view, None
+
+    def check_app(self, app: AppConfig) -> AppResult:
+        with make_client(app.url, app.timeout, self.transport) as client:
+            attempts = self.probe(app, client)
+            if attempts[-1].ok:
+                return self.healthy(app, attempts[-1])
+            # Sample before any restart, so the record shows the process as it was when it hung.
+            view, pm2_problem = self.full_view(app)
+            decision = policy.decide(attempts, view, pm2_problem)
+            self.rec.flush()
+            return self.act(app, client, attempts, decision)
+
+    def healthy(self, app: AppConfig, attempt: Attempt) -> AppResult:
+        assert self.pm2 is not None
+        view = pidfile_view(app.name, self.pm2.home)
+        if view is not None:
+            self.emit("process.sampled", app.name, **view.data())
+        else:
+            view, problem = self.full_view(app)
+            if view is not None and not view.known:
+                reason = f"answers at {app.url}, but PM2 has no process named {app.name!r} (PM2_HOME={self.pm2.home})"
+                self.emit("decision.made", app.name, action="escalate", reason=reason, inputs={"pm2_status": "unknown"})
+                return AppResult(app.name, CRITICAL, "CRITICAL", reason, attempt.latency_ms, action="escalate")
+        self.emit("decision.made", app.name, action="none", reason="healthy",
+                  inputs={"latency_ms": round(attempt.latency_ms, 1), "status": attempt.status})  # fmt: skip
+        return AppResult(app.name, OK, "OK", f"{attempt.latency_ms:.0f}ms", attempt.latency_ms)
+
+    def act(self, app: AppConfig, client: Any, attempts: list[Attempt], decision: policy.Decision) -> AppResult:
+        failures = policy.failure_summary(attempts)
+        if decision.action == "restart" and self.dry_run:
+            self.emit("decision.made", app.name, **decision.data(), dry_run=True)
+            return AppResult(app.name, CRITICAL, "DOWN", f"{decision.reason}; would restart (dry run, nothing done)",
+                             action="restart")  # fmt: skip
+        if decision.action not in ("restart", "wait"):
+            self.emit("decision.made", app.name, **decision.data())
+            return AppResult(app.name, CRITICAL, "CRITICAL", decision.reason, action=decision.action)
+
+        lock_wait = app.verify_timeout + app.timeout * app.retries + 120
+        with app_lock(self.config.store.path, app.name, lock_wait, self.sleep) as held:
+            if not held:
+                reason = f"{failures}; another recovery run held the lock for {lock_wait:.0f}s"
+                self.emit("decision.made", app.name, action="escalate", reason=reason, inputs=decision.inputs)
+                return AppResult(app.name, CRITICAL, "CRITICAL", reason, action="escalate")
+            decision = policy.decide_under_lock(decision, self.rec.since(self.start_seq, app.name), self.run_id)
+            self.emit("decision.made", app.name, **decision.data())
+            self.rec.flush()
+            if decision.action == "none":
+                return AppResult(app.name, WARNING, "RECOVERED", f"{failures}; {decision.reason}", action="none")
+            if decision.action == "escalate":
+                return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; {decision.reason}", action="escalate")
+            if decision.action == "wait":
+                passed, seconds, last = self.verify(app, client)
+                if passed:
+                    return AppResult(app.name, WARNING, "RECOVERED",
+                                     f"{decision.reason}; PM2 brought it back, healthy in {seconds:.1f}s", action="wait")  # fmt: skip
+                return AppResult(app.name, CRITICAL, "CRITICAL",
+                                 f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})", action="wait")  # fmt: skip
+            return self.restart(app, client, failures, decision)
+
+    def restart(self, app: AppConfig, client: Any, failures: str, decision: policy.Decision) -> AppResult:
+        assert self.pm2 is not None
+        command = ["pm2", app.restart_command, app.name]
+        self.emit("restart.requested", app.name, by="check", reason=decision.reason, command=command)
+        self.rec.flush()
+        try:
+            r = self.pm2.restart(app.name, app.restart_command)
+        except Pm2Error as exc:
+            self.emit("restart.failed", app.name, command=command, exit_code=None, error=str(exc))
+            return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; restart failed: {exc}", action="restart")
+        if r.exit_code != 0:
+            tail = r.tail(r.stderr or r.stdout, 4)
+            self.emit("restart.failed", app.name, command=command, exit_code=r.exit_code,
+                      stderr_tail=tail, duration_ms=round(r.duration_ms, 1))  # fmt: skip
+            first = tail.splitlines()[-1] if tail else ""
+            return AppResult(app.name, CRITICAL, "CRITICAL",
+                             f"{failures}; pm2 {app.restart_command} exited {r.exit_code}: {first}", action="restart")  # fmt: skip
+        self.emit("restart.succeeded", app.name, command=command, exit_code=0,
+                  stderr_tail=r.tail(r.stderr, 4), duration_ms=round(r.duration_ms, 1))  # fmt: skip
+        self.rec.flush()
+        passed, seconds, last = self.verify(app, client)
+        verb = "reloaded" if app.restart_command == "reload" else "restarted"
+        if passed:
+            return AppResult(app.name, WARNING, "RECOVERED",
+                             f"{verb} after {failures}, healthy again in {seconds:.1f}s", restarted=True, action="restart")  # fmt: skip
+        return AppResult(app.name, CRITICAL, "CRITICAL",
+                         f"{verb} after {failures}, still not answering after {app.verify_timeout:g}s ({last})",
+                         restarted=True, action="restart")  # fmt: skip
+
+    def verify(self, app: AppConfig, client: Any) -> tuple[bool, float, str]:
+        """Probe until the app answers or verify_timeout passes; returns (passed, seconds, last error)."""
+        start = self.clock()
+        deadline = start + app.verify_timeout
+        n, delay, last = 0, 0.2, "no attempt"
+        while True:
+            n += 1
+            remaining = deadline - self.clock()
+            a = probe_once(client, app.url, n, app.status_ok, timeout=max(0.1, min(app.timeout, remaining)))
+            self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(phase="verify"))
+            elapsed = self.clock() - start
+            if a.ok:
+                self.emit("verification.passed", app.name, attempts=n, seconds=round(elapsed, 2),
+                          latency_ms=round(a.latency_ms, 1))  # fmt: skip
+                self.rec.flush()
+                return True, elapsed, ""
+            last = a.error or "error"
+            if self.clock() + delay >= deadline:
+                self.emit("verification.failed", app.name, attempts=n, seconds=round(elapsed, 2),
+                          last_error=last, detail=a.detail, verify_timeout=app.verify_timeout)  # fmt: skip
+                self.rec.flush()
+                return False, elapsed, last
+            self.sleep(delay)
+            delay = min(delay * 1.5, 2.0)

@@ -1,0 +1,656 @@
+"""The configuration file: find it, read it, say everything that is wrong with it and where.
+
+`check_file` returns every problem (with the file, line and dotted key of each) so that
+`recovery config validate` can list them all; `load` raises `ConfigError` naming the first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from recovery.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_FILENAME",
+    "ENV_VAR",
+    "AppConfig",
+    "Config",
+    "Pm2Config",
+    "Problem",
+    "StoreConfig",
+    "check_file",
+    "find_config_path",
+    "format_duration",
+    "format_status_ranges",
+    "load",
+    "parse_duration",
+    "parse_status_ranges",
+    "sample",
+]
+
+DEFAULT_FILENAME = "recovery.toml"
+ENV_VAR = "RECOVERY_CONFIG"
+
+RESTART_COMMANDS = ("restart", "reload")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str
+    url: str
+    timeout: float
+    retries: int
+    retry_delay: float
+    expect_status: tuple[tuple[int, int], ...]
+    verify_timeout: float
+    restart_command: str
+
+    def status_ok(self, code: int) -> bool:
+        "Whether an HTTP status code counts as healthy for this app."
+        return any(low <= code <= high for low, high in self.expect_status)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path
+    busy_timeout: float
+
+
+@dataclass(frozen=True)
+class Pm2Config:
+    bin: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path | None
+    store: StoreConfig
+    pm2: Pm2Config
+    apps: tuple[AppConfig, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    "One thing wrong with a configuration file, where it is, and what to do about it."
+
+    line: int | None
+    key: str
+    message: str
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append(str(self.path) + (f":{self.line}" if self.line is not None else ""))
+        elif self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.key:
+            parts.append(self.key)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+# --- durations and status codes -------------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)")
+_DURATION_HINT = "use 500ms, 30s, 5m, 1h, 7d"
+
+
+def parse_duration(value: str | int | float) -> float:
+    "Seconds in `value`: '500ms', '30s', '5m', '1h', '7d', '1.5s', or a bare number of seconds."
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
+    if seconds < 0:
+        raise ValueError(f"bad duration {value!r}: must not be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    "The shortest way to write `seconds` that `parse_duration` reads back: 0.5 -> '500ms', 300 -> '5m'."
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds == 0:
+        return "0s"
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _UNITS[unit]
+        if count >= 1 and abs(count - round(count)) < 1e-9 * count:
+            return f"{round(count)}{unit}"
+    unit = "s" if seconds >= 1 else "ms"  # 1.5s, not 1500ms
+    count = seconds / _UNITS[unit]
+    text = f"{count:.3f}".rstrip("0").rstrip(".")
+    return f"{text if text != '0' else f'{count:.3g}'}{unit}"
+
+
+_STATUS_HINT = "use codes or ranges like 200, 200-299 or 200-299,301"
+_STATUS_PART = re.compile(r"(\d+)(?:\s*-\s*(\d+))?")
+
+
+def parse_status_ranges(value: Any) -> tuple[tuple[int, int], ...]:
+    "Healthy status codes from 200, '200-399', '200-299,301' or a list of those, as (low, high) pairs."
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, (str, int)) and not isinstance(value, bool):
+        items = [value]
+    else:
+        raise ValueError(f"bad status codes {value!r} ({_STATUS_HINT})")
+    ranges: list[tuple[int, int]] = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            ranges.append(_status_range(item, item))
+        elif isinstance(item, str):
+            for part in item.split(","):
+                match = _STATUS_PART.fullmatch(part.strip())
+                if match is None:
+                    raise ValueError(f"bad status codes {item!r} ({_STATUS_HINT})")
+                low = int(match.group(1))
+                ranges.append(_status_range(low, int(match.group(2) or low)))
+        else:
+            raise ValueError(f"bad status codes {item!r} ({_STATUS_HINT})")
+    if not ranges:
+        raise ValueError(f"no status codes given ({_STATUS_HINT})")
+    return tuple(ranges)
+
+
+def _status_range(low: int, high: int) -> tuple[int, int]:
+    for code in (low, high):
+        if not 100 <= code <= 599:
+            raise ValueError(f"status {code} is not an HTTP status code (100-599)")
+    if low > high:
+        raise ValueError(f"status range {low}-{high} is backwards (write {high}-{low})")
+    return (low, high)
+
+
+def format_status_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
+    "The inverse of `parse_status_ranges`: ((200, 299), (301, 301)) -> '200-299,301'."
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+
+
+# --- finding and reading the file -----------------------------------------------------------
+
+
+def find_config_path(
+    explicit: str | Path | None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    "The config file to use: `explicit` (--config), else $RECOVERY_CONFIG, else ./recovery.toml."
+    environ = os.environ if environ is None else environ
+    chosen = explicit or environ.get(ENV_VAR) or DEFAULT_FILENAME
+    path = Path(chosen).expanduser()
+    if cwd is not None and not path.is_absolute():
+        path = cwd / path
+    return path
+
+
+def load(path: Path) -> Config:
+    "The configuration in `path`, or ConfigError naming the first problem (and how many more)."
+    config, problems = check_file(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{problems[0]}{more}")
+    assert config is not None
+    return config
+
+
+def check_file(path: Path) -> tuple[Config | None, list[Problem]]:
+    "Read and validate `path`: the Config when it is right, else every problem found, by line."
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, [
+            Problem(
+                None,
+                "",
+                f"config file not found: {path.absolute()} "
+                "(pass --config, set RECOVERY_CONFIG, or run `recovery init`)",
+            )
+        ]
+    except OSError as exc:
+        return None, [Problem(None, "", f"cannot read the file ({exc.strerror or exc})", path)]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return None, [Problem(line, "", "not UTF-8 text (TOML files must be UTF-8)", path)]
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return None, [_syntax_problem(exc, text, path)]
+    checker = _Checker(path, _Locator(text))
+    config = checker.check(document)
+    problems = sorted(checker.problems, key=lambda p: p.line or 0)
+    return (None if problems else config), problems
+
+
+_TOML_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
+
+
+def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str, path: Path) -> Problem:
+    message = str(exc)
+    match = _TOML_POSITION.search(message)
+    if match is None:
+        return Problem(None, "", f"invalid TOML: {message}", path)
+    message = message[: match.start()]
+    if match.group(1) is None:
+        return Problem(text.count("\n") + 1, "", f"invalid TOML: {message} (at end of file)", path)
+    return Problem(int(match.group(1)), "", f"invalid TOML: {message} (column {match.group(2)})", path)
+
+
+# --- validation -----------------------------------------------------------------------------
+
+_MISSING = object()
+_KeyPath = tuple[str | int, ...]  # ('apps', 0, 'timeout'): a key, with the index of each [[apps]]
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_TYPES = {bool: "boolean", str: "string", int: "integer", float: "float", dict: "table", list: "array"}
+
+
+def _describe(value: Any) -> str:
+    "A TOML-flavoured description of a value for messages: string 'three', integer 5, table."
+    kind = _TOML_TYPES.get(type(value), type(value).__name__)
+    if isinstance(value, (dict, list)):
+        return kind
+    text = repr(value)
+    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _toml_string(value: str) -> str:
+    "A TOML basic string holding `value`."
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", escaped)
+    return f'"{escaped}"'
+
+
+def _dotted(parts: _KeyPath) -> str:
+    "('apps', 0, 'timeout') -> 'apps[0].timeout'."
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            name = part if _BARE_KEY.fullmatch(part) else _toml_string(part)
+            out += f".{name}" if out else name
+    return out
+
+
+def _close_match(word: str, choices: tuple[str, ...]) -> str:
+    import difflib  # only paid for when something is misspelt
+
+    match = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _duration(*, allow_zero: bool = False) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"expected a duration like '30s', got {_describe(value)}")
+        seconds = parse_duration(value)
+        if seconds == 0 and not allow_zero:
+            raise ValueError("must be longer than 0")
+        return seconds
+
+    return convert
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_describe(value)}")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _app_name(value: Any) -> str:
+    name = _string(value)
+    if name != name.strip():
+        raise ValueError(f"{name!r} starts or ends with whitespace (PM2 names do not)")
+    return name
+
+
+def _retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {_describe(value)}")
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _url(value: Any) -> str:
+    url = _string(value)
+    if any(c.isspace() for c in url):
+        raise ValueError(f"{url!r} contains whitespace")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    return url
+
+
+def _restart_command(value: Any) -> str:
+    command = _string(value)
+    if command not in RESTART_COMMANDS:
+        hint = _close_match(command, RESTART_COMMANDS)
+        raise ValueError(f"must be 'restart' or 'reload', got {command!r}{hint}")
+    return command
+
+
+class _Checker:
+    "Walks the parsed document, converting values and collecting a Problem for each fault."
+
+    def __init__(self, path: Path, locator: _Locator) -> None:
+        self.path = path
+        self.base = path.absolute().parent
+        self.locator = locator
+        self.problems: list[Problem] = []
+
+    def report(self, parts: _KeyPath, message: str) -> None:
+        self.problems.append(Problem(self.locator.line(parts), _dotted(parts), message, self.path))
+
+    def check(self, document: dict[str, Any]) -> Config | None:
+        self.unknown_keys(document, (), ("store", "pm2", "apps"))
+        store = self.store(self.table(document, "store"))
+        pm2 = self.pm2(self.table(document, "pm2"))
+        apps = self.apps(document.get("apps", _MISSING))
+        if self.problems:
+            return None
+        return Config(source=self.path, store=store, pm2=pm2, apps=apps)
+
+    def table(self, document: dict[str, Any], key: str) -> dict[str, Any]:
+        value = document.get(key, {})
+        if not isinstance(value, dict):
+            self.report((key,), f"expected a [{key}] table, got {_describe(value)}")
+            return {}
+        return value
+
+    def unknown_keys(self, table: dict[str, Any], parts: _KeyPath, known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                self.report((*parts, key), f"unknown key {key!r}{_close_match(key, known)}")
+
+    def field(
+        self,
+        table: dict[str, Any],
+        parts: _KeyPath,
+        key: str,
+        convert: Callable[[Any], Any],
+        default: Any = _MISSING,
+    ) -> Any:
+        "The converted value of `key`, its default, or _MISSING after reporting why not."
+        if key not in table:
+            if default is _MISSING:
+                self.report((*parts, key), "missing (required)")
+            return default
+        try:
+            return convert(table[key])
+        except ValueError as exc:
+            self.report((*parts, key), str(exc))
+            return _MISSING
+
+    def store(self, table: dict[str, Any]) -> StoreConfig:
+        self.unknown_keys(table, ("store",), ("path", "busy_timeout"))
+        path = self.field(table, ("store",), "path", _string, "data/recovery.db")
+        busy_timeout = self.field(table, ("store",), "busy_timeout", _duration(), 5.0)
+        if path is not _MISSING:
+            path = self.resolve(path)
+        return StoreConfig(path=path, busy_timeout=busy_timeout)
+
+    def pm2(self, table: dict[str, Any]) -> Pm2Config:
+        self.unknown_keys(table, ("pm2",), ("bin",))
+        binary = self.field(table, ("pm2",), "bin", _string, None)
+        if isinstance(binary, str):
+            # A bare name is looked up on PATH; anything with a slash is a path like store.path.
+            expanded = os.path.expanduser(binary)
+            binary = str(self.resolve(binary)) if os.sep in expanded else expanded
+        return Pm2Config(bin=binary)
+
+    def resolve(self, value: str) -> Path:
+        "A path from the file: `~` expanded, relative to the file's folder rather than the cwd."
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def apps(self, value: Any) -> tuple[AppConfig, ...]:
+        if value is _MISSING or value == []:
+            self.report(("apps",), "no apps configured: add an [[apps]] table with a name and a url")
+            return ()
+        if not isinstance(value, list):
+            got = _describe(value)
+            self.report(("apps",), f"expected [[apps]] tables, got {got} (write [[apps]], not [apps])")
+            return ()
+        apps = []
+        seen: dict[str, int] = {}
+        for index, table in enumerate(value):
+            parts: _KeyPath = ("apps", index)
+            if not isinstance(table, dict):
+                self.report(parts, f"expected a table, got {_describe(table)}")
+                continue
+            app = self.app(table, parts)
+            if isinstance(app.name, str):
+                if app.name in seen:
+                    message = f"duplicate app name {app.name!r} (also apps[{seen[app.name]}])"
+                    self.report((*parts, "name"), message)
+                else:
+                    seen[app.name] = index
+            apps.append(app)
+        return tuple(apps)
+
+    def app(self, table: dict[str, Any], parts: _KeyPath) -> AppConfig:
+        self.unknown_keys(table, parts, _APP_KEYS)
+        return AppConfig(
+            name=self.field(table, parts, "name", _app_name),
+            url=self.field(table, parts, "url", _url),
+            timeout=self.field(table, parts, "timeout", _duration(), 10.0),
+            retries=self.field(table, parts, "retries", _retries, 3),
+            retry_delay=self.field(table, parts, "retry_delay", _duration(allow_zero=True), 5.0),
+            expect_status=self.field(table, parts, "expect_status", parse_status_ranges, ((200, 399),)),
+            verify_timeout=self.field(table, parts, "verify_timeout", _duration(), 60.0),
+            restart_command=self.field(table, parts, "restart_command", _restart_command, "restart"),
+        )
+
+
+_APP_KEYS = (
+    "name",
+    "url",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "expect_status",
+    "verify_timeout",
+    "restart_command",
+)
+
+
+# --- line numbers ---------------------------------------------------------------------------
+
+
+class _Locator:
+    """Line numbers of tables and keys, from the raw text (tomllib does not keep them).
+
+    Paths are tuples like ('store', 'path') or ('apps', 2, 'url'), the index counting [[apps]]
+    headers. Only ever run on text tomllib accepted, so it can afford to be loose.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[_KeyPath, int] = {}
+        self._scan(text)
+
+    def line(self, parts: _KeyPath) -> int | None:
+        "The line of `parts`, or of the nearest enclosing table or key that has one."
+        for n in range(len(parts), 0, -1):
+            line = self.lines.get(parts[:n])
+            if line is not None:
+                return line
+        return None
+
+    def _scan(self, text: str) -> None:
+        table: _KeyPath = ()
+        arrays: dict[_KeyPath, int] = {}  # array-of-tables path -> tables seen
+        depth, quote = 0, None
+        for number, raw in enumerate(text.splitlines(), 1):
+            if depth or quote:  # inside a multi-line array, inline table or string
+                depth, quote = _skip_value(raw, 0, depth, quote)
+                continue
+            line = raw.lstrip()
+            if not line or line[0] == "#":
+                continue
+            if line[0] == "[":
+                is_array = line.startswith("[[")
+                key = _read_key(line, 2 if is_array else 1)
+                if key is not None:
+                    table = _resolve_header(key[0], is_array, arrays)
+                    self.lines[table] = number
+                    for n in range(1, len(table)):
+                        self.lines.setdefault(table[:n], number)
+                continue
+            key = _read_key(line, 0)
+            if key is None:
+                continue
+            names, end = key
+            end = _skip_space(line, end)
+            if end >= len(line) or line[end] != "=":
+                continue
+            full = (*table, *names)
+            for n in range(len(table) + 1, len(full) + 1):
+                self.lines.setdefault(full[:n], number)
+            depth, quote = _skip_value(line, end + 1, 0, None)
+
+
+def _resolve_header(names: list[str], is_array: bool, arrays: dict[_KeyPath, int]) -> _KeyPath:
+    "The path a [table] or [[array]] header opens, with the index of every array of tables on it."
+    path: _KeyPath = ()
+    for n, name in enumerate(names):
+        path = (*path, name)
+        if is_array and n == len(names) - 1:
+            arrays[path] = arrays.get(path, 0) + 1
+        if path in arrays:
+            path = (*path, arrays[path] - 1)
+    return path
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    return i
+
+
+def _read_key(text: str, i: int) -> tuple[list[str], int] | None:
+    "A dotted key (bare or quoted parts) starting at text[i], and the index after it."
+    names: list[str] = []
+    while True:
+        i = _skip_space(text, i)
+        if i >= len(text):
+            return None
+        if text[i] == '"':
+            j = i + 1
+            name = ""
+            while j < len(text) and text[j] != '"':
+                if text[j] == "\\" and j + 1 < len(text):
+                    j += 1
+                name += text[j]
+                j += 1
+            names.append(name)
+            i = j + 1
+        elif text[i] == "'":
+            j = text.find("'", i + 1)
+            if j < 0:
+                return None
+            names.append(text[i + 1 : j])
+            i = j + 1
+        else:
+            match = _BARE_KEY.match(text, i)
+            if match is None:
+                return None
+            names.append(match.group())
+            i = match.end()
+        i = _skip_space(text, i)
+        if i < len(text) and text[i] == ".":
+            i += 1
+            continue
+        return names, i
+
+
+def _skip_value(text: str, i: int, depth: int, quote: str | None) -> tuple[int, str | None]:
+    "Scan a value from text[i]; return the bracket depth and open multi-line quote at the line's end."
+    while i < len(text):
+        if quote:
+            end = text.find(quote, i)
+            if end < 0:
+                return depth, quote
+            i = end + 3
+            while i < len(text) and text[i] == quote[0]:  # up to two quotes may end the content
+                i += 1
+            quote = None
+            continue
+        char = text[i]
+        if char == "#":
+            break
+        if char in "\"'":
+            if text.startswith(char * 3, i):
+                quote = char * 3
+                i += 3
+                continue
+            i += 1
+            while i < len(text) and text[i] != char:
+                i += 2 if char == '"' and text[i] == "\\" else 1
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        i += 1
+    return depth, quote
+
+
+# --- the sample `recovery init` writes ------------------------------------------------------
+
+
+def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
+    "A commented configuration with every key and its default, for `recovery init` to write."
+    rows = [
+        ("[store]", ""),
+        ('path = "data/recovery.db"', "the event store; relative to this file's folder"),
+        ('busy_timeout = "5s"', "how long to wait for a locked database"),
+        ("", ""),
+        ("[pm2]", ""),
+        ('# bin = "pm2"', "pm2 name or path; leave out to find it automatically"),
+        ("", ""),
+        ("[[apps]]", "one table per PM2 process to watch"),
+        (f"name = {_toml_string(name)}", "the PM2 process name"),
+        (f"url = {_toml_string(url)}", "what to probe (http or https)"),
+        ('timeout = "10s"', "per attempt"),
+        ("retries = 3", "failed attempts before the app counts as down"),
+        ('retry_delay = "5s"', "pause between attempts"),
+        ('expect_status = "200-399"', 'healthy status codes, e.g. "200" or "200-299,301"'),
+        ('verify_timeout = "60s"', "how long to wait for the app to answer after a restart"),
+        ('restart_command = "restart"', '"restart", or "reload" for zero-downtime cluster mode'),
+    ]
+    width = max(len(code) for code, _ in rows)
+    lines = [
+        "# recovery configuration (TOML). Durations: 500ms, 30s, 5m, 1h, 7d.",
+        "# Copy the [[apps]] table once per app to watch more than one.",
+        "",
+    ]
+    for code, comment in rows:
+        lines.append(f"{code:<{width}}  # {comment}" if comment else code)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,324 @@
+"""The PM2 adapter: find the binary, read processes (cheaply from pid files, fully from
+`pm2 jlist`), and restart them. Never stores `pm2_env.env`: it holds the app's secrets."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Pm2Error, Pm2NotFound
+
+# PM2 states, grouped by what the watchdog should do about them.
+RUNNING = {"online"}
+RESTARTING = {"launching", "waiting restart", "one-launch-status"}
+STOPPED = {"stopped", "stopping"}
+ERRORED = {"errored"}
+
+
+def _candidates(environ: Mapping[str, str]) -> list[str]:
+    """Where pm2 usually lives when it is not on cron's short PATH."""
+    home = environ.get("HOME") or os.path.expanduser("~")
+    nvm = environ.get("NVM_DIR") or os.path.join(home, ".nvm")
+    versions = glob.glob(os.path.join(nvm, "versions", "node", "*", "bin", "pm2"))
+    versions.sort(key=_node_version_key, reverse=True)
+    return versions + [
+        os.path.join(home, ".npm-global", "bin", "pm2"),
+        os.path.join(home, ".local", "bin", "pm2"),
+        os.path.join(home, ".volta", "bin", "pm2"),
+        "/usr/local/bin/pm2",
+        "/usr/bin/pm2",
+        "/usr/local/lib/node_modules/pm2/bin/pm2",
+        "/usr/lib/node_modules/pm2/bin/pm2",
+    ]
+
+
+def _node_version_key(path: str) -> tuple[int, ...]:
+    m = re.search(r"/v?(\d+)\.(\d+)\.(\d+)/bin/pm2$", path)
+    return tuple(int(x) for x in m.groups()) if m else (0,)
+
+
+def find_pm2(configured: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Resolve the pm2 binary: the configured path or name, else PATH, else the usual folders."""
+    environ = os.environ if environ is None else environ
+    if configured and ("/" in configured):
+        p = Path(configured).expanduser()
+        if p.is_file() and os.access(p, os.X_OK):
+            return p
+        raise Pm2NotFound(f"pm2 not found: [pm2] bin = {configured!r} is not an executable file")
+    name = configured or "pm2"
+    found = shutil.which(name, path=environ.get("PATH", os.defpath))
+    if found:
+        return Path(found)
+    if configured:
+        raise Pm2NotFound(f"pm2 not found: [pm2] bin = {configured!r} is not on PATH")
+    for c in _candidates(environ):
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return Path(c)
+    raise Pm2NotFound(
+        "pm2 not found on PATH nor in nvm's or npm's global folders; "
+        "install it (npm install -g pm2) or set [pm2] bin in the config"
+    )
+
+
+def pm2_home(environ: Mapping[str, str] | None = None) -> Path:
+    """PM2_HOME as pm2 itself resolves it."""
+    environ = os.environ if environ is None else environ
+    if environ.get("PM2_HOME"):
+        return Path(environ["PM2_HOME"])
+    home = environ.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".pm2"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    args: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_ms: float
+
+    def tail(self, text: str, lines: int = 8, chars: int = 1000) -> str:
+        text = _ANSI.sub("", text)
+        return "\n".join(text.strip().splitlines()[-lines:])[-chars:]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One PM2 process (cluster mode has several per name)."""
+
+    name: str
+    pm_id: int | None
+    pid: int | None
+    status: str
+    memory: int | None = None  # bytes
+    cpu: float | None = None  # percent, as PM2 or /proc reports it
+    restart_time: int | None = None
+    unstable_restarts: int | None = None
+    uptime_s: float | None = None
+    exit_code: int | None = None
+    exec_mode: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "name"}
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    """What PM2 says about one app name; `instances` is empty when PM2 does not know it."""
+
+    name: str
+    source: str  # "jlist" or "pidfile"
+    instances: tuple[Instance, ...] = field(default_factory=tuple)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.instances)
+
+    @property
+    def status(self) -> str:
+        """One status for the app: the most hopeful one that PM2 reports for any instance."""
+        statuses = {i.status for i in self.instances}
+        if not statuses:
+            return "unknown"
+        for group in (RUNNING, RESTARTING, ERRORED, STOPPED):
+            hit = statuses & group
+            if hit:
+                return sorted(hit)[0]
+        return sorted(statuses)[0]
+
+    def data(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self.source, "status": self.status, "known": self.known}
+        if len(self.instances) == 1:
+            d.update(self.instances[0].data())
+        elif self.instances:
+            d["instances"] = [i.data() for i in self.instances]
+            d["pids"] = [i.pid for i in self.instances]
+            mem = [i.memory for i in self.instances if i.memory is not None]
+            if mem:
+                d["memory"] = sum(mem)
+        return d
+
+
+def parse_jlist(text: str) -> list[dict[str, Any]]:
+    """The process array from `pm2 jlist` output, which may carry banners or warnings around it."""
+    text = _ANSI.sub("", text)
+    try:
+        data = json.loads(text)
+        if isinstance(data, list):
+            return data
+    except ValueError:
+        pass
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"\[", text):
+        try:
+            data, _ = decoder.raw_decode(text, m.start())
+        except ValueError:
+            continue
+        if isinstance(data, list) and all(isinstance(x, dict) for x in data):
+            return data
+    raise Pm2Error(f"pm2 jlist did not print a process list: {text.strip()[:160]!r}")
+
+
+def instance_from_jlist(entry: Mapping[str, Any], now_ms: float | None = None) -> Instance:
+    env = entry.get("pm2_env") or {}
+    monit = entry.get("monit") or {}
+    status = str(env.get("status") or "unknown")
+    uptime = None
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    if status == "online" and isinstance(env.get("pm_uptime"), (int, float)):
+        uptime = round(max(0.0, (now_ms - env["pm_uptime"]) / 1000), 1)
+    pid = entry.get("pid")
+    exit_code = env.get("exit_code")
+    return Instance(
+        name=str(entry.get("name") or env.get("name") or ""),
+        pm_id=_int(entry.get("pm_id", env.get("pm_id"))),
+        pid=_int(pid) or None,
+        status=status,
+        memory=_int(monit.get("memory")),
+        cpu=monit.get("cpu") if isinstance(monit.get("cpu"), (int, float)) else None,
+        restart_time=_int(env.get("restart_time")),
+        unstable_restarts=_int(env.get("unstable_restarts")),
+        uptime_s=uptime,
+        exit_code=_int(exit_code) if exit_code not in (None, "") else None,
+        exec_mode=env.get("exec_mode"),
+    )
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Pm2:
+    """Runs the pm2 CLI with a PATH on which `node` is found, even under cron."""
+
+    def __init__(self, bin: Path, environ: Mapping[str, str] | None = None, timeout: float = 90.0) -> None:
+        self.bin = Path(bin)
+        env = dict(os.environ if environ is None else environ)
+        # nvm installs node beside pm2; cron's PATH knows neither.
+        env["PATH"] = os.pathsep.join([str(self.bin.parent), env.get("PATH", os.defpath)])
+        self.env = env
+        self.timeout = timeout
+        self.home = pm2_home(env)
+
+    def run(self, args: Sequence[str], timeout: float | None = None) -> CommandResult:
+        argv = [str(self.bin), *args]
+        start = time.perf_counter()
+        try:
+            p = subprocess.run(
+                argv, env=self.env, capture_output=True, text=True, errors="replace",
+                timeout=timeout or self.timeout, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise Pm2NotFound(f"pm2 not found: {self.bin} ({exc.strerror})") from exc
+        except PermissionError as exc:
+            raise Pm2Error(f"cannot run pm2 at {self.bin}: {exc.strerror}") from exc
+        except subprocess.TimeoutExpired as exc:
+            ms = (time.perf_counter() - start) * 1000
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            return CommandResult(argv, -1, out, err + f"\n(timed out after {timeout or self.timeout:.0f}s)", ms)
+        ms = (time.perf_counter() - start) * 1000
+        return CommandResult(argv, p.returncode, p.stdout, p.stderr, ms)
+
+    def jlist(self) -> list[dict[str, Any]]:
+        r = self.run(["jlist"], timeout=30)
+        if r.exit_code != 0:
+            raise Pm2Error(f"pm2 jlist exited {r.exit_code}: {r.tail(r.stderr or r.stdout, 2)}")
+        return parse_jlist(r.stdout)
+
+    def view(self, name: str) -> ProcessView:
+        """The full sample: every instance PM2 has under `name`."""
+        now = time.time() * 1000
+        instances = [instance_from_jlist(e, now) for e in self.jlist() if e.get("name") == name]
+        return ProcessView(name, "jlist", tuple(instances))
+
+    def restart(self, name: str, command: str = "restart") -> CommandResult:
+        if command not in ("restart", "reload"):
+            raise Pm2Error(f"unknown restart command {command!r} (use restart or reload)")
+        return self.run([command, name])
+
+
+# -- the cheap sample: PM2's pid files and /proc, no Node start-up ------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def proc_instance(name: str, pm_id: int, pid: int, pidfile_mtime: float) -> Instance | None:
+    """An `online` instance read from /proc, or None if the pid is gone or was reused."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            rss_pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if not fields or fields[0] in ("Z", "X"):
+        return None
+    cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    boot = _boot_time()
+    uptime = cpu = None
+    if boot is not None:
+        started = boot + int(fields[19]) / _CLK_TCK
+        if started > pidfile_mtime + 10:
+            return None  # the pid now belongs to a newer process
+        uptime = max(0.0, time.time() - started)
+        cpu = round(100 * cpu_s / uptime, 1) if uptime > 0 else 0.0
+    return Instance(
+        name=name, pm_id=pm_id, pid=pid, status="online", memory=rss_pages * _PAGE,
+        cpu=cpu, uptime_s=round(uptime, 1) if uptime is not None else None,
+    )  # fmt: skip
+
+
+def pidfile_view(name: str, home: Path) -> ProcessView | None:
+    """Live instances of `name` from `$PM2_HOME/pids/NAME-ID.pid`; None when that is not enough."""
+    pattern = re.compile(re.escape(name) + r"-(\d+)\.pid")
+    instances = []
+    try:
+        entries = list(os.scandir(home / "pids"))
+    except OSError:
+        return None
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if not m:
+            continue
+        try:
+            pid = int(Path(entry.path).read_text().strip())
+            mtime = entry.stat().st_mtime
+        except (OSError, ValueError):
+            return None
+        inst = proc_instance(name, int(m.group(1)), pid, mtime)
+        if inst is None:
+            return None  # stale pid file: only jlist can say what happened
+        instances.append(inst)
+    if not instances:
+        return None
+    instances.sort(key=lambda i: i.pm_id or 0)
+    return ProcessView(name, "pidfile", tuple(instances))

@@ -1,0 +1,412 @@
+"""The append-only event store: one SQLite file, a hash chain, triggers against edits.
+
+Plain `sqlite3` on purpose: this module is on the path of every cron run, and
+sqlite-utils costs ~100 ms to import; `recovery events` and reports use it for reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import StoreError
+from .events import Event
+
+GENESIS = "0" * 64
+
+# Each entry moves the schema from version i to i + 1 (PRAGMA user_version).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        ts TEXT NOT NULL,
+        host TEXT NOT NULL,
+        app TEXT,
+        type TEXT NOT NULL,
+        run_id TEXT,
+        data TEXT NOT NULL DEFAULT '{}',
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX events_app_type ON events (app, type, seq);
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX events_run ON events (run_id);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are immutable: UPDATE refused'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are immutable: DELETE refused'); END;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def chain_hash(prev_hash: str, seq: int, e: Event, data_json: str) -> str:
+    """The SHA-256 link of one event: covers its predecessor's hash and every column."""
+    payload = json.dumps(
+        [prev_hash, seq, e.id, e.ts, e.host, e.app, e.type, e.run_id, data_json],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    count: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_seq is None
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    text = str(exc) or type(exc).__name__
+    if "file is not a database" in text:
+        return "not a SQLite database (file is not a database)"
+    if "database disk image is malformed" in text:
+        return "corrupt SQLite database (database disk image is malformed)"
+    return text
+
+
+class Store:
+    """An open event store. Use `Store.open()`; close it with `close()` or `with`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = False) -> Store:
+        """Open (and for writers create and migrate) the store at `path`."""
+        path = Path(path)
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"no event store at {path} (a `recovery check` run creates it)")
+            uri = f"file:{path}?mode=ro"
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store's folder {path.parent}: {exc.strerror or exc}") from exc
+            if path.is_dir():
+                raise StoreError(f"{path}: is a directory, not a SQLite database")
+            uri = f"file:{path}"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the event store {path}: {_describe(exc)}") from exc
+        store = cls(path, conn)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if not readonly:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                if version < SCHEMA_VERSION:
+                    store._migrate(version)
+            elif version < SCHEMA_VERSION:
+                raise StoreError(f"{path}: schema version {version}, expected {SCHEMA_VERSION}; run `recovery check` once to migrate it")
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{path}: schema version {version} is newer than this recovery ({SCHEMA_VERSION}); upgrade recovery")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"event store {path}: {_describe(exc)}") from exc
+        except StoreError:
+            conn.close()
+            raise
+        return store
+
+    def _migrate(self, version: int) -> None:
+        with self._write():
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(MIGRATIONS[step]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {step + 1}")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One IMMEDIATE transaction: appends are serialised across processes."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event], *, skip_known: bool = False) -> list[Event]:
+        """Append `events` in one transaction, linking each into the hash chain.
+
+        With `skip_known`, events whose id is already stored are left out (spool replay).
+        """
+        if not events:
+            return []
+        try:
+            with self._write():
+                last = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+                stored: list[Event] = []
+                for e in events:
+                    if skip_known and self.conn.execute("SELECT 1 FROM events WHERE id = ?", (e.id,)).fetchone():
+                        continue
+                    seq += 1
+                    data_json = e.data_json()
+                    h = chain_hash(prev, seq, e, data_json)
+                    self.conn.execute(
+                        "INSERT INTO events (seq, id, ts, host, app, type, run_id, data, prev_hash, hash)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (seq, e.id, e.ts, e.host, e.app, e.type, e.run_id, data_json, prev, h),
+                    )
+                    stored.append(replace(e, seq=seq, prev_hash=prev, hash=h))
+                    prev = h
+                return stored
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the event store {self.path}: {_describe(exc)}") from exc
+
+    # -- reading -------------------------------------------------------------------------
+
+    def query(
+        self,
+        *,
+        app: str | None = None,
+        types: Iterable[str] | None = None,
+        since: str | None = None,
+        after_seq: int | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events matching every filter given, oldest first; `limit` keeps the newest."""
+        where, params = [], []
+        if app is not None:
+            where.append("app = ?")
+            params.append(app)
+        types = list(types or [])
+        if types:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(types)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if after_seq is not None:
+            where.append("seq > ?")
+            params.append(after_seq)
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        sql = "SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {int(limit)})"
+        sql += " ORDER BY seq"
+        try:
+            rows = self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
+        return [_row_to_event(r) for r in rows]
+
+    def last_seq(self) -> int:
+        try:
+            row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
+        return row[0] or 0
+
+    def verify(self) -> VerifyResult:
+        """Walk the hash chain; name the first event that was edited, deleted or inserted out of band."""
+        expected_prev, expected_seq, count = GENESIS, None, 0
+        try:
+            cursor = self.conn.execute(
+                "SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM events ORDER BY seq"
+            )
+            for row in cursor:
+                count += 1
+                seq, data_json, prev_hash, stored_hash = row[0], row[7], row[8], row[9]
+                if expected_seq is not None and seq != expected_seq:
+                    return VerifyResult(count, seq, f"seq jumps from {expected_seq - 1} to {seq}: events were deleted")
+                if prev_hash != expected_prev:
+                    return VerifyResult(
+                        count, seq, "prev_hash does not match the event before it: history before it was changed"
+                    )
+                e = Event(type=row[5], app=row[4], run_id=row[6], ts=row[2], host=row[3], id=row[1])
+                if chain_hash(prev_hash, seq, e, data_json) != stored_hash:
+                    return VerifyResult(count, seq, "its contents do not match its hash: the row was edited")
+                expected_prev, expected_seq = stored_hash, seq + 1
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
+        return VerifyResult(count)
+
+
+def _row_to_event(r: tuple) -> Event:
+    return Event(
+        seq=r[0], id=r[1], ts=r[2], host=r[3], app=r[4], type=r[5], run_id=r[6],
+        data=json.loads(r[7]) if r[7] else {}, prev_hash=r[8], hash=r[9],
+    )  # fmt: skip
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements; CREATE TRIGGER bodies keep their inner semicolons."""
+    statements, buf = [], ""
+    for line in script.strip().splitlines():
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements
+
+
+# -- the spool: where events go while the store is unusable -----------------------------
+
+
+def spool_path(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".spool")
+
+
+def spool_write(path: Path, events: Sequence[Event]) -> None:
+    """Append events as JSON lines, flushed to disk before returning."""
+    lines = "".join(json.dumps(e.to_dict(), sort_keys=True, default=str) + "\n" for e in events)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, lines.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def spool_replay(store: Store) -> int:
+    """Append every spooled event to `store` once, in order; return how many were new.
+
+    The spool is renamed before it is read, so two runs never replay the same file; ids
+    already stored are skipped, so a crash between commit and unlink replays nothing twice.
+    """
+    spool = spool_path(store.path)
+    pending = sorted(spool.parent.glob(spool.name + ".replaying-*"))
+    if spool.exists():
+        claimed = spool.with_name(f"{spool.name}.replaying-{os.getpid()}")
+        try:
+            os.rename(spool, claimed)
+            pending.append(claimed)
+        except FileNotFoundError:
+            pass  # another run claimed it first
+    total = 0
+    for file in pending:
+        events = []
+        try:
+            text = file.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(Event.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line from a crash mid-write
+        total += len(store.append(events, skip_known=True))
+        with contextlib.suppress(FileNotFoundError):
+            file.unlink()
+    return total
+
+
+class Recorder:
+    """Where one run's events go: the store when it works, else the spool beside it.
+
+    The audit log never blocks recovery: a store that cannot be opened or written turns
+    this recorder into a spool writer, and `problem` says why.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self.spool = spool_path(path)
+        self.store: Store | None = None
+        self.problem: str | None = None
+        self.buffer: list[Event] = []
+        self.spooled = 0
+        self.replayed = 0
+        self.lost: list[Event] = []
+        try:
+            self.store = Store.open(path, busy_timeout=busy_timeout)
+            self.replayed = spool_replay(self.store)
+        except StoreError as exc:
+            self._fail(str(exc))
+
+    def _fail(self, problem: str) -> None:
+        if self.problem is None:
+            self.problem = problem
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def emit(self, type: str, app: str | None, run_id: str, **data: object) -> Event:
+        e = Event(type=type, app=app, run_id=run_id, data=dict(data))
+        self.buffer.append(e)
+        return e
+
+    def flush(self) -> None:
+        events, self.buffer = self.buffer, []
+        if not events:
+            return
+        if self.store is not None:
+            try:
+                self.store.append(events)
+                return
+            except StoreError as exc:
+                self._fail(str(exc))
+        try:
+            spool_write(self.spool, events)
+            self.spooled += len(events)
+        except OSError as exc:
+            self.lost.extend(events)
+            self.problem = f"{self.problem}; the spool {self.spool} cannot be written either ({exc.strerror or exc})"
+
+    def since(self, seq: int, app: str | None = None) -> list[Event]:
+        """Stored events after `seq` (empty when the store is unusable)."""
+        if self.store is None:
+            return []
+        try:
+            return self.store.query(after_seq=seq, app=app)
+        except StoreError as exc:
+            self._fail(str(exc))
+            return []
+
+    def last_seq(self) -> int:
+        if self.store is None:
+            return 0
+        try:
+            return self.store.last_seq()
+        except StoreError as exc:
+            self._fail(str(exc))
+            return 0
+
+    def close(self) -> None:
+        self.flush()
+        if self.store is not None:
+            self.store.close()
