@@ -299,7 +299,8 @@ def proc_instance(name: str, pm_id: int, pid: int, pidfile_mtime: float) -> Inst
 
 def pidfile_view(name: str, home: Path) -> ProcessView | None:
     """Live instances of `name` from `$PM2_HOME/pids/NAME-ID.pid`; None when that is not enough."""
-    pattern = re.compile(re.escape(name) + r"-(\d+)\.pid")
+    # PM2 writes `pids/NAME-PM_ID.pid`, with characters outside [A-Za-z0-9.-] turned into '-'.
+    pattern = re.compile(re.escape(re.sub(r"[^A-Za-z0-9.-]", "-", name)) + r"-(\d+)\.pid")
     instances = []
     try:
         entries = list(os.scandir(home / "pids"))

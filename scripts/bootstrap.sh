@@ -4,7 +4,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PM2_VERSION="${RECOVERY_PM2_VERSION:-6.0.14}"
+# Keep in step with PM2_VERSION in tests/conftest.py (used when pytest runs on its own).
+PM2_VERSION="${RECOVERY_TEST_PM2_VERSION:-7.0.4}"
 VENV="$ROOT/.venv"
 PM2_PREFIX="$ROOT/.cache/pm2/$PM2_VERSION"
 

@@ -1,0 +1,101 @@
+'use strict';
+// Small HTTP app used by the tests and by `recovery demo`. It can be told to
+// fail in the ways real Node.js apps fail under PM2: a blocked event loop
+// (hang), requests that are never answered (stall), a crash, error statuses
+// and slow answers. No npm dependencies, so it runs on any Node 18+.
+const http = require('http');
+const fs = require('fs');
+
+const HOST = process.env.HOST || '127.0.0.1';
+const PORT = Number(process.env.PORT);
+if (!process.env.PORT || !Number.isInteger(PORT) || PORT < 0) {
+  console.error('error: the PORT environment variable is required');
+  process.exit(2);
+}
+
+// Marker files are checked at every start, so a PM2 restart sees them too:
+// that is how a test makes an app that stays broken after a restart.
+function marker(envName) {
+  const file = process.env[envName];
+  return Boolean(file) && fs.existsSync(file);
+}
+
+// Never returns: the CPU is pinned, no callback or signal handler ever runs,
+// yet the process stays alive, so PM2 keeps reporting it as `online`.
+function busyLoop() {
+  for (;;) {}
+}
+
+if (marker('CRASH_ON_START_FILE')) {
+  // stderr writes to pipes and files are synchronous, so this line gets out.
+  process.stderr.write(`error: crash on start (${process.env.CRASH_ON_START_FILE} exists)\n`);
+  process.exit(1);
+}
+
+let stalled = marker('STALL_ON_START_FILE');
+let statusOverride = 200;
+let delayMs = 0;
+
+function sendJson(res, status, body, extraHeaders) {
+  res.writeHead(status, { 'Content-Type': 'application/json', ...extraHeaders });
+  res.end(JSON.stringify(body));
+}
+
+// Control actions answer first and act ~50 ms later, so the caller gets its
+// 200 before the app goes bad. `Connection: close` keeps clients from
+// reusing a socket to a server that is about to stop answering.
+const controls = {
+  hang: () => busyLoop(),
+  stall: () => { stalled = true; },
+  crash: () => {
+    process.stderr.write('error: crash requested via /__control/crash\n');
+    process.exit(1);
+  },
+  status: (q) => { statusOverride = Number(q.get('code')) || 500; },
+  slow: (q) => { delayMs = Number(q.get('ms')) || 0; },
+};
+
+const server = http.createServer((req, res) => {
+  if (stalled) return; // accepted, read, never answered: the loop stays idle
+  const url = new URL(req.url, 'http://localhost');
+  const path = url.pathname;
+
+  if (path.startsWith('/__control/')) {
+    const action = controls[path.slice('/__control/'.length)];
+    if (!action) return sendJson(res, 404, { ok: false, error: 'unknown control' });
+    sendJson(res, 200, { ok: true, control: path, pid: process.pid }, { Connection: 'close' });
+    setTimeout(() => action(url.searchParams), 50);
+    return;
+  }
+  if (path === '/slow') {
+    const ms = Number(url.searchParams.get('ms')) || 0;
+    setTimeout(() => sendJson(res, 200, { ok: true, pid: process.pid, slept: ms }), ms);
+    return;
+  }
+  if (path === '/' || path === '/health') {
+    const answer = () => sendJson(res, statusOverride, {
+      ok: statusOverride < 400, pid: process.pid, uptime: process.uptime(),
+    });
+    if (delayMs > 0) setTimeout(answer, delayMs);
+    else answer();
+    return;
+  }
+  sendJson(res, 404, { ok: false, error: 'not found' });
+});
+
+server.listen(PORT, HOST, () => {
+  console.log(`listening on ${HOST}:${PORT} pid ${process.pid}`);
+  if (marker('HANG_ON_START_FILE')) busyLoop();
+});
+
+// Shut down cleanly like a real (Next.js) app. A busy-looping process never
+// runs this handler, so PM2 must fall back to SIGKILL after kill_timeout.
+function shutdown(signal) {
+  console.log(`${signal} received, closing server`);
+  server.close(() => process.exit(0));
+  // Stalled requests would keep close() waiting (closeAllConnections: Node 18.2+).
+  if (server.closeAllConnections) server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.on('SIGTERM', () => shutdown('SIGTERM'));
