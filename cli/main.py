@@ -70,9 +70,7 @@ def check(
 ) -> None:
     """Probe every app, restart a hung one through PM2, verify it, and record each step.
 
-    Exit codes follow the Nagios plugin convention: 0 OK, 1 WARNING (was down, recovered),
-    2 CRITICAL (down and not recovered, stopped, unknown to PM2), 3 UNKNOWN (bad config,
-    unusable store, pm2 not found).
+    Exit codes follow the Nagios plugin convention: 0 OK, 1 WARNING (was down, recovered), 2 CRITICAL (down and not recovered, stopped, unknown to PM2), 3 UNKNOWN (bad config, unusable store, pm2 not found).
 
     Example: recovery check --config /etc/recovery.toml
     """
@@ -169,8 +167,9 @@ def _expand_types(types: list[str], known: dict[str, str]) -> list[str]:
 @app.command()
 @guarded
 def verify(config: ConfigOption = None) -> None:
-    """Check the hash chain of the event store: exits 2 naming the first event that was
-    edited, deleted or inserted out of band.
+    """Check the hash chain of the event store.
+
+    Exits 2 naming the first event that was edited, deleted or inserted out of band.
 
     Example: recovery verify
     """
@@ -242,10 +241,9 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the demo's PM2 daemon and app running afterwards.")] = False,
     workdir: Annotated[Optional[Path], typer.Option(help="Folder for the demo's PM2_HOME, config and store. Default: a new temp folder.", show_default=False)] = None,
 ) -> None:
-    """Run the whole story on a demo app under its own PM2: healthy, hung, detected,
-    restarted, verified, and the event trail.
+    """Run the whole story on a demo app under its own PM2.
 
-    Needs node and pm2 (set PM2 or put pm2 on PATH). Touches no other PM2.
+    The app is checked while healthy, made to hang, detected, restarted, verified, and the event trail is shown. Needs node and pm2 ($PM2 or on PATH); uses its own PM2_HOME, so no other PM2 is touched.
 
     Example: recovery demo
     """

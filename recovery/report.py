@@ -42,9 +42,19 @@ def _value(v: Any) -> str:
     return f'"{text}"' if (" " in text or not text) else text
 
 
+def _field(key: str, v: Any) -> str:
+    if key == "command" and isinstance(v, list):
+        return _value(" ".join(str(x) for x in v))
+    if key == "memory" and isinstance(v, int):
+        return f"{v / 1048576:.1f}MB"
+    return _value(v)
+
+
 def format_event(e: Event) -> str:
     """One line: time, seq, app, type, then the data as key=value."""
     keys = [k for k in _LEADING if k in e.data] + sorted(k for k in e.data if k not in _LEADING)
-    fields = " ".join(f"{k}={_value(e.data[k])}" for k in keys if e.data[k] is not None and k != "inputs")
+    fields = " ".join(
+        f"{k}={_field(k, e.data[k])}" for k in keys if e.data[k] not in (None, "", [], {}) and k != "inputs"
+    )
     ts = e.ts.replace("T", " ").rstrip("Z")
     return f"{ts}  #{e.seq:<6} {(e.app or '-'):<12} {e.type:<20} {fields}".rstrip()

@@ -70,6 +70,7 @@ def test_a_healthy_app_exits_0_and_is_not_restarted(pm2, tmp_path):
     ]  # fmt: skip
     sample = stored(config, "web")[1]
     assert sample.data["pid"] == pid and sample.data["memory"] > 0
+    assert sample.data["source"] == "pidfile"  # no pm2 CLI call (0.2 s of Node start-up) when healthy
     assert app.pids() == [pid] and restart_time(app) == 0
 
 
@@ -273,3 +274,28 @@ def test_events_follow_prints_events_as_they_arrive(pm2, tmp_path):
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+def test_several_apps_are_checked_in_one_run_and_the_worst_sets_the_exit_code(pm2, tmp_path):
+    web, api = pm2.start_app("web"), pm2.start_app("api")
+    config = write_config(tmp_path, pm2, web, api)
+    api.control("hang")
+    proc = recovery(pm2, "check", "--config", str(config))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("web OK") and lines[1].startswith("api RECOVERED")
+    assert [e.app for e in stored(config) if e.type == "restart.requested"] == ["api"]
+
+
+def test_cluster_mode_is_one_app_reloaded_with_zero_downtime_restart(pm2, tmp_path):
+    app = pm2.start_app("web", instances=2)
+    old = set(app.pids())
+    config = write_config(tmp_path, pm2, app, restart_command='"reload"')
+    app.control("hang")
+    app.control("hang")  # round robin: the second request reaches the other worker
+    proc = recovery(pm2, "check", "--config", str(config))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("web RECOVERED reloaded after")
+    requested = next(e for e in stored(config, "web") if e.type == "restart.requested")
+    assert requested.data["command"] == ["pm2", "reload", "web"]
+    assert not (set(app.pids()) & old) and app.answers()

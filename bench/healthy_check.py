@@ -1,0 +1,96 @@
+"""Benchmark: wall time and peak RSS of a healthy `recovery check`, as cron runs it.
+
+Starts the demo server under a private PM2 (own PM2_HOME), then times N runs of
+`python -c pass` (the floor) and N runs of `recovery check`, each a fresh process.
+Prints medians and the ratio. Run: .venv/bin/python bench/healthy_check.py [-n 5]
+Needs pm2: $PM2, else on PATH (./test.sh or ./demo.sh install one under .cache/).
+GNU time (Debian package `time`) gives exact peak RSS; without it the figure is an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from recovery.demo import SERVER_JS, _wait_healthy, free_port
+from recovery.pm2 import find_pm2
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit code) of one child process.
+
+    Peak RSS comes from GNU time when present: a child forked straight from this (larger)
+    Python would report this process's RSS as its own high-water mark.
+    """
+    gnu_time = shutil.which("time", path="/usr/bin:/bin")
+    rss_file = None
+    if gnu_time:
+        rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False)
+        argv = [gnu_time, "-f", "%M", "-o", rss_file.name, *argv]
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    rss_mb = usage.ru_maxrss / 1024
+    if rss_file is not None:
+        rss_mb = int(Path(rss_file.name).read_text().split()[-1]) / 1024
+        os.unlink(rss_file.name)
+    return wall, rss_mb, os.waitstatus_to_exitcode(status)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=5, help="runs of each command (median reported)")
+    args = parser.parse_args()
+    pm2 = find_pm2(os.environ.get("PM2"))
+    home = Path(tempfile.mkdtemp(prefix="rbench-", dir="/tmp"))
+    env = dict(os.environ, PM2_HOME=str(home / "pm2"))
+    # As installed by pip: byte-code compiled once, then read from __pycache__.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PATH"] = os.pathsep.join([str(pm2.parent), env.get("PATH", "")])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    config = home / "recovery.toml"
+    config.write_text(
+        f'[store]\npath = "recovery.db"\n[pm2]\nbin = "{pm2}"\n'
+        f'[[apps]]\nname = "bench"\nurl = "{url}"\ntimeout = "2s"\n'
+    )
+    try:
+        subprocess.run([str(pm2), "start", str(SERVER_JS), "--name", "bench"], env=dict(env, PORT=str(port)),
+                       check=True, capture_output=True)  # fmt: skip
+        if not _wait_healthy(url, time.monotonic() + 30):
+            print("the benchmark app did not start", file=sys.stderr)
+            return 1
+        check = [sys.executable, "-m", "recovery_cli.main", "check", "--config", str(config)]
+        exe = shutil.which("recovery", path=str(Path(sys.executable).parent))
+        if exe:
+            check = [exe, "check", "--config", str(config)]
+        timed(check, env)  # warm the page cache and create the store
+        floor, runs = [], []
+        for _ in range(args.n):  # interleaved, so both see the same background noise
+            floor.append(timed([sys.executable, "-c", "pass"], env))
+            runs.append(timed(check, env))
+        if any(code != 0 for _, _, code in runs):
+            print(f"a check did not exit 0: {[c for _, _, c in runs]}", file=sys.stderr)
+            return 1
+        f_wall = statistics.median(w for w, _, _ in floor)
+        c_wall = statistics.median(w for w, _, _ in runs)
+        c_rss = statistics.median(r for _, r, _ in runs)
+        print(f"python -c pass : median {f_wall * 1000:6.1f} ms  peak RSS {statistics.median(r for _, r, _ in floor):5.1f} MB  (n={args.n})")
+        print(f"recovery check : median {c_wall * 1000:6.1f} ms  peak RSS {c_rss:5.1f} MB  (n={args.n}, healthy app)")
+        print(f"ratio          : {c_wall / f_wall:.1f}x python start-up; runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in runs)} ms")
+        return 0
+    finally:
+        subprocess.run([str(pm2), "kill"], env=env, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
