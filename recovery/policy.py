@@ -65,19 +65,19 @@ def decide(attempts: Sequence[Attempt], view: ProcessView | None, pm2_problem: s
 def decide_under_lock(first: Decision, since_start: Sequence[Event], run_id: str) -> Decision:
     """Re-take a restart decision once the app's lock is held, from the events another run wrote.
 
-    Another run may have restarted the app while this one was probing or waiting for the lock:
-    its outcome stands, and the app is not restarted twice.
+    Another run may have restarted the app while this one was probing or waiting for the lock,
+    or just before this run started (its verification then ends after our start): its outcome
+    stands, and the app is not restarted twice.
     """
     if first.action != "restart":
         return first
-    others = [e for e in since_start if e.run_id != run_id]
-    requested = [e for e in others if e.type == "restart.requested"]
-    if not requested:
+    kinds = ("restart.requested", "restart.failed", "verification.passed", "verification.failed")
+    others = [e for e in since_start if e.run_id != run_id and e.type in kinds]
+    if not others:
         return first
-    other_run = requested[-1].run_id
-    outcome = [e for e in others if e.run_id == other_run and e.type in ("verification.passed", "verification.failed", "restart.failed")]
-    inputs = dict(first.inputs, other_run=other_run, other_restart_seq=requested[-1].seq)
-    if outcome and outcome[-1].type == "verification.passed":
+    last = others[-1]
+    other_run = last.run_id or "?"
+    inputs = dict(first.inputs, other_run=other_run, other_event_seq=last.seq)
+    if last.type == "verification.passed":
         return Decision("none", f"already restarted by run {other_run[:8]} and verified healthy", inputs)
-    ended = outcome[-1].type if outcome else "no outcome recorded"
-    return Decision("escalate", f"already restarted by run {other_run[:8]} without recovery ({ended})", inputs)
+    return Decision("escalate", f"already restarted by run {other_run[:8]} without recovery ({last.type})", inputs)

@@ -46,7 +46,9 @@ ensure_venv() {
     want="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         say "installing recovery and its test tools into $VENV"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+        local log="$ROOT/.cache/pip-install.log"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" >"$log" 2>&1 ||
+            { cat "$log" >&2; say "pip install failed (log: $log)"; exit 3; }
         echo "$want" >"$stamp"
     fi
 }
@@ -57,7 +59,8 @@ ensure_pm2() {
     if [ ! -x "$PM2_PREFIX/node_modules/.bin/pm2" ]; then
         say "installing pm2@$PM2_VERSION from npm into $PM2_PREFIX"
         local tmp; tmp="$(mktemp -d "$ROOT/.cache/pm2-install.XXXXXX")"
-        npm install --no-audit --no-fund --loglevel=error --prefix "$tmp" "pm2@$PM2_VERSION" >/dev/null
+        npm install --no-audit --no-fund --loglevel=error --prefix "$tmp" "pm2@$PM2_VERSION" >/dev/null ||
+            { rm -rf "$tmp"; say "npm install pm2@$PM2_VERSION failed"; exit 3; }
         mkdir -p "$(dirname "$PM2_PREFIX")"
         rm -rf "$PM2_PREFIX"; mv "$tmp" "$PM2_PREFIX"
     fi

@@ -72,3 +72,10 @@ def test_under_the_lock_a_failed_restart_by_another_run_escalates_instead_of_res
 def test_under_the_lock_our_own_events_do_not_count_as_another_restart():
     first = decide(FAILED, view("online"))
     assert decide_under_lock(first, [_event("restart.requested", "me", 5)], run_id="me").action == "restart"
+
+
+def test_under_the_lock_a_restart_that_began_before_this_run_but_verified_after_its_start_counts():
+    # Run A restarted the app just before run B started; B probed the warming-up app and failed.
+    first = decide(FAILED, view("online"))
+    d = decide_under_lock(first, [_event("verification.passed", "other", 9)], run_id="me")
+    assert d.action == "none"
