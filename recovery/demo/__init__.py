@@ -117,7 +117,8 @@ verify_timeout = "30s"
                 echo(format_event(e))
             chain = store.verify()
         echo(f"\n$ recovery verify\nOK hash chain intact, {chain.count} events" if chain.ok else f"chain broken at {chain.first_bad_seq}")
-        echo(f"\nLook around: RECOVERY_CONFIG={config_path} recovery events --type 'restart.*'")
+        me = sys.argv[0] if os.path.basename(sys.argv[0]) == "recovery" else "recovery"
+        echo(f"\nLook around: RECOVERY_CONFIG={config_path} {me} events --type 'restart.*'")
         return 0 if (first, second) == (0, 1) and chain.ok else 1
     finally:
         if keep:
