@@ -19,7 +19,13 @@ from .config import AppConfig, Config
 from .errors import Pm2Error
 from .pm2 import Pm2, ProcessView, find_pm2, pidfile_view
 from .probe import Attempt, make_client, probe_once
+from .events import utc_now as _utc_now_text
+from .projections import parse_ts
 from .store import Recorder
+
+def utc_now() -> Any:
+    return parse_ts(_utc_now_text())
+
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -137,6 +143,7 @@ class Checker:
                   dry_run=self.dry_run, pid=os.getpid())  # fmt: skip
         self.start_seq = self.rec.last_seq()
         self.rec.flush()
+        self.rec.fold()
         try:
             self.pm2 = Pm2(find_pm2(self.config.pm2.bin, self.environ), self.environ)
         except Pm2Error as exc:
@@ -182,46 +189,63 @@ class Checker:
         return view, None
 
     def check_app(self, app: AppConfig) -> AppResult:
+        history = self.rec.history(app.name, utc_now(), app.window)
         with make_client(app.url, app.timeout, self.transport) as client:
             attempts = self.probe(app, client)
             if attempts[-1].ok:
-                return self.healthy(app, attempts[-1])
+                assert self.pm2 is not None
+                view: ProcessView | None = pidfile_view(app.name, self.pm2.home)
+                if view is not None:
+                    self.emit("process.sampled", app.name, **view.data())
+                else:
+                    view, _ = self.full_view(app)
+                decision = policy.decide(attempts, view, app=app, history=history, now=utc_now())
+                self.emit("decision.made", app.name, **decision.data())
+                return self.outcome(app, decision, attempts)
             # Sample before any restart, so the record shows the process as it was when it hung.
             view, pm2_problem = self.full_view(app)
-            decision = policy.decide(attempts, view, pm2_problem)
+            decision = policy.decide(attempts, view, pm2_problem, app=app, history=history, now=utc_now())
             self.rec.flush()
             return self.act(app, client, attempts, decision)
 
-    def healthy(self, app: AppConfig, attempt: Attempt) -> AppResult:
-        assert self.pm2 is not None
-        view = pidfile_view(app.name, self.pm2.home)
-        if view is not None:
-            self.emit("process.sampled", app.name, **view.data())
-        else:
-            view, problem = self.full_view(app)
-            if view is not None and not view.known:
-                reason = f"answers at {app.url}, but PM2 has no process named {app.name!r} (PM2_HOME={self.pm2.home})"
-                self.emit("decision.made", app.name, action="escalate", reason=reason, inputs={"pm2_status": "unknown"})
-                return AppResult(app.name, CRITICAL, "CRITICAL", reason, attempt.latency_ms, action="escalate")
-        self.emit("decision.made", app.name, action="none", reason="healthy",
-                  inputs={"latency_ms": round(attempt.latency_ms, 1), "status": attempt.status})  # fmt: skip
-        return AppResult(app.name, OK, "OK", f"{attempt.latency_ms:.0f}ms", attempt.latency_ms)
+    def outcome(self, app: AppConfig, decision: policy.Decision, attempts: list[Attempt]) -> AppResult:
+        """The result line of a decision that needs no restart."""
+        last = attempts[-1] if attempts else None
+        latency = last.latency_ms if last is not None and last.ok else None
+        state, action, reason = decision.state, decision.action, decision.reason
+        if action == "escalate":
+            return AppResult(app.name, CRITICAL, "CRITICAL", reason, latency, action=action)
+        if state == "healthy":
+            return AppResult(app.name, OK, "OK", f"{latency:.0f}ms" if latency is not None else reason, latency)
+        if state == "paused":
+            extra = f"; {latency:.0f}ms" if latency is not None else ""
+            return AppResult(app.name, OK, "PAUSED", reason + extra, latency, action=action)
+        if state == "degraded":
+            return AppResult(app.name, WARNING, "DEGRADED", reason, latency, action=action)
+        if state == "suspended":
+            return AppResult(app.name, CRITICAL, "SUSPENDED", reason, action=action)
+        if state == "recovering":
+            return AppResult(app.name, WARNING, "RECOVERING", reason, action=action)
+        if state == "stopped":
+            return AppResult(app.name, CRITICAL, "CRITICAL", reason, action=action)
+        return AppResult(app.name, CRITICAL, "DOWN", reason, action=action)
 
     def act(self, app: AppConfig, client: Any, attempts: list[Attempt], decision: policy.Decision) -> AppResult:
         failures = policy.failure_summary(attempts)
         if decision.action == "restart" and self.dry_run:
-            self.emit("decision.made", app.name, **decision.data(), dry_run=True)
+            self.emit("decision.made", app.name, **{**decision.data(), "state": "down"}, dry_run=True)
             return AppResult(app.name, CRITICAL, "DOWN", f"{decision.reason}; would restart (dry run, nothing done)",
                              action="restart")  # fmt: skip
-        if decision.action not in ("restart", "wait"):
+        if decision.action != "restart" and not (decision.action == "wait" and decision.verify):
             self.emit("decision.made", app.name, **decision.data())
-            return AppResult(app.name, CRITICAL, "CRITICAL", decision.reason, action=decision.action)
+            return self.outcome(app, decision, attempts)
 
         lock_wait = app.verify_timeout + app.timeout * app.retries + 120
         with app_lock(self.config.store.path, app.name, lock_wait, self.sleep) as held:
             if not held:
                 reason = f"{failures}; another recovery run held the lock for {lock_wait:.0f}s"
-                self.emit("decision.made", app.name, action="escalate", reason=reason, inputs=decision.inputs)
+                self.emit("decision.made", app.name, action="escalate", reason=reason, state="down",
+                          inputs=decision.inputs)  # fmt: skip
                 return AppResult(app.name, CRITICAL, "CRITICAL", reason, action="escalate")
             decision = policy.decide_under_lock(decision, self.rec.since(self.start_seq, app.name), self.run_id)
             self.emit("decision.made", app.name, **decision.data())

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +52,18 @@ class AppConfig:
     expect_status: tuple[tuple[int, int], ...]
     verify_timeout: float
     restart_command: str
+    # Loop protection ([policy], overridable per app) and the degraded threshold.
+    max_restarts: int = 3
+    window: float = 1800.0
+    restart_grace: float = 60.0
+    slow_threshold: float | None = None
+    # Keys the app's own table set, so `recovery watch` knows which probe settings it may tighten.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    def for_watch(self, watch: WatchConfig) -> AppConfig:
+        "This app as `recovery watch` probes it: [watch] probe settings unless the app set its own."
+        changes = {k: getattr(watch, k) for k in ("timeout", "retries", "retry_delay") if k not in self.explicit}
+        return replace(self, **changes) if changes else self
 
     def status_ok(self, code: int) -> bool:
         "Whether an HTTP status code counts as healthy for this app."
@@ -70,11 +82,33 @@ class Pm2Config:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    max_restarts: int = 3
+    window: float = 1800.0
+    restart_grace: float = 60.0
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    "How `recovery watch` probes: detection in seconds, not cron's minutes."
+
+    interval: float = 2.0
+    timeout: float = 2.0
+    retries: int = 2
+    retry_delay: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     store: StoreConfig
     pm2: Pm2Config
     apps: tuple[AppConfig, ...]
+    policy: PolicyConfig = PolicyConfig()
+    watch: WatchConfig = WatchConfig()
+
+    def app(self, name: str) -> AppConfig | None:
+        return next((a for a in self.apps if a.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -370,13 +404,34 @@ class _Checker:
         self.problems.append(Problem(self.locator.line(parts), _dotted(parts), message, self.path))
 
     def check(self, document: dict[str, Any]) -> Config | None:
-        self.unknown_keys(document, (), ("store", "pm2", "apps"))
+        self.unknown_keys(document, (), ("store", "pm2", "policy", "watch", "apps"))
         store = self.store(self.table(document, "store"))
         pm2 = self.pm2(self.table(document, "pm2"))
+        self.policy_defaults = policy = self.policy(self.table(document, "policy"))
+        watch = self.watch(self.table(document, "watch"))
         apps = self.apps(document.get("apps", _MISSING))
         if self.problems:
             return None
-        return Config(source=self.path, store=store, pm2=pm2, apps=apps)
+        return Config(source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch)
+
+    def policy(self, table: dict[str, Any]) -> PolicyConfig:
+        self.unknown_keys(table, ("policy",), _POLICY_KEYS)
+        d = PolicyConfig()
+        return PolicyConfig(
+            max_restarts=self.field(table, ("policy",), "max_restarts", _retries, d.max_restarts),
+            window=self.field(table, ("policy",), "window", _duration(), d.window),
+            restart_grace=self.field(table, ("policy",), "restart_grace", _duration(allow_zero=True), d.restart_grace),
+        )
+
+    def watch(self, table: dict[str, Any]) -> WatchConfig:
+        self.unknown_keys(table, ("watch",), ("interval", "timeout", "retries", "retry_delay"))
+        d = WatchConfig()
+        return WatchConfig(
+            interval=self.field(table, ("watch",), "interval", _duration(), d.interval),
+            timeout=self.field(table, ("watch",), "timeout", _duration(), d.timeout),
+            retries=self.field(table, ("watch",), "retries", _retries, d.retries),
+            retry_delay=self.field(table, ("watch",), "retry_delay", _duration(allow_zero=True), d.retry_delay),
+        )
 
     def table(self, document: dict[str, Any], key: str) -> dict[str, Any]:
         value = document.get(key, {})
@@ -467,10 +522,20 @@ class _Checker:
             expect_status=self.field(table, parts, "expect_status", parse_status_ranges, ((200, 399),)),
             verify_timeout=self.field(table, parts, "verify_timeout", _duration(), 60.0),
             restart_command=self.field(table, parts, "restart_command", _restart_command, "restart"),
+            max_restarts=self.field(table, parts, "max_restarts", _retries, self.policy_defaults.max_restarts),
+            window=self.field(table, parts, "window", _duration(), self.policy_defaults.window),
+            restart_grace=self.field(
+                table, parts, "restart_grace", _duration(allow_zero=True), self.policy_defaults.restart_grace
+            ),
+            slow_threshold=self.field(table, parts, "slow_threshold", _duration(), None),
+            explicit=frozenset(k for k in table if k in _APP_KEYS),
         )
 
 
+_POLICY_KEYS = ("max_restarts", "window", "restart_grace")
 _APP_KEYS = (
+    *_POLICY_KEYS,
+    "slow_threshold",
     "name",
     "url",
     "timeout",
@@ -635,20 +700,33 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ("[pm2]", ""),
         ('# bin = "pm2"', "pm2 name or path; leave out to find it automatically"),
         ("", ""),
+        ("[policy]", "restart-loop protection; an [[apps]] table may repeat any of these"),
+        ("max_restarts = 3", "restarts allowed inside `window`; then the app is suspended"),
+        ('window = "30m"', "the window restarts are counted in"),
+        ('restart_grace = "60s"', "warm-up after a restart: failures inside it restart nothing"),
+        ("", ""),
+        ("[watch]", "how `recovery watch` probes apps that set no timeout/retries of their own"),
+        ('interval = "2s"', "from the start of one check to the next"),
+        ('timeout = "2s"', "per attempt"),
+        ("retries = 2", "failed attempts before the app counts as down"),
+        ('retry_delay = "0s"', "pause between attempts"),
+        ("", ""),
         ("[[apps]]", "one table per PM2 process to watch"),
         (f"name = {_toml_string(name)}", "the PM2 process name"),
         (f"url = {_toml_string(url)}", "what to probe (http or https)"),
-        ('timeout = "10s"', "per attempt"),
-        ("retries = 3", "failed attempts before the app counts as down"),
-        ('retry_delay = "5s"', "pause between attempts"),
-        ('expect_status = "200-399"', 'healthy status codes, e.g. "200" or "200-299,301"'),
-        ('verify_timeout = "60s"', "how long to wait for the app to answer after a restart"),
-        ('restart_command = "restart"', '"restart", or "reload" for zero-downtime cluster mode'),
+        ('# timeout = "10s"', "per attempt"),
+        ("# retries = 3", "failed attempts before the app counts as down"),
+        ('# retry_delay = "5s"', "pause between attempts"),
+        ('# expect_status = "200-399"', 'healthy status codes, e.g. "200" or "200-299,301"'),
+        ('# verify_timeout = "60s"', "how long to wait for the app to answer after a restart"),
+        ('# restart_command = "restart"', '"restart", or "reload" for zero-downtime cluster mode'),
+        ('# slow_threshold = "2s"', "answers slower than this mark the app degraded (exit 1)"),
     ]
     width = max(len(code) for code, _ in rows)
     lines = [
         "# recovery configuration (TOML). Durations: 500ms, 30s, 5m, 1h, 7d.",
-        "# Copy the [[apps]] table once per app to watch more than one.",
+        "# Copy the [[apps]] table once per app to watch more than one. Commented keys show",
+        "# the defaults; an app that sets timeout/retries/retry_delay keeps them in `recovery watch`.",
         "",
     ]
     for code, comment in rows:

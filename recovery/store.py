@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import StoreError
 from .events import Event
@@ -396,6 +397,29 @@ class Recorder:
         except StoreError as exc:
             self._fail(str(exc))
             return []
+
+    def fold(self) -> None:
+        """Bring the projections up to date (the policy reads them); a failure makes the store unusable."""
+        if self.store is None:
+            return
+        from . import projections
+
+        try:
+            projections.fold(self.store.conn)
+        except StoreError as exc:
+            self._fail(str(exc))
+
+    def history(self, app: str, now: Any, window: float) -> Any:
+        """The app's `projections.History` (empty when the store is unusable)."""
+        from . import projections
+
+        if self.store is None:
+            return projections.History()
+        try:
+            return projections.history(self.store.conn, app, now, window)
+        except sqlite3.Error as exc:
+            self._fail(f"cannot read the projections: {exc}")
+            return projections.History()
 
     def last_seq(self) -> int:
         if self.store is None:

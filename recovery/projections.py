@@ -1,0 +1,534 @@
+"""Projections: read models folded from `events`, disposable and rebuilt identically.
+
+Tables (same database, so Datasette and `sqlite3` see them):
+    app_state       one row per app: state and since-when, last check, last PM2 sample, pause, suspension
+    incidents       one row per outage: first failed check to verified recovery (or still open)
+    restarts        every restart: ours (check, schedule, operator) and PM2's own (sample deltas)
+    probe_hourly    per app and UTC hour: probes, failures, seconds up/down, latency histogram
+    projection_meta the last `seq` folded, written in the same transaction as the rows
+
+`fold()` is incremental; `rebuild()` drops everything and folds from seq 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import StoreError
+
+VERSION = 1  # bump when the fold changes: stale projections are rebuilt on open
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projection_meta (
+    name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS app_state (
+    app TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since TEXT NOT NULL,
+    since_seq INTEGER NOT NULL,
+    reason TEXT,
+    last_check_at TEXT,
+    last_check_seq INTEGER,
+    last_latency_ms REAL,
+    pm2_status TEXT,
+    pid INTEGER,
+    memory INTEGER,
+    cpu REAL,
+    uptime_s REAL,
+    sampled_at TEXT,
+    restart_time INTEGER,
+    instances INTEGER,
+    paused_until TEXT,
+    pause_reason TEXT,
+    suspended_at TEXT,
+    suspend_reason TEXT,
+    lifted_at TEXT,
+    open_incident INTEGER,
+    last_restart_at TEXT
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    started_seq INTEGER NOT NULL,
+    ended_at TEXT,
+    ended_seq INTEGER,
+    duration_s REAL,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL DEFAULT 'open',
+    first_reason TEXT,
+    evidence TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS incidents_app_start ON incidents (app, started_at);
+CREATE TABLE IF NOT EXISTS restarts (
+    seq INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    at TEXT NOT NULL,
+    by TEXT NOT NULL,
+    source TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    reason TEXT,
+    outcome TEXT,
+    run_id TEXT,
+    incident_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS restarts_app_at ON restarts (app, at);
+CREATE TABLE IF NOT EXISTS probe_hourly (
+    app TEXT NOT NULL,
+    hour TEXT NOT NULL,
+    probes INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    up_s REAL NOT NULL DEFAULT 0,
+    down_s REAL NOT NULL DEFAULT 0,
+    latency_sum REAL NOT NULL DEFAULT 0,
+    latency_n INTEGER NOT NULL DEFAULT 0,
+    latency_hist TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (app, hour)
+);
+"""
+TABLES = ("app_state", "incidents", "restarts", "probe_hourly", "projection_meta")
+
+# States an app can be in. `paused` is a state too, but only while `paused_until` lies ahead.
+UP_STATES = {"healthy", "degraded"}
+DOWN_STATES = {"down", "recovering", "suspended", "stopped"}
+# An interval between two checks longer than this is not counted as up or down time:
+# nobody was looking (the watcher itself was not running).
+MAX_GAP_S = 900.0
+
+
+def parse_ts(ts: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def format_ts(when: _dt.datetime) -> str:
+    when = when.astimezone(_dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def seconds_between(a: str, b: str) -> float:
+    return (parse_ts(b) - parse_ts(a)).total_seconds()
+
+
+def latency_bucket(ms: float) -> int:
+    """Log-scale bucket: 10 per decade from 1 ms (bucket k covers 10**(k/10) ms)."""
+    return max(0, int(math.floor(10 * math.log10(max(ms, 1.0)))))
+
+
+def bucket_value(k: int) -> float:
+    """A representative latency for bucket k (its geometric middle), in ms."""
+    return 10 ** ((k + 0.5) / 10)
+
+
+def percentile(hist: dict[int, int], q: float) -> float | None:
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for k in sorted(hist):
+        seen += hist[k]
+        if seen >= rank:
+            return round(bucket_value(k), 1)
+    return round(bucket_value(max(hist)), 1)
+
+
+@dataclass
+class _App:
+    """The mutable fold state of one app (a row of app_state)."""
+
+    app: str
+    state: str = "unknown"
+    since: str = ""
+    since_seq: int = 0
+    reason: str | None = None
+    last_check_at: str | None = None
+    last_check_seq: int | None = None
+    last_latency_ms: float | None = None
+    pm2_status: str | None = None
+    pid: int | None = None
+    memory: int | None = None
+    cpu: float | None = None
+    uptime_s: float | None = None
+    sampled_at: str | None = None
+    restart_time: int | None = None
+    instances: int | None = None
+    paused_until: str | None = None
+    pause_reason: str | None = None
+    suspended_at: str | None = None
+    suspend_reason: str | None = None
+    lifted_at: str | None = None
+    open_incident: int | None = None
+    last_restart_at: str | None = None
+    # not stored: our restarts seen since the last full sample, to tell PM2's own apart
+    ours_since_sample: int = field(default=0, repr=False)
+
+
+_STATE_COLUMNS = [f for f in _App.__dataclass_fields__ if f != "ours_since_sample"]
+
+
+class Folder:
+    """Applies events to the projection tables inside one transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.apps: dict[str, _App] = {}
+        self.hourly: dict[tuple[str, str], list[Any]] = {}
+        self.incidents: dict[int, dict[str, Any]] = {}
+
+    # -- loading and saving --------------------------------------------------------------
+
+    def app(self, name: str) -> _App:
+        a = self.apps.get(name)
+        if a is None:
+            row = self.conn.execute(
+                f"SELECT {', '.join(_STATE_COLUMNS)} FROM app_state WHERE app = ?", (name,)
+            ).fetchone()
+            a = _App(**dict(zip(_STATE_COLUMNS, row))) if row else _App(name)
+            self.apps[name] = a
+        return a
+
+    def incident(self, iid: int) -> dict[str, Any]:
+        inc = self.incidents.get(iid)
+        if inc is None:
+            row = self.conn.execute(
+                "SELECT id, app, started_at, started_seq, ended_at, ended_seq, duration_s, restarts, outcome,"
+                " first_reason, evidence FROM incidents WHERE id = ?",
+                (iid,),
+            ).fetchone()
+            keys = ("id", "app", "started_at", "started_seq", "ended_at", "ended_seq", "duration_s", "restarts",
+                    "outcome", "first_reason", "evidence")  # fmt: skip
+            inc = dict(zip(keys, row))
+            inc["evidence"] = json.loads(inc["evidence"])
+            self.incidents[iid] = inc
+        return inc
+
+    def hour(self, app: str, ts: str) -> list[Any]:
+        key = (app, ts[:13])
+        h = self.hourly.get(key)
+        if h is None:
+            row = self.conn.execute(
+                "SELECT probes, failures, up_s, down_s, latency_sum, latency_n, latency_hist"
+                " FROM probe_hourly WHERE app = ? AND hour = ?",
+                key,
+            ).fetchone()
+            if row:
+                h = [*row[:6], {int(k): v for k, v in json.loads(row[6]).items()}]
+            else:
+                h = [0, 0, 0.0, 0.0, 0.0, 0, {}]
+            self.hourly[key] = h
+        return h
+
+    def save(self, last_seq: int) -> None:
+        placeholders = ", ".join("?" * len(_STATE_COLUMNS))
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO app_state ({', '.join(_STATE_COLUMNS)}) VALUES ({placeholders})",
+            [tuple(getattr(a, c) for c in _STATE_COLUMNS) for a in self.apps.values()],
+        )
+        self.conn.executemany(
+            "UPDATE incidents SET ended_at = ?, ended_seq = ?, duration_s = ?, restarts = ?, outcome = ?,"
+            " evidence = ? WHERE id = ?",
+            [(i["ended_at"], i["ended_seq"], i["duration_s"], i["restarts"], i["outcome"],
+              json.dumps(i["evidence"]), i["id"]) for i in self.incidents.values()],
+        )  # fmt: skip
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO probe_hourly (app, hour, probes, failures, up_s, down_s, latency_sum,"
+            " latency_n, latency_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(app, hour, *h[:6], json.dumps(h[6], sort_keys=True)) for (app, hour), h in self.hourly.items()],
+        )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO projection_meta (name, last_seq, version) VALUES ('events', ?, ?)",
+            (last_seq, VERSION),
+        )
+        self.apps.clear()
+        self.hourly.clear()
+        self.incidents.clear()
+
+    # -- the fold ------------------------------------------------------------------------
+
+    def apply(self, seq: int, ts: str, app_name: str | None, type_: str, run_id: str | None, data: dict) -> None:
+        if app_name is None:
+            return
+        a = self.app(app_name)
+        if type_ in ("probe.succeeded", "probe.failed"):
+            if data.get("phase", "check") != "check":
+                return
+            h = self.hour(app_name, ts)
+            h[0] += 1
+            if type_ == "probe.failed":
+                h[1] += 1
+            elif data.get("latency_ms") is not None:
+                ms = float(data["latency_ms"])
+                h[4] += ms
+                h[5] += 1
+                k = latency_bucket(ms)
+                h[6][k] = h[6].get(k, 0) + 1
+                a.last_latency_ms = ms
+        elif type_ == "decision.made":
+            self.decided(a, seq, ts, data)
+        elif type_ == "process.sampled":
+            self.sampled(a, seq, ts, run_id, data)
+        elif type_ == "restart.requested":
+            a.last_restart_at = ts if data.get("by", "check") == "check" else a.last_restart_at
+            a.ours_since_sample += max(1, a.instances or 1)
+            iid = a.open_incident
+            if iid is not None:
+                inc = self.incident(iid)
+                inc["restarts"] += 1
+                inc["evidence"].append(seq)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id,"
+                " incident_id) VALUES (?, ?, ?, ?, 'recovery', 1, ?, 'requested', ?, ?)",
+                (seq, app_name, ts, data.get("by", "check"), data.get("reason"), run_id, iid),
+            )
+            self.set_state(a, "recovering", ts, seq, data.get("reason"))
+        elif type_ in ("restart.succeeded", "restart.failed", "verification.passed", "verification.failed"):
+            outcome = {"restart.succeeded": "succeeded", "restart.failed": "failed",
+                       "verification.passed": "verified", "verification.failed": "unverified"}[type_]  # fmt: skip
+            self.conn.execute(
+                "UPDATE restarts SET outcome = ? WHERE seq = (SELECT max(seq) FROM restarts"
+                " WHERE app = ? AND source = 'recovery' AND run_id IS ?)",
+                (outcome, app_name, run_id),
+            )
+            if a.open_incident is not None:
+                self.incident(a.open_incident)["evidence"].append(seq)
+            if type_ == "verification.passed":
+                self.set_state(a, "healthy", ts, seq, "verified after restart")
+                self.close_incident(a, seq, ts, "restarted")
+                self.lift(a, ts)
+            elif type_ in ("restart.failed", "verification.failed"):
+                self.set_state(a, "down", ts, seq, data.get("error") or data.get("last_error") or type_)
+        elif type_ == "maintenance.started":
+            a.paused_until = data.get("until")
+            a.pause_reason = data.get("reason")
+        elif type_ == "maintenance.ended":
+            a.paused_until = None
+            a.pause_reason = None
+        elif type_ == "suspension.lifted":
+            self.lift(a, ts)
+            if a.state == "suspended":
+                self.set_state(a, "down", ts, seq, "suspension lifted by an operator")
+
+    def decided(self, a: _App, seq: int, ts: str, data: dict) -> None:
+        state = data.get("state") or _state_of_old_decision(data)
+        if data.get("dry_run") and state == "recovering":
+            state = "down"
+        # Time since the last check counts for the state the app was in during it.
+        if a.last_check_at is not None and a.state in UP_STATES | DOWN_STATES and state != "paused":
+            gap = seconds_between(a.last_check_at, ts)
+            if 0 < gap <= MAX_GAP_S:
+                h = self.hour(a.app, ts)
+                if a.state in UP_STATES:
+                    h[2] += gap
+                else:
+                    h[3] += gap
+        a.last_check_at, a.last_check_seq = ts, seq
+        if state == "paused":
+            return  # a pause hides the health state, it does not replace it
+        if state in UP_STATES:
+            if a.open_incident is not None:
+                self.incident(a.open_incident)["evidence"].append(seq)
+                self.close_incident(a, seq, ts, "recovered without restart")
+            if a.suspended_at is not None:
+                self.lift(a, ts)
+        elif state in ("down", "recovering", "suspended"):
+            if a.open_incident is None:
+                cur = self.conn.execute(
+                    "INSERT INTO incidents (app, started_at, started_seq, first_reason, evidence)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (a.app, ts, seq, data.get("reason"), json.dumps([seq])),
+                )
+                a.open_incident = cur.lastrowid
+            else:
+                self.incident(a.open_incident)["evidence"].append(seq)
+            if state == "suspended" and a.suspended_at is None:
+                a.suspended_at, a.suspend_reason = ts, data.get("reason")
+        elif state == "stopped" and a.open_incident is not None:
+            self.close_incident(a, seq, ts, "stopped by an operator")
+        self.set_state(a, state, ts, seq, data.get("reason"))
+
+    def sampled(self, a: _App, seq: int, ts: str, run_id: str | None, data: dict) -> None:
+        if data.get("error"):
+            return
+        a.pm2_status = data.get("status")
+        a.sampled_at = ts
+        for key in ("pid", "memory", "cpu", "uptime_s"):
+            if key in data:
+                setattr(a, key, data[key])
+        instances = data.get("instances")
+        a.instances = len(instances) if isinstance(instances, list) else (1 if data.get("known") else a.instances)
+        if isinstance(instances, list):
+            a.pid = (data.get("pids") or [None])[0]
+            total = sum(int(i.get("restart_time") or 0) for i in instances)
+        elif data.get("restart_time") is not None:
+            total = int(data["restart_time"])
+        else:
+            return  # the cheap sample carries no restart counter
+        if a.restart_time is not None and total > a.restart_time:
+            theirs = total - a.restart_time - a.ours_since_sample
+            if theirs > 0:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id,"
+                    " incident_id) VALUES (?, ?, ?, 'pm2', 'pm2', ?, ?, 'seen', ?, ?)",
+                    (seq, a.app, ts, theirs, f"PM2 restart_time {a.restart_time} -> {total}", run_id,
+                     a.open_incident),
+                )  # fmt: skip
+        a.restart_time = total
+        a.ours_since_sample = 0
+
+    def set_state(self, a: _App, state: str, ts: str, seq: int, reason: str | None) -> None:
+        if state != a.state:
+            a.state, a.since, a.since_seq = state, ts, seq
+        a.reason = reason
+
+    def close_incident(self, a: _App, seq: int, ts: str, outcome: str) -> None:
+        if a.open_incident is None:
+            return
+        inc = self.incident(a.open_incident)
+        inc["ended_at"], inc["ended_seq"], inc["outcome"] = ts, seq, outcome
+        inc["duration_s"] = round(seconds_between(inc["started_at"], ts), 3)
+        if seq not in inc["evidence"]:
+            inc["evidence"].append(seq)
+        a.open_incident = None
+
+    def lift(self, a: _App, ts: str) -> None:
+        if a.suspended_at is not None:
+            a.suspended_at, a.suspend_reason, a.lifted_at = None, None, ts
+
+
+def _state_of_old_decision(data: dict) -> str:
+    """The state a decision implies, for decisions recorded before they carried one."""
+    action, reason = data.get("action"), str(data.get("reason") or "")
+    if action == "none":
+        return "stopped" if reason.startswith("stopped") else ("down" if "already restarted" in reason else "healthy")
+    if action == "restart":
+        return "recovering"
+    if action == "suppress":
+        return "suspended"
+    return "down"
+
+
+# -- running the fold ---------------------------------------------------------------------
+
+
+def ensure(conn: sqlite3.Connection) -> None:
+    """Create the projection tables; rebuild them when they come from another fold version."""
+    _exec_all(conn, SCHEMA)
+    row = conn.execute("SELECT version FROM projection_meta WHERE name = 'events'").fetchone()
+    if row is not None and row[0] != VERSION:
+        _drop(conn)
+        _exec_all(conn, SCHEMA)
+
+
+def _exec_all(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _drop(conn: sqlite3.Connection) -> None:
+    for t in TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def last_folded(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT last_seq FROM projection_meta WHERE name = 'events'").fetchone()
+    return row[0] if row else 0
+
+
+def fold(conn: sqlite3.Connection, *, batch: int = 50_000) -> int:
+    """Fold every event after the last folded seq; returns how many were folded."""
+    try:
+        ensure(conn)
+        total = 0
+        while True:
+            with _immediate(conn):
+                start = last_folded(conn)
+                rows = conn.execute(
+                    "SELECT seq, ts, app, type, run_id, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (start, batch),
+                ).fetchall()
+                if not rows:
+                    return total
+                folder = Folder(conn)
+                for seq, ts, app, type_, run_id, data in rows:
+                    if app is not None:
+                        folder.apply(seq, ts, app, type_, run_id, json.loads(data) if data else {})
+                folder.save(rows[-1][0])
+                total += len(rows)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot update the projections: {exc}") from exc
+
+
+def rebuild(conn: sqlite3.Connection) -> int:
+    """Drop every projection and fold all events again."""
+    try:
+        with _immediate(conn):
+            _drop(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot drop the projections: {exc}") from exc
+    return fold(conn)
+
+
+# -- what the policy reads ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class History:
+    """What the event history says about one app, as the policy needs it."""
+
+    state: str = "unknown"
+    since: str | None = None
+    paused_until: str | None = None
+    pause_reason: str | None = None
+    suspended_at: str | None = None
+    suspend_reason: str | None = None
+    last_restart_at: str | None = None  # our last automatic restart
+    recent_restarts: tuple[tuple[str, str], ...] = ()  # (at, reason) of automatic restarts counted for the ceiling
+    open_incident: int | None = None
+
+
+def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float) -> History:
+    """The app's history for the policy: automatic restarts counted since the window start or
+    since the last lift of a suspension, whichever is later."""
+    row = conn.execute(
+        "SELECT state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident,"
+        " last_restart_at FROM app_state WHERE app = ?",
+        (app,),
+    ).fetchone()
+    if row is None:
+        return History()
+    state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident, last = row
+    counting_since = format_ts(now - _dt.timedelta(seconds=window))
+    if lifted_at and lifted_at > counting_since:
+        counting_since = lifted_at
+    recent = conn.execute(
+        "SELECT at, coalesce(reason, '') FROM restarts WHERE app = ? AND source = 'recovery' AND by = 'check'"
+        " AND at > ? ORDER BY at",
+        (app, counting_since),
+    ).fetchall()
+    return History(
+        state=state, since=since, paused_until=paused_until, pause_reason=pause_reason,
+        suspended_at=suspended_at, suspend_reason=suspend_reason, last_restart_at=last,
+        recent_restarts=tuple((r[0], r[1]) for r in recent), open_incident=open_incident,
+    )  # fmt: skip
