@@ -81,9 +81,48 @@ def check(
         unknown = sorted(set(only) - {a.name for a in cfg.apps})
         if unknown:
             fail(f"--app {unknown[0]!r} is not in {cfg.source} (apps: {', '.join(a.name for a in cfg.apps)})")
-    if trigger not in ("cron", "watch", "manual", "schedule"):
+    if trigger not in ("cron", "watch", "manual"):
         fail(f"--trigger {trigger!r}: use cron, watch, manual or schedule")
     result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only).run()
+    _print_result(result, json_out)
+
+
+AppArgument = Annotated[str, typer.Argument(help="The app's name, as in the config.", show_default=False)]
+
+
+def configured_app(conf: Any, name: str) -> Any:
+    app_conf = conf.app(name)
+    if app_conf is None:
+        fail(f"app {name!r} is not in {conf.source} (apps: {', '.join(a.name for a in conf.apps)})")
+    return app_conf
+
+
+@app.command()
+@guarded
+def restart(
+    name: AppArgument,
+    reason: Annotated[str, typer.Option(help="Why: recorded with the restart and shown in reports.")] = "operator request",
+    by: Annotated[str, typer.Option(help="Who asks: operator, or schedule (a nightly cron line).")] = "operator",
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Restart an app through PM2 now, recorded with who and why, and verified like any other.
+
+    Use it instead of a bare `pm2 restart`, e.g. in a nightly cron line, so the record knows who restarted the app. Exit 0 when the app answers again, 2 when it does not.
+
+    Example: recovery restart web --by schedule --reason nightly
+    """
+    from recovery.check import Checker
+
+    if by not in ("operator", "schedule"):
+        fail(f"--by {by!r}: use operator or schedule")
+    conf = load_config(config)
+    configured_app(conf, name)
+    result = Checker(conf, trigger=by, apps=[name]).restart_now(name, by=by, reason=reason)
+    _print_result(result, json_out)
+
+
+def _print_result(result: Any, json_out: bool) -> NoReturn:
     if json_out:
         import json
 
@@ -92,6 +131,102 @@ def check(
         for line in result.lines():
             typer.echo(line)
     raise typer.Exit(result.code)
+
+
+@app.command()
+@guarded
+def pause(
+    name: AppArgument,
+    duration: Annotated[str, typer.Option("--for", help="How long: 15m, 1h. Recovery resumes by itself afterwards.")] = "15m",
+    reason: Annotated[str, typer.Option(help="Why, e.g. deploy.")] = "maintenance",
+    config: ConfigOption = None,
+) -> None:
+    """Pause recovery for an app (a deploy): probes are still recorded, nothing is restarted.
+
+    While paused, `recovery check` exits 0 with PAUSED in the app's line.
+
+    Example: recovery pause web --for 15m --reason deploy
+    """
+    from recovery.config import parse_duration
+    from recovery.maintenance import pause as do_pause
+    from recovery.store import Store
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        fail(f"--for {duration!r}: {exc}")
+    if seconds <= 0:
+        fail(f"--for {duration!r}: must be longer than 0")
+    conf = load_config(config)
+    configured_app(conf, name)
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        typer.echo(do_pause(store, name, seconds=seconds, reason=reason).message)
+
+
+@app.command()
+@guarded
+def resume(
+    name: AppArgument,
+    reason: Annotated[str, typer.Option(help="Why, recorded with the event.")] = "operator resume",
+    config: ConfigOption = None,
+) -> None:
+    """End a pause, and lift a restart-loop suspension, so that the app is restarted again when it hangs.
+
+    Example: recovery resume web
+    """
+    from recovery.maintenance import resume as do_resume
+    from recovery.store import Store
+
+    conf = load_config(config)
+    configured_app(conf, name)
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        typer.echo(do_resume(store, name, reason=reason).message)
+
+
+@app.command()
+@guarded
+def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
+    """One row per app: state and since when, last check, latency, PM2's view, restarts in 24h, open incident.
+
+    A last check older than twice the usual interval is flagged STALE (is cron still running?). Exit codes as `recovery check`, for the worst app; STALE counts as UNKNOWN.
+
+    Example: recovery status --json
+    """
+    from recovery.status import status as app_status
+    from recovery.status import table
+    from recovery.store import Store
+
+    conf = load_config(config)
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        rows = app_status(store, conf)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps({"apps": [r.to_dict() for r in rows], "code": max((r.code for r in rows), default=0)}))
+    else:
+        typer.echo(table(rows))
+    raise typer.Exit(max((r.code for r in rows), default=0))
+
+
+@app.command()
+@guarded
+def rebuild(config: ConfigOption = None) -> None:
+    """Drop the projections (app_state, incidents, restarts, probe_hourly) and fold every event again.
+
+    They are derived from `events`; the answers are the same before and after.
+
+    Example: recovery rebuild
+    """
+    import time
+
+    from recovery import projections
+    from recovery.store import Store
+
+    conf = load_config(config)
+    start = time.perf_counter()
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        n = projections.rebuild(store.conn)
+    typer.echo(f"rebuilt the projections from {n} events in {time.perf_counter() - start:.1f}s")
 
 
 @app.command()
@@ -250,6 +385,11 @@ def demo(
     from recovery.demo import run_demo
 
     raise typer.Exit(run_demo(workdir=workdir, keep=keep, echo=typer.echo))
+
+
+from .watch import watch  # noqa: E402  (the command module needs `fail` and `load_config` above)
+
+app.command(name="watch")(guarded(watch))
 
 
 def main() -> None:

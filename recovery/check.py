@@ -134,6 +134,32 @@ class Checker:
         self.rec.emit(type, app, self.run_id, **data)
 
     def run(self) -> CheckResult:
+        """Check every app: probe, sample, decide, and restart and verify when the policy says so."""
+        return self._session(lambda result: result.apps.extend(self._each(self.check_app)))
+
+    def restart_now(self, name: str, *, by: str, reason: str) -> CheckResult:
+        """An operator's or a schedule's restart, recorded with who and why, verified like any other."""
+        app = next(a for a in self.config.apps if a.name == name)
+
+        def body(result: CheckResult) -> None:
+            lock_wait = app.verify_timeout + 120
+            with app_lock(self.config.store.path, app.name, lock_wait, self.sleep) as held:
+                if not held:
+                    result.apps.append(AppResult(app.name, CRITICAL, "CRITICAL",
+                                                 f"another recovery run held the lock for {lock_wait:.0f}s"))  # fmt: skip
+                    return
+                with make_client(app.url, app.timeout, self.transport) as client:
+                    result.apps.append(self.restart(app, client, "", reason, by=by))
+
+        return self._session(body)
+
+    def _each(self, fn: Callable[[AppConfig], AppResult]) -> Iterator[AppResult]:
+        for app in self.apps:
+            yield fn(app)
+            self.rec.flush()
+
+    def _session(self, body: Callable[[CheckResult], None]) -> CheckResult:
+        """Open the record, run `body` with PM2 at hand, close the record; store trouble is UNKNOWN."""
         start = self.clock()
         result = CheckResult(self.run_id)
         self.rec = Recorder(self.config.store.path, busy_timeout=self.config.store.busy_timeout)
@@ -149,13 +175,13 @@ class Checker:
         except Pm2Error as exc:
             result.problems.append(str(exc))
         if self.pm2 is not None:
-            for app in self.apps:
-                result.apps.append(self.check_app(app))
-                self.rec.flush()
+            body(result)
         result.duration_ms = (self.clock() - start) * 1000
         self.emit("check.finished", None, outcome=STATE_NAMES[result.code if not self.rec.problem else UNKNOWN],
                   code=UNKNOWN if self.rec.problem else result.code, duration_ms=round(result.duration_ms, 1),
                   apps={a.app: a.state for a in result.apps}, problems=result.problems)  # fmt: skip
+        self.rec.flush()
+        self.rec.fold()  # so that Datasette and sqlite3 see this run in the projections at once
         self.rec.close()
         if self.rec.problem:
             where = f"{self.rec.spooled} event(s) spooled to {self.rec.spool}" if self.rec.spooled else "nothing spooled"
@@ -261,12 +287,13 @@ class Checker:
                                      f"{decision.reason}; PM2 brought it back, healthy in {seconds:.1f}s", action="wait")  # fmt: skip
                 return AppResult(app.name, CRITICAL, "CRITICAL",
                                  f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})", action="wait")  # fmt: skip
-            return self.restart(app, client, failures, decision)
+            return self.restart(app, client, failures, decision.reason)
 
-    def restart(self, app: AppConfig, client: Any, failures: str, decision: policy.Decision) -> AppResult:
+    def restart(self, app: AppConfig, client: Any, failures: str, reason: str, by: str = "check") -> AppResult:
+        """Restart through PM2, then verify. `failures` says why, for the result line."""
         assert self.pm2 is not None
         command = ["pm2", app.restart_command, app.name]
-        self.emit("restart.requested", app.name, by="check", reason=decision.reason, command=command)
+        self.emit("restart.requested", app.name, by=by, reason=reason, command=command)
         self.rec.flush()
         try:
             r = self.pm2.restart(app.name, app.restart_command)
@@ -285,6 +312,13 @@ class Checker:
         self.rec.flush()
         passed, seconds, last = self.verify(app, client)
         verb = "reloaded" if app.restart_command == "reload" else "restarted"
+        if by != "check":
+            if passed:
+                return AppResult(app.name, OK, "RESTARTED", f"{verb} by {by} ({reason}), healthy again in {seconds:.1f}s",
+                                 restarted=True, action="restart")  # fmt: skip
+            return AppResult(app.name, CRITICAL, "CRITICAL",
+                             f"{verb} by {by} ({reason}), still not answering after {app.verify_timeout:g}s ({last})",
+                             restarted=True, action="restart")  # fmt: skip
         if passed:
             return AppResult(app.name, WARNING, "RECOVERED",
                              f"{verb} after {failures}, healthy again in {seconds:.1f}s", restarted=True, action="restart")  # fmt: skip

@@ -23,6 +23,9 @@ TYPES: dict[str, str] = {
     "verification.passed": "the app answered after a restart (attempts, seconds)",
     "verification.failed": "the app did not answer within verify_timeout (attempts, last error)",
     "spool.replayed": "events written to the spool while the store was unusable were appended",
+    "maintenance.started": "an operator paused recovery for the app (until, reason, by)",
+    "maintenance.ended": "an operator resumed recovery for the app (reason, by)",
+    "suspension.lifted": "an operator lifted a restart-loop suspension (reason, by)",
 }
 
 
