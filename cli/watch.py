@@ -1,0 +1,48 @@
+"""`recovery watch`: registered in main.py as `app.command(name="watch")(guarded(watch))`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def watch(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False)] = None,
+    interval: Annotated[Optional[str], typer.Option(help="From the start of one check to the start of the next, e.g. 2s or 500ms. Default: the config's watch.interval.", show_default=False)] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--app", help="Watch only this app (repeatable).", show_default=False)] = None,
+) -> None:
+    """Check the apps in a loop, every few seconds, until SIGTERM or Ctrl-C.
+
+    The same check as `recovery check` (recorded with trigger "watch"), probing with the config's watch.timeout, watch.retries and watch.retry_delay unless an app sets its own. Prints a step's lines only when an app's state changes or is not OK. SIGTERM and SIGINT finish the step in progress (a restart is never cut short), then exit 0.
+
+    Example: recovery watch --interval 5s
+    """
+    import threading
+
+    from recovery.config import parse_duration
+    from recovery.watch import Journal, describe, run_watch, stop_on_signals
+
+    from .main import fail, load_config
+
+    cfg = load_config(config)
+    if only:
+        unknown = sorted(set(only) - {a.name for a in cfg.apps})
+        if unknown:
+            fail(f"--app {unknown[0]!r} is not in {cfg.source} (apps: {', '.join(a.name for a in cfg.apps)})")
+    seconds = cfg.watch.interval
+    if interval is not None:
+        try:
+            seconds = parse_duration(interval)
+        except ValueError as exc:
+            fail(f"--interval: {exc}")
+        if seconds <= 0:
+            fail(f"--interval {interval!r}: must be longer than 0")
+    stop = threading.Event()
+    stop_on_signals(stop)
+    journal = Journal()
+    journal.say(describe(cfg, seconds, only))
+    code = run_watch(cfg, interval=seconds, stop=stop, apps=only, on_result=journal)
+    journal.say("stopped")
+    raise typer.Exit(code)
