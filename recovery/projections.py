@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import StoreError
 
-VERSION = 1  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 2  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -52,7 +52,10 @@ CREATE TABLE IF NOT EXISTS app_state (
     suspend_reason TEXT,
     lifted_at TEXT,
     open_incident INTEGER,
-    last_restart_at TEXT
+    last_restart_at TEXT,
+    ours_since_sample INTEGER NOT NULL DEFAULT 0,
+    ours_since_pid INTEGER NOT NULL DEFAULT 0,
+    pm2_seen_since_sample INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -167,11 +170,14 @@ class _App:
     lifted_at: str | None = None
     open_incident: int | None = None
     last_restart_at: str | None = None
-    # not stored: our restarts seen since the last full sample, to tell PM2's own apart
-    ours_since_sample: int = field(default=0, repr=False)
+    # Bookkeeping to tell PM2's own restarts from ours: restarts we made, and restarts of
+    # PM2's already counted from a pid change, since the last full (jlist) sample.
+    ours_since_sample: int = 0
+    ours_since_pid: int = 0
+    pm2_seen_since_sample: int = 0
 
 
-_STATE_COLUMNS = [f for f in _App.__dataclass_fields__ if f != "ours_since_sample"]
+_STATE_COLUMNS = list(_App.__dataclass_fields__)
 
 
 class Folder:
@@ -278,6 +284,7 @@ class Folder:
         elif type_ == "restart.requested":
             a.last_restart_at = ts if data.get("by", "check") == "check" else a.last_restart_at
             a.ours_since_sample += max(1, a.instances or 1)
+            a.ours_since_pid += 1
             iid = a.open_incident
             if iid is not None:
                 inc = self.incident(iid)
@@ -359,6 +366,7 @@ class Folder:
             return
         a.pm2_status = data.get("status")
         a.sampled_at = ts
+        old_pid = a.pid
         for key in ("pid", "memory", "cpu", "uptime_s"):
             if key in data:
                 setattr(a, key, data[key])
@@ -370,18 +378,26 @@ class Folder:
         elif data.get("restart_time") is not None:
             total = int(data["restart_time"])
         else:
-            return  # the cheap sample carries no restart counter
+            # The cheap sample has no restart counter; a new pid that none of our restarts
+            # explains is PM2 restarting the app on its own.
+            if old_pid and a.pid and a.pid != old_pid and a.instances == 1 and not a.ours_since_pid:
+                self.pm2_restart(a, seq, ts, run_id, 1, f"new pid {old_pid} -> {a.pid}")
+                a.pm2_seen_since_sample += 1
+            a.ours_since_pid = 0
+            return
         if a.restart_time is not None and total > a.restart_time:
-            theirs = total - a.restart_time - a.ours_since_sample
+            theirs = total - a.restart_time - a.ours_since_sample - a.pm2_seen_since_sample
             if theirs > 0:
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id,"
-                    " incident_id) VALUES (?, ?, ?, 'pm2', 'pm2', ?, ?, 'seen', ?, ?)",
-                    (seq, a.app, ts, theirs, f"PM2 restart_time {a.restart_time} -> {total}", run_id,
-                     a.open_incident),
-                )  # fmt: skip
+                self.pm2_restart(a, seq, ts, run_id, theirs, f"PM2 restart_time {a.restart_time} -> {total}")
         a.restart_time = total
-        a.ours_since_sample = 0
+        a.ours_since_sample = a.pm2_seen_since_sample = a.ours_since_pid = 0
+
+    def pm2_restart(self, a: _App, seq: int, ts: str, run_id: str | None, count: int, reason: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id, incident_id)"
+            " VALUES (?, ?, ?, 'pm2', 'pm2', ?, ?, 'seen', ?, ?)",
+            (seq, a.app, ts, count, reason, run_id, a.open_incident),
+        )
 
     def set_state(self, a: _App, state: str, ts: str, seq: int, reason: str | None) -> None:
         if state != a.state:

@@ -128,3 +128,13 @@ def test_projections_are_identical_after_recovery_rebuild(pm2, tmp_path):
     assert proc.returncode == 0 and "rebuilt the projections" in proc.stdout
     assert snapshot(db) == before
     assert before["incidents"] and before["restarts"]
+
+
+def test_a_slow_app_is_degraded_not_restarted(pm2, tmp_path):
+    app = pm2.start_app("web")
+    config = write_config(tmp_path, pm2, app, slow_threshold='"300ms"')
+    app.control("slow", ms=700)
+    proc = recovery(pm2, "check", "--config", str(config))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("web DEGRADED degraded: answered in")
+    assert "restart.requested" not in types(stored(config))

@@ -169,3 +169,30 @@ def test_stale_projections_from_another_version_are_rebuilt(store, monkeypatch):
     store.conn.execute("UPDATE projection_meta SET version = -1")
     projections.fold(store.conn)
     assert snapshot(store) == before
+
+
+def test_a_new_pid_that_none_of_our_restarts_explains_is_pm2s_own_restart(store):
+    tl = Timeline(store)
+    cheap = {"source": "pidfile", "status": "online", "known": True}
+    tl.run(0, ("process.sampled", "web", {**cheap, "pid": 100}))
+    tl.hang_recovered(60)  # ours: the next new pid is explained
+    tl.run(120, ("process.sampled", "web", {**cheap, "pid": 200}))
+    tl.run(180, ("process.sampled", "web", {**cheap, "pid": 300}))  # PM2's own
+    # The full sample then shows restart_time grown by both: counted once each, not twice.
+    tl._restarts["web"] += 1
+    tl.run(240, ("process.sampled", "web", {"source": "jlist", "status": "online", "pid": 300, "known": True,
+                                            "restart_time": tl.restarts("web")}))  # fmt: skip
+    projections.fold(store.conn)
+    by = dict(store.conn.execute("SELECT by, sum(count) FROM restarts GROUP BY by").fetchall())
+    assert by == {"check": 1, "pm2": 1}
+
+
+def test_our_restart_is_not_mistaken_for_pm2s_when_runs_fold_separately(store):
+    tl = Timeline(store)
+    tl.hang_recovered(0)
+    projections.fold(store.conn)  # the restart's run is folded on its own...
+    tl._restarts["web"] += 0
+    tl.run(60, ("process.sampled", "web", {"source": "jlist", "status": "online", "known": True,
+                                           "restart_time": tl.restarts("web")}))  # fmt: skip
+    projections.fold(store.conn)  # ...and the sample that shows restart_time grown comes later
+    assert store.conn.execute("SELECT count(*) FROM restarts WHERE by = 'pm2'").fetchone()[0] == 0
