@@ -387,8 +387,12 @@ def demo(
     raise typer.Exit(run_demo(workdir=workdir, keep=keep, echo=typer.echo))
 
 
-from .watch import watch  # noqa: E402  (the command module needs `fail` and `load_config` above)
+# Command modules of their own; they use `fail` and `load_config` above.
+from .reports import report, why  # noqa: E402
+from .watch import watch  # noqa: E402
 
+app.command()(guarded(report))
+app.command()(guarded(why))
 app.command(name="watch")(guarded(watch))
 
 

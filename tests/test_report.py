@@ -1,0 +1,496 @@
+"""`recovery report` and `recovery why`: answers computed from the projections of a real store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from recovery import projections
+from recovery.events import Event
+from recovery.report import (TIMELINE_MAX, IncidentNotFound, build_report, merge_histograms, report_markdown, report_text,
+                             timeline_text, why)
+from recovery.store import Store
+from recovery_cli.main import guarded
+from recovery_cli.reports import report as report_command
+from recovery_cli.reports import why as why_command
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)  # the previous period is days 0-7, the reported one days 7-14
+NOW = T0 + dt.timedelta(days=14)
+SINCE = projections.format_ts(T0 + dt.timedelta(days=7))
+DAY = 86400.0
+HANG = "hung: PM2 says online but 2 failed probes (timeout)"
+
+
+class Trail:
+    """Writes realistic check runs at chosen times (seconds after `origin`); every decision falls exactly on t."""
+
+    def __init__(self, store: Store, origin: dt.datetime = T0) -> None:
+        self.store = store
+        self.origin = origin
+        self.runs = 0
+        self.restart_time: dict[str, int] = {}  # what PM2 reports, per app
+
+    def at(self, t: float) -> str:
+        return projections.format_ts(self.origin + dt.timedelta(seconds=t))
+
+    def run(self, t0: float, *events: tuple[float, str, dict], trigger: str = "cron") -> None:
+        """One check run: check.started at t0, the app's events at their times, check.finished last."""
+        self.runs += 1
+        rid = f"run{self.runs}"
+        rows = [Event("check.started", None, rid, {"trigger": trigger, "apps": ["web"]}, ts=self.at(t0))]
+        rows += [Event(type_, data.pop("app", "web"), rid, data, ts=self.at(t)) for t, type_, data in events]
+        last = max([t0, *(t for t, _, _ in events)])
+        rows.append(Event("check.finished", None, rid, {"outcome": "OK", "code": 0}, ts=self.at(last + 0.1)))
+        self.store.append(rows)
+
+    def healthy(self, t: float, app: str = "web", ms: float = 20.0) -> None:
+        self.run(t - 0.5,
+                 (t - 0.4, "probe.succeeded", {"app": app, "attempt": 1, "of": 2, "phase": "check", "status": 200, "latency_ms": ms}),
+                 (t, "decision.made", {"app": app, "action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+
+    def down(self, t: float, app: str = "web") -> None:
+        """A failed check whose decision leaves the app down (e.g. PM2 already restarting it)."""
+        self.run(t - 4.5,
+                 (t - 4.4, "probe.failed", {"app": app, "attempt": 1, "of": 2, "phase": "check", "error": "refused", "latency_ms": 1.2}),
+                 (t, "decision.made", {"app": app, "action": "wait", "reason": "PM2 is restarting it", "state": "down"}))  # fmt: skip
+
+    def hang(self, t: float, app: str = "web", *, took: float = 2.0) -> None:
+        """A hung app restarted by the check and verified `took` seconds after the decision."""
+        rt = self.restart_time.get(app, 0)
+        command = ["pm2", "restart", app]
+        self.run(t - 4.5,
+                 (t - 4.4, "probe.failed", {"app": app, "attempt": 1, "of": 2, "phase": "check", "error": "timeout", "latency_ms": 2000.0}),
+                 (t - 2.4, "probe.failed", {"app": app, "attempt": 2, "of": 2, "phase": "check", "error": "timeout", "latency_ms": 2000.0}),
+                 (t - 0.1, "process.sampled", {"app": app, "source": "jlist", "known": True, "status": "online", "pid": 4242,
+                                                "memory": 60 * 1048576, "cpu": 99.5, "restart_time": rt}),
+                 (t, "decision.made", {"app": app, "action": "restart", "reason": HANG, "state": "recovering"}),
+                 (t, "restart.requested", {"app": app, "by": "check", "reason": HANG, "command": command}),
+                 (t + took / 2, "restart.succeeded", {"app": app, "command": command, "exit_code": 0, "duration_ms": 1000.0}),
+                 (t + took, "probe.succeeded", {"app": app, "attempt": 3, "phase": "verify", "status": 200, "latency_ms": 7.0}),
+                 (t + took, "verification.passed", {"app": app, "attempts": 3, "seconds": took, "latency_ms": 7.0}))  # fmt: skip
+        self.restart_time[app] = rt + 1
+
+    def restart_by(self, t: float, by: str, app: str = "web") -> None:
+        """`recovery restart APP --by operator|schedule`: no decision, a restart verified like any other."""
+        command = ["pm2", "restart", app]
+        self.run(t,
+                 (t, "restart.requested", {"app": app, "by": by, "reason": "nightly", "command": command}),
+                 (t + 1, "restart.succeeded", {"app": app, "command": command, "exit_code": 0, "duration_ms": 900.0}),
+                 (t + 1.5, "verification.passed", {"app": app, "attempts": 1, "seconds": 0.5}), trigger=by)  # fmt: skip
+        self.restart_time[app] = self.restart_time.get(app, 0) + 1
+
+    def pm2_restarts(self, t: float, n: int, app: str = "web") -> None:
+        """A full sample showing PM2 restarted the app `n` times on its own since the last one."""
+        self.restart_time[app] = self.restart_time.get(app, 0) + n
+        self.run(t - 0.5,
+                 (t - 0.4, "probe.succeeded", {"app": app, "attempt": 1, "phase": "check", "status": 200, "latency_ms": 20.0}),
+                 (t - 0.2, "process.sampled", {"app": app, "source": "jlist", "known": True, "status": "online",
+                                                "restart_time": self.restart_time[app]}),
+                 (t, "decision.made", {"app": app, "action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+
+    def baseline(self, t: float, app: str = "web") -> None:
+        """A first full sample, so that later ones can show PM2's own restarts."""
+        self.pm2_restarts(t, 0, app)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "recovery.db")
+    yield s
+    s.close()
+
+
+def report_of(store: Store, apps: tuple[str, ...] = ("web",), since: str = SINCE, now: dt.datetime = NOW) -> dict:
+    projections.fold(store.conn)
+    return build_report(store, list(apps), since, now).to_dict()
+
+
+# -- recovery report -------------------------------------------------------------------------
+
+
+def test_report_json_has_the_documented_shape(store):
+    trail = Trail(store)
+    trail.healthy(8 * DAY)
+    trail.hang(8 * DAY + 60)
+    out = report_of(store)
+    assert set(out) == {"since", "until", "generated_at", "apps"}
+    assert (out["since"], out["until"]) == (SINCE, projections.format_ts(NOW))
+    web = out["apps"]["web"]
+    assert set(web) == {"availability_percent", "probes", "failures", "incidents", "restarts", "restarts_by",
+                        "mttr_s", "mtbf_s", "latency_ms", "stands_out"}  # fmt: skip
+    assert set(web["incidents"][0]) == {"id", "started_at", "ended_at", "duration_s", "restarts", "outcome"}
+    assert set(web["latency_ms"]) == {"p50", "p95", "p99"}
+    json.dumps(out)
+
+
+def test_report_availability_is_the_share_of_observed_time_the_app_answered(store):
+    trail = Trail(store)
+    start = 8 * DAY
+    for k in range(121):  # a check a minute for two hours; down from minute 30 to minute 40
+        (trail.down if 30 <= k < 40 else trail.healthy)(start + 60 * k)
+    web = report_of(store)["apps"]["web"]
+    assert web["availability_percent"] == round(100 * 6600 / 7200, 3)  # 120 gaps of 60 s, 10 of them down
+    assert (web["probes"], web["failures"]) == (121, 10)
+
+
+def test_report_lists_incidents_that_overlap_the_period_with_their_outcome(store):
+    trail = Trail(store)
+    trail.hang(2 * DAY)  # before the period: left out
+    trail.healthy(7 * DAY - 120)
+    trail.down(7 * DAY - 60)  # began before the period, ended inside it
+    trail.healthy(7 * DAY + 60)
+    trail.hang(9 * DAY)
+    trail.down(13 * DAY)  # still open at the end
+    incidents = report_of(store)["apps"]["web"]["incidents"]
+    assert [(i["started_at"], i["ended_at"], i["duration_s"], i["restarts"], i["outcome"]) for i in incidents] == [
+        (trail.at(7 * DAY - 60), trail.at(7 * DAY + 60), 120.0, 0, "recovered without restart"),
+        (trail.at(9 * DAY), trail.at(9 * DAY + 2), 2.0, 1, "restarted"),
+        (trail.at(13 * DAY), None, DAY, 0, "open"),
+    ]
+
+
+def test_report_counts_restarts_by_who_made_them(store):
+    trail = Trail(store)
+    trail.baseline(7 * DAY + 10)
+    trail.hang(8 * DAY)
+    trail.hang(9 * DAY)
+    trail.restart_by(10 * DAY, "schedule")
+    trail.restart_by(11 * DAY, "operator")
+    trail.pm2_restarts(12 * DAY, 3)
+    web = report_of(store)["apps"]["web"]
+    assert web["restarts_by"] == {"check": 2, "schedule": 1, "operator": 1, "pm2": 3}
+    assert web["restarts"] == 7
+
+
+def test_report_mttr_is_the_mean_duration_of_recovered_incidents(store):
+    trail = Trail(store)
+    trail.healthy(8 * DAY - 60)
+    trail.down(8 * DAY)
+    trail.healthy(8 * DAY + 600)  # answering again by itself after 600 s
+    trail.hang(9 * DAY, took=2.0)
+    trail.down(13 * DAY)  # open: not recovered, not counted
+    assert report_of(store)["apps"]["web"]["mttr_s"] == 301.0
+
+
+def test_report_mttr_is_null_when_nothing_recovered(store):
+    trail = Trail(store)
+    trail.healthy(8 * DAY)
+    trail.down(9 * DAY)
+    web = report_of(store)["apps"]["web"]
+    assert web["mttr_s"] is None and web["incidents"][0]["outcome"] == "open"
+
+
+def test_report_mtbf_is_up_time_divided_by_incidents_that_began_in_the_period(store):
+    trail = Trail(store)
+    start = 8 * DAY
+    for k in range(61):  # an hour of checks, one a minute: 3600 s observed
+        if k in (20, 40):
+            trail.hang(start + 60 * k)
+        else:
+            trail.healthy(start + 60 * k)
+    web = report_of(store)["apps"]["web"]
+    assert web["availability_percent"] == 100.0  # the restarts were verified before the next check
+    assert web["mtbf_s"] == 1800.0
+
+
+def test_report_latency_percentiles_merge_the_hourly_histograms(store):
+    trail = Trail(store)
+    for k in range(100):  # over several hours: 90 answers in 20 ms, 10 in 500 ms
+        trail.healthy(8 * DAY + 300 * k, ms=500.0 if k % 10 == 0 else 20.0)
+    latency = report_of(store)["apps"]["web"]["latency_ms"]
+    # log buckets, 10 per decade: 20 ms falls in [19.95, 25.12) shown as 22.4, 500 ms in [398, 501) as 446.7
+    assert latency == {"p50": 22.4, "p95": 446.7, "p99": 446.7}
+
+
+def test_merging_histograms_as_text_equals_merging_them_as_json():
+    texts = ['{"13": 5, "14": 2}', "{}", '{"13": 1, "26": 7}', '{"13": 5, "14": 2}']
+    expected = {13: 11, 14: 4, 26: 7}
+    assert merge_histograms(", ".join(texts)) == expected
+    assert merge_histograms(", ".join(t.replace(": ", ":").replace(", ", ",") for t in texts)) == expected
+
+
+def test_report_says_when_restarts_doubled_vs_the_previous_period(store):
+    trail = Trail(store)
+    trail.hang(3 * DAY)
+    trail.hang(8 * DAY)
+    trail.hang(9 * DAY)
+    notes = report_of(store)["apps"]["web"]["stands_out"]
+    assert "restarts doubled vs the previous 7 days (2, was 1)" in notes
+
+
+def test_report_says_when_incidents_cluster_at_one_hour_of_the_day(store):
+    trail = Trail(store)
+    for day in (8, 9, 10):
+        trail.hang(day * DAY + 2 * 3600 + 600)  # 02:10 UTC
+    trail.hang(11 * DAY + 14 * 3600)
+    assert "3 of 4 incidents between 02:00 and 03:00 UTC" in report_of(store)["apps"]["web"]["stands_out"]
+
+
+def test_report_does_not_call_a_few_incidents_in_the_same_hour_a_pattern(store):
+    trail = Trail(store)
+    for k in range(10):  # 10 incidents, 3 of them between 02:00 and 03:00: chance, not a pattern
+        trail.hang(8 * DAY + (2 * 3600 + 60 * k if k < 3 else 5 * 3600 * k))
+    assert not any("incidents between" in n for n in report_of(store)["apps"]["web"]["stands_out"])
+
+
+def test_report_says_when_pm2_restarted_the_app_on_its_own(store):
+    trail = Trail(store)
+    trail.baseline(8 * DAY)
+    trail.pm2_restarts(9 * DAY, 5)
+    notes = report_of(store)["apps"]["web"]["stands_out"]
+    assert any(n.startswith("PM2 restarted web 5 times on its own") for n in notes)
+
+
+def test_report_says_when_availability_is_below_target(store):
+    trail = Trail(store)
+    for k in range(121):
+        (trail.down if 30 <= k < 40 else trail.healthy)(8 * DAY + 60 * k)
+    assert "availability 91.66%, below 99.9%" in report_of(store)["apps"]["web"]["stands_out"]
+
+
+def test_report_says_nothing_stands_out_for_a_quiet_app(store):
+    trail = Trail(store)
+    for k in range(10):
+        trail.healthy(3 * DAY + 600 * k)
+        trail.healthy(8 * DAY + 600 * k)
+    assert report_of(store)["apps"]["web"]["stands_out"] == []
+
+
+def test_report_of_an_app_without_history_is_empty_not_an_error(store):
+    Trail(store).healthy(8 * DAY)
+    api = report_of(store, apps=("web", "api"))["apps"]["api"]
+    assert api["availability_percent"] is None and api["probes"] == 0 and api["incidents"] == []
+    assert api["latency_ms"] == {"p50": None, "p95": None, "p99": None}
+    assert api["mtbf_s"] is None and api["restarts_by"] == {"check": 0, "schedule": 0, "operator": 0, "pm2": 0}
+
+
+def test_report_text_and_markdown_show_every_app_and_its_incidents(store):
+    trail = Trail(store)
+    trail.hang(8 * DAY)
+    trail.hang(8 * DAY + 600, app="api")
+    projections.fold(store.conn)
+    rep = build_report(store, ["web", "api"], SINCE, NOW)
+    text = report_text(rep)
+    assert "2026-11-08 00:00 to 2026-11-15 00:00 UTC (7 days)" in text
+    assert text.count("restarted") >= 2 and "restarts by: check 1, schedule 0, operator 0, pm2 0" in text
+    md = report_markdown(rep)
+    assert "## web" in md and "## api" in md and "| #1 | 2026-11-09 00:00:00 | 2.0s | 1 | restarted |" in md
+
+
+# -- recovery why ------------------------------------------------------------------------------
+
+
+def test_why_shows_the_last_incident_from_the_check_that_opened_it(store):
+    trail = Trail(store)
+    trail.hang(8 * DAY)
+    trail.hang(9 * DAY, took=3.0)
+    projections.fold(store.conn)
+    t = why(store, "web")
+    assert t is not None and t.incident.id == 2
+    assert [s.type for s in t.steps] == ["check.started", "probe.failed", "probe.failed", "process.sampled",
+                                         "decision.made", "restart.requested", "restart.succeeded",
+                                         "probe.succeeded", "verification.passed"]  # fmt: skip
+    assert [s.offset_s for s in t.steps] == [-4.5, -4.4, -2.4, -0.1, 0.0, 0.0, 1.5, 3.0, 3.0]
+    assert t.steps[4].facts == f"restart: {HANG}"
+    assert t.ending == "ended: restarted after 3.0s, 1 restart"
+
+
+def test_why_shows_the_incident_asked_for(store):
+    trail = Trail(store)
+    trail.hang(8 * DAY)
+    trail.hang(9 * DAY)
+    projections.fold(store.conn)
+    t = why(store, "web", incident_id=1)
+    assert t is not None and t.incident.started_at == trail.at(8 * DAY)
+    assert all(s.ts <= trail.at(8 * DAY + 2) for s in t.steps)
+
+
+def test_why_leaves_out_other_apps_events(store):
+    trail = Trail(store)
+    trail.hang(8 * DAY)
+    trail.hang(8 * DAY + 1, app="api")
+    projections.fold(store.conn)
+    t = why(store, "web")
+    assert t is not None and {s.app for s in t.steps} == {None, "web"}
+
+
+def test_why_says_an_open_incident_is_still_open(store):
+    trail = Trail(store)
+    trail.down(8 * DAY)
+    trail.down(8 * DAY + 60)
+    projections.fold(store.conn)
+    t = why(store, "web", now=T0 + dt.timedelta(days=8, seconds=90))
+    assert t is not None and t.incident.ended_at is None
+    assert [s.type for s in t.steps][-2:] == ["probe.failed", "decision.made"] and t.steps[-1].offset_s == 60.0
+    assert t.ending == "still open, for 1m30s so far, 0 restarts"
+
+
+def test_why_text_elides_the_middle_of_a_long_timeline(store):
+    trail = Trail(store)
+    for k in range(150):  # an app down for 150 checks: 301 events
+        trail.down(8 * DAY + 60 * k)
+    projections.fold(store.conn)
+    lines = timeline_text(why(store, "web", now=NOW)).splitlines()  # type: ignore[arg-type]
+    assert len(lines) == 1 + TIMELINE_MAX + 1 + 1
+    assert "101 more events" in lines[1 + TIMELINE_MAX // 2] and "--json lists all" in lines[1 + TIMELINE_MAX // 2]
+
+
+def test_why_gives_the_key_facts_of_each_event(store):
+    Trail(store).hang(8 * DAY)
+    projections.fold(store.conn)
+    facts = {s.type: s.facts for s in why(store, "web").steps}  # type: ignore[union-attr]
+    assert facts["probe.failed"] == "attempt 2/2, timeout, 2000ms"
+    assert facts["process.sampled"] == "online, pid 4242, 60.0MB, cpu 99.5%, restart_time 0"
+    assert facts["restart.requested"] == "by check: pm2 restart web"
+    assert facts["restart.succeeded"] == "pm2 restart web, exit 0, 1000ms"
+    assert facts["verification.passed"] == "3 attempts, 2.0s"
+
+
+def test_why_without_incidents_is_none(store):
+    Trail(store).healthy(8 * DAY)
+    projections.fold(store.conn)
+    assert why(store, "web") is None
+
+
+def test_why_an_unknown_incident_is_an_error(store):
+    Trail(store).hang(8 * DAY)
+    projections.fold(store.conn)
+    with pytest.raises(IncidentNotFound, match="no incident #7 for web; its latest is #1"):
+        why(store, "web", incident_id=7)
+
+
+def test_why_another_apps_incident_is_an_error(store):
+    trail = Trail(store)
+    trail.hang(8 * DAY, app="api")
+    projections.fold(store.conn)
+    with pytest.raises(IncidentNotFound, match="it is api's"):
+        why(store, "web", incident_id=1)
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+runner = CliRunner()
+CONFIG = """
+[store]
+path = "recovery.db"
+
+[[apps]]
+name = "web"
+url = "http://127.0.0.1:3000/"
+
+[[apps]]
+name = "api"
+url = "http://127.0.0.1:3001/"
+"""
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(guarded(report_command))
+    app.command()(guarded(why_command))
+    return app
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    (tmp_path / "recovery.toml").write_text(CONFIG)
+    return tmp_path
+
+
+def recorded(workdir: Path) -> Trail:
+    """A store beside the config with two hours of history, a day ago: 12 healthy checks, a hang, one more."""
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    s = Store.open(workdir / "recovery.db")
+    trail = Trail(s, origin=now - dt.timedelta(days=1))
+    for k in range(12):
+        trail.healthy(600 * k)
+    trail.hang(7200)
+    trail.healthy(7260)
+    return trail
+
+
+def invoke(workdir: Path, *args: str):
+    return runner.invoke(cli(), [*args, "--config", str(workdir / "recovery.toml")], env={"RECOVERY_CONFIG": ""})
+
+
+def assert_one_line_exit_3(result, needle: str) -> None:
+    assert result.exit_code == 3, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.output, result.output
+
+
+def test_report_command_prints_json_for_every_configured_app(workdir):
+    recorded(workdir).store.close()
+    result = invoke(workdir, "report", "--since", "7d", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out["apps"]) == {"web", "api"}
+    assert out["apps"]["web"]["restarts_by"]["check"] == 1 and out["apps"]["web"]["probes"] == 15
+
+
+def test_report_command_limits_to_one_app(workdir):
+    recorded(workdir).store.close()
+    result = invoke(workdir, "report", "--app", "web", "--json")
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.output)["apps"]) == ["web"]
+
+
+def test_report_command_prints_tables_and_markdown(workdir):
+    recorded(workdir).store.close()
+    text = invoke(workdir, "report", "--since", "24h")
+    assert text.exit_code == 0 and "AVAILABILITY" in text.output and "restarted" in text.output, text.output
+    md = invoke(workdir, "report", "--markdown")
+    assert md.exit_code == 0 and md.output.startswith("# recovery report") and "## api" in md.output, md.output
+
+
+def test_report_command_refuses_a_bad_since(workdir):
+    assert_one_line_exit_3(invoke(workdir, "report", "--since", "last tuesday"), "--since")
+
+
+def test_report_command_refuses_an_app_not_in_the_config(workdir):
+    assert_one_line_exit_3(invoke(workdir, "report", "--app", "nope"), "'nope' is not in")
+
+
+def test_report_command_on_a_missing_store_is_one_line_and_exit_3(workdir):
+    assert_one_line_exit_3(invoke(workdir, "report"), "no event store at")
+    assert not (workdir / "recovery.db").exists()
+
+
+def test_why_command_prints_the_timeline(workdir):
+    recorded(workdir).store.close()
+    result = invoke(workdir, "why", "web")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("web incident #1: started") and lines[-1] == "ended: restarted after 2.0s, 1 restart"
+    assert any("+0.0s" in line and "decision.made" in line and HANG in line for line in lines)
+
+
+def test_why_command_prints_json(workdir):
+    recorded(workdir).store.close()
+    result = invoke(workdir, "why", "web", "--incident", "1", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["incident"]["id"] == 1 and out["events"][0]["type"] == "check.started"
+
+
+def test_why_command_with_no_incident_is_one_line_and_exit_0(workdir):
+    recorded(workdir).store.close()
+    result = invoke(workdir, "why", "api")
+    assert result.exit_code == 0 and result.output.strip() == "api: no incident recorded", result.output
+
+
+def test_why_command_with_an_unknown_incident_is_one_line_and_exit_3(workdir):
+    recorded(workdir).store.close()
+    assert_one_line_exit_3(invoke(workdir, "why", "web", "--incident", "99"), "no incident #99 for web")
+
+
+def test_every_report_command_has_help_text(workdir):
+    for command in ("report", "why"):
+        result = runner.invoke(cli(), [command, "--help"])
+        assert result.exit_code == 0 and "Example:" in result.output, result.output
