@@ -26,6 +26,8 @@ TYPES: dict[str, str] = {
     "maintenance.started": "an operator paused recovery for the app (until, reason, by)",
     "maintenance.ended": "an operator resumed recovery for the app (reason, by)",
     "suspension.lifted": "an operator lifted a restart-loop suspension (reason, by)",
+    "log.ingested": "PM2 log lines were read into log_entries (files, offsets, entries, new templates)",
+    "log.pruned": "raw log entries older than a cut-off were deleted, by a recorded step (before, entries)",
 }
 
 

@@ -1,0 +1,288 @@
+"""One ingestion run: read what is new in an app's logs, group, mine, store, record an event."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from . import reader as _reader
+from .grouper import Entry, Grouper
+from .miner import Miner
+from .storage import _iso, ensure_schema
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+DEFAULT_MAX_BYTES = 16 << 20  # per run (~3 s, ~100 MB of memory at most): a backlog is worked off over several runs
+
+
+@dataclass
+class FileReport:
+    path: str
+    stream: str
+    from_offset: int
+    to_offset: int
+    ino: int
+    bytes: int
+    entries: int
+    rotations: list[str] = field(default_factory=list)
+    eof: bool = True
+
+
+@dataclass
+class IngestResult:
+    app: str
+    ingest_id: int | None = None
+    entries: int = 0
+    lines: int = 0
+    skipped: int = 0  # stdout lines dropped as noise
+    new_templates: list[str] = field(default_factory=list)
+    changed_templates: list[str] = field(default_factory=list)
+    files: list[FileReport] = field(default_factory=list)
+    warnings: list[_reader.ReadWarning] = field(default_factory=list)
+    complete: bool = True  # False: the byte budget ran out, more is waiting
+
+    def event_data(self) -> dict[str, Any]:
+        return {
+            "entries": self.entries,
+            "lines": self.lines,
+            "skipped": self.skipped,
+            "new_templates": self.new_templates,
+            "changed_templates": self.changed_templates,
+            "complete": self.complete,
+            "files": [f.__dict__ for f in self.files],
+            "warnings": [{"path": w.path, "kind": w.kind, "message": w.message} for w in self.warnings],
+        }
+
+
+def stream_of(path: str) -> str:
+    """PM2 names its logs NAME-error.log / NAME-out.log (and NAME-err.log in older setups)."""
+    base = os.path.basename(path).lower()
+    return "err" if "-err" in base or "error" in base or base.startswith("err") else "out"
+
+
+def _now_iso(now: Any) -> str:
+    if now is None:
+        now = _dt.datetime.now(_dt.timezone.utc)
+    return _iso(now)
+
+
+def load_miner(conn: sqlite3.Connection) -> Miner:
+    miner = Miner()
+    rows = conn.execute(
+        "SELECT t.id, v.text, v.version FROM log_templates t JOIN log_template_versions v ON v.template_id = t.id"
+        " WHERE v.version = (SELECT max(version) FROM log_template_versions w WHERE w.template_id = t.id)"
+        " ORDER BY t.rowid"
+    )
+    for tid, text, version in rows:
+        miner.load(tid, text, version)
+    return miner
+
+
+def _last_states(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, _reader.FileState]:
+    states = {}
+    for p in paths:
+        row = conn.execute(
+            "SELECT dev, ino, offset, fp, fp_len, skip FROM log_files WHERE path = ? ORDER BY id DESC LIMIT 1", (p,)
+        ).fetchone()
+        if row:
+            states[p] = _reader.FileState(p, *row)
+    return states
+
+
+def ingest(
+    store: Any,
+    app: str,
+    paths: Sequence[str | Path | tuple[str | Path, str]],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    now: Any = None,
+    run_id: str | None = None,
+    keep_stdout: bool = False,
+    start: str = "beginning",
+    record: bool = True,
+) -> IngestResult:
+    """Ingest what is new in `paths` (a path, or (path, "err"|"out")) for `app` into `store`.
+
+    Log rows are committed in one transaction; then a `log.ingested` event is appended with
+    `store.append` (skipped with `record=False`, or when nothing was read and nothing is wrong).
+    Raises StoreError when the database cannot be written; I/O trouble with the logs themselves
+    comes back as `warnings`.
+    """
+    conn: sqlite3.Connection = store.conn
+    now_s = _now_iso(now)
+    files = [(str(p[0]), p[1]) if isinstance(p, tuple) else (str(p), stream_of(str(p))) for p in paths]
+    try:
+        ensure_schema(conn)
+        for attempt in range(4):
+            # Read, group and mine without holding the write lock (a check run may be appending
+            # meanwhile); then write in one short transaction, unless another run ingested first.
+            # After three such collisions, do it all under the lock: slower, but sure to finish.
+            locked = attempt == 3
+            if locked:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                mark = _mark(conn)
+                result = IngestResult(app)
+                plan = _plan(conn, app, files, result, max_bytes=max_bytes, now_s=now_s, keep_stdout=keep_stdout,
+                             start=start)
+                if not locked:
+                    conn.execute("BEGIN IMMEDIATE")
+                    if _mark(conn) != mark:
+                        conn.execute("ROLLBACK")
+                        continue
+                _write(conn, plan, result, app=app, now_s=now_s, run_id=run_id)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            break
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot store log entries in {getattr(store, 'path', '?')}: {exc}") from exc
+    if record and (result.lines or result.warnings or any(f.rotations for f in result.files)):
+        from ..events import Event
+
+        store.append([Event(type="log.ingested", app=app, run_id=run_id, data=result.event_data())])
+    return result
+
+
+def _mark(conn: sqlite3.Connection) -> tuple:
+    """What another ingestion would have changed: reader states and templates."""
+    return conn.execute(
+        "SELECT (SELECT max(id) FROM log_files), (SELECT max(rowid) FROM log_template_versions)"
+    ).fetchone()
+
+
+@dataclass
+class _Plan:
+    rows: list[tuple] = field(default_factory=list)  # log_entries without ingest_id
+    file_rows: list[tuple] = field(default_factory=list)  # log_files without ingest_id
+    counts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+    miner: Miner | None = None
+
+
+def _plan(conn: sqlite3.Connection, app: str, files: list[tuple[str, str]], result: IngestResult, *,
+          max_bytes: int, now_s: str, keep_stdout: bool, start: str) -> _Plan:
+    states = _last_states(conn, [p for p, _ in files])
+    miner = load_miner(conn)
+    plan = _Plan(miner=miner)
+    per_file = max(1, max_bytes // max(1, len(files)))
+    rows, counts, examples, changed = plan.rows, plan.counts, plan.examples, plan.changed
+
+    def store_entry(e: Entry) -> None:
+        ts = e.ts or now_s
+        m = miner.add(e.message)
+        tid = m.template.id
+        if m.created:
+            result.new_templates.append(tid)
+            examples[tid] = e.message
+        elif m.changed:
+            changed.add(tid)
+        rows.append((app, e.stream, ts, tid, e.message, _dumps(m.params) if m.params else "[]",
+                     e.stack_top, e.code, e.detail_text, e.lines, e.file, e.offset))
+        key = (tid, ts[:13])
+        c = counts.get(key)
+        if c is None:
+            counts[key] = [1, ts, ts]
+        else:
+            c[0] += 1
+            if ts < c[1]:
+                c[1] = ts
+            if ts > c[2]:
+                c[2] = ts
+
+    for path, stream in files:
+        before = states.get(path)
+        read = _reader.read(path, before, max_bytes=per_file, start=start)
+        result.warnings.extend(read.warnings)
+        state = read.state
+        grouper = Grouper(stream, keep_stdout=keep_stdout)
+        n_before = len(rows)
+        lines = read.lines
+        cuts = [i for i in range(1, len(lines)) if lines[i].ino != lines[i - 1].ino]
+        for lo, hi in zip([0, *cuts], [*cuts, len(lines)]):
+            if lo:
+                for e in grouper.flush():  # a rotated-away file ended: its last error is complete
+                    store_entry(e)
+            for e in grouper.feed_all(lines[lo:hi]):
+                store_entry(e)
+        pending = grouper.pending
+        if (not read.eof and pending is not None and state is not None and pending.ino == state.ino
+                and pending.offset > (before.offset if before and before.ino == state.ino else 0)):
+            # Stopped by the budget inside an error: read it again, whole, next time.
+            state = replace(state, offset=pending.offset, skip=0)
+        else:
+            for e in grouper.flush():
+                store_entry(e)
+        result.lines += len(read.lines)
+        result.skipped += grouper.skipped
+        result.complete = result.complete and read.eof
+        if state is not None and state != before:
+            plan.file_rows.append((app, path, stream, state.dev, state.ino, state.offset, state.fp, state.fp_len,
+                                   state.skip))
+        if state is not None or read.rotations:
+            from_offset = before.offset if before is not None and state is not None and before.ino == state.ino else 0
+            result.files.append(FileReport(
+                path, stream, from_offset, state.offset if state else 0, state.ino if state else 0,
+                read.bytes_read, len(rows) - n_before, read.rotations, read.eof,
+            ))  # fmt: skip
+    return plan
+
+
+def _write(conn: sqlite3.Connection, plan: _Plan, result: IngestResult, *, app: str, now_s: str,
+           run_id: str | None) -> None:
+    # The run's row goes in last, with its totals (rows are never updated); the write lock
+    # held since BEGIN IMMEDIATE keeps this id ours meanwhile.
+    ingest_id = (conn.execute("SELECT max(id) FROM log_ingests").fetchone()[0] or 0) + 1
+    result.ingest_id = ingest_id
+    first_id = (conn.execute("SELECT max(id) FROM log_entries").fetchone()[0] or 0) + 1
+    miner = plan.miner
+    assert miner is not None
+    conn.executemany(
+        "INSERT INTO log_files (ingest_id, app, path, stream, dev, ino, offset, fp, fp_len, skip)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(ingest_id, *r) for r in plan.file_rows],
+    )
+    rows = plan.rows
+    conn.executemany(
+        "INSERT INTO log_entries (ingest_id, app, stream, ts, template_id, message, params, stack_top, code, detail,"
+        " lines, file, offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(ingest_id, *r) for r in rows],
+    )
+    if rows:
+        conn.execute(
+            "INSERT INTO log_entries_fts (rowid, message, stack_top) SELECT id, message, stack_top FROM log_entries"
+            " WHERE id >= ?",
+            (first_id,),
+        )
+    new = set(result.new_templates)
+    for tid in result.new_templates:
+        t = miner.by_id[tid]
+        conn.execute("INSERT INTO log_templates (id, created_at, first_text, example) VALUES (?, ?, ?, ?)",
+                     (tid, now_s, t.text, plan.examples[tid]))
+        conn.execute("INSERT INTO log_template_versions (template_id, version, text, ts, ingest_id)"
+                     " VALUES (?, 1, ?, ?, ?)", (tid, t.text, now_s, ingest_id))
+        t.version = 1
+    for tid in sorted(plan.changed - new):
+        t = miner.by_id[tid]
+        version = conn.execute("SELECT max(version) FROM log_template_versions WHERE template_id = ?",
+                               (tid,)).fetchone()[0] + 1
+        conn.execute("INSERT INTO log_template_versions (template_id, version, text, ts, ingest_id)"
+                     " VALUES (?, ?, ?, ?, ?)", (tid, version, t.text, now_s, ingest_id))
+        result.changed_templates.append(tid)
+    conn.executemany(
+        "INSERT INTO log_counts (ingest_id, app, template_id, hour, count, first_ts, last_ts)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(ingest_id, app, tid, hour, c[0], c[1], c[2]) for (tid, hour), c in plan.counts.items()],
+    )
+    result.entries = len(rows)
+    conn.execute("INSERT INTO log_ingests (id, ts, app, run_id, entries, new_templates) VALUES (?, ?, ?, ?, ?, ?)",
+                 (ingest_id, now_s, app, run_id, result.entries, len(result.new_templates)))

@@ -1,0 +1,46 @@
+"""Pruning raw entries: an explicit, recorded step; templates and hourly counts stay for good."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from ..errors import StoreError
+from .storage import _iso, ensure_schema
+
+
+def prune(store: Any, before: Any, *, now: Any = None, run_id: str | None = None, record: bool = True) -> int:
+    """Delete entries older than `before` (a datetime or ISO string); return how many.
+
+    A `log_prunes` row is written first: the delete trigger refuses any entry not covered by
+    one. A `log.pruned` event is appended afterwards.
+    """
+    import datetime as _dt
+
+    conn: sqlite3.Connection = store.conn
+    before_s = _iso(before)
+    now_s = _iso(now or _dt.datetime.now(_dt.timezone.utc))
+    try:
+        ensure_schema(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute("SELECT count(*) FROM log_entries WHERE ts < ?", (before_s,)).fetchone()[0]
+            if n:
+                conn.execute("INSERT INTO log_prunes (ts, before_ts, entries) VALUES (?, ?, ?)", (now_s, before_s, n))
+                conn.execute(
+                    "INSERT INTO log_entries_fts (log_entries_fts, rowid, message, stack_top)"
+                    " SELECT 'delete', id, message, stack_top FROM log_entries WHERE ts < ?",
+                    (before_s,),
+                )
+                conn.execute("DELETE FROM log_entries WHERE ts < ?", (before_s,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot prune log entries in {getattr(store, 'path', '?')}: {exc}") from exc
+    if record and n:
+        from ..events import Event
+
+        store.append([Event(type="log.pruned", app=None, run_id=run_id, data={"before": before_s, "entries": n})])
+    return n

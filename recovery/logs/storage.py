@@ -1,0 +1,273 @@
+"""The log tables: append-only like `events`, in the same SQLite file, with their own schema version.
+
+    log_meta               schema version of these tables (the only mutable rows)
+    log_ingests            one row per ingestion run of one app
+    log_files              reader state per path, one row per run that read it; the newest row wins
+    log_templates          one row per template: stable id, the masked text that created it, an example
+    log_template_versions  a template's text each time Drain generalised it; the newest version is current
+    log_template_current   view: the current text of each template
+    log_entries            one row per entry (a message with its stack): prunable, only by a recorded prune
+    log_entries_fts        FTS5 index over message and first stack frame (external content: derived, rebuildable)
+    log_counts             entries per (ingest run, app, template, UTC hour), with first and last time:
+                           kept for good, so counts and first/last seen outlive pruned entries
+    log_prunes             each prune: entries with ts before `before_ts` may then be deleted
+
+Templates change as Drain refines them; rather than a mutable template row, each refinement is
+a new `log_template_versions` row (append-only, so a report can say what the text was then).
+Reader state is append-only too: a row per file per run is small and tells when rotation happened.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sqlite3
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_IMMUTABLE = ("log_ingests", "log_files", "log_templates", "log_template_versions", "log_counts", "log_prunes")
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE log_ingests (
+        id INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        app TEXT NOT NULL,
+        run_id TEXT,
+        entries INTEGER NOT NULL DEFAULT 0,
+        new_templates INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE log_files (
+        id INTEGER PRIMARY KEY,
+        ingest_id INTEGER NOT NULL,
+        app TEXT NOT NULL,
+        path TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        fp TEXT NOT NULL,
+        fp_len INTEGER NOT NULL,
+        skip INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX log_files_path ON log_files (path, id);
+    CREATE TABLE log_templates (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        first_text TEXT NOT NULL,
+        example TEXT NOT NULL
+    );
+    CREATE TABLE log_template_versions (
+        template_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        ingest_id INTEGER NOT NULL,
+        PRIMARY KEY (template_id, version)
+    );
+    CREATE VIEW log_template_current AS
+        SELECT v.template_id, v.version, v.text, t.created_at, t.example
+        FROM log_templates t JOIN log_template_versions v ON v.template_id = t.id
+        WHERE v.version = (SELECT max(version) FROM log_template_versions w WHERE w.template_id = t.id);
+    CREATE TABLE log_entries (
+        id INTEGER PRIMARY KEY,
+        ingest_id INTEGER NOT NULL,
+        app TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        message TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '[]',
+        stack_top TEXT,
+        code TEXT,
+        detail TEXT NOT NULL DEFAULT '',
+        lines INTEGER NOT NULL DEFAULT 1,
+        file TEXT NOT NULL,
+        offset INTEGER NOT NULL
+    );
+    CREATE INDEX log_entries_template_ts ON log_entries (template_id, ts);
+    CREATE INDEX log_entries_ts ON log_entries (ts);
+    CREATE VIRTUAL TABLE log_entries_fts USING fts5(message, stack_top, content='log_entries', content_rowid='id');
+    CREATE TABLE log_counts (
+        ingest_id INTEGER NOT NULL,
+        app TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        hour TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_ts TEXT NOT NULL,
+        last_ts TEXT NOT NULL
+    );
+    CREATE INDEX log_counts_hour ON log_counts (hour, template_id);
+    CREATE INDEX log_counts_template ON log_counts (template_id, hour);
+    CREATE TABLE log_prunes (
+        id INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        before_ts TEXT NOT NULL,
+        entries INTEGER NOT NULL
+    );
+    CREATE TRIGGER log_entries_no_update BEFORE UPDATE ON log_entries
+    BEGIN SELECT RAISE(ABORT, 'log entries are immutable: UPDATE refused'); END;
+    CREATE TRIGGER log_entries_no_delete BEFORE DELETE ON log_entries
+    WHEN OLD.ts >= coalesce((SELECT max(before_ts) FROM log_prunes), '')
+    BEGIN SELECT RAISE(ABORT, 'log entries are deleted only by a recorded prune: DELETE refused'); END;
+    """
+    + "".join(
+        f"""
+    CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t}
+    BEGIN SELECT RAISE(ABORT, '{t} is append-only: UPDATE refused'); END;
+    CREATE TRIGGER {t}_no_delete BEFORE DELETE ON {t}
+    BEGIN SELECT RAISE(ABORT, '{t} is append-only: DELETE refused'); END;
+    """
+        for t in _IMMUTABLE
+    ),
+]
+
+
+def _split_sql(script: str) -> list[str]:
+    statements, buf = [], ""
+    for line in script.strip().splitlines():
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    try:
+        row = conn.execute("SELECT value FROM log_meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create or migrate the log tables (in their own transaction)."""
+    if schema_version(conn) == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        version = schema_version(conn)
+        if version > SCHEMA_VERSION:
+            raise sqlite3.OperationalError(f"log tables have schema version {version}, newer than {SCHEMA_VERSION}")
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _split_sql(MIGRATIONS[step]):
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO log_meta (key, value) VALUES ('schema_version', ?)", (str(step + 1),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+# -- queries -----------------------------------------------------------------------------
+
+
+def _iso(when: Any) -> str:
+    """UTC ISO 8601 with milliseconds, the one form stored (so strings compare as times)."""
+    if isinstance(when, str):
+        when = _dt.datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    when = when.astimezone(_dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _next_hour(hour: str) -> str:
+    start = _dt.datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=_dt.timezone.utc)
+    return (start + _dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+
+
+def top_templates(conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20,
+                  until: Any = None) -> list[dict[str, Any]]:
+    """Templates ranked by count in [since, until), newest counts included; one row per (template, app).
+
+    Whole hours come from `log_counts` (kept for good); the partial hours at either edge of the
+    window from `log_entries`, so the answer is exact while raw entries are kept.
+    """
+    if schema_version(conn) == 0:
+        return []
+    since_s = _iso(since)
+    until_s = _iso(until) if until is not None else "9999"
+    h0 = since_s[:13]
+    h1 = until_s[:13] if until is not None else "9999"
+    agg: dict[tuple[str, str], list[Any]] = {}
+
+    def add(app_: str, tid: str, n: int, first: str, last: str) -> None:
+        a = agg.get((app_, tid))
+        if a is None:
+            agg[(app_, tid)] = [n, first, last]
+        else:
+            a[0] += n
+            a[1] = min(a[1], first)
+            a[2] = max(a[2], last)
+
+    app_sql, app_params = (" AND app = ?", [app]) if app is not None else ("", [])
+    for row in conn.execute(
+        "SELECT app, template_id, sum(count), min(first_ts), max(last_ts) FROM log_counts"
+        f" WHERE hour > ? AND hour < ?{app_sql} GROUP BY app, template_id",
+        [h0, h1, *app_params],
+    ):
+        add(*row)
+    edges = [(since_s, min(_next_hour(h0), until_s))]
+    if until is not None and h1 > h0:
+        edges.append((h1, until_s))
+    for lo, hi in edges:
+        for row in conn.execute(
+            "SELECT app, template_id, count(*), min(ts), max(ts) FROM log_entries"
+            f" WHERE ts >= ? AND ts < ?{app_sql} GROUP BY app, template_id",
+            [lo, hi, *app_params],
+        ):
+            add(*row)
+    ranked = sorted(agg.items(), key=lambda kv: (-kv[1][0], kv[0][1], kv[0][0]))[:top]
+    out = []
+    for (app_, tid), (n, first, last) in ranked:
+        cur = conn.execute(
+            "SELECT v.text, t.example FROM log_templates t JOIN log_template_versions v ON v.template_id = t.id"
+            " WHERE t.id = ? ORDER BY v.version DESC LIMIT 1",
+            (tid,),
+        ).fetchone()
+        recent = conn.execute(
+            "SELECT message, stack_top FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
+            (tid, app_),
+        ).fetchone()
+        out.append({
+            "template_id": tid,
+            "template": cur[0] if cur else None,
+            "app": app_,
+            "count": n,
+            "first_seen": first,
+            "last_seen": last,
+            "example": recent[0] if recent else (cur[1] if cur else None),
+            "stack_top": recent[1] if recent else None,
+        })  # fmt: skip
+    return out
+
+
+def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None = None) -> list[dict[str, Any]]:
+    """Entries matching `text` (FTS5 query syntax; plain words are ANDed), newest first."""
+    if schema_version(conn) == 0:
+        return []
+    quoted = " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+    query = text if any(op in text for op in ('"', " OR ", " NOT ", " AND ", "*")) else quoted
+    sql = (
+        "SELECT e.id, e.ts, e.app, e.stream, e.template_id, e.message, e.stack_top, e.code, e.file, e.offset"
+        " FROM log_entries_fts f JOIN log_entries e ON e.id = f.rowid WHERE log_entries_fts MATCH ?"
+    )
+    params: list[Any] = [query]
+    if app is not None:
+        sql += " AND e.app = ?"
+        params.append(app)
+    sql += " ORDER BY e.ts DESC, e.id DESC LIMIT ?"
+    params.append(int(limit))
+    keys = ("id", "ts", "app", "stream", "template_id", "message", "stack_top", "code", "file", "offset")
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError:
+        if query == quoted:
+            raise
+        rows = conn.execute(sql, [quoted, *params[1:]]).fetchall()  # not valid FTS5 syntax: plain words
+    return [dict(zip(keys, row)) for row in rows]
