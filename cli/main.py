@@ -77,10 +77,8 @@ def check(
     from recovery.check import Checker
 
     cfg = load_config(config)
-    if only:
-        unknown = sorted(set(only) - {a.name for a in cfg.apps})
-        if unknown:
-            fail(f"--app {unknown[0]!r} is not in {cfg.source} (apps: {', '.join(a.name for a in cfg.apps)})")
+    for name in only or []:
+        configured_app(cfg, name, flag="--app ")
     if trigger not in ("cron", "watch", "manual"):
         fail(f"--trigger {trigger!r}: use cron, watch, manual or schedule")
     result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only).run()
@@ -90,11 +88,25 @@ def check(
 AppArgument = Annotated[str, typer.Argument(help="The app's name, as in the config.", show_default=False)]
 
 
-def configured_app(conf: Any, name: str) -> Any:
+def configured_app(conf: Any, name: str, flag: str = "app ") -> Any:
+    """The app's config, or a one-line error naming the apps there are."""
     app_conf = conf.app(name)
     if app_conf is None:
-        fail(f"app {name!r} is not in {conf.source} (apps: {', '.join(a.name for a in conf.apps)})")
+        fail(f"{flag}{name!r} is not in {conf.source} (apps: {', '.join(a.name for a in conf.apps)})")
     return app_conf
+
+
+def positive_duration(flag: str, text: str) -> float:
+    """Seconds in a duration option, or a one-line error."""
+    from recovery.config import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        fail(f"{flag} {text!r}: {exc}")
+    if seconds <= 0:
+        fail(f"{flag} {text!r}: must be longer than 0")
+    return seconds
 
 
 @app.command()
@@ -147,16 +159,10 @@ def pause(
 
     Example: recovery pause web --for 15m --reason deploy
     """
-    from recovery.config import parse_duration
     from recovery.maintenance import pause as do_pause
     from recovery.store import Store
 
-    try:
-        seconds = parse_duration(duration)
-    except ValueError as exc:
-        fail(f"--for {duration!r}: {exc}")
-    if seconds <= 0:
-        fail(f"--for {duration!r}: must be longer than 0")
+    seconds = positive_duration("--for", duration)
     conf = load_config(config)
     configured_app(conf, name)
     with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:

@@ -21,24 +21,14 @@ def watch(
     """
     import threading
 
-    from recovery.config import parse_duration
     from recovery.watch import Journal, describe, run_watch, stop_on_signals
 
-    from .main import fail, load_config
+    from .main import configured_app, load_config, positive_duration
 
     cfg = load_config(config)
-    if only:
-        unknown = sorted(set(only) - {a.name for a in cfg.apps})
-        if unknown:
-            fail(f"--app {unknown[0]!r} is not in {cfg.source} (apps: {', '.join(a.name for a in cfg.apps)})")
-    seconds = cfg.watch.interval
-    if interval is not None:
-        try:
-            seconds = parse_duration(interval)
-        except ValueError as exc:
-            fail(f"--interval: {exc}")
-        if seconds <= 0:
-            fail(f"--interval {interval!r}: must be longer than 0")
+    for name in only or []:
+        configured_app(cfg, name, flag="--app ")
+    seconds = cfg.watch.interval if interval is None else positive_duration("--interval", interval)
     stop = threading.Event()
     stop_on_signals(stop)
     journal = Journal()

@@ -93,7 +93,8 @@ class WatchConfig:
     "How `recovery watch` probes: detection in seconds, not cron's minutes."
 
     interval: float = 2.0
-    timeout: float = 2.0
+    # 1s, not 2s: a hang to answering again in ~6 s median (bench/watch_mttr.py), under 8 s.
+    timeout: float = 1.0
     retries: int = 2
     retry_delay: float = 0.0
 
@@ -707,7 +708,7 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ("", ""),
         ("[watch]", "how `recovery watch` probes apps that set no timeout/retries of their own"),
         ('interval = "2s"', "from the start of one check to the next"),
-        ('timeout = "2s"', "per attempt"),
+        ('timeout = "1s"', "per attempt"),
         ("retries = 2", "failed attempts before the app counts as down"),
         ('retry_delay = "0s"', "pause between attempts"),
         ("", ""),

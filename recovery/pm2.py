@@ -222,6 +222,8 @@ class Pm2:
             p = subprocess.run(
                 argv, env=self.env, capture_output=True, text=True, errors="replace",
                 timeout=timeout or self.timeout, stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C meant for `recovery watch` must not cut a restart short.
+                start_new_session=True,
             )  # fmt: skip
         except FileNotFoundError as exc:
             raise Pm2NotFound(f"pm2 not found: {self.bin} ({exc.strerror})") from exc

@@ -35,10 +35,10 @@ def describe(config: Config, interval: float, apps: list[str] | None = None) -> 
     for a in watched(config).apps:
         if apps and a.name not in apps:
             continue
-        probe = f"timeout {format_duration(a.timeout)} x{a.retries}"
+        probes = f"{a.retries} probe{'s' if a.retries > 1 else ''}"
         if a.retries > 1 and a.retry_delay:
-            probe += f" {format_duration(a.retry_delay)} apart"
-        parts.append(f"{a.name} {a.url} ({probe})")
+            probes += f" {format_duration(a.retry_delay)} apart"
+        parts.append(f"{a.name} {a.url} ({probes}, {format_duration(a.timeout)} timeout)")
     return f"watching {', '.join(parts)} every {format_duration(interval)}; store {config.store.path}"
 
 
