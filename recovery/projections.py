@@ -12,16 +12,15 @@ Tables (same database, so Datasette and `sqlite3` see them):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import math
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import StoreError
+from .store import immediate
 
 VERSION = 2  # bump when the fold changes: stale projections are rebuilt on open
 
@@ -454,19 +453,6 @@ def _drop(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {t}")
 
 
-@contextlib.contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
-
-
 def last_folded(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT last_seq FROM projection_meta WHERE name = 'events'").fetchone()
     return row[0] if row else 0
@@ -478,7 +464,7 @@ def fold(conn: sqlite3.Connection, *, batch: int = 50_000) -> int:
         ensure(conn)
         total = 0
         while True:
-            with _immediate(conn):
+            with immediate(conn):
                 start = last_folded(conn)
                 rows = conn.execute(
                     "SELECT seq, ts, app, type, run_id, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -499,7 +485,7 @@ def fold(conn: sqlite3.Connection, *, batch: int = 50_000) -> int:
 def rebuild(conn: sqlite3.Connection) -> int:
     """Drop every projection and fold all events again."""
     try:
-        with _immediate(conn):
+        with immediate(conn):
             _drop(conn)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot drop the projections: {exc}") from exc

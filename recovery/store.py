@@ -21,6 +21,20 @@ from .events import Event
 
 GENESIS = "0" * 64
 
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One IMMEDIATE transaction: writers are serialised across processes from its start."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
 # Each entry moves the schema from version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: list[str] = [
     """
@@ -132,22 +146,12 @@ class Store:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             for step in range(version, SCHEMA_VERSION):
-                for statement in _split_sql(MIGRATIONS[step]):
+                for statement in split_sql(MIGRATIONS[step]):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {step + 1}")
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        """One IMMEDIATE transaction: appends are serialised across processes."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[None]:
+        return immediate(self.conn)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -271,7 +275,7 @@ def _row_to_event(r: tuple) -> Event:
     )  # fmt: skip
 
 
-def _split_sql(script: str) -> list[str]:
+def split_sql(script: str) -> list[str]:
     """Split a migration into statements; CREATE TRIGGER bodies keep their inner semicolons."""
     statements, buf = [], ""
     for line in script.strip().splitlines():

@@ -23,6 +23,8 @@ import datetime as _dt
 import sqlite3
 from typing import Any
 
+from ..store import split_sql
+
 SCHEMA_VERSION = 1
 
 _IMMUTABLE = ("log_ingests", "log_files", "log_templates", "log_template_versions", "log_counts", "log_prunes")
@@ -123,18 +125,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def _split_sql(script: str) -> list[str]:
-    statements, buf = [], ""
-    for line in script.strip().splitlines():
-        buf += line + "\n"
-        if sqlite3.complete_statement(buf):
-            statements.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        statements.append(buf.strip())
-    return statements
-
-
 def schema_version(conn: sqlite3.Connection) -> int:
     try:
         row = conn.execute("SELECT value FROM log_meta WHERE key = 'schema_version'").fetchone()
@@ -154,7 +144,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         if version > SCHEMA_VERSION:
             raise sqlite3.OperationalError(f"log tables have schema version {version}, newer than {SCHEMA_VERSION}")
         for step in range(version, SCHEMA_VERSION):
-            for statement in _split_sql(MIGRATIONS[step]):
+            for statement in split_sql(MIGRATIONS[step]):
                 conn.execute(statement)
             conn.execute("INSERT OR REPLACE INTO log_meta (key, value) VALUES ('schema_version', ?)", (str(step + 1),))
     except BaseException:
