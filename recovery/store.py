@@ -1,7 +1,7 @@
 """The append-only event store: one SQLite file, a hash chain, triggers against edits.
 
-Plain `sqlite3` on purpose: this module is on the path of every cron run, and
-sqlite-utils costs ~100 ms to import; `recovery events` and reports use it for reads.
+Plain `sqlite3` on purpose: this module is on the path of every cron run, and importing
+sqlite-utils costs ~100 ms there.
 """
 
 from __future__ import annotations
