@@ -311,6 +311,10 @@ class Checker:
                   stderr_tail=r.tail(r.stderr, 4), duration_ms=round(r.duration_ms, 1))  # fmt: skip
         self.rec.flush()
         passed, seconds, last = self.verify(app, client)
+        # The new process, from the pid files (no pm2 call): the record shows what came back.
+        after = pidfile_view(app.name, self.pm2.home)
+        if after is not None:
+            self.emit("process.sampled", app.name, **after.data(), after_restart=True)
         verb = "reloaded" if app.restart_command == "reload" else "restarted"
         if by != "check":
             if passed:
