@@ -402,12 +402,27 @@ app.command()(guarded(why))
 app.command(name="watch")(guarded(watch))
 
 
+def _only(name: str) -> typer.Typer | None:
+    """A group holding just the command `name`: Typer builds the Click tree of every registered
+    command on each start, and `recovery check` runs every few minutes on small servers."""
+    info = next((c for c in app.registered_commands if (c.name or c.callback.__name__) == name), None)
+    if info is None:
+        return None
+    single = typer.Typer(name="recovery", add_completion=False, pretty_exceptions_enable=False,
+                         context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
+    single.callback()(lambda: None)  # a group, so that `recovery check ...` still names its command
+    single.registered_commands.append(info)
+    return single
+
+
 def main() -> None:
     """Console-script entry point: domain errors become one line and exit 3, never a traceback."""
     from recovery.errors import RecoveryError
 
+    args = sys.argv[1:]
+    target = (_only(args[0]) if args and args[0] == "check" else None) or app
     try:
-        app()
+        target()
     except RecoveryError as exc:
         typer.echo(f"recovery: {exc}", err=True)
         sys.exit(UNKNOWN)

@@ -435,6 +435,12 @@ def _state_of_old_decision(data: dict) -> str:
 
 def ensure(conn: sqlite3.Connection) -> None:
     """Create the projection tables; rebuild them when they come from another fold version."""
+    try:
+        row = conn.execute("SELECT version FROM projection_meta WHERE name = 'events'").fetchone()
+    except sqlite3.OperationalError:
+        row = None  # no projections yet
+    if row is not None and row[0] == VERSION:
+        return  # the usual case, on every check run: nothing to create
     _exec_all(conn, SCHEMA)
     row = conn.execute("SELECT version FROM projection_meta WHERE name = 'events'").fetchone()
     if row is not None and row[0] != VERSION:

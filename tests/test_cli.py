@@ -136,3 +136,10 @@ def test_the_installed_entry_point_prints_no_traceback(tmp_path):
     assert proc.returncode == 3
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_the_entry_point_runs_check_as_a_named_subcommand():
+    proc = subprocess.run(
+        [sys.executable, "-m", "recovery_cli.main", "check", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and "recovery check [OPTIONS]" in proc.stdout
