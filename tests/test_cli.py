@@ -142,4 +142,4 @@ def test_the_entry_point_runs_check_as_a_named_subcommand():
     proc = subprocess.run(
         [sys.executable, "-m", "recovery_cli.main", "check", "--help"], capture_output=True, text=True, timeout=60
     )
-    assert proc.returncode == 0 and "recovery check [OPTIONS]" in proc.stdout
+    assert proc.returncode == 0 and " check [OPTIONS]" in proc.stdout and "Probe every app" in proc.stdout
