@@ -23,6 +23,7 @@ __all__ = [
     "ENV_VAR",
     "AppConfig",
     "Config",
+    "LogsConfig",
     "Pm2Config",
     "Problem",
     "StoreConfig",
@@ -57,6 +58,8 @@ class AppConfig:
     window: float = 1800.0
     restart_grace: float = 60.0
     slow_threshold: float | None = None
+    # Log files to ingest (absolute paths); empty: the paths `pm2 jlist` gives.
+    logs: tuple[str, ...] = ()
     # Keys the app's own table set, so `recovery watch` knows which probe settings it may tighten.
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
@@ -100,6 +103,13 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class LogsConfig:
+    "Error-log ingestion: how long raw entries are kept (templates and counts are kept for good)."
+
+    keep_raw: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     store: StoreConfig
@@ -107,6 +117,7 @@ class Config:
     apps: tuple[AppConfig, ...]
     policy: PolicyConfig = PolicyConfig()
     watch: WatchConfig = WatchConfig()
+    logs: LogsConfig = LogsConfig()
 
     def app(self, name: str) -> AppConfig | None:
         return next((a for a in self.apps if a.name == name), None)
@@ -405,15 +416,32 @@ class _Checker:
         self.problems.append(Problem(self.locator.line(parts), _dotted(parts), message, self.path))
 
     def check(self, document: dict[str, Any]) -> Config | None:
-        self.unknown_keys(document, (), ("store", "pm2", "policy", "watch", "apps"))
+        self.unknown_keys(document, (), ("store", "pm2", "policy", "watch", "logs", "apps"))
         store = self.store(self.table(document, "store"))
         pm2 = self.pm2(self.table(document, "pm2"))
         self.policy_defaults = policy = self.policy(self.table(document, "policy"))
         watch = self.watch(self.table(document, "watch"))
+        logs = self.logs(self.table(document, "logs"))
         apps = self.apps(document.get("apps", _MISSING))
         if self.problems:
             return None
-        return Config(source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch)
+        return Config(source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs)
+
+    def logs(self, table: dict[str, Any]) -> LogsConfig:
+        self.unknown_keys(table, ("logs",), ("keep_raw",))
+        d = LogsConfig()
+        return LogsConfig(keep_raw=self.field(table, ("logs",), "keep_raw", _duration(), d.keep_raw))
+
+    def log_paths(self, value: Any) -> tuple[str, ...]:
+        "An app's `logs`: a list of file paths, `~` expanded, relative to this file's folder."
+        if not isinstance(value, list):
+            raise ValueError(f'expected a list of paths like ["/home/me/.pm2/logs/web-error.log"], got {_describe(value)}')
+        paths = []
+        for n, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                raise ValueError(f"item {n}: expected a non-empty string, got {_describe(item)}")
+            paths.append(str(self.resolve(item)))
+        return tuple(paths)
 
     def policy(self, table: dict[str, Any]) -> PolicyConfig:
         self.unknown_keys(table, ("policy",), _POLICY_KEYS)
@@ -529,6 +557,7 @@ class _Checker:
                 table, parts, "restart_grace", _duration(allow_zero=True), self.policy_defaults.restart_grace
             ),
             slow_threshold=self.field(table, parts, "slow_threshold", _duration(), None),
+            logs=self.field(table, parts, "logs", self.log_paths, ()),
             explicit=frozenset(k for k in table if k in _APP_KEYS),
         )
 
@@ -545,6 +574,7 @@ _APP_KEYS = (
     "expect_status",
     "verify_timeout",
     "restart_command",
+    "logs",
 )
 
 
@@ -712,6 +742,9 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ("retries = 2", "failed attempts before the app counts as down"),
         ('retry_delay = "0s"', "pause between attempts"),
         ("", ""),
+        ("# [logs]", "error-log ingestion (`recovery ingest`, `recovery errors`)"),
+        ('# keep_raw = "30d"', "raw entries older than this may be pruned; templates and counts stay"),
+        ("", ""),
         ("[[apps]]", "one table per PM2 process to watch"),
         (f"name = {_toml_string(name)}", "the PM2 process name"),
         (f"url = {_toml_string(url)}", "what to probe (http or https)"),
@@ -722,6 +755,7 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ('# verify_timeout = "60s"', "how long to wait for the app to answer after a restart"),
         ('# restart_command = "restart"', '"restart", or "reload" for zero-downtime cluster mode'),
         ('# slow_threshold = "2s"', "answers slower than this mark the app degraded (exit 1)"),
+        ('# logs = ["logs/web-error.log"]', "log files to ingest; leave out to use the paths PM2 reports"),
     ]
     width = max(len(code) for code, _ in rows)
     lines = [

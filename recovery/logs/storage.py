@@ -261,3 +261,45 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
             raise
         rows = conn.execute(sql, [quoted, *params[1:]]).fetchall()  # not valid FTS5 syntax: plain words
     return [dict(zip(keys, row)) for row in rows]
+
+
+def template_detail(conn: sqlite3.Connection, template_id: str, app: str | None = None,
+                    examples: int = 5) -> dict[str, Any] | None:
+    """One template: its current text, versions, entries per UTC day and app, and the newest examples.
+
+    Day counts come from `log_counts` (kept for good); `None` when there is no such template.
+    """
+    if schema_version(conn) == 0:
+        return None
+    row = conn.execute(
+        "SELECT t.id, t.created_at, t.first_text, t.example FROM log_templates t WHERE t.id = ?", (template_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    versions = conn.execute(
+        "SELECT version, text, ts FROM log_template_versions WHERE template_id = ? ORDER BY version", (template_id,)
+    ).fetchall()
+    app_sql, app_params = (" AND app = ?", [app]) if app is not None else ("", [])
+    days = conn.execute(
+        "SELECT substr(hour, 1, 10) AS day, app, sum(count), min(first_ts), max(last_ts) FROM log_counts"
+        f" WHERE template_id = ?{app_sql} GROUP BY day, app ORDER BY day, app",
+        [template_id, *app_params],
+    ).fetchall()
+    recent = conn.execute(
+        "SELECT id, ts, app, stream, message, stack_top, code, file, offset FROM log_entries"
+        f" WHERE template_id = ?{app_sql} ORDER BY ts DESC, id DESC LIMIT ?",
+        [template_id, *app_params, int(examples)],
+    ).fetchall()
+    keys = ("id", "ts", "app", "stream", "message", "stack_top", "code", "file", "offset")
+    return {
+        "template_id": row[0],
+        "template": versions[-1][1] if versions else row[2],
+        "created_at": row[1],
+        "first_text": row[2],
+        "versions": [{"version": v, "text": t, "ts": ts} for v, t, ts in versions],
+        "count": sum(d[2] for d in days),
+        "first_seen": min((d[3] for d in days), default=None),
+        "last_seen": max((d[4] for d in days), default=None),
+        "days": [{"day": d, "app": a, "count": n, "first_seen": f, "last_seen": la} for d, a, n, f, la in days],
+        "examples": [dict(zip(keys, r)) for r in recent] or [{**dict.fromkeys(keys), "message": row[3]}],
+    }

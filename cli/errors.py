@@ -1,0 +1,286 @@
+"""`recovery ingest` and `recovery errors`: registered in main.py as `app.command()(guarded(ingest))`
+and `app.add_typer(errors_app, name="errors")`.
+
+Only typer and the standard library are imported here; `recovery.*` inside each command.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
+]
+AppOption = Annotated[Optional[str], typer.Option("--app", help="Only this app.", show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Like main.guarded (which cannot be imported here at decoration time): one line on stderr, exit 3."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from recovery.errors import RecoveryError
+
+        try:
+            return fn(*args, **kwargs)
+        except RecoveryError as exc:
+            from .main import fail
+
+            fail(str(exc))
+        except sqlite3.Error as exc:  # e.g. a store another tool left half-written
+            from .main import fail
+
+            fail(f"the event store cannot be read: {exc}")
+
+    return wrapper
+
+
+# -- recovery ingest ---------------------------------------------------------------------------
+
+
+def ingest(
+    app_name: Annotated[Optional[str], typer.Option("--app", help="Only this app. Default: every app in the config.", show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Read what is new in each app's PM2 logs into the store, grouped into error templates.
+
+    The log files are the app's `logs = [...]` in the config, else the paths `pm2 jlist` gives (pm_err_log_path, pm_out_log_path). Each line is read once: the next run starts where this one stopped, across rotations. One line per app: entries stored, new templates, warnings. Exit 0; exit 3 with one line when the config, the store or pm2 cannot be used.
+
+    Example: recovery ingest --app web
+    """
+    from recovery import logs
+    from recovery.store import Store
+
+    from .main import configured_app, load_config
+
+    conf = load_config(config)
+    apps = [configured_app(conf, app_name, flag="--app ")] if app_name is not None else list(conf.apps)
+    from_pm2: dict[str, list[str]] | None = None
+    if any(not a.logs for a in apps):
+        from_pm2 = _pm2_log_paths(conf)
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        for a in apps:
+            paths = list(a.logs) if a.logs else (from_pm2 or {}).get(a.name, [])
+            if not paths:
+                typer.echo(f"{a.name}: no log files (not in `pm2 jlist`, and no logs = [...] in the config)")
+                continue
+            result = logs.ingest(store, a.name, paths)
+            typer.echo(_ingest_line(result, len(paths)))
+            for w in result.warnings:
+                typer.echo(f"  warning: {w.path}: {w.message}")
+
+
+def _pm2_log_paths(conf: Any) -> dict[str, list[str]]:
+    """Log paths per process name from `pm2 jlist` (every instance of a cluster, each path once)."""
+    from recovery.pm2 import Pm2, find_pm2
+
+    out: dict[str, list[str]] = {}
+    for entry in Pm2(find_pm2(conf.pm2.bin)).jlist():
+        env = entry.get("pm2_env") or {}
+        paths = out.setdefault(str(entry.get("name")), [])
+        for key in ("pm_err_log_path", "pm_out_log_path"):
+            p = env.get(key)
+            if isinstance(p, str) and p and p != "/dev/null" and p not in paths:
+                paths.append(p)
+    return out
+
+
+def _ingest_line(result: Any, files: int) -> str:
+    parts = [f"{result.entries} entr{'y' if result.entries == 1 else 'ies'}",
+             f"{len(result.new_templates)} new template{'' if len(result.new_templates) == 1 else 's'}",
+             f"{len(result.warnings)} warning{'' if len(result.warnings) == 1 else 's'}"]  # fmt: skip
+    line = f"{result.app}: " + ", ".join(parts) + f" from {files} file{'' if files == 1 else 's'}"
+    if not result.complete:
+        line += " (more waiting: run again)"
+    return line
+
+
+# -- recovery errors ---------------------------------------------------------------------------
+
+errors_app = typer.Typer(
+    help="Error templates mined from the apps' logs (run `recovery ingest` first).",
+    invoke_without_command=True,
+)
+
+
+def _open(config: Path | None) -> tuple[Any, Any]:
+    from recovery.store import Store
+
+    from .main import load_config
+
+    conf = load_config(config)
+    return conf, Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True)
+
+
+@errors_app.callback(invoke_without_command=True)
+@_guarded
+def errors(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(help="The window: a duration back from now (1h, 24h, 7d) or an ISO time; it ends now.")] = "24h",
+    app_name: AppOption = None,
+    top: Annotated[int, typer.Option(help="At most this many templates.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list: template_id, template, app, count, first_seen, last_seen, example, previous_count, change.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Error templates ranked by count in a window, with the change against the window before.
+
+    Per template and app: the count, first and last seen in the window, the count in the previous window of the same length, and one example. Subcommands: `show TEMPLATE_ID`, `search TEXT`.
+
+    Example: recovery errors --since 24h --app web --top 10
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import datetime as dt
+    import json
+
+    from recovery.logs import top_templates
+    from recovery.report import since_to_ts
+
+    from .main import configured_app, fail
+
+    if top < 1:
+        fail("--top must be 1 or more")
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        since_ts = since_to_ts(since, now)
+    except ValueError as exc:
+        fail(f"--since {since!r}: {exc}")
+    start = dt.datetime.fromisoformat(since_ts.replace("Z", "+00:00"))
+    if start >= now:
+        fail(f"--since {since!r} is not in the past")
+    conf, store = _open(config)
+    if app_name is not None:
+        configured_app(conf, app_name, flag="--app ")
+    try:
+        rows = top_templates(store.conn, start, app=app_name, top=top, until=now)
+        before = top_templates(store.conn, start - (now - start), app=app_name, top=1 << 30, until=start)
+    finally:
+        store.close()
+    previous = {(r["app"], r["template_id"]): r["count"] for r in before}
+    for r in rows:
+        r["previous_count"] = previous.get((r["app"], r["template_id"]), 0)
+        r["change"] = r["count"] - r["previous_count"]
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo(f"no errors since {since_ts}" + (f" for {app_name}" if app_name else ""))
+        return
+    for r in rows:
+        typer.echo(f"{r['template_id']}  {r['app']}  {r['count']}×  {_change(r['count'], r['previous_count'])}"
+                   f"  first {r['first_seen']}  last {r['last_seen']}")  # fmt: skip
+        typer.echo(f"    {r['template']}")
+        if r.get("example"):
+            typer.echo(f"    e.g. {_short(r['example'])}")
+        if r.get("stack_top"):
+            typer.echo(f"         {_short(r['stack_top'])}")
+
+
+def _change(count: int, previous: int) -> str:
+    if previous == 0:
+        return "(new)"
+    pct = (count - previous) * 100 / previous
+    return f"({count - previous:+d}, {pct:+.0f}% vs previous window)"
+
+
+def _short(text: str, width: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@errors_app.command("show")
+@_guarded
+def show(
+    template_id: Annotated[str, typer.Argument(help="The template's id, as `recovery errors` prints it.", show_default=False)],
+    app_name: AppOption = None,
+    examples: Annotated[int, typer.Option(help="How many recent examples to show.")] = 5,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """One template: its text, entries per day, and recent examples with their stack top.
+
+    Day counts are kept for good; examples only while raw entries are kept ([logs] keep_raw).
+
+    Example: recovery errors show aaeca99a8bf5
+    """
+    import json
+
+    from recovery.logs.storage import template_detail
+
+    from .main import fail
+
+    if examples < 0:
+        fail("--examples must be 0 or more")
+    _, store = _open(config)
+    try:
+        detail = template_detail(store.conn, template_id, app=app_name, examples=examples)
+    finally:
+        store.close()
+    if detail is None:
+        fail(f"no error template {template_id!r} in the store (see `recovery errors --since 30d`)")
+    if json_out:
+        typer.echo(json.dumps(detail))
+        return
+    typer.echo(f"{detail['template_id']}  {detail['template']}")
+    typer.echo(f"  {detail['count']} entries, first {detail['first_seen']}, last {detail['last_seen']}")
+    if len(detail["versions"]) > 1:
+        typer.echo(f"  first seen as: {detail['first_text']}")
+    typer.echo("per day (UTC):")
+    for d in detail["days"]:
+        typer.echo(f"  {d['day']}  {d['app']}  {d['count']}")
+    typer.echo("recent examples:")
+    for e in detail["examples"][:examples]:
+        head = f"  {e['ts']}  {e['app']}  " if e.get("ts") else "  "
+        typer.echo(head + _short(e["message"]))
+        if e.get("stack_top"):
+            typer.echo(f"      {_short(e['stack_top'])}")
+
+
+@errors_app.command("search")
+@_guarded
+def search(
+    text: Annotated[str, typer.Argument(help="Words to find (all of them), or an FTS5 query: \"exact phrase\", OR, NOT, prefix*.", show_default=False)],
+    limit: Annotated[int, typer.Option(help="At most this many entries (the newest).")] = 50,
+    app_name: AppOption = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Full-text search over the stored error entries, newest first.
+
+    Searches each entry's message and first stack frame.
+
+    Example: recovery errors search ECONNREFUSED --limit 20
+    """
+    import json
+
+    from recovery.logs import search as fts
+
+    from .main import fail
+
+    if limit < 1:
+        fail("--limit must be 1 or more")
+    if not text.strip():
+        fail("give some text to search for")
+    _, store = _open(config)
+    try:
+        rows = fts(store.conn, text, limit=limit, app=app_name)
+    finally:
+        store.close()
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo(f"no entries match {text!r}")
+        return
+    for r in rows:
+        typer.echo(f"{r['ts']}  {r['app']}  {r['template_id']}  {_short(r['message'])}")
+        if r.get("stack_top"):
+            typer.echo(f"    {_short(r['stack_top'])}")
