@@ -6,41 +6,14 @@ Only typer and the standard library are imported here; `recovery.*` inside each 
 
 from __future__ import annotations
 
-import functools
-import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
-]
+from .common import ConfigOption, JsonOption, guarded
+
 AppOption = Annotated[Optional[str], typer.Option("--app", help="Only this app.", show_default=False)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
-
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Like main.guarded (which cannot be imported here at decoration time): one line on stderr, exit 3."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from recovery.errors import RecoveryError
-
-        try:
-            return fn(*args, **kwargs)
-        except RecoveryError as exc:
-            from .main import fail
-
-            fail(str(exc))
-        except sqlite3.Error as exc:  # e.g. a store another tool left half-written
-            from .main import fail
-
-            fail(f"the event store cannot be read: {exc}")
-
-    return wrapper
 
 
 # -- recovery ingest ---------------------------------------------------------------------------
@@ -59,7 +32,7 @@ def ingest(
     from recovery import logs
     from recovery.store import Store
 
-    from .main import configured_app, load_config
+    from .common import configured_app, load_config
 
     conf = load_config(config)
     apps = [configured_app(conf, app_name, flag="--app ")] if app_name is not None else list(conf.apps)
@@ -114,14 +87,14 @@ errors_app = typer.Typer(
 def _open(config: Path | None) -> tuple[Any, Any]:
     from recovery.store import Store
 
-    from .main import load_config
+    from .common import load_config
 
     conf = load_config(config)
     return conf, Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True)
 
 
 @errors_app.callback(invoke_without_command=True)
-@_guarded
+@guarded
 def errors(
     ctx: typer.Context,
     since: Annotated[str, typer.Option(help="The window: a duration back from now (1h, 24h, 7d) or an ISO time; it ends now.")] = "24h",
@@ -142,20 +115,13 @@ def errors(
     import json
 
     from recovery.logs import top_templates
-    from recovery.report import since_to_ts
-
-    from .main import configured_app, fail
+    from .common import configured_app, fail, since_bound
 
     if top < 1:
         fail("--top must be 1 or more")
     now = dt.datetime.now(dt.timezone.utc)
-    try:
-        since_ts = since_to_ts(since, now)
-    except ValueError as exc:
-        fail(f"--since {since!r}: {exc}")
+    since_ts = since_bound(since, now)
     start = dt.datetime.fromisoformat(since_ts.replace("Z", "+00:00"))
-    if start >= now:
-        fail(f"--since {since!r} is not in the past")
     conf, store = _open(config)
     if app_name is not None:
         configured_app(conf, app_name, flag="--app ")
@@ -197,7 +163,7 @@ def _short(text: str, width: int = 160) -> str:
 
 
 @errors_app.command("show")
-@_guarded
+@guarded
 def show(
     template_id: Annotated[str, typer.Argument(help="The template's id, as `recovery errors` prints it.", show_default=False)],
     app_name: AppOption = None,
@@ -215,7 +181,7 @@ def show(
 
     from recovery.logs.storage import template_detail
 
-    from .main import fail
+    from .common import fail
 
     if examples < 0:
         fail("--examples must be 0 or more")
@@ -245,7 +211,7 @@ def show(
 
 
 @errors_app.command("search")
-@_guarded
+@guarded
 def search(
     text: Annotated[str, typer.Argument(help="Words to find (all of them), or an FTS5 query: \"exact phrase\", OR, NOT, prefix*.", show_default=False)],
     limit: Annotated[int, typer.Option(help="At most this many entries (the newest).")] = 50,
@@ -263,7 +229,7 @@ def search(
 
     from recovery.logs import search as fts
 
-    from .main import fail
+    from .common import fail
 
     if limit < 1:
         fail("--limit must be 1 or more")

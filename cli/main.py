@@ -5,13 +5,23 @@ Domain modules are imported inside each command so that `recovery check` loads o
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
+
+from .common import (  # shared by every command module
+    UNKNOWN,
+    ConfigOption,
+    JsonOption,
+    configured_app,
+    fail,
+    guarded,
+    load_config,
+    positive_duration,
+)
+
 
 app = typer.Typer(
     name="recovery",
@@ -23,40 +33,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-UNKNOWN = 3
-
-ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
-
-def fail(message: str, code: int = UNKNOWN) -> NoReturn:
-    typer.echo(f"recovery: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the domain's errors into one line on stderr and exit 3, for every command."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from recovery.errors import RecoveryError
-
-        try:
-            return fn(*args, **kwargs)
-        except RecoveryError as exc:
-            fail(str(exc))
-
-    return wrapper
-
-
-def load_config(path: Path | None) -> Any:
-    from recovery import config as cfg
-
-    return cfg.load(cfg.find_config_path(path))
 
 
 @app.command()
@@ -86,27 +62,6 @@ def check(
 
 
 AppArgument = Annotated[str, typer.Argument(help="The app's name, as in the config.", show_default=False)]
-
-
-def configured_app(conf: Any, name: str, flag: str = "app ") -> Any:
-    """The app's config, or a one-line error naming the apps there are."""
-    app_conf = conf.app(name)
-    if app_conf is None:
-        fail(f"{flag}{name!r} is not in {conf.source} (apps: {', '.join(a.name for a in conf.apps)})")
-    return app_conf
-
-
-def positive_duration(flag: str, text: str) -> float:
-    """Seconds in a duration option, or a one-line error."""
-    from recovery.config import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        fail(f"{flag} {text!r}: {exc}")
-    if seconds <= 0:
-        fail(f"{flag} {text!r}: must be longer than 0")
-    return seconds
 
 
 @app.command()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
-]
+from .common import ConfigOption
+
 
 
 def report(
@@ -31,20 +28,14 @@ def report(
     import datetime as dt
     import json
 
-    from recovery import projections
-    from recovery.report import build_report, open_store, report_markdown, report_text, since_to_ts
+    from recovery.report import build_report, open_store, report_markdown, report_text
 
-    from .main import fail, load_config
+    from .common import fail, load_config, since_bound
 
     if json_out and markdown:
         fail("use either --json or --markdown")
     now = dt.datetime.now(dt.timezone.utc)
-    try:
-        since_ts = since_to_ts(since, now)
-    except ValueError as exc:
-        fail(f"--since {since!r}: {exc}")
-    if since_ts > projections.format_ts(now):
-        fail(f"--since {since!r} is in the future")
+    since_ts = since_bound(since, now)
     conf = load_config(config)
     names = [a.name for a in conf.apps]
     if app_name is not None:
@@ -81,7 +72,7 @@ def why(
     from recovery.report import open_store, timeline_text
     from recovery.report import why as timeline
 
-    from .main import fail, load_config
+    from .common import fail, load_config
 
     conf = load_config(config)
     store = open_store(conf.store.path, conf.store.busy_timeout)

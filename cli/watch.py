@@ -23,7 +23,7 @@ def watch(
 
     from recovery.watch import Journal, describe, run_watch, stop_on_signals
 
-    from .main import configured_app, load_config, positive_duration
+    from .common import configured_app, load_config, positive_duration
 
     cfg = load_config(config)
     for name in only or []:

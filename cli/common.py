@@ -1,0 +1,85 @@
+"""What every command module shares: options, one-line errors, config loading.
+
+Only typer and the standard library at import time: `recovery check` starts from here.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+UNKNOWN = 3
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def fail(message: str, code: int = UNKNOWN) -> NoReturn:
+    typer.echo(f"recovery: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the domain's errors into one line on stderr and exit 3, for every command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from recovery.errors import RecoveryError
+
+        try:
+            return fn(*args, **kwargs)
+        except RecoveryError as exc:
+            fail(str(exc))
+        except sqlite3.Error as exc:  # e.g. a store another tool left half-written
+            fail(f"the event store cannot be used: {exc}")
+
+    return wrapper
+
+
+def load_config(path: Path | None) -> Any:
+    from recovery import config as cfg
+
+    return cfg.load(cfg.find_config_path(path))
+
+
+def configured_app(conf: Any, name: str, flag: str = "app ") -> Any:
+    """The app's config, or a one-line error naming the apps there are."""
+    app_conf = conf.app(name)
+    if app_conf is None:
+        fail(f"{flag}{name!r} is not in {conf.source} (apps: {', '.join(a.name for a in conf.apps)})")
+    return app_conf
+
+
+def positive_duration(flag: str, text: str) -> float:
+    """Seconds in a duration option, or a one-line error."""
+    from recovery.config import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        fail(f"{flag} {text!r}: {exc}")
+    if seconds <= 0:
+        fail(f"{flag} {text!r}: must be longer than 0")
+    return seconds
+
+
+def since_bound(value: str, now: Any) -> str:
+    """The event-timestamp bound of a --since option (a duration back from now, or an ISO time)."""
+    from recovery.projections import format_ts
+    from recovery.report import since_to_ts
+
+    try:
+        since_ts = since_to_ts(value, now)
+    except ValueError as exc:
+        fail(f"--since {value!r}: {exc}")
+    if since_ts >= format_ts(now):
+        fail(f"--since {value!r} is not in the past")
+    return since_ts
