@@ -20,11 +20,9 @@ Environment overrides:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,21 +32,18 @@ from typing import Any, Callable, Iterator
 import httpx
 import pytest
 
+# The product's own helpers: the same port picking and the same tolerant jlist parsing
+# (the first pm2 call of a sandbox prints the daemon banner before the JSON).
+from recovery.demo import SERVER_JS, free_port
+from recovery.pm2 import parse_jlist
+
 PM2_VERSION = "7.0.4"  # newest on npm when written; the tool supports PM2 5.x+
 REPO = Path(__file__).resolve().parent.parent
-SERVER_JS = REPO / "recovery" / "demo" / "server.js"
 MARKER_KINDS = ("hang", "stall", "crash")
 
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(
@@ -74,33 +69,6 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}; last result: {last!r}")
         time.sleep(interval)
-
-
-def parse_jlist(text: str) -> list[dict]:
-    """Find the JSON array in ``pm2 jlist`` output.
-
-    The first pm2 call of a sandbox spawns the daemon and prints the PM2
-    banner and "[PM2] Spawning PM2 daemon..." (with ANSI colours) on stdout
-    before the array, so try each line that starts like an array.
-    """
-    text = text.strip()
-    if text.startswith("[") and text.endswith("]"):
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    decoder = json.JSONDecoder()
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("["):
-            continue
-        try:
-            value, _ = decoder.raw_decode(line)
-        except ValueError:
-            continue  # e.g. "[PM2] ..." or a banner line
-        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            return value
-    raise ValueError(f"no JSON array in pm2 jlist output: {text[-2000:]!r}")
 
 
 def _alive(pid: int) -> bool:
