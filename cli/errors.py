@@ -115,13 +115,15 @@ def errors(
     import json
 
     from recovery.logs import top_templates
+    from recovery.events import parse_ts
+
     from .common import configured_app, fail, since_bound
 
     if top < 1:
         fail("--top must be 1 or more")
     now = dt.datetime.now(dt.timezone.utc)
     since_ts = since_bound(since, now)
-    start = dt.datetime.fromisoformat(since_ts.replace("Z", "+00:00"))
+    start = parse_ts(since_ts)
     conf, store = _open(config)
     if app_name is not None:
         configured_app(conf, app_name, flag="--app ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import fcntl
 import hashlib
 import os
@@ -19,17 +20,19 @@ from .config import AppConfig, Config
 from .errors import Pm2Error
 from .pm2 import Pm2, ProcessView, find_pm2, pidfile_view
 from .probe import Attempt, make_client, probe_once
-from .events import utc_now as _utc_now_text
-from .projections import parse_ts
+from .projections import STATE_CODES
 from .store import Recorder
 
-def utc_now() -> Any:
-    return parse_ts(_utc_now_text())
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
 
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+# The word in an app's result line for each state a decision concludes (anything else: DOWN).
+_LABELS = {"healthy": "OK", "paused": "PAUSED", "degraded": "DEGRADED", "suspended": "SUSPENDED",
+           "recovering": "RECOVERING", "stopped": "CRITICAL"}  # fmt: skip
 
 
 @dataclass
@@ -241,20 +244,13 @@ class Checker:
         state, action, reason = decision.state, decision.action, decision.reason
         if action == "escalate":
             return AppResult(app.name, CRITICAL, "CRITICAL", reason, latency, action=action)
-        if state == "healthy":
-            return AppResult(app.name, OK, "OK", f"{latency:.0f}ms" if latency is not None else reason, latency)
-        if state == "paused":
-            extra = f"; {latency:.0f}ms" if latency is not None else ""
-            return AppResult(app.name, OK, "PAUSED", reason + extra, latency, action=action)
-        if state == "degraded":
-            return AppResult(app.name, WARNING, "DEGRADED", reason, latency, action=action)
-        if state == "suspended":
-            return AppResult(app.name, CRITICAL, "SUSPENDED", reason, action=action)
-        if state == "recovering":
-            return AppResult(app.name, WARNING, "RECOVERING", reason, action=action)
-        if state == "stopped":
-            return AppResult(app.name, CRITICAL, "CRITICAL", reason, action=action)
-        return AppResult(app.name, CRITICAL, "DOWN", reason, action=action)
+        summary = reason
+        if latency is not None and state == "healthy":
+            summary = f"{latency:.0f}ms"
+        elif latency is not None and state == "paused":
+            summary = f"{reason}; {latency:.0f}ms"
+        code = STATE_CODES.get(state, CRITICAL)
+        return AppResult(app.name, code, _LABELS.get(state, "DOWN"), summary, latency, action=action)
 
     def act(self, app: AppConfig, client: Any, attempts: list[Attempt], decision: policy.Decision) -> AppResult:
         failures = policy.failure_summary(attempts)

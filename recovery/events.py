@@ -31,10 +31,18 @@ TYPES: dict[str, str] = {
 }
 
 
+def format_ts(when: _dt.datetime) -> str:
+    """The one stored form of a time: ISO 8601 UTC with milliseconds, e.g. 2026-11-28T14:42:15.123Z.
+
+    Strings in this form compare as the times they stand for, so SQL can range over them.
+    """
+    when = when.astimezone(_dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
 def utc_now() -> str:
-    """The current time as ISO 8601 UTC with milliseconds, e.g. 2026-11-28T14:42:15.123Z."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """The current time as an event timestamp."""
+    return format_ts(_dt.datetime.now(_dt.timezone.utc))
 
 
 def parse_ts(text: str) -> _dt.datetime:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import AppConfig, format_duration
-from .events import Event, parse_ts
-from .projections import History, format_ts
+from .events import Event, format_ts, parse_ts
+from .projections import History
 from .pm2 import ERRORED, RESTARTING, RUNNING, STOPPED, ProcessView
 from .probe import Attempt
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import StoreError
+from .events import format_ts, parse_ts
 from .store import immediate
 
 VERSION = 2  # bump when the fold changes: stale projections are rebuilt on open
@@ -101,18 +102,11 @@ TABLES = ("app_state", "incidents", "restarts", "probe_hourly", "projection_meta
 # States an app can be in. `paused` is a state too, but only while `paused_until` lies ahead.
 UP_STATES = {"healthy", "degraded"}
 DOWN_STATES = {"down", "recovering", "suspended", "stopped"}
+# What a state means as a Nagios exit code, for `recovery check` and `recovery status` alike.
+STATE_CODES = {"healthy": 0, "paused": 0, "degraded": 1, "recovering": 1, "down": 2, "suspended": 2, "stopped": 2}
 # An interval between two checks longer than this is not counted as up or down time:
 # nobody was looking (the watcher itself was not running).
 MAX_GAP_S = 900.0
-
-
-def parse_ts(ts: str) -> _dt.datetime:
-    return _dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-
-
-def format_ts(when: _dt.datetime) -> str:
-    when = when.astimezone(_dt.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def seconds_between(a: str, b: str) -> float:

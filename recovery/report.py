@@ -14,7 +14,7 @@ from typing import Any
 from . import projections
 from .config import parse_duration
 from .errors import RecoveryError, StoreError
-from .events import Event
+from .events import Event, format_ts
 from .store import Store
 
 # Shown first, in this order, when an event is printed as text; the rest follow sorted.
@@ -36,8 +36,7 @@ def since_to_ts(text: str, now: _dt.datetime | None = None) -> str:
             when = when.astimezone()  # a naive time is the operator's local time
     else:
         when = now - _dt.timedelta(seconds=seconds)
-    when = when.astimezone(_dt.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return format_ts(when)
 
 
 def _value(v: Any) -> str:

@@ -11,7 +11,6 @@ from . import projections
 from .config import Config
 from .store import Store
 
-CODES = {"healthy": 0, "paused": 0, "degraded": 1, "recovering": 1, "down": 2, "suspended": 2, "stopped": 2}
 
 
 @dataclass
@@ -87,7 +86,7 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
         if incident is not None:
             r = store.conn.execute("SELECT started_at FROM incidents WHERE id = ?", (incident,)).fetchone()
             incident_since = r[0] if r else None
-        code = CODES.get(state, 3)
+        code = projections.STATE_CODES.get(state, 3)
         if stale:
             code = 3  # nobody is looking: the state above may be out of date
         out.append(AppStatus(

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..events import format_ts
 from .reader import Line
 
 DETAIL_LIMIT = 16 * 1024
@@ -64,7 +65,7 @@ def parse_prefix_ts(match: re.Match[str]) -> str | None:
         else:
             when = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int(ms) * 1000)
             when -= _dt.timedelta(seconds=offset)
-            value = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+            value = format_ts(when.replace(tzinfo=_dt.timezone.utc))
     except (ValueError, OverflowError):
         value = None
     if len(_ts_cache) > 10000:

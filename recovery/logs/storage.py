@@ -23,6 +23,7 @@ import datetime as _dt
 import sqlite3
 from typing import Any
 
+from ..events import format_ts
 from ..store import split_sql
 
 SCHEMA_VERSION = 1
@@ -162,8 +163,7 @@ def _iso(when: Any) -> str:
         when = _dt.datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.timezone.utc)
-    when = when.astimezone(_dt.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return format_ts(when)
 
 
 def _next_hour(hour: str) -> str:
