@@ -53,17 +53,12 @@ def ingest(
 
 def _pm2_log_paths(conf: Any) -> dict[str, list[str]]:
     """Log paths per process name from `pm2 jlist` (every instance of a cluster, each path once)."""
-    from recovery.pm2 import Pm2, find_pm2
+    from recovery.pm2 import Pm2, find_pm2, log_paths
 
-    out: dict[str, list[str]] = {}
+    by_name: dict[str, list[Any]] = {}
     for entry in Pm2(find_pm2(conf.pm2.bin)).jlist():
-        env = entry.get("pm2_env") or {}
-        paths = out.setdefault(str(entry.get("name")), [])
-        for key in ("pm_err_log_path", "pm_out_log_path"):
-            p = env.get(key)
-            if isinstance(p, str) and p and p != "/dev/null" and p not in paths:
-                paths.append(p)
-    return out
+        by_name.setdefault(str(entry.get("name")), []).append(entry)
+    return {name: list(log_paths(entries)) for name, entries in by_name.items()}
 
 
 def _ingest_line(result: Any, files: int) -> str:
@@ -97,17 +92,19 @@ def _open(config: Path | None) -> tuple[Any, Any]:
 @guarded
 def errors(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option(help="The window: a duration back from now (1h, 24h, 7d) or an ISO time; it ends now.")] = "24h",
+    since: Annotated[Optional[str], typer.Option(help="The window: a duration back from now (1h, 24h, 7d) or an ISO time; it ends now. Default: 24h, or 30d with --around-incidents.", show_default=False)] = None,
     app_name: AppOption = None,
     top: Annotated[int, typer.Option(help="At most this many templates.")] = 20,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list: template_id, template, app, count, first_seen, last_seen, example, previous_count, change.")] = False,
+    around_incidents: Annotated[bool, typer.Option("--around-incidents", help="Templates seen in the --minutes before incidents, against their base rate.")] = False,
+    minutes: Annotated[float, typer.Option(help="With --around-incidents: how many minutes before each incident count.")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON: a list with template_id, template, app, count, first_seen, last_seen, example, previous_count, change; with --around-incidents an object with incidents and templates.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Error templates ranked by count in a window, with the change against the window before.
 
-    Per template and app: the count, first and last seen in the window, the count in the previous window of the same length, and one example. Subcommands: `show TEMPLATE_ID`, `search TEXT`.
+    Per template and app: the count, first and last seen in the window, the count in the previous window of the same length, and one example. With --around-incidents: the templates seen in the N minutes before the incidents of the window, how many incidents each preceded, and how much more often than elsewhere (lift). Subcommands: `show TEMPLATE_ID`, `search TEXT`, `prune`.
 
-    Example: recovery errors --since 24h --app web --top 10
+    Examples: recovery errors --since 24h --app web --top 10;  recovery errors --around-incidents --since 7d
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -121,12 +118,24 @@ def errors(
 
     if top < 1:
         fail("--top must be 1 or more")
+    if not 0 < minutes <= 24 * 60:
+        fail(f"--minutes {minutes:g}: must be more than 0 and at most 1440")
     now = dt.datetime.now(dt.timezone.utc)
-    since_ts = since_bound(since, now)
+    since_ts = since_bound(since or ("30d" if around_incidents else "24h"), now)
     start = parse_ts(since_ts)
     conf, store = _open(config)
     if app_name is not None:
         configured_app(conf, app_name, flag="--app ")
+    if around_incidents:
+        from recovery.logs.incidents import around_incidents as around
+
+        try:
+            found = around(store.conn, start, now, minutes=minutes, app=app_name)
+        finally:
+            store.close()
+        found["templates"] = found["templates"][:top]
+        typer.echo(json.dumps(found) if json_out else _around_text(found, app_name))
+        return
     try:
         rows = top_templates(store.conn, start, app=app_name, top=top, until=now)
         before = top_templates(store.conn, start - (now - start), app=app_name, top=1 << 30, until=start)
@@ -152,6 +161,30 @@ def errors(
             typer.echo(f"         {_short(r['stack_top'])}")
 
 
+def _around_text(found: dict[str, Any], app_name: str | None) -> str:
+    n, m = len(found["incidents"]), found["minutes"]
+    who = f" of {app_name}" if app_name else ""
+    head = f"{n} incident{'' if n == 1 else 's'}{who} since {found['since']}"
+    if found.get("pruned_before") and found["pruned_before"] > found["since"]:
+        head += f" (raw entries before {found['pruned_before']} were pruned: older incidents left out)"
+    if not n:
+        return head + "; nothing to compare"
+    if not found["templates"]:
+        return head + f"; no error entries in the {m:g} minutes before any of them"
+    lines = [head + f"; error templates in the {m:g} minutes before them, against their rate elsewhere:"]
+    for r in found["templates"]:
+        lift = "never seen elsewhere" if r["lift"] is None else f"{r['lift']:g}× its base rate of {r['base_per_hour']:g}/h"
+        line = (f"{r['template_id']}  {r['app']}  before {r['incidents_preceded']} of {r['incidents']} incidents"
+                f"  {r['before_incidents']}×  ({lift})")  # fmt: skip
+        if r["appeared_before_incident"] is not None:
+            line += f"  first seen {r['first_seen']}, just before incident {r['appeared_before_incident']}"
+        lines.append(line)
+        lines.append(f"    {r['template']}")
+        if r.get("example"):
+            lines.append(f"    e.g. {_short(r['example'])}")
+    return "\n".join(lines)
+
+
 def _change(count: int, previous: int) -> str:
     if previous == 0:
         return "(new)"
@@ -159,9 +192,10 @@ def _change(count: int, previous: int) -> str:
     return f"({count - previous:+d}, {pct:+.0f}% vs previous window)"
 
 
-def _short(text: str, width: int = 160) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _short(text: str) -> str:
+    from recovery.report import one_line
+
+    return one_line(text)
 
 
 @errors_app.command("show")
@@ -252,3 +286,41 @@ def search(
         typer.echo(f"{r['ts']}  {r['app']}  {r['template_id']}  {_short(r['message'])}")
         if r.get("stack_top"):
             typer.echo(f"    {_short(r['stack_top'])}")
+
+
+@errors_app.command("prune")
+@guarded
+def prune(
+    keep: Annotated[Optional[str], typer.Option(help="Keep raw entries this recent (30d, 12h). Default: [logs] keep_raw from the config (30d).", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say how many entries would go; delete nothing.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete raw error entries older than [logs] keep_raw, as a recorded step (a `log.pruned` event).
+
+    Templates, their versions and the hourly counts are kept for good, so `recovery errors` still ranks and counts old errors; only their examples and full-text search go. Run it daily from cron (deploy/ does).
+
+    Example: recovery errors prune --keep 14d
+    """
+    import datetime as dt
+
+    from recovery.config import format_duration
+    from recovery.events import format_ts
+    from recovery.store import Store
+
+    from .common import load_config, positive_duration
+
+    conf = load_config(config)
+    seconds = positive_duration("--keep", keep) if keep is not None else conf.logs.keep_raw
+    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        if dry_run:
+            from recovery.logs import count_before
+
+            n = count_before(store.conn, before)
+            typer.echo(f"would prune {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})")
+            return
+        from recovery.logs import prune as prune_entries
+
+        n = prune_entries(store, before)
+    typer.echo(f"pruned {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})"
+               + ("; recorded as log.pruned" if n else ""))  # fmt: skip

@@ -132,13 +132,19 @@ class Checker:
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
         self.pm2: Pm2 | None = None
+        self.seen_logs: dict[str, tuple[str, ...]] = {}  # app -> log paths from this run's jlist
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
 
     def run(self) -> CheckResult:
         """Check every app: probe, sample, decide, and restart and verify when the policy says so."""
-        return self._session(lambda result: result.apps.extend(self._each(self.check_app)))
+
+        def body(result: CheckResult) -> None:
+            result.apps.extend(self._each(self.check_app))
+            self.ingest_logs()
+
+        return self._session(body)
 
     def restart_now(self, name: str, *, by: str, reason: str) -> CheckResult:
         """An operator's or a schedule's restart, recorded with who and why, verified like any other."""
@@ -215,7 +221,34 @@ class Checker:
             self.emit("process.sampled", app.name, source="jlist", error=str(exc))
             return None, str(exc)
         self.emit("process.sampled", app.name, **view.data())
+        self.seen_logs[app.name] = view.logs
         return view, None
+
+    def _discover_logs(self, app: AppConfig) -> tuple[str, ...]:
+        """A full sample (recorded like any other) for the log paths, when nothing else names them."""
+        self.full_view(app)
+        self.rec.flush()
+        return self.seen_logs.get(app.name, ())
+
+    def ingest_logs(self) -> None:
+        """Last, after every probe and restart: what is new in each app's logs, within a small
+        budget. Trouble here is a `log.failed` event; it never changes the check's verdict."""
+        conf = self.config.logs
+        if not conf.in_check or self.dry_run or self.rec.store is None:
+            return
+        import sqlite3
+
+        from .errors import RecoveryError
+        from .logs.checkstep import ingest_in_check
+
+        self.rec.flush()
+        for app in self.apps:
+            try:
+                ingest_in_check(self.rec.store, app, conf, seen=self.seen_logs.get(app.name, ()),
+                                discover=lambda: self._discover_logs(app), run_id=self.run_id)  # fmt: skip
+            except (RecoveryError, OSError, sqlite3.Error) as exc:
+                self.emit("log.failed", app.name, error=str(exc))
+            self.rec.flush()
 
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.rec.history(app.name, utc_now(), app.window)

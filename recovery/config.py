@@ -107,6 +107,11 @@ class LogsConfig:
     "Error-log ingestion: how long raw entries are kept (templates and counts are kept for good)."
 
     keep_raw: float = 30 * 86400.0
+    in_check: bool = True  # `recovery check` ingests too, after its probe work
+    check_budget: int = 2 << 20  # bytes per app a check reads at most (the rest waits for the next run)
+    check_every: float = 60.0  # a check ingests an app's logs at most this often (watch steps are seconds apart)
+    first_read: str = "beginning"  # a file seen for the first time: "beginning" or "end"
+    keep_stdout: bool = False  # store every stdout line, not only those that look like errors
 
 
 @dataclass(frozen=True)
@@ -356,6 +361,42 @@ def _duration(*, allow_zero: bool = False) -> Callable[[Any], float]:
     return convert
 
 
+_LOGS_KEYS = ("keep_raw", "in_check", "check_budget", "check_every", "first_read", "keep_stdout")
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "m": 1 << 20, "gb": 1 << 30, "g": 1 << 30}
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _size(value: Any) -> int:
+    "A byte count: an integer, or a string like '512KB', '2MB', '1GB' (powers of 1024)."
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str):
+        import re
+
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        unit = m.group(2).lower() if m else ""
+        if not m or unit not in _SIZE_UNITS:
+            raise ValueError(f"expected a size like '2MB' or '512KB', got {value!r}")
+        n = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    else:
+        raise ValueError(f"expected a size like '2MB', got {_describe(value)}")
+    if n < 1024:
+        raise ValueError(f"must be at least 1KB, got {n} bytes")
+    return n
+
+
+def _first_read(value: Any) -> str:
+    where = _string(value)
+    if where not in ("beginning", "end"):
+        raise ValueError(f"must be 'beginning' or 'end', got {where!r}")
+    return where
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {_describe(value)}")
@@ -428,9 +469,16 @@ class _Checker:
         return Config(source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs)
 
     def logs(self, table: dict[str, Any]) -> LogsConfig:
-        self.unknown_keys(table, ("logs",), ("keep_raw",))
-        d = LogsConfig()
-        return LogsConfig(keep_raw=self.field(table, ("logs",), "keep_raw", _duration(), d.keep_raw))
+        self.unknown_keys(table, ("logs",), _LOGS_KEYS)
+        d, at = LogsConfig(), ("logs",)
+        return LogsConfig(
+            keep_raw=self.field(table, at, "keep_raw", _duration(), d.keep_raw),
+            in_check=self.field(table, at, "in_check", _boolean, d.in_check),
+            check_budget=self.field(table, at, "check_budget", _size, d.check_budget),
+            check_every=self.field(table, at, "check_every", _duration(allow_zero=True), d.check_every),
+            first_read=self.field(table, at, "first_read", _first_read, d.first_read),
+            keep_stdout=self.field(table, at, "keep_stdout", _boolean, d.keep_stdout),
+        )
 
     def log_paths(self, value: Any) -> tuple[str, ...]:
         "An app's `logs`: a list of file paths, `~` expanded, relative to this file's folder."
@@ -743,7 +791,12 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ('retry_delay = "0s"', "pause between attempts"),
         ("", ""),
         ("# [logs]", "error-log ingestion (`recovery ingest`, `recovery errors`)"),
-        ('# keep_raw = "30d"', "raw entries older than this may be pruned; templates and counts stay"),
+        ('# keep_raw = "30d"', "`recovery errors prune` deletes raw entries older than this; templates and counts stay"),
+        ("# in_check = true", "`recovery check` ingests new log lines too, after its probe work"),
+        ('# check_budget = "2MB"', "at most this much per app and check; a backlog is worked off over runs"),
+        ('# check_every = "1m"', "a check ingests an app's logs at most this often"),
+        ('# first_read = "beginning"', 'a log file seen for the first time: "beginning" or "end"'),
+        ("# keep_stdout = false", "store every stdout line, not only those that look like errors"),
         ("", ""),
         ("[[apps]]", "one table per PM2 process to watch"),
         (f"name = {_toml_string(name)}", "the PM2 process name"),

@@ -27,6 +27,7 @@ TYPES: dict[str, str] = {
     "maintenance.ended": "an operator resumed recovery for the app (reason, by)",
     "suspension.lifted": "an operator lifted a restart-loop suspension (reason, by)",
     "log.ingested": "PM2 log lines were read into log_entries (files, offsets, entries, new templates)",
+    "log.failed": "log ingestion during a check could not run (error); the check itself is unaffected",
     "log.pruned": "raw log entries older than a cut-off were deleted, by a recorded step (before, entries)",
 }
 

@@ -121,6 +121,7 @@ class ProcessView:
     name: str
     source: str  # "jlist" or "pidfile"
     instances: tuple[Instance, ...] = field(default_factory=tuple)
+    logs: tuple[str, ...] = ()  # the log files PM2 writes for it (jlist only)
 
     @property
     def known(self) -> bool:
@@ -148,6 +149,8 @@ class ProcessView:
             mem = [i.memory for i in self.instances if i.memory is not None]
             if mem:
                 d["memory"] = sum(mem)
+        if self.logs:
+            d["logs"] = list(self.logs)
         return d
 
 
@@ -169,6 +172,18 @@ def parse_jlist(text: str) -> list[dict[str, Any]]:
         if isinstance(data, list) and all(isinstance(x, dict) for x in data):
             return data
     raise Pm2Error(f"pm2 jlist did not print a process list: {text.strip()[:160]!r}")
+
+
+def log_paths(entries: list[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The log files PM2 writes for these jlist entries (every instance of a cluster), each once."""
+    out: list[str] = []
+    for entry in entries:
+        env = entry.get("pm2_env") or {}
+        for key in ("pm_err_log_path", "pm_out_log_path"):
+            p = env.get(key)
+            if isinstance(p, str) and p and p != "/dev/null" and p not in out:
+                out.append(p)
+    return tuple(out)
 
 
 def instance_from_jlist(entry: Mapping[str, Any], now_ms: float | None = None) -> Instance:
@@ -246,8 +261,9 @@ class Pm2:
     def view(self, name: str) -> ProcessView:
         """The full sample: every instance PM2 has under `name`."""
         now = time.time() * 1000
-        instances = [instance_from_jlist(e, now) for e in self.jlist() if e.get("name") == name]
-        return ProcessView(name, "jlist", tuple(instances))
+        entries = [e for e in self.jlist() if e.get("name") == name]
+        instances = [instance_from_jlist(e, now) for e in entries]
+        return ProcessView(name, "jlist", tuple(instances), log_paths(entries))
 
     def restart(self, name: str, command: str = "restart") -> CommandResult:
         if command not in ("restart", "reload"):

@@ -118,6 +118,7 @@ class AppReport:
     mtbf_s: float | None
     latency_ms: dict[str, float | None]
     stands_out: list[str]
+    top_errors: list[dict[str, Any]] = field(default_factory=list)  # from the log tables, if ingested
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "app"}
@@ -262,8 +263,39 @@ def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | 
             mtbf_s=round(cur.up_s / len(began), 1) if began and observed > 0 else None,
             latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
             stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
+            top_errors=top_errors(conn, app, since, before, now),
         ))  # fmt: skip
     return Report(since, until, until, out)
+
+
+TOP_ERRORS = 5
+
+
+def top_errors(conn: sqlite3.Connection, app: str, since: str, before: str, now: _dt.datetime) -> list[dict[str, Any]]:
+    """The app's most frequent error templates in the period, with their count in the period before."""
+    from .logs.storage import top_templates
+
+    rows = top_templates(conn, since, app=app, top=TOP_ERRORS, until=now)
+    if not rows:
+        return []
+    previous = {r["template_id"]: r["count"] for r in top_templates(conn, before, app=app, top=1 << 30, until=since)}
+    keys = ("template_id", "template", "count", "first_seen", "last_seen", "example")
+    return [{**{k: r[k] for k in keys}, "previous_count": previous.get(r["template_id"], 0)} for r in rows]
+
+
+def _error_row(e: dict[str, Any]) -> list[str]:
+    prev = e["previous_count"]
+    change = "new" if prev == 0 else f"{e['count'] - prev:+d}"
+    return [str(e["count"]), change, _when(e["last_seen"])[:16], e["template_id"], one_line(e["template"] or "", 90)]
+
+
+def one_line(text: str, width: int = 160) -> str:
+    """`text` on one line, whitespace runs collapsed, cut to `width` with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_ERRORS_HEAD = ["COUNT", "VS BEFORE", "LAST SEEN", "TEMPLATE", "TEXT"]
 
 
 def period_label(seconds: float) -> str:
@@ -433,6 +465,9 @@ def report_text(r: Report) -> str:
         else:
             lines.append("  incidents: none")
         lines.append(f"  restarts by: {_by_who(a)}")
+        if a.top_errors:
+            lines.append("  top errors (`recovery errors show TEMPLATE` for examples):")
+            lines += _grid(_ERRORS_HEAD, [_error_row(e) for e in a.top_errors], indent="    ")
         if a.stands_out:
             lines.append("  stands out:")
             lines += [f"    - {note}" for note in a.stands_out]
@@ -462,6 +497,9 @@ def report_markdown(r: Report) -> str:
             lines.append("None.")
         lines += ["", "### Restarts by who made them", ""]
         lines += _md_table(list(a.restarts_by), [[str(n) for n in a.restarts_by.values()]])
+        if a.top_errors:
+            lines += ["", "### Top errors", ""]
+            lines += _md_table([h.lower() for h in _ERRORS_HEAD], [_error_row(e) for e in a.top_errors])
         lines += ["", "### What stands out", ""]
         lines += [f"- {note}" for note in a.stands_out] or ["Nothing."]
     return "\n".join(lines) + "\n"

@@ -15,12 +15,18 @@ from recovery.store import Store, spool_path
 pytestmark = pytest.mark.pm2
 
 
-def write_config(tmp_path: Path, sandbox, *apps, **overrides) -> Path:
-    """A config for `apps` with the done-when timings: 2s timeout, 2 retries, 1s apart."""
+def write_config(tmp_path: Path, sandbox, *apps, logs_in_check: bool = False, **overrides) -> Path:
+    """A config for `apps` with the done-when timings: 2s timeout, 2 retries, 1s apart.
+
+    Log ingestion inside `recovery check` is off unless asked for, so that these tests see
+    exactly the check's own events; tests/test_logs_check.py covers it.
+    """
     settings = {"timeout": '"2s"', "retries": "2", "retry_delay": '"1s"', "verify_timeout": '"30s"'}
     settings.update({k: v for k, v in overrides.items() if k != "store"})
     text = f'[store]\npath = "{overrides.get("store", "data/recovery.db")}"\nbusy_timeout = "1s"\n\n'
     text += f'[pm2]\nbin = "{sandbox.bin}"\n'
+    if not logs_in_check:
+        text += "\n[logs]\nin_check = false\n"
     for app in apps:
         name, url = (app, "http://127.0.0.1:9/") if isinstance(app, str) else (app.name, app.url)
         text += f'\n[[apps]]\nname = "{name}"\nurl = "{url}"\n'

@@ -9,6 +9,7 @@ from recovery.config import (
     DEFAULT_FILENAME,
     ENV_VAR,
     AppConfig,
+    LogsConfig,
     Problem,
     check_file,
     find_config_path,
@@ -558,3 +559,37 @@ def test_a_problem_without_a_line_names_just_the_file():
 
 def test_a_problem_without_a_file_names_the_line():
     assert str(Problem(3, "store.path", "bad")) == "line 3: store.path: bad"
+
+
+# --- [logs] -----------------------------------------------------------------------------------
+
+
+def test_logs_defaults_and_every_key(tmp_path):
+    assert load(write(tmp_path, MINIMAL_APP)).logs == LogsConfig()
+    text = MINIMAL_APP + """
+        [logs]
+        keep_raw = "14d"
+        in_check = false
+        check_budget = "512KB"
+        check_every = "5m"
+        first_read = "end"
+        keep_stdout = true
+        """
+    logs = load(write(tmp_path, text)).logs
+    assert logs == LogsConfig(keep_raw=14 * 86400, in_check=False, check_budget=512 * 1024, check_every=300,
+                              first_read="end", keep_stdout=True)  # fmt: skip
+    assert load(write(tmp_path, MINIMAL_APP + '\n[logs]\ncheck_budget = 4194304\n')).logs.check_budget == 4 << 20
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("in_check", '"yes"', "expected true or false"),
+    ("check_budget", '"2 parsecs"', "expected a size like '2MB'"),
+    ("check_budget", "100", "at least 1KB"),
+    ("first_read", '"middle"', "'beginning' or 'end'"),
+    ("check_every", '"-1s"', "check_every"),
+    ("keep_stdout", "1", "expected true or false"),
+    ("keep_forever", "true", "keep_forever"),
+])  # fmt: skip
+def test_logs_bad_values_are_named_with_their_line(tmp_path, key, value, says):
+    problem = only_problem(tmp_path, MINIMAL_APP + f"\n[logs]\n{key} = {value}\n")
+    assert says in str(problem) and problem.line is not None, str(problem)

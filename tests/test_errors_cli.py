@@ -14,6 +14,7 @@ from recovery.store import Store
 from recovery_cli.main import app
 
 from .conftest import wait_until
+from .test_projections import Timeline
 
 runner = CliRunner()
 
@@ -113,6 +114,76 @@ def test_errors_search_is_full_text_newest_first(filled):
     text = invoke("errors", "search", "items.js", "--config", str(filled))
     assert text.exit_code == 0 and "TypeError" in text.output and "ECONNREFUSED" not in text.output
     assert "no entries match" in invoke("errors", "search", "nothing-like-this", "--config", str(filled)).output
+
+
+POOL_TIMEOUT = "Error: Timed out fetching a new connection from the connection pool (connection limit: 10)\n"
+
+
+def test_around_incidents_ranks_what_came_before_the_outages_against_its_base_rate(tmp_path):
+    """Two hangs; DB connection errors minutes before both, a pool timeout before one (and never
+    otherwise), a TypeError that is common all day and once happens to fall before one."""
+    from recovery import projections
+
+    conf = write_config(tmp_path)
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    groups = [  # (minutes ago, text)
+        (20 * 60, NODE_ERROR.format(port=5432)),
+        (10 * 60, TYPE_ERROR * 10),
+        (3 * 60 + 5, NODE_ERROR.format(port=5433) * 2),
+        (60 + 4, NODE_ERROR.format(port=5434) * 3),
+        (60 + 3, POOL_TIMEOUT),
+        (60 + 2, TYPE_ERROR),
+    ]
+    with Store.open(tmp_path / "data" / "recovery.db") as store:
+        for n, (minutes, text) in enumerate(groups):
+            f = tmp_path / f"web-error.{n}.log"
+            f.write_text(text)
+            logs.ingest(store, "web", [f], now=now - dt.timedelta(minutes=minutes))
+        tl = Timeline(store, t0=now)
+        tl.healthy(-4 * 3600)
+        tl.hang_recovered(-3 * 3600)
+        tl.hang_recovered(-3600)
+        tl.healthy(-60)
+        projections.fold(store.conn)
+
+    result = invoke("errors", "--around-incidents", "--json", "--config", str(conf))
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert len(found["incidents"]) == 2 and found["minutes"] == 10
+    ranked = [(r["template"].split(":")[0], r["incidents_preceded"], r["before_incidents"]) for r in found["templates"]]
+    assert ranked == [("Error", 2, 5), ("Error", 1, 1), ("TypeError", 1, 1)], ranked
+    db, pool, type_error = found["templates"]
+    assert db["template"] == TEMPLATE and db["base_count"] == 1 and db["lift"] > 100
+    assert pool["lift"] is None and pool["appeared_before_incident"] == found["incidents"][1]["id"]
+    assert type_error["base_count"] == 10 and type_error["lift"] < db["lift"]
+
+    text = invoke("errors", "--around-incidents", "--since", "7d", "--config", str(conf)).output
+    assert "2 incidents since" in text and "before 2 of 2 incidents" in text and "never seen elsewhere" in text
+    narrow = invoke("errors", "--around-incidents", "--minutes", "1", "--config", str(conf))
+    assert narrow.exit_code == 0 and "no error entries in the 1 minutes before any of them" in narrow.output
+    quiet = invoke("errors", "--around-incidents", "--since", "30m", "--config", str(conf))
+    assert quiet.exit_code == 0 and "0 incidents since" in quiet.output
+    assert_one_line_exit_3(invoke("errors", "--around-incidents", "--minutes", "0", "--config", str(conf)), "--minutes")
+
+
+def test_prune_deletes_old_raw_entries_as_a_recorded_step_and_keeps_the_counts(filled):
+    would = invoke("errors", "prune", "--keep", "1d", "--dry-run", "--config", str(filled))
+    assert would.exit_code == 0 and would.output.startswith("would prune 1 entry older than"), would.output
+    nothing = invoke("errors", "prune", "--config", str(filled))  # keep_raw defaults to 30d
+    assert nothing.exit_code == 0 and nothing.output.startswith("pruned 0 entries"), nothing.output
+    assert len(json.loads(invoke("errors", "search", "ECONNREFUSED", "--json", "--config", str(filled)).output)) == 4
+
+    filled.write_text(filled.read_text() + '\n[logs]\nkeep_raw = "1d"\n')
+    done = invoke("errors", "prune", "--config", str(filled))
+    assert done.exit_code == 0 and "pruned 1 entry" in done.output and "log.pruned" in done.output, done.output
+    with Store.open(filled.parent / "data" / "recovery.db", readonly=True) as store:
+        (event,) = [e for e in store.query() if e.type == "log.pruned"]
+    assert event.data["entries"] == 1
+    found = json.loads(invoke("errors", "search", "ECONNREFUSED", "--json", "--config", str(filled)).output)
+    assert len(found) == 3 and not any(r["message"].endswith(":5432") for r in found)
+    ranked = json.loads(invoke("errors", "--since", "7d", "--json", "--config", str(filled)).output)
+    assert {r["template"]: r["count"] for r in ranked}[TEMPLATE] == 4  # counts are kept for good
+    assert_one_line_exit_3(invoke("errors", "prune", "--keep", "soon", "--config", str(filled)), "--keep")
 
 
 def assert_one_line_exit_3(result, *needles: str):

@@ -18,13 +18,14 @@ T0 = dt.datetime(2026, 11, 1, 2, 0, 0, tzinfo=dt.timezone.utc)
 class Timeline:
     """Writes realistic check runs at chosen times."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, t0: dt.datetime = T0) -> None:
         self.store = store
+        self.t0 = t0
         self.n = 0
         self._restarts: dict[str, int] = {}  # PM2's restart_time per app, as samples report it
 
     def at(self, seconds: float) -> str:
-        return format_ts(T0 + dt.timedelta(seconds=seconds))
+        return format_ts(self.t0 + dt.timedelta(seconds=seconds))
 
     def run(self, t: float, *events: tuple[str, str | None, dict]) -> None:
         self.n += 1

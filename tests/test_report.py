@@ -123,7 +123,7 @@ def test_report_json_has_the_documented_shape(store):
     assert (out["since"], out["until"]) == (SINCE, projections.format_ts(NOW))
     web = out["apps"]["web"]
     assert set(web) == {"availability_percent", "probes", "failures", "incidents", "restarts", "restarts_by",
-                        "mttr_s", "mtbf_s", "latency_ms", "stands_out"}  # fmt: skip
+                        "mttr_s", "mtbf_s", "latency_ms", "stands_out", "top_errors"}  # fmt: skip
     assert set(web["incidents"][0]) == {"id", "started_at", "ended_at", "duration_s", "restarts", "outcome"}
     assert set(web["latency_ms"]) == {"p50", "p95", "p99"}
     json.dumps(out)
@@ -281,6 +281,31 @@ def test_report_text_and_markdown_show_every_app_and_its_incidents(store):
     assert text.count("restarted") >= 2 and "restarts by: check 1, schedule 0, operator 0, pm2 0" in text
     md = report_markdown(rep)
     assert "## web" in md and "## api" in md and "| #1 | 2026-11-09 00:00:00 | 2.0s | 1 | restarted |" in md
+
+
+def test_report_lists_the_top_error_templates_of_the_period_against_the_period_before(store, tmp_path):
+    from recovery import logs
+
+    refused = "Error: connect ECONNREFUSED 127.0.0.1:{}\n    at TCPConnectWrap.afterConnect (node:net:1555:16)\n"
+    typeerr = "TypeError: Cannot read properties of undefined (reading 'id')\n    at handler (/srv/app/api.js:12:20)\n"
+    batches = [(3 * DAY, refused.format(5432) * 2), (9 * DAY, refused.format(5433) * 5), (10 * DAY, typeerr),
+               (12 * DAY, "Error: connect ECONNREFUSED 10.0.0.1:5432\n"), (13 * DAY, typeerr * 2)]  # fmt: skip
+    for n, (t, text) in enumerate(batches):
+        f = tmp_path / f"web-error.{n}.log"
+        f.write_text(text)
+        logs.ingest(store, "web", [f], now=T0 + dt.timedelta(seconds=t))
+    Trail(store).healthy(8 * DAY)
+    top = report_of(store)["apps"]["web"]["top_errors"]
+    assert [(e["template"], e["count"], e["previous_count"]) for e in top] == [
+        ("Error: connect ECONNREFUSED <IP>", 6, 2),
+        ("TypeError: Cannot read properties of undefined (reading <STR>)", 3, 0),
+    ]
+    assert top[1]["first_seen"].startswith("2026-11-11") and top[1]["last_seen"].startswith("2026-11-14")
+    rep = build_report(store, ["web"], SINCE, NOW)
+    text = report_text(rep)
+    assert "top errors" in text and "+4" in text and "new" in text
+    assert "### Top errors" in report_markdown(rep)
+    assert report_of(store, since=projections.format_ts(T0 + dt.timedelta(days=13, hours=12)))["apps"]["web"]["top_errors"] == []
 
 
 # -- recovery why ------------------------------------------------------------------------------

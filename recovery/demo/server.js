@@ -51,6 +51,15 @@ const controls = {
     process.stderr.write('error: crash requested via /__control/crash\n');
     process.exit(1);
   },
+  // Logs `n` errors the way Node prints them: message, stack frames and a `{ code }` block.
+  error: (q) => {
+    const n = Math.max(1, Number(q.get('n')) || 1);
+    for (let i = 0; i < n; i += 1) {
+      const err = new Error(q.get('message') || `connect ECONNREFUSED 127.0.0.1:${5432 + i}`);
+      err.code = q.get('code') || 'ECONNREFUSED';
+      console.error(err);
+    }
+  },
   status: (q) => { statusOverride = Number(q.get('code')) || 500; },
   slow: (q) => { delayMs = Number(q.get('ms')) || 0; },
 };

@@ -4,20 +4,27 @@
     grouper   lines -> entries (a message with its stack frames and `{ code: … }` block)
     miner     a small Drain template miner with masks for Node logs
     storage   the append-only log tables and the queries over them (top_templates, search)
-    ingest    one run: read, group, mine, store, and record a `log.ingested` event
-    prune     the recorded deletion of old raw entries (`log.pruned`)
-
-Imported only by the commands that use it (not on the bare `recovery check` path).
+    ingestion one run: read, group, mine, store, and record a `log.ingested` event
+    pruning   the recorded deletion of old raw entries (`log.pruned`)
+    checkstep the small, rate-limited ingestion at the end of `recovery check`
 """
 
 from __future__ import annotations
 
-from .ingest import DEFAULT_MAX_BYTES, FileReport, IngestResult, ingest, stream_of
-from .prune import prune
-from .reader import FileState, ReadWarning
-from .storage import SCHEMA_VERSION, ensure_schema, search, top_templates
+import importlib
+from typing import Any
 
-__all__ = [
-    "DEFAULT_MAX_BYTES", "FileReport", "FileState", "IngestResult", "ReadWarning", "SCHEMA_VERSION",
-    "ensure_schema", "ingest", "prune", "search", "stream_of", "top_templates",
-]  # fmt: skip
+# Names resolved on first use (PEP 562), so that `recovery check` pays only for the modules it
+# needs: its log step imports `checkstep` and `storage`, and the rest only when there is work.
+_WHERE = {
+    "DEFAULT_MAX_BYTES": "ingestion", "FileReport": "ingestion", "IngestResult": "ingestion",
+    "ingest": "ingestion", "stream_of": "ingestion", "prune": "pruning", "count_before": "pruning", "FileState": "reader", "ReadWarning": "reader",
+    "SCHEMA_VERSION": "storage", "ensure_schema": "storage", "search": "storage", "top_templates": "storage",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -26,7 +26,7 @@ from typing import Any
 from ..events import format_ts
 from ..store import split_sql
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _IMMUTABLE = ("log_ingests", "log_files", "log_templates", "log_template_versions", "log_counts", "log_prunes")
 
@@ -123,6 +123,8 @@ MIGRATIONS: list[str] = [
     """
         for t in _IMMUTABLE
     ),
+    # 2: `recovery check` finds an app's log files from the files it read before.
+    "CREATE INDEX log_files_app ON log_files (app, path);",
 ]
 
 

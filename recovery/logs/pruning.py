@@ -9,6 +9,15 @@ from ..errors import StoreError
 from .storage import _iso, ensure_schema
 
 
+def count_before(conn: sqlite3.Connection, before: Any) -> int:
+    """How many raw entries a prune at `before` would delete."""
+    from .storage import schema_version
+
+    if not schema_version(conn):
+        return 0
+    return conn.execute("SELECT count(*) FROM log_entries WHERE ts < ?", (_iso(before),)).fetchone()[0]
+
+
 def prune(store: Any, before: Any, *, now: Any = None, run_id: str | None = None, record: bool = True) -> int:
     """Delete entries older than `before` (a datetime or ISO string); return how many.
 

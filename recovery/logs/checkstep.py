@@ -1,0 +1,82 @@
+"""Log ingestion as the last step of `recovery check`: small, cheap when nothing changed, never fatal.
+
+The probe work and any restart come first; this runs after them, reads at most
+`[logs] check_budget` bytes per app (a backlog is worked off over the following runs, or at
+once by `recovery ingest`), and at most every `[logs] check_every`.
+
+Which files: the app's `logs = [...]` from the config; else the paths PM2 reported in a full
+sample taken during this run; else the files ingested for the app before (so a healthy check
+needs no `pm2 jlist`); else, the first time only, a `pm2 jlist` (the caller's `discover`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .storage import _iso, ensure_schema
+
+
+def remembered_paths(conn: sqlite3.Connection, app: str) -> list[str]:
+    """The files ingested for `app` before, in the order first seen."""
+    rows = conn.execute("SELECT path FROM log_files WHERE app = ? GROUP BY path ORDER BY min(id)", (app,))
+    return [r[0] for r in rows]
+
+
+def _due(conn: sqlite3.Connection, app: str, every: float, now: _dt.datetime) -> bool:
+    if every <= 0:
+        return True
+    row = conn.execute("SELECT ts FROM log_ingests WHERE app = ? ORDER BY id DESC LIMIT 1", (app,)).fetchone()
+    return row is None or row[0] <= _iso(now - _dt.timedelta(seconds=every))
+
+
+def _unchanged(conn: sqlite3.Connection, paths: Sequence[str]) -> bool:
+    """True when every file is exactly where the last run left it (same inode, size = offset), or gone.
+
+    A file that has vanished is left to `recovery ingest`, which reports it; a check stays quiet.
+    """
+    for path in paths:
+        row = conn.execute("SELECT dev, ino, offset FROM log_files WHERE path = ? ORDER BY id DESC LIMIT 1",
+                           (path,)).fetchone()  # fmt: skip
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if row is None or (st.st_dev, st.st_ino, st.st_size) != tuple(row):
+            return False
+    return True
+
+
+def ingest_in_check(
+    store: Any,
+    app: Any,
+    logs_conf: Any,
+    *,
+    seen: Sequence[str] = (),
+    discover: Callable[[], Sequence[str]] | None = None,
+    run_id: str | None = None,
+    now: _dt.datetime | None = None,
+) -> Any:
+    """Ingest what is new for one app within the check's budget: an IngestResult, or None when
+    there was nothing to do.
+
+    `seen`: log paths from a full PM2 sample of this run. `discover()`: a full sample's paths,
+    called only when nothing else names a file. Raises StoreError (and OSError) like `ingest`.
+    """
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    conn = store.conn
+    ensure_schema(conn)
+    if not _due(conn, app.name, logs_conf.check_every, now):
+        return None
+    paths = list(app.logs) or list(seen) or remembered_paths(conn, app.name)
+    if not paths and discover is not None:
+        paths = list(discover())
+    if not paths or _unchanged(conn, paths):
+        return None
+    from .ingestion import ingest  # the reader, grouper and miner: only when there is something to read
+
+    return ingest(store, app.name, paths, max_bytes=logs_conf.check_budget, now=now, run_id=run_id,
+                  keep_stdout=logs_conf.keep_stdout, start=logs_conf.first_read)  # fmt: skip
