@@ -327,8 +327,21 @@ def config_validate(
     if problems:
         raise typer.Exit(UNKNOWN)
     assert conf is not None
+    from .alerts import configured_channels
+
+    channels = configured_channels(conf)
+    if channels:
+        from recovery.alerts import known, redact
+
+        unknown = [n for n, url in enumerate(channels, 1) if not known(url)]
+        for n in unknown:
+            typer.echo(f"{target}: alert channel #{n} {redact(channels[n - 1])}: apprise does not understand this URL"
+                       " (see https://github.com/caronc/apprise/wiki)", err=True)  # fmt: skip
+        if unknown:
+            raise typer.Exit(UNKNOWN)
     names = ", ".join(a.name for a in conf.apps)
-    typer.echo(f"OK {target}: {len(conf.apps)} app(s): {names}; store {conf.store.path}")
+    alerting = f"; {len(channels)} alert channel(s)" if channels else ""
+    typer.echo(f"OK {target}: {len(conf.apps)} app(s): {names}; store {conf.store.path}{alerting}")
 
 
 @app.command()
@@ -349,6 +362,7 @@ def demo(
 
 
 # Command modules of their own; they use `fail` and `load_config` above.
+from .alerts import alert_app  # noqa: E402
 from .errors import errors_app, ingest  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .watch import watch  # noqa: E402
@@ -357,6 +371,7 @@ app.command()(guarded(report))
 app.command()(guarded(why))
 app.command()(guarded(ingest))
 app.add_typer(errors_app, name="errors")
+app.add_typer(alert_app, name="alert")
 app.command(name="watch")(guarded(watch))
 
 

@@ -7,6 +7,7 @@ import datetime as _dt
 import fcntl
 import hashlib
 import os
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -143,8 +144,9 @@ class Checker:
         def body(result: CheckResult) -> None:
             result.apps.extend(self._each(self.check_app))
             self.ingest_logs()
+            self.send_alerts()
 
-        return self._session(body)
+        return self._session(body, finish=self.heartbeat)
 
     def restart_now(self, name: str, *, by: str, reason: str) -> CheckResult:
         """An operator's or a schedule's restart, recorded with who and why, verified like any other."""
@@ -167,8 +169,10 @@ class Checker:
             yield fn(app)
             self.rec.flush()
 
-    def _session(self, body: Callable[[CheckResult], None]) -> CheckResult:
-        """Open the record, run `body` with PM2 at hand, close the record; store trouble is UNKNOWN."""
+    def _session(self, body: Callable[[CheckResult], None],
+                 finish: Callable[[int], None] | None = None) -> CheckResult:
+        """Open the record, run `body` with PM2 at hand, `finish(code)`, close the record; store
+        trouble is UNKNOWN."""
         start = self.clock()
         result = CheckResult(self.run_id)
         self.rec = Recorder(self.config.store.path, busy_timeout=self.config.store.busy_timeout)
@@ -185,6 +189,8 @@ class Checker:
             result.problems.append(str(exc))
         if self.pm2 is not None:
             body(result)
+        if finish is not None:
+            finish(result.code if not self.rec.problem else UNKNOWN)
         result.duration_ms = (self.clock() - start) * 1000
         self.emit("check.finished", None, outcome=STATE_NAMES[result.code if not self.rec.problem else UNKNOWN],
                   code=UNKNOWN if self.rec.problem else result.code, duration_ms=round(result.duration_ms, 1),
@@ -230,14 +236,60 @@ class Checker:
         self.rec.flush()
         return self.seen_logs.get(app.name, ())
 
+    def send_alerts(self) -> None:
+        """After the recovery and log steps: deliver what the record says is owed, within
+        [alerts] timeout for the whole run. apprise is imported only when something is owed."""
+        conf = self.config.alerts
+        if self.dry_run or self.rec.store is None or not (conf.urls or any(a.alerts for a in self.apps)):
+            return
+        from . import alerts
+
+        self.rec.flush()
+        self.rec.fold()
+        if self.rec.store is None:
+            return
+        now, host = utc_now(), alerts.hostname(conf)
+        try:
+            owed = [a for app in self.apps for a in alerts.plan(self.rec.store.conn, app, conf, now, host=host)]
+        except sqlite3.Error as exc:
+            self.emit("alert.failed", None, kind="plan", error=f"cannot read what is owed: {exc}")
+            return
+        if owed:
+            alerts.deliver(owed, retries=conf.retries, budget=conf.timeout, sleep=self.sleep,
+                           emit=lambda d: self.emit("alert.sent" if d.ok else "alert.failed", d.alert.app,
+                                                    **d.event_data()))  # fmt: skip
+            self.rec.flush()
+
+    def heartbeat(self, code: int) -> None:
+        """Ping the dead-man's switch: `/fail` (or heartbeat_fail_url) when the run ended
+        CRITICAL or UNKNOWN; OK pings at most once a minute."""
+        conf = self.config.alerts
+        if self.dry_run or not conf.heartbeat_url:
+            return
+        from . import alerts
+
+        failed = code in (CRITICAL, UNKNOWN)
+        self.rec.flush()
+        if self.rec.store is not None:
+            try:
+                if not alerts.heartbeat_due(self.rec.store.conn, failed, utc_now()):
+                    return
+            except sqlite3.Error:
+                pass
+        url = alerts.heartbeat_url(conf, failed)
+        assert url is not None
+        ok, error, status = alerts.ping(url, min(5.0, conf.timeout))
+        data: dict[str, Any] = {"outcome": "fail" if failed else "ok", "url": alerts.redact(url), "status": status}
+        if error:
+            data["error"] = error
+        self.emit("heartbeat.sent" if ok else "heartbeat.failed", None, **data)
+
     def ingest_logs(self) -> None:
         """Last, after every probe and restart: what is new in each app's logs, within a small
         budget. Trouble here is a `log.failed` event; it never changes the check's verdict."""
         conf = self.config.logs
         if not conf.in_check or self.dry_run or self.rec.store is None:
             return
-        import sqlite3
-
         from .errors import RecoveryError
         from .logs.checkstep import ingest_in_check
 

@@ -60,6 +60,8 @@ class AppConfig:
     slow_threshold: float | None = None
     # Log files to ingest (absolute paths); empty: the paths `pm2 jlist` gives.
     logs: tuple[str, ...] = ()
+    # Alert channels (apprise URLs) for this app; None: [alerts] urls.
+    alerts: tuple[str, ...] | None = None
     # Keys the app's own table set, so `recovery watch` knows which probe settings it may tighten.
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
@@ -114,6 +116,26 @@ class LogsConfig:
     keep_stdout: bool = False  # store every stdout line, not only those that look like errors
 
 
+ALERT_KINDS = ("down", "recovered", "failed", "suspended", "pm2_restarts", "leak", "reminder")
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    "Where and what to alert; every URL is an apprise URL, a secret, never printed or stored whole."
+
+    urls: tuple[str, ...] = ()
+    off: frozenset[str] = frozenset()  # kinds switched off
+    remind_every: float = 0.0  # 0: no reminders while an incident stays open
+    timeout: float = 10.0  # all deliveries of one run together
+    retries: int = 3  # attempts per alert and channel within a run (owed ones are retried next run)
+    heartbeat_url: str | None = None
+    heartbeat_fail_url: str | None = None  # default: heartbeat_url + "/fail"
+    host: str | None = None  # the name messages give this server; default: the hostname
+
+    def channels(self, app: AppConfig) -> tuple[str, ...]:
+        return self.urls if app.alerts is None else app.alerts
+
+
 @dataclass(frozen=True)
 class Config:
     source: Path | None
@@ -123,6 +145,7 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     watch: WatchConfig = WatchConfig()
     logs: LogsConfig = LogsConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     def app(self, name: str) -> AppConfig | None:
         return next((a for a in self.apps if a.name == name), None)
@@ -397,6 +420,41 @@ def _first_read(value: Any) -> str:
     return where
 
 
+def _alert_urls(value: Any) -> tuple[str, ...]:
+    """A list of apprise URLs. Only their form is checked here (`recovery config validate` asks
+    apprise); messages never repeat a URL: it holds tokens and passwords."""
+    if not isinstance(value, list):
+        got = "a string (a list is needed even for one)" if isinstance(value, str) else _describe(value)
+        raise ValueError(f'expected a list of apprise URLs like ["slack://…", "mailtos://…"], got {got}')
+    for n, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"item {n}: expected a non-empty string, got {_describe(item)}")
+        scheme, sep, rest = item.strip().partition("://")
+        if not sep or not scheme or not rest or not scheme.replace("+", "").replace("-", "").isalnum():
+            raise ValueError(f"item {n}: not an apprise URL (expected SCHEME://…, e.g. slack://, json://, mailtos://)")
+    return tuple(item.strip() for item in value)
+
+
+def _alert_kinds(value: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"expected a list of alert kinds, got {_describe(value)}")
+    for k in value:
+        if k not in ALERT_KINDS:
+            raise ValueError(f"unknown alert kind {k!r}{_close_match(k, ALERT_KINDS)}; kinds: {', '.join(ALERT_KINDS)}")
+    return frozenset(value)
+
+
+def _secret_http_url(value: Any) -> str:
+    "An http(s) URL that may hold a token (a heartbeat URL): errors never repeat it."
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected an http(s) URL, got {_describe(value) if not isinstance(value, str) else 'an empty string'}")
+    try:
+        _url(value.strip())
+    except ValueError:
+        raise ValueError("not an http:// or https:// URL with a host") from None
+    return value.strip()
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {_describe(value)}")
@@ -457,16 +515,32 @@ class _Checker:
         self.problems.append(Problem(self.locator.line(parts), _dotted(parts), message, self.path))
 
     def check(self, document: dict[str, Any]) -> Config | None:
-        self.unknown_keys(document, (), ("store", "pm2", "policy", "watch", "logs", "apps"))
+        self.unknown_keys(document, (), ("store", "pm2", "policy", "watch", "logs", "alerts", "apps"))
         store = self.store(self.table(document, "store"))
         pm2 = self.pm2(self.table(document, "pm2"))
         self.policy_defaults = policy = self.policy(self.table(document, "policy"))
         watch = self.watch(self.table(document, "watch"))
         logs = self.logs(self.table(document, "logs"))
+        alerts = self.alerts(self.table(document, "alerts"))
         apps = self.apps(document.get("apps", _MISSING))
         if self.problems:
             return None
-        return Config(source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs)
+        return Config(source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs,
+                      alerts=alerts)  # fmt: skip
+
+    def alerts(self, table: dict[str, Any]) -> AlertsConfig:
+        self.unknown_keys(table, ("alerts",), _ALERTS_KEYS)
+        d, at = AlertsConfig(), ("alerts",)
+        return AlertsConfig(
+            urls=self.field(table, at, "urls", _alert_urls, d.urls),
+            off=self.field(table, at, "off", _alert_kinds, d.off),
+            remind_every=self.field(table, at, "remind_every", _duration(allow_zero=True), d.remind_every),
+            timeout=self.field(table, at, "timeout", _duration(), d.timeout),
+            retries=self.field(table, at, "retries", _retries, d.retries),
+            heartbeat_url=self.field(table, at, "heartbeat_url", _secret_http_url, None),
+            heartbeat_fail_url=self.field(table, at, "heartbeat_fail_url", _secret_http_url, None),
+            host=self.field(table, at, "host", _string, None),
+        )
 
     def logs(self, table: dict[str, Any]) -> LogsConfig:
         self.unknown_keys(table, ("logs",), _LOGS_KEYS)
@@ -606,6 +680,7 @@ class _Checker:
             ),
             slow_threshold=self.field(table, parts, "slow_threshold", _duration(), None),
             logs=self.field(table, parts, "logs", self.log_paths, ()),
+            alerts=self.field(table, parts, "alerts", _alert_urls, None),
             explicit=frozenset(k for k in table if k in _APP_KEYS),
         )
 
@@ -623,7 +698,9 @@ _APP_KEYS = (
     "verify_timeout",
     "restart_command",
     "logs",
+    "alerts",
 )
+_ALERTS_KEYS = ("urls", "off", "remind_every", "timeout", "retries", "heartbeat_url", "heartbeat_fail_url", "host")
 
 
 # --- line numbers ---------------------------------------------------------------------------
