@@ -351,6 +351,7 @@ def demo(
 # Command modules of their own; they use `fail` and `load_config` above.
 from .errors import errors_app, ingest  # noqa: E402
 from .reports import report, why  # noqa: E402
+from .serve import serve  # noqa: E402
 from .watch import watch  # noqa: E402
 
 app.command()(guarded(report))
@@ -358,6 +359,7 @@ app.command()(guarded(why))
 app.command()(guarded(ingest))
 app.add_typer(errors_app, name="errors")
 app.command(name="watch")(guarded(watch))
+app.command(name="serve")(guarded(serve))
 
 
 def _only(name: str) -> typer.Typer | None:
