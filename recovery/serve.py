@@ -139,10 +139,18 @@ def url_of(host: str, port: int, path: str = "/") -> str:
     return f"http://{shown}:{port}{path}"
 
 
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def serve(ds: Any, sock: socket.socket) -> None:
-    """Serve until SIGINT or SIGTERM (uvicorn handles both and returns)."""
+    """Serve until SIGINT or SIGTERM. uvicorn shuts down gracefully, then raises the signal again
+    for the previous handler: SIGTERM (PM2, systemd) then ends the command with exit 0."""
+    import signal
+
     import uvicorn
 
+    signal.signal(signal.SIGTERM, _stopped)
     config = uvicorn.Config(ds.app(), log_level=os.environ.get("RECOVERY_SERVE_LOG_LEVEL", "warning"),
                             lifespan="off")  # fmt: skip
     uvicorn.Server(config).run(sockets=[sock])
