@@ -135,6 +135,9 @@ def make_datasette(store: Path, *, require_actor: str | None = None) -> Any:
 
 
 def url_of(host: str, port: int, path: str = "/") -> str:
+    """A URL a browser can open: a wildcard address (0.0.0.0, ::) is shown as this machine's name."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}{path}"
 

@@ -150,6 +150,17 @@ def test_a_non_loopback_host_needs_an_access_control(store_path):
     one_line_error(runner.invoke(app, ["serve", "--store", str(store_path), "--host", "0.0.0.0"]), "--root", "--insecure")
 
 
+def test_the_command_says_which_access_control_applies():
+    assert "loopback only" in srv.access_rule("127.0.0.1", root=False, insecure=False)
+    assert "loopback only" in srv.access_rule("::1", root=False, insecure=False)
+    assert "NO access control" in srv.access_rule("0.0.0.0", root=False, insecure=True)
+    assert "root" in srv.access_rule("10.0.0.5", root=True, insecure=False)
+
+
+def test_root_and_insecure_together_are_refused(store_path):
+    one_line_error(runner.invoke(app, ["serve", "--store", str(store_path), "--root", "--insecure"]), "--root", "--insecure")
+
+
 def test_print_command_prints_the_plain_datasette_command_line(store_path):
     result = runner.invoke(app, ["serve", "--store", str(store_path), "--port", "8123", "--print-command"])
     assert result.exit_code == 0, result.output
