@@ -365,6 +365,7 @@ def demo(
 from .alerts import alert_app  # noqa: E402
 from .errors import errors_app, ingest  # noqa: E402
 from .reports import report, why  # noqa: E402
+from .serve import serve  # noqa: E402
 from .watch import watch  # noqa: E402
 
 app.command()(guarded(report))
@@ -373,6 +374,7 @@ app.command()(guarded(ingest))
 app.add_typer(errors_app, name="errors")
 app.add_typer(alert_app, name="alert")
 app.command(name="watch")(guarded(watch))
+app.command(name="serve")(guarded(serve))
 
 
 def _only(name: str) -> typer.Typer | None:

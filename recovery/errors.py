@@ -3,8 +3,9 @@
     RecoveryError
     ├── ConfigError        the configuration file or a flag is wrong
     ├── StoreError         the event store cannot be opened, read or written
-    └── Pm2Error           pm2 could not be run, or answered something unusable
-        └── Pm2NotFound    no pm2 binary was found
+    ├── Pm2Error           pm2 could not be run, or answered something unusable
+    │   └── Pm2NotFound    no pm2 binary was found
+    └── ServeError         `recovery serve` cannot start Datasette (port in use, no access control)
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ class Pm2Error(RecoveryError):
 
 class Pm2NotFound(Pm2Error):
     "No pm2 binary was found."
+
+
+class ServeError(RecoveryError):
+    "Datasette cannot be started as asked."

@@ -71,3 +71,4 @@ ensure_pm2() {
 mkdir -p "$ROOT/.cache"
 ensure_venv
 ensure_pm2
+apt_install chromium  # the browser test of `recovery serve` (tests/test_serve.py)

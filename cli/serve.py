@@ -1,0 +1,61 @@
+"""`recovery serve`: registered in main.py as `app.command(name="serve")(guarded(serve))`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import ConfigOption
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --root or --insecure.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8001,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in your web browser.")] = False,
+    root: Annotated[bool, typer.Option("--root", help="Require signing in as Datasette's root actor, through a one-time link printed at start.")] = False,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host with no access control: anyone who reaches it reads the whole store.")] = False,
+    print_command: Annotated[bool, typer.Option("--print-command", help="Print the equivalent `datasette serve …` command line (for PM2 or systemd) and exit.")] = False,
+    store_path: Annotated[Optional[Path], typer.Option("--store", help="The event store to serve. Default: the config's store.path.", show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Browse, chart and question the record in a browser: Datasette on the event store, read-only.
+
+    Serves the store with its tables documented, canned queries (restarts and who made them, incidents, availability per day, why an app restarted at a time, slowest probes, top errors, memory before restarts, alerts) and a dashboard at /-/dashboards/recovery. Nothing can be written through it. Listens on 127.0.0.1 unless told otherwise; any other address needs --root or --insecure. Ctrl-C or SIGTERM stops it.
+
+    Example: recovery serve --port 8001 --open
+    """
+    from recovery import serve as srv
+
+    from .common import fail, load_config
+
+    if root and insecure:
+        fail("use either --root or --insecure")
+    store = store_path if store_path is not None else load_config(config).store.path
+    rule = srv.access_rule(host, root=root, insecure=insecure)
+    if print_command:
+        typer.echo(srv.datasette_command(store, host, port, root=root))
+        if Path(store).stem != "recovery":
+            typer.echo(f"# note: Datasette names a database after its file; the metadata expects recovery.db,"
+                       f" so serve a link named recovery.db to {store}", err=True)  # fmt: skip
+        return
+    note = srv.check_store(Path(store))
+    if note:
+        typer.echo(f"recovery: {note}", err=True)
+    sock = srv.bind(host, port)
+    port = sock.getsockname()[1]
+    ds = srv.make_datasette(Path(store), require_actor=srv.ROOT if root else None)
+    dashboard = srv.url_of(host, port, "/-/dashboards/recovery")
+    typer.echo(f"serving {store} read-only at {srv.url_of(host, port)} (dashboard: {dashboard}); {rule}")
+    if root:
+        # Single use: Datasette forgets the token once it has signed someone in.
+        typer.echo(f"sign in as root: {srv.url_of(host, port, '/-/auth-token?token=' + ds._root_token)}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(dashboard)  # the socket already listens: the browser's request waits for it
+    import sys
+
+    sys.stdout.flush()
+    srv.serve(ds, sock)
