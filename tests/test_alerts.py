@@ -124,9 +124,16 @@ def store_bytes(config: Path) -> bytes:
     return b"".join(p.read_bytes() for p in db.parent.glob("recovery.db*") if p.is_file())
 
 
-def hang(app) -> None:
+def check_a_hang(pm2, tmp_path: Path, *urls: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """An app under PM2 made to hang, then one `recovery check` with alerts to `urls`; it recovers."""
+    app = pm2.start_app("web")
+    config = write_config(tmp_path, pm2, app, timeout='"1s"', retry_delay='"0s"')
+    config.write_text(config.read_text() + alerts_toml(*urls))
     app.control("hang")
     app.wait_until(lambda: not app.answers(timeout=0.5), message="the app to hang")
+    result = recovery(pm2, "check", "--config", str(config))
+    assert result.returncode == 1 and "RECOVERED" in result.stdout, (result.stdout, result.stderr)
+    return config, result
 
 
 # -- the done-when: a hang, one "down" and one "recovered", no secret anywhere ----------------------
@@ -134,13 +141,7 @@ def hang(app) -> None:
 
 @pytest.mark.pm2
 def test_a_recovered_hang_sends_one_down_and_one_recovered_alert_and_keeps_the_secret_out(pm2, tmp_path, receiver):
-    app = pm2.start_app("web")
-    config = write_config(tmp_path, pm2, app, timeout='"1s"', retry_delay='"0s"')
-    config.write_text(config.read_text() + alerts_toml(receiver.url()))
-    hang(app)
-
-    result = recovery(pm2, "check", "--config", str(config))
-    assert result.returncode == 1 and "RECOVERED" in result.stdout, (result.stdout, result.stderr)
+    config, result = check_a_hang(pm2, tmp_path, receiver.url())
     titles = [m["title"] for m in receiver.messages()]
     assert titles == ["web DOWN on web-1", "web RECOVERED on web-1"]
     down, recovered = receiver.messages()
@@ -163,12 +164,7 @@ def test_a_recovered_hang_sends_one_down_and_one_recovered_alert_and_keeps_the_s
 
 @pytest.mark.pm2
 def test_email_alerts_reach_an_smtp_server_and_the_password_stays_out(pm2, tmp_path, mailbox):
-    app = pm2.start_app("web")
-    config = write_config(tmp_path, pm2, app, timeout='"1s"', retry_delay='"0s"')
-    config.write_text(config.read_text() + alerts_toml(mailbox.url()))
-    hang(app)
-    result = recovery(pm2, "check", "--config", str(config))
-    assert result.returncode == 1, (result.stdout, result.stderr)
+    config, result = check_a_hang(pm2, tmp_path, mailbox.url())
     assert mailbox.subjects() == ["web DOWN on web-1", "web RECOVERED on web-1"]
     assert mailbox.logins == ["bob:ok", "bob:ok"]
     assert PASSWORD.encode() not in store_bytes(config) and PASSWORD not in result.stdout + result.stderr
