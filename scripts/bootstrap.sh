@@ -71,3 +71,4 @@ ensure_pm2() {
 mkdir -p "$ROOT/.cache"
 ensure_venv
 ensure_pm2
+apt_install shellcheck  # tests/test_deploy.py lints the shell scripts in deploy/ and scripts/
