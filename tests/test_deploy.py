@@ -4,7 +4,6 @@ machine's crontab, this checkout's venv instead of a pip install, a temp folder 
 from __future__ import annotations
 
 import getpass
-import os
 import re
 import shutil
 import subprocess
@@ -228,6 +227,28 @@ def test_uninstall_removes_what_it_added_and_keeps_the_store_and_logs(pm2, tmp_p
     left = set(tree(prefix))
     assert "data/recovery.db" in left
     assert all(p.startswith(("data/", "logs/")) for p in left), left
+
+
+def test_without_a_crontab_file_it_goes_through_the_crontab_command(pm2, tmp_path):
+    table = tmp_path / "spool" / "root"  # what cron would keep; a stand-in `crontab` edits it
+    fake = tmp_path / "bin" / "crontab"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+case "$1" in
+    -l) if [ -f '{table}' ]; then cat '{table}'; else echo "no crontab for $(id -un)" >&2; exit 1; fi ;;
+    -) mkdir -p '{table.parent}' && cat >'{table}' ;;
+    *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+""")
+    fake.chmod(0o755)
+    pm2.env["PATH"] = f"{fake.parent}:{pm2.env['PATH']}"
+    pm2.env["RECOVERY_SETUP_CRONTAB"] = ""
+    proc, prefix = install(pm2, tmp_path)
+    assert proc.returncode == 0, output(proc)
+    assert f"# prefix {prefix}\n" in table.read_text()
+    proc = run_setup(tmp_path, pm2.env, "--app", "web", "--uninstall")
+    assert proc.returncode == 0, output(proc)
+    assert table.read_text() == ""
 
 
 def test_uninstall_keeps_a_config_the_user_edited(pm2, tmp_path):
