@@ -38,6 +38,9 @@ environment variable in brackets.
                           only) or none [RECOVERY_LOG_ROTATION]
   --with-watch            also install `recovery watch` as a systemd service (detection in
                           seconds; the cron line stays as a backstop; root only) [RECOVERY_WITH_WATCH=1]
+  --systemd-timer         run the check from a systemd timer instead of the cron line (the
+                          block keeps only the nightly and weekly lines; root only)
+                          [RECOVERY_SYSTEMD_TIMER=1]
   --source DIR            the recovery checkout to install (default: the one this script is
                           in) [RECOVERY_SOURCE]
   --dry-run               print every change, make none; exits 0 even when the app, PM2 or
@@ -71,6 +74,7 @@ TARGET_USER="${RECOVERY_USER:-}"
 PREFIX="${RECOVERY_PREFIX:-}"
 LOG_ROTATION="${RECOVERY_LOG_ROTATION:-pm2-logrotate}"
 WITH_WATCH="${RECOVERY_WITH_WATCH:-0}"
+TIMER="${RECOVERY_SYSTEMD_TIMER:-0}"
 SOURCE="${RECOVERY_SOURCE:-$(cd "$HERE/.." && pwd)}"
 DRY_RUN="${RECOVERY_DRY_RUN:-0}"
 UNINSTALL="${RECOVERY_UNINSTALL:-0}"
@@ -114,6 +118,7 @@ while [ $# -gt 0 ]; do
             need_value "$@"; shift
             while [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; do ALERTS+=("$1"); shift; done ;;
         --with-watch) WITH_WATCH=1; shift ;;
+        --systemd-timer) TIMER=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
         *) die "unknown argument '$arg' (see --help)" ;;
@@ -148,7 +153,9 @@ if [ -n "$EMAIL" ]; then
     [[ "$EMAIL" =~ ^[^@[:space:]\'%\"]+@[^@[:space:]\'%\"]+$ ]] || die "--weekly-report '$EMAIL' is not an email address"
 fi
 case "$LOG_ROTATION" in pm2-logrotate|logrotate|none) ;; *) die "--log-rotation '$LOG_ROTATION': use pm2-logrotate, logrotate or none" ;; esac
-case "$WITH_WATCH$DRY_RUN$UNINSTALL" in *[!01]*) die "RECOVERY_WITH_WATCH, RECOVERY_DRY_RUN and RECOVERY_UNINSTALL take 0 or 1" ;; esac
+case "$WITH_WATCH$TIMER$DRY_RUN$UNINSTALL" in
+    *[!01]*) die "RECOVERY_WITH_WATCH, RECOVERY_SYSTEMD_TIMER, RECOVERY_DRY_RUN and RECOVERY_UNINSTALL take 0 or 1" ;;
+esac
 
 ME="$(id -un)"
 TARGET_USER="${TARGET_USER:-$ME}"
@@ -160,6 +167,7 @@ if [ "$TARGET_USER" = "$ME" ]; then USER_HOME="${HOME:-$(getent passwd "$ME" | c
 USER_GROUP="$(id -gn "$TARGET_USER")"
 if [ "$(id -u)" -ne 0 ] && [ -z "${RECOVERY_SETUP_ETC:-}" ]; then
     [ "$WITH_WATCH" = 0 ] || die "--with-watch needs root (it writes /etc/systemd/system)"
+    [ "$TIMER" = 0 ] || die "--systemd-timer needs root (it writes /etc/systemd/system)"
     [ "$LOG_ROTATION" != logrotate ] || die "--log-rotation logrotate needs root (it writes /etc/logrotate.d)"
 fi
 if [ ! -f "$SOURCE/pyproject.toml" ] || [ ! -d "$SOURCE/recovery" ]; then die "--source '$SOURCE' is not a recovery checkout"; fi
@@ -312,7 +320,7 @@ WRAPPER="$PREFIX/bin/recovery-cron"
 CRON_LOG="$PREFIX/logs/recovery-cron.log"
 LOCK="$PREFIX/run/check.lock"
 MANIFEST="$PREFIX/.setup-manifest"
-WATCH_UNIT="$ETC/systemd/system/recovery-watch-$APP.service"
+UNITS="$ETC/systemd/system"
 LOGROTATE_FILE="$ETC/logrotate.d/recovery-$APP"
 
 # --- the manifest: what this script added, so --uninstall removes exactly that -------------
@@ -359,13 +367,14 @@ put() {
     own "$kind" "$(sha "$file")" "$file"
 }
 
-render() {  # render TEMPLATE: the template with @APP@, @PREFIX@, @USER@, @GROUP@ filled in
+render() {  # render TEMPLATE: the template with @APP@, @PREFIX@, @USER@, @GROUP@, @INTERVAL@ filled in
     local text
     text="$(cat "$HERE/$1")"
     text="${text//@APP@/"$APP"}"
     text="${text//@PREFIX@/"$PREFIX"}"
     text="${text//@USER@/"$TARGET_USER"}"
     text="${text//@GROUP@/"$USER_GROUP"}"
+    text="${text//@INTERVAL@/"$INTERVAL"}"
     printf '%s\n' "$text"
 }
 
@@ -503,7 +512,7 @@ BLOCK="$(mktemp)"
     echo "$BEGIN_MARK"
     echo "# Written by setup-auto-recovery.sh; re-running it replaces this block, --uninstall removes it."
     echo "# prefix $PREFIX"
-    echo "$SCHEDULE $CHECK_CMD >> $(q "$CRON_LOG") 2>&1"
+    [ "$TIMER" = 1 ] || echo "$SCHEDULE $CHECK_CMD >> $(q "$CRON_LOG") 2>&1"
     if [ -n "$NIGHTLY" ]; then
         echo "$NIGHTLY_SCHEDULE $(q "$WRAPPER") --stamp restart $APP --by schedule --reason nightly >> $(q "$CRON_LOG") 2>&1"
     fi
@@ -559,19 +568,27 @@ case "$LOG_ROTATION" in
         put "$LOGROTATE_FILE" 0644 file "${lr//@LOGS@/"$logs"}" ;;
 esac
 
-if [ "$WITH_WATCH" = 1 ]; then
-    before="$(sha "$WATCH_UNIT")"
-    put "$WATCH_UNIT" 0644 file "$(render recovery-watch.service)"
-    [ "$DRY_RUN" = 1 ] || OWNED["$WATCH_UNIT"]="unit"$'\t'"$(sha "$WATCH_UNIT")"
-    if systemd_up && { [ "$before" != "$(sha "$WATCH_UNIT")" ] || ! systemctl is-active -q "recovery-watch-$APP"; }; then
-        step "systemctl enable --now recovery-watch-$APP (restarted when its unit changed)"
-        if [ "$DRY_RUN" = 0 ]; then
-            if ! { systemctl daemon-reload && systemctl enable -q "recovery-watch-$APP" && systemctl restart "recovery-watch-$APP"; }; then
-                fail "could not start recovery-watch-$APP; see: journalctl -u recovery-watch-$APP"
-            fi
+# systemd_install UNIT TEMPLATE...: write the units (UNIT-NAME from each recovery-NAME template),
+# then (re)start UNIT when systemd runs here and a unit changed or UNIT is not active.
+systemd_install() {
+    local unit="$1" template dest before="" after=""
+    shift
+    for template in "$@"; do
+        dest="$UNITS/${template%%.*}-$APP.${template#*.}"
+        before+="$(sha "$dest")"
+        put "$dest" 0644 file "$(render "$template")"
+        [ "$DRY_RUN" = 1 ] || OWNED["$dest"]="unit"$'\t'"$(sha "$dest")"
+        after+="$(sha "$dest")"
+    done
+    if systemd_up && { [ "$before" != "$after" ] || ! systemctl is-active -q "$unit"; }; then
+        step "systemctl enable --now $unit (restarted when its unit changed)"
+        if [ "$DRY_RUN" = 0 ] && ! { systemctl daemon-reload && systemctl enable -q "$unit" && systemctl restart "$unit"; }; then
+            fail "could not start $unit; see: journalctl -u $unit"
         fi
     fi
-fi
+}
+[ "$WITH_WATCH" = 0 ] || systemd_install "recovery-watch-$APP.service" recovery-watch.service
+[ "$TIMER" = 0 ] || systemd_install "recovery-check-$APP.timer" recovery-check.service recovery-check.timer
 
 if [ "$DRY_RUN" = 1 ]; then
     say "dry run: nothing was changed"
@@ -591,7 +608,10 @@ as_cron() { as_user env -i HOME="$USER_HOME" LOGNAME="$TARGET_USER" USER="$TARGE
 say ""
 say "checklist:"
 CURRENT="$(crontab_read)"
-if has_block && grep -qF "$WRAPPER' --stamp check" <<<"$CURRENT"; then
+if [ "$TIMER" = 1 ]; then
+    if systemd_up && systemctl is-active -q "recovery-check-$APP.timer"; then ok "recovery-check-$APP.timer is active"
+    else bad "recovery-check-$APP.timer is not active (systemd is not running here?): systemctl status recovery-check-$APP.timer"; fi
+elif has_block && grep -qF "$WRAPPER' --stamp check" <<<"$CURRENT"; then
     ok "cron block '$BEGIN_MARK' in $(crontab_where), every $INTERVAL"
 else
     bad "no cron block in $(crontab_where): is cron installed and may $TARGET_USER use it (/etc/cron.allow)?"
@@ -633,12 +653,13 @@ if [ -n "$EMAIL" ]; then
     else bad "no \`mail\` on cron's PATH for the weekly report: apt-get install mailutils"; fi
 fi
 if [ "$WITH_WATCH" = 1 ]; then
-    if systemd_up && systemctl is-active -q "recovery-watch-$APP"; then ok "recovery-watch-$APP is running"
+    if systemd_up && systemctl is-active -q "recovery-watch-$APP.service"; then ok "recovery-watch-$APP is running"
     else bad "recovery-watch-$APP is not running (systemd is not running here?): journalctl -u recovery-watch-$APP"; fi
 fi
 say ""
 if [ "$FAILED" = 0 ]; then
-    say "all set: cron runs \`recovery check\` every $INTERVAL; its output goes to $CRON_LOG"
+    if [ "$TIMER" = 1 ]; then say "all set: a systemd timer runs \`recovery check\` every $INTERVAL"
+    else say "all set: cron runs \`recovery check\` every $INTERVAL; its output goes to $CRON_LOG"; fi
 else
     say "some items failed (✗): fix them and run this again (it changes only what differs)"
 fi

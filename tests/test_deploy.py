@@ -4,6 +4,7 @@ machine's crontab, this checkout's venv instead of a pip install, a temp folder 
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import shutil
 import subprocess
@@ -269,6 +270,28 @@ def test_with_watch_writes_a_systemd_unit_that_restarts_always(pm2, tmp_path):
     assert f"User={getpass.getuser()}" in unit
     # No systemd runs the unit here (the /etc stand-in): the checklist says so and fails.
     assert proc.returncode == 1 and "✗ recovery-watch-web is not running" in proc.stdout
+
+
+def test_with_a_systemd_timer_the_check_leaves_the_crontab(pm2, tmp_path):
+    proc, prefix = install(pm2, tmp_path, "--systemd-timer", "--interval", "2m", "--nightly-restart", "03:00")
+    units = tmp_path / "etc" / "systemd" / "system"
+    assert "OnUnitActiveSec=2m" in (units / "recovery-check-web.timer").read_text()
+    assert f"ExecStart={prefix}/bin/recovery-cron check --trigger cron" in (units / "recovery-check-web.service").read_text()
+    crontab = (tmp_path / "crontab").read_text()
+    assert "--stamp check" not in crontab and "restart web --by schedule --reason nightly" in crontab
+    assert "✓ recovery check, run as cron runs it: web OK" in proc.stdout
+    assert proc.returncode == 1 and "✗ recovery-check-web.timer is not active" in proc.stdout
+
+
+def test_the_rendered_systemd_units_pass_systemd_analyze_verify(pm2, tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    install(pm2, tmp_path, "--systemd-timer", "--with-watch")
+    units = sorted((tmp_path / "etc" / "systemd" / "system").iterdir())
+    assert [u.name for u in units] == ["recovery-check-web.service", "recovery-check-web.timer", "recovery-watch-web.service"]
+    check = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True,
+                           env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})  # fmt: skip
+    assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr
 
 
 # --- the cron line, as cron runs it -------------------------------------------------------------
