@@ -340,8 +340,12 @@ write_manifest() {
     mv "$tmp" "$MANIFEST"
 }
 
-# show_diff OLD NEW LABEL: a unified diff, alert tokens redacted.
-show_diff() { diff -u --label "$3" --label "$3 (new)" "$1" "$2" | sed 1,2d | redact_lines || true; }
+# show_diff OLD NEW LABEL: a unified diff, alert tokens redacted (also those already in a
+# config, which --alerts did not name).
+show_diff() {
+    diff -u --label "$3" --label "$3 (new)" "$1" "$2" | sed 1,2d |
+        sed -E '/^[-+ ][[:space:]]*urls[[:space:]]*=/ s#://[^"'"'"']*#://***#g' | redact_lines || true
+}
 
 # put FILE MODE KIND CONTENT. KIND "file": kept in step with the template; "user": written
 # only when absent, else the difference is shown and the user's file kept. (Not fed through a

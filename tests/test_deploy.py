@@ -163,6 +163,9 @@ def test_alert_urls_are_written_to_the_config_but_never_printed(pm2, tmp_path):
     # The alerts item fails until this recovery can test-send (`recovery alert test`).
     assert proc.returncode == 1, output(proc)
     assert re.search(r"^  ✗ .*alert", proc.stdout, re.M), proc.stdout
+    # A re-run without --alerts shows what it would write instead: the old URL redacted too.
+    proc, _ = install(pm2, tmp_path)
+    assert '-urls = ["json://***"]' in proc.stdout and "SECRET-TOKEN" not in output(proc)
 
 
 # --- a real run -------------------------------------------------------------------------------
