@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
+# Debian packages only the tests need: chromium for the browser test of `recovery serve`
+# (tests/test_serve.py), shellcheck for the lint of deploy/ and scripts/ (tests/test_deploy.py).
+apt_install chromium shellcheck || say "without chromium and shellcheck the browser and lint tests fail"
 exec .venv/bin/python -m pytest "$@"

@@ -47,7 +47,7 @@ ensure_venv() {
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         say "installing recovery and its test tools into $VENV"
         local log="$ROOT/.cache/pip-install.log"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" >"$log" 2>&1 ||
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${ROOT}[test]" >"$log" 2>&1 ||
             { cat "$log" >&2; say "pip install failed (log: $log)"; exit 3; }
         echo "$want" >"$stamp"
     fi
@@ -71,4 +71,3 @@ ensure_pm2() {
 mkdir -p "$ROOT/.cache"
 ensure_venv
 ensure_pm2
-apt_install chromium  # the browser test of `recovery serve` (tests/test_serve.py)
