@@ -39,7 +39,7 @@ environment variable in brackets.
   --with-watch            also install `recovery watch` as a systemd service (detection in
                           seconds; the cron line stays as a backstop; root only) [RECOVERY_WITH_WATCH=1]
   --systemd-timer         run the check from a systemd timer instead of the cron line (the
-                          block keeps only the nightly and weekly lines; root only)
+                          block keeps only the prune, nightly and weekly lines; root only)
                           [RECOVERY_SYSTEMD_TIMER=1]
   --source DIR            the recovery checkout to install (default: the one this script is
                           in) [RECOVERY_SOURCE]
@@ -517,6 +517,8 @@ BLOCK="$(mktemp)"
     echo "# Written by setup-auto-recovery.sh; re-running it replaces this block, --uninstall removes it."
     echo "# prefix $PREFIX"
     [ "$TIMER" = 1 ] || echo "$SCHEDULE $CHECK_CMD >> $(q "$CRON_LOG") 2>&1"
+    # Raw error entries older than [logs] keep_raw go, as a recorded step; templates and counts stay.
+    echo "17 4 * * * $(q "$WRAPPER") --stamp errors prune >> $(q "$CRON_LOG") 2>&1"
     if [ -n "$NIGHTLY" ]; then
         echo "$NIGHTLY_SCHEDULE $(q "$WRAPPER") --stamp restart $APP --by schedule --reason nightly >> $(q "$CRON_LOG") 2>&1"
     fi

@@ -62,9 +62,9 @@ def output(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout + proc.stderr
 
 
-def cron_check_command(crontab: Path) -> str:
-    """The command of the block's check line: the crontab line less its five time fields."""
-    line = next(line for line in crontab.read_text().splitlines() if "--stamp check" in line)
+def cron_check_command(crontab: Path, marker: str = "--stamp check") -> str:
+    """The command of one of the block's lines: the crontab line less its five time fields."""
+    line = next(line for line in crontab.read_text().splitlines() if marker in line)
     return line.split(None, 5)[5]
 
 
@@ -334,6 +334,12 @@ def test_the_cron_line_recovers_a_hung_app_under_crons_environment_with_pm2_from
     events = store_events(prefix)
     assert [e.type for e in events].count("restart.succeeded") == 1
     assert [e.data["trigger"] for e in events if e.type == "check.started"][-1] == "cron"
+    # The daily prune line works under cron's environment too (nothing is old enough to go yet).
+    prune = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in cron_env.items()), "/bin/sh", "-c",
+                            cron_check_command(tmp_path / "crontab", "--stamp errors prune")],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert prune.returncode == 0, output(prune)
+    assert re.search(r"Z pruned 0 entries older than", (prefix / "logs" / "recovery-cron.log").read_text())
 
 
 def store_events(prefix: Path) -> list:
