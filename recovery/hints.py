@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Callable
@@ -294,6 +295,8 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
     limits = [d["max_memory_restart"] for _, _, d in ctx.samples if d.get("max_memory_restart")]
     limit = limits[-1] if limits else None
     limit_restarts = [(seq, d) for seq, _, d in ctx.events("process.restarted") if d.get("cause") == "memory limit"]
+    for w in leaking:  # a hang that we restarted ends its window too
+        w.ended = w.ended or any(seq in hang_at for seq, _, _ in w.points[-2:])
     ended = [w for w in leaking if w.ended]
     explained: set[int] = set()
     hung_levels = []
@@ -303,6 +306,8 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
                 explained.add(hang_at[seq].id)
                 hung_levels.append(w.end_level)
     current = windows[-1] if windows[-1].leaking and not windows[-1].ended else None
+    if not ended and current is None:
+        return ctx._leak
     rate = max(w.fit[1] for w in leaking)
     conf = 0.45 if not ended else 0.7
     levels = [w.end_level for w in ended]
@@ -398,7 +403,7 @@ def stalled_on_io(ctx: Context) -> Hint | None:
 
 def database_trouble(ctx: Context) -> Hint | None:
     found = ctx.db_before_incidents()
-    db = [t for t in found["templates"] if t["lift"] is None or t["lift"] >= 2]
+    db = [t for t in found["templates"] if _unlikely(t["before_incidents"], t["expected"])]
     if not db:
         return None
     n = len(found["incidents"])
@@ -414,6 +419,18 @@ def database_trouble(ctx: Context) -> Hint | None:
                 "counts": {t["template_id"]: t["before_incidents"] for t in db},
                 "lift": {t["template_id"]: t["lift"] for t in db}}  # fmt: skip
     return Hint("database_trouble", message, _conf(conf), evidence)
+
+
+def _unlikely(n: int, expected: float, alpha: float = 0.01) -> bool:
+    """`n` entries where `expected` were due (the template's rate elsewhere): a spike, not chance,
+    when a Poisson count that large has probability under `alpha`. Two at least."""
+    if n < 2:
+        return False
+    term = total = math.exp(-expected)
+    for k in range(1, n):
+        term *= expected / k
+        total += term
+    return 1 - total < alpha
 
 
 def _short(text: str | None, width: int = 80) -> str:
