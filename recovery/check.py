@@ -218,10 +218,10 @@ class Checker:
                 self.sleep(app.retry_delay)
         return attempts
 
-    def full_view(self, app: AppConfig, *, check: bool = False, mark: telemetry.CpuMark | None = None,
+    def full_view(self, app: AppConfig, *, check: bool = False, cpu: dict[str, Any] | None = None,
                   fallback: ProcessView | None = None) -> tuple[ProcessView | None, str | None]:  # fmt: skip
         """A `pm2 jlist` sample, recorded. As the `check`'s own sample (taken before it acts) it
-        carries the CPU since `mark` (before probing), and PM2's own restarts it reveals become
+        carries `cpu` (the CPU during the probes), and PM2's own restarts it reveals become
         `process.restarted`; `fallback` (the cheap sample) is recorded instead if PM2 cannot be read."""
         assert self.pm2 is not None
         try:
@@ -233,7 +233,7 @@ class Checker:
             return fallback, str(exc)
         self.seen_logs[app.name] = view.logs
         if check:
-            self.sampled(app, view, **telemetry.cpu_window(mark, [i.pid for i in view.instances if i.pid]))
+            self.sampled(app, view, **(cpu or {}))
         else:
             self.emit("process.sampled", app.name, **view.data())
         return view, None
@@ -287,7 +287,7 @@ class Checker:
                 # The cheap sample (pid files, /proc); `pm2 jlist` once a minute or after a pid change.
                 view: ProcessView | None = pidfile_view(app.name, self.pm2.home)
                 if telemetry.full_sample_due(self._conn(), app.name, view):
-                    view, _ = self.full_view(app, check=True, mark=mark, fallback=view)
+                    view, _ = self.full_view(app, check=True, cpu=telemetry.cpu_window(mark), fallback=view)
                 else:
                     assert view is not None
                     self.sampled(app, view)
@@ -295,7 +295,7 @@ class Checker:
                 self.emit("decision.made", app.name, **decision.data())
                 return self.outcome(app, decision, attempts)
             # Sample before any restart, so the record shows the process as it was when it hung.
-            view, pm2_problem = self.full_view(app, check=True, mark=mark)
+            view, pm2_problem = self.full_view(app, check=True, cpu=telemetry.cpu_window(mark))
             decision = policy.decide(attempts, view, pm2_problem, app=app, history=history, now=utc_now())
             self.rec.flush()
             return self.act(app, client, attempts, decision)

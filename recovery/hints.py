@@ -107,7 +107,7 @@ class Incident:
         if self.hang_sample is None:
             return None
         d = self.hang_sample[1]
-        v = d.get("cpu_window", d.get("cpu"))
+        v = d.get("cpu_demand", d.get("cpu_window", d.get("cpu")))
         return float(v) if isinstance(v, (int, float)) else None
 
 
@@ -241,6 +241,7 @@ class _Window:
     points: list[tuple[int, float, int]] = field(default_factory=list)  # (seq, seconds, memory)
     ended: bool = False
     fit: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    fitted: int = 0  # samples the line was fitted to
 
     @property
     def growth(self) -> float:
@@ -248,7 +249,7 @@ class _Window:
 
     @property
     def leaking(self) -> bool:
-        if len(self.points) < LEAK_MIN_SAMPLES or self.fit[1] <= 0 or self.fit[2] < LEAK_MIN_R2:
+        if self.fitted < LEAK_MIN_SAMPLES or self.fit[1] <= 0 or self.fit[2] < LEAK_MIN_R2:
             return False
         start = self.fit[0] + self.fit[1] * self.points[0][1]
         return self.growth >= max(LEAK_MIN_GROWTH, LEAK_MIN_SHARE * max(start, 0.0))
@@ -258,7 +259,9 @@ class _Window:
         return max(m for _, _, m in self.points[-2:])
 
 
-def _windows(samples: list[tuple[int, str, dict[str, Any]]]) -> list[_Window]:
+def _windows(samples: list[tuple[int, str, dict[str, Any]]], hung: set[int] = frozenset()) -> list[_Window]:  # type: ignore[assignment]
+    """Samples split by process; the line is fitted without the samples taken at a hang (`hung`
+    seqs): a hung process serves nothing and stops allocating, which would bend the line."""
     t0 = parse_ts(samples[0][1]) if samples else None
     out: list[_Window] = []
     for seq, ts, d in samples:
@@ -273,8 +276,10 @@ def _windows(samples: list[tuple[int, str, dict[str, Any]]]) -> list[_Window]:
         assert t0 is not None
         out[-1].points.append((seq, (parse_ts(ts) - t0).total_seconds(), mem))
     for w in out:
-        if len(w.points) >= 2:
-            w.fit = _fit([(t, float(m)) for _, t, m in w.points])
+        fitted = [(t, float(m)) for seq, t, m in w.points if seq not in hung]
+        if len(fitted) >= 2:
+            w.fit = _fit(fitted)
+            w.fitted = len(fitted)
     return out
 
 
@@ -287,11 +292,11 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
     if ctx._leak is not None:
         return ctx._leak
     ctx._leak = (None, set())
-    windows = _windows(ctx.samples)
+    hang_at = {inc.hang_sample[0]: inc for inc in ctx.incidents if inc.hang_sample is not None}
+    windows = _windows(ctx.samples, set(hang_at))
     leaking = [w for w in windows if w.leaking]
     if not leaking:
         return ctx._leak
-    hang_at = {inc.hang_sample[0]: inc for inc in ctx.incidents if inc.hang_sample is not None}
     limits = [d["max_memory_restart"] for _, _, d in ctx.samples if d.get("max_memory_restart")]
     limit = limits[-1] if limits else None
     limit_restarts = [(seq, d) for seq, _, d in ctx.events("process.restarted") if d.get("cause") == "memory limit"]

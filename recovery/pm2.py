@@ -342,6 +342,17 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK if fields else None
 
 
+def sched_seconds(pid: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds waiting for one) of the process's main thread — Node's event
+    loop — from /proc/PID/schedstat; None where the kernel does not keep scheduler stats."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+            run, wait = f.read().split()[:2]
+        return int(run) / 1e9, int(wait) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
 def pidfile_pids(name: str, home: Path) -> list[int]:
     """The pids in `$PM2_HOME/pids/NAME-ID.pid`, unchecked (the files may be stale)."""
     pattern = re.compile(re.escape(re.sub(r"[^A-Za-z0-9.-]", "-", name)) + r"-(\d+)\.pid")
