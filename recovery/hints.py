@@ -220,6 +220,12 @@ def _rate(bytes_per_s: float) -> str:
     return f"{per_min * 60:.1f}MB/h"
 
 
+def _times(n: int) -> str:
+    from .report import _times as times
+
+    return times(n)
+
+
 def _span(seconds: float) -> str:
     from .report import span
 
@@ -464,7 +470,7 @@ def crash_loop(ctx: Context) -> Hint | None:
     top = next((t for t in tops if t["template_id"] in named), tops[0] if tops else None)
     parts = [f"crash loop: PM2 restarted it {n} time{'s' if n != 1 else ''} on its own"]
     if errored:
-        parts[0] += f" and gave up (errored) {len(errored)} time{'s' if len(errored) != 1 else ''}"
+        parts[0] += f" and gave up (errored) {_times(len(errored))}"
     codes = sorted({d["evidence"]["exit_code"] for _, d in crashes if "exit_code" in (d.get("evidence") or {})})
     if codes:
         parts.append(f"exit code {', '.join(map(str, codes))}")

@@ -235,7 +235,7 @@ def test_pm2_restarting_it_again_and_again_with_errors_is_a_crash_loop_naming_th
     h.errored(120)
     top = h.hints(300, since=0)[0]
     assert top.kind == "crash_loop" and top.confidence >= 0.85
-    assert "PM2 restarted it 3 times on its own and gave up (errored) 1 time; exit code 1" in top.message
+    assert "PM2 restarted it 3 times on its own and gave up (errored) once; exit code 1" in top.message
     assert "Cannot find module" in top.message and top.evidence["templates"]
 
 
