@@ -51,22 +51,18 @@ class History:
 
     def hang(self, t: float, cpu: float, memory: int = 60 * MB, **sample) -> None:
         """A hang seen by the check, restarted and verified: the next samples have a new pid."""
-        self.run(t, ("probe.failed", "web", {"phase": "check", "attempt": 1, "error": "timeout", "latency_ms": 2000}),
-                 ("process.sampled", "web", self.sample(source="jlist", memory=memory, cpu=cpu, cpu_window=cpu,
-                                                        restart_time=self.restart_time, **sample)),
-                 ("decision.made", "web", {"action": "restart", "reason": HANG, "state": "recovering"}),
-                 ("restart.requested", "web", {"by": "check", "reason": HANG}),
-                 ("restart.succeeded", "web", {"exit_code": 0}),
-                 ("verification.passed", "web", {"attempts": 1, "seconds": 0.5}))  # fmt: skip
-        self.pid += 1
-        self.restart_time += 1
+        self.restarted(t, HANG, "timeout", self.sample(source="jlist", memory=memory, cpu=cpu, cpu_demand=cpu,
+                                                       restart_time=self.restart_time, **sample))  # fmt: skip
 
     def errored(self, t: float) -> None:
-        self.run(t, ("probe.failed", "web", {"phase": "check", "attempt": 1, "error": "refused"}),
-                 ("process.sampled", "web", {"source": "jlist", "status": "errored", "known": True,
-                                             "restart_time": self.restart_time, "exit_code": 1}),
-                 ("decision.made", "web", {"action": "restart", "reason": ERRORED, "state": "recovering"}),
-                 ("restart.requested", "web", {"by": "check", "reason": ERRORED}),
+        self.restarted(t, ERRORED, "refused", {"source": "jlist", "status": "errored", "known": True,
+                                               "restart_time": self.restart_time, "exit_code": 1})  # fmt: skip
+
+    def restarted(self, t: float, reason: str, error: str, sample: dict) -> None:
+        self.run(t, ("probe.failed", "web", {"phase": "check", "attempt": 1, "error": error, "latency_ms": 2000}),
+                 ("process.sampled", "web", sample),
+                 ("decision.made", "web", {"action": "restart", "reason": reason, "state": "recovering"}),
+                 ("restart.requested", "web", {"by": "check", "reason": reason}),
                  ("restart.succeeded", "web", {"exit_code": 0}),
                  ("verification.passed", "web", {"attempts": 1, "seconds": 0.5}))  # fmt: skip
         self.pid += 1

@@ -60,26 +60,25 @@ def test_a_slow_but_alive_app_gives_no_hint(pm2, tmp_path):
     assert hints(config) == []
 
 
-def test_a_busy_loop_hang_is_a_blocked_event_loop(pm2, tmp_path):
+def hung_by(pm2, tmp_path, control: str) -> list:
+    """Two healthy checks, then `control` makes the app hang; one check restarts it: the hints."""
     app = pm2.start_app("web")
     config = write_config(tmp_path, pm2, app, **QUICK)
     checks(pm2, config, 2)
-    app.control("hang")
+    app.control(control)
     gone_bad(app)
     assert check(pm2, config).apps[0].state == "RECOVERED"
-    top = hints(config)[0]
-    print("busy loop:", top)
-    assert top.kind == "event_loop_blocked", top
+    return hints(config)
+
+
+def test_a_busy_loop_hang_is_a_blocked_event_loop(pm2, tmp_path):
+    found = hung_by(pm2, tmp_path, "hang")
+    print("busy loop:", found[0])
+    assert found[0].kind == "event_loop_blocked", found
 
 
 def test_a_stalled_hang_is_stalled_on_io(pm2, tmp_path):
-    app = pm2.start_app("web")
-    config = write_config(tmp_path, pm2, app, **QUICK)
-    checks(pm2, config, 2)
-    app.control("stall")
-    gone_bad(app)
-    assert check(pm2, config).apps[0].state == "RECOVERED"
-    found = hints(config)
+    found = hung_by(pm2, tmp_path, "stall")
     print("stall:", found[0])
     assert [h.kind for h in found] == ["stalled_on_io"], found
 
