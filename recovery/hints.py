@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import format_ts, parse_ts
+from .telemetry import first_seq_since
 
 LOOKBACK_S = 7 * 86400.0  # hints read this far back unless told otherwise
 MAX_SAMPLES = 5000  # newest process samples read for the memory rule
@@ -123,8 +124,7 @@ class Context:
         self._db: dict[str, Any] | None = None
 
     def first_seq(self, ts: str) -> int:
-        row = self.conn.execute("SELECT min(seq) FROM events WHERE ts >= ?", (ts,)).fetchone()
-        return row[0] if row and row[0] is not None else 1 << 62
+        return first_seq_since(self.conn, ts)
 
     @property
     def incidents(self) -> list[Incident]:

@@ -29,9 +29,11 @@ def _ago(now: _dt.datetime, seconds: float) -> str:
     return format_ts(now - _dt.timedelta(seconds=seconds))
 
 
-def _first_seq_since(conn: sqlite3.Connection, ts: str) -> int:
-    row = conn.execute("SELECT min(seq) FROM events WHERE ts >= ?", (ts,)).fetchone()
-    return row[0] if row and row[0] is not None else 1 << 62
+def first_seq_since(conn: sqlite3.Connection, ts: str) -> int:
+    """The seq of the first event at or after `ts`, from the ts index (one row read: `min(seq)`
+    would scan every event since then); beyond the last seq when there is none."""
+    row = conn.execute("SELECT seq FROM events WHERE ts >= ? ORDER BY ts, seq LIMIT 1", (ts,)).fetchone()
+    return row[0] if row else 1 << 62
 
 
 def full_sample_due(conn: sqlite3.Connection | None, app: str, view: ProcessView | None,
@@ -52,7 +54,7 @@ def full_sample_due(conn: sqlite3.Connection | None, app: str, view: ProcessView
         recent = conn.execute(
             "SELECT 1 FROM events WHERE app = ? AND type = 'process.sampled' AND seq >= ?"
             " AND json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL LIMIT 1",
-            (app, _first_seq_since(conn, _ago(now, FULL_EVERY_S))),
+            (app, first_seq_since(conn, _ago(now, FULL_EVERY_S))),
         ).fetchone()
     except sqlite3.Error:
         return False
@@ -118,7 +120,7 @@ def host_due(conn: sqlite3.Connection | None, now: _dt.datetime | None = None) -
     try:
         row = conn.execute(
             "SELECT 1 FROM events WHERE app IS NULL AND type = 'host.sampled' AND seq >= ? LIMIT 1",
-            (_first_seq_since(conn, _ago(now, HOST_EVERY_S)),),
+            (first_seq_since(conn, _ago(now, HOST_EVERY_S)),),
         ).fetchone()
     except sqlite3.Error:
         return False
