@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import policy
+from . import policy, telemetry
 from .config import AppConfig, Config
 from .errors import Pm2Error
 from .pm2 import Pm2, ProcessView, find_pm2, pidfile_view
@@ -134,9 +134,14 @@ class Checker:
         self.run_id = uuid.uuid4().hex
         self.pm2: Pm2 | None = None
         self.seen_logs: dict[str, tuple[str, ...]] = {}  # app -> log paths from this run's jlist
+        self.host_done = False  # host.sampled is considered once per run
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
+
+    def _conn(self) -> Any:
+        """The store's connection for telemetry's small reads; None when the store is unusable."""
+        return self.rec.store.conn if self.rec.store is not None else None
 
     def run(self) -> CheckResult:
         """Check every app: probe, sample, decide, and restart and verify when the policy says so."""
@@ -219,16 +224,38 @@ class Checker:
                 self.sleep(app.retry_delay)
         return attempts
 
-    def full_view(self, app: AppConfig) -> tuple[ProcessView | None, str | None]:
+    def full_view(self, app: AppConfig, *, check: bool = False, cpu: dict[str, Any] | None = None,
+                  fallback: ProcessView | None = None) -> tuple[ProcessView | None, str | None]:  # fmt: skip
+        """A `pm2 jlist` sample, recorded. As the `check`'s own sample (taken before it acts) it
+        carries `cpu` (the CPU during the probes), and PM2's own restarts it reveals become
+        `process.restarted`; `fallback` (the cheap sample) is recorded instead if PM2 cannot be read."""
         assert self.pm2 is not None
         try:
             view = self.pm2.view(app.name)
         except Pm2Error as exc:
             self.emit("process.sampled", app.name, source="jlist", error=str(exc))
-            return None, str(exc)
-        self.emit("process.sampled", app.name, **view.data())
+            if fallback is not None:
+                self.sampled(app, fallback)
+            return fallback, str(exc)
         self.seen_logs[app.name] = view.logs
+        if check:
+            self.sampled(app, view, **(cpu or {}))
+        else:
+            self.emit("process.sampled", app.name, **view.data())
         return view, None
+
+    def sampled(self, app: AppConfig, view: ProcessView, **extra: Any) -> None:
+        """Record the check's sample of `app`, then PM2's own restarts it shows, and the host once a minute."""
+        data = {**view.data(), **extra}
+        self.emit("process.sampled", app.name, **data)
+        restarted = telemetry.pm2_restarts(self._conn(), app.name, data)
+        if restarted:
+            self.emit("process.restarted", app.name, **restarted)
+        if not self.host_done:
+            self.host_done = True
+            host = telemetry.host_sample() if telemetry.host_due(self._conn()) else {}
+            if host:
+                self.emit("host.sampled", None, **host)
 
     def _discover_logs(self, app: AppConfig) -> tuple[str, ...]:
         """A full sample (recorded like any other) for the log paths, when nothing else names them."""
@@ -304,20 +331,23 @@ class Checker:
 
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.rec.history(app.name, utc_now(), app.window)
+        assert self.pm2 is not None
+        mark = telemetry.cpu_mark(app.name, self.pm2.home)
         with make_client(app.url, app.timeout, self.transport) as client:
             attempts = self.probe(app, client)
             if attempts[-1].ok:
-                assert self.pm2 is not None
+                # The cheap sample (pid files, /proc); `pm2 jlist` once a minute or after a pid change.
                 view: ProcessView | None = pidfile_view(app.name, self.pm2.home)
-                if view is not None:
-                    self.emit("process.sampled", app.name, **view.data())
+                if telemetry.full_sample_due(self._conn(), app.name, view):
+                    view, _ = self.full_view(app, check=True, cpu=telemetry.cpu_window(mark), fallback=view)
                 else:
-                    view, _ = self.full_view(app)
+                    assert view is not None
+                    self.sampled(app, view)
                 decision = policy.decide(attempts, view, app=app, history=history, now=utc_now())
                 self.emit("decision.made", app.name, **decision.data())
                 return self.outcome(app, decision, attempts)
             # Sample before any restart, so the record shows the process as it was when it hung.
-            view, pm2_problem = self.full_view(app)
+            view, pm2_problem = self.full_view(app, check=True, cpu=telemetry.cpu_window(mark))
             decision = policy.decide(attempts, view, pm2_problem, app=app, history=history, now=utc_now())
             self.rec.flush()
             return self.act(app, client, attempts, decision)

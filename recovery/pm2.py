@@ -109,6 +109,12 @@ class Instance:
     uptime_s: float | None = None
     exit_code: int | None = None
     exec_mode: str | None = None
+    max_memory_restart: int | None = None  # bytes, when PM2 restarts it at a memory limit
+    # PM2's own metrics (pm2_env.axm_monitor), when @pm2/io runs in the app
+    heap_used: int | None = None  # bytes
+    heap_total: int | None = None  # bytes
+    loop_delay_ms: float | None = None  # event-loop latency, p50
+    loop_delay_p95_ms: float | None = None
 
     def data(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "name"}
@@ -208,7 +214,36 @@ def instance_from_jlist(entry: Mapping[str, Any], now_ms: float | None = None) -
         uptime_s=uptime,
         exit_code=_int(exit_code) if exit_code not in (None, "") else None,
         exec_mode=env.get("exec_mode"),
+        max_memory_restart=_int(env.get("max_memory_restart")) or None,
+        **axm_metrics(env.get("axm_monitor")),
     )
+
+
+# axm_monitor names (as @pm2/io reports them) -> (Instance field, factor to bytes or ms)
+_AXM = {"Used Heap Size": ("heap_used", 1048576), "Heap Size": ("heap_total", 1048576),
+        "Event Loop Latency": ("loop_delay_ms", 1), "Event Loop Latency p95": ("loop_delay_p95_ms", 1)}  # fmt: skip
+_UNITS = {"b": 1, "kib": 1024, "kb": 1024, "mib": 1048576, "mb": 1048576, "gib": 1 << 30, "gb": 1 << 30, "ms": 1, "s": 1000}
+
+
+def axm_metrics(monitor: Any) -> dict[str, Any]:
+    """Heap and event-loop latency from PM2's `axm_monitor`, when the app reports them."""
+    out: dict[str, Any] = {}
+    if not isinstance(monitor, dict):
+        return out
+    for name, (key, default) in _AXM.items():
+        metric = monitor.get(name)
+        if not isinstance(metric, dict):
+            continue
+        try:
+            value = float(metric.get("value"))
+        except (TypeError, ValueError):
+            continue
+        factor = _UNITS.get(str(metric.get("unit") or "").lower(), default)
+        if key.endswith("_ms"):
+            out[key] = round(value * factor, 2)
+        else:
+            out[key] = int(value * factor)
+    return out
 
 
 def _int(v: Any) -> int | None:
@@ -288,17 +323,58 @@ def _boot_time() -> float | None:
     return None
 
 
-def proc_instance(name: str, pm_id: int, pid: int, pidfile_mtime: float) -> Instance | None:
-    """An `online` instance read from /proc, or None if the pid is gone or was reused."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first); None for a gone or zombie pid."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process has used so far."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK if fields else None
+
+
+def sched_seconds(pid: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds waiting for one) of the process's main thread — Node's event
+    loop — from /proc/PID/schedstat; None where the kernel does not keep scheduler stats."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+            run, wait = f.read().split()[:2]
+        return int(run) / 1e9, int(wait) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+def pidfile_pids(name: str, home: Path) -> list[int]:
+    """The pids in `$PM2_HOME/pids/NAME-ID.pid`, unchecked (the files may be stale)."""
+    pattern = re.compile(re.escape(re.sub(r"[^A-Za-z0-9.-]", "-", name)) + r"-(\d+)\.pid")
+    pids = []
+    try:
+        for entry in os.scandir(home / "pids"):
+            if pattern.fullmatch(entry.name):
+                pids.append(int(Path(entry.path).read_text().strip()))
+    except (OSError, ValueError):
+        return []
+    return pids
+
+
+def proc_instance(name: str, pm_id: int, pid: int, pidfile_mtime: float) -> Instance | None:
+    """An `online` instance read from /proc, or None if the pid is gone or was reused."""
+    fields = _stat_fields(pid)
+    try:
         with open(f"/proc/{pid}/statm", encoding="ascii") as f:
             rss_pages = int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if not fields or fields[0] in ("Z", "X"):
+    if not fields:
         return None
     cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK
     boot = _boot_time()

@@ -357,31 +357,23 @@ class Folder:
     def sampled(self, a: _App, seq: int, ts: str, run_id: str | None, data: dict) -> None:
         if data.get("error"):
             return
+        theirs, why = own_restarts(a, data)
         a.pm2_status = data.get("status")
         a.sampled_at = ts
-        old_pid = a.pid
         for key in ("pid", "memory", "cpu", "uptime_s"):
             if key in data:
                 setattr(a, key, data[key])
         instances = data.get("instances")
-        a.instances = len(instances) if isinstance(instances, list) else (1 if data.get("known") else a.instances)
+        a.instances = _instance_count(a, data)
         if isinstance(instances, list):
             a.pid = (data.get("pids") or [None])[0]
-            total = sum(int(i.get("restart_time") or 0) for i in instances)
-        elif data.get("restart_time") is not None:
-            total = int(data["restart_time"])
-        else:
-            # The cheap sample has no restart counter; a new pid that none of our restarts
-            # explains is PM2 restarting the app on its own.
-            if old_pid and a.pid and a.pid != old_pid and a.instances == 1 and not a.ours_since_pid:
-                self.pm2_restart(a, seq, ts, run_id, 1, f"new pid {old_pid} -> {a.pid}")
-                a.pm2_seen_since_sample += 1
+        if theirs:
+            self.pm2_restart(a, seq, ts, run_id, theirs, why)
+        total = _restart_total(data)
+        if total is None:
+            a.pm2_seen_since_sample += theirs
             a.ours_since_pid = 0
             return
-        if a.restart_time is not None and total > a.restart_time:
-            theirs = total - a.restart_time - a.ours_since_sample - a.pm2_seen_since_sample
-            if theirs > 0:
-                self.pm2_restart(a, seq, ts, run_id, theirs, f"PM2 restart_time {a.restart_time} -> {total}")
         a.restart_time = total
         a.ours_since_sample = a.pm2_seen_since_sample = a.ours_since_pid = 0
 
@@ -410,6 +402,47 @@ class Folder:
     def lift(self, a: _App, ts: str) -> None:
         if a.suspended_at is not None:
             a.suspended_at, a.suspend_reason, a.lifted_at = None, None, ts
+
+
+def _instance_count(a: _App, data: dict) -> int | None:
+    instances = data.get("instances")
+    return len(instances) if isinstance(instances, list) else (1 if data.get("known") else a.instances)
+
+
+def _restart_total(data: dict) -> int | None:
+    """PM2's restart counter summed over instances; None for the cheap sample, which has none."""
+    instances = data.get("instances")
+    if isinstance(instances, list):
+        return sum(int(i.get("restart_time") or 0) for i in instances)
+    return int(data["restart_time"]) if data.get("restart_time") is not None else None
+
+
+def own_restarts(a: _App, data: dict) -> tuple[int, str]:
+    """How many restarts PM2 made on its own that this sample reveals, against the app's state
+    before it (0 when none), and the evidence in words.
+
+    A full sample shows PM2's restart counter grown by more than our restarts (and PM2's
+    already counted from a pid change) explain; the cheap sample has no counter, so a new pid
+    that none of our restarts explains counts as one.
+    """
+    if data.get("error"):
+        return 0, ""
+    total = _restart_total(data)
+    if total is None:
+        new_pid = data.get("pid")
+        if a.pid and new_pid and new_pid != a.pid and _instance_count(a, data) == 1 and not a.ours_since_pid:
+            return 1, f"new pid {a.pid} -> {new_pid}"
+        return 0, ""
+    if a.restart_time is not None and total > a.restart_time:
+        theirs = total - a.restart_time - a.ours_since_sample - a.pm2_seen_since_sample
+        if theirs > 0:
+            return theirs, f"PM2 restart_time {a.restart_time} -> {total}"
+    return 0, ""
+
+
+def app_before(conn: sqlite3.Connection, app: str) -> _App:
+    """The app's folded state (its app_state row), as the next sample will be compared with."""
+    return Folder(conn).app(app)
 
 
 def _state_of_old_decision(data: dict) -> str:

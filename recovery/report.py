@@ -119,6 +119,7 @@ class AppReport:
     latency_ms: dict[str, float | None]
     stands_out: list[str]
     top_errors: list[dict[str, Any]] = field(default_factory=list)  # from the log tables, if ingested
+    hints: list[dict[str, Any]] = field(default_factory=list)  # likely causes (recovery.hints), strongest first
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "app"}
@@ -241,6 +242,8 @@ def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: 
 
 def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | None = None) -> Report:
     """The report for `apps` from `since` (an event timestamp) to now, beside the period before it."""
+    from .hints import hints_for
+
     now = now or _dt.datetime.now(_dt.timezone.utc)
     until = projections.format_ts(now)
     length = max(0.0, projections.seconds_between(since, until))
@@ -264,6 +267,7 @@ def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | 
             latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
             stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
             top_errors=top_errors(conn, app, since, before, now),
+            hints=[h.to_dict() for h in hints_for(conn, app, now, since)],
         ))  # fmt: skip
     return Report(since, until, until, out)
 
@@ -471,7 +475,15 @@ def report_text(r: Report) -> str:
         if a.stands_out:
             lines.append("  stands out:")
             lines += [f"    - {note}" for note in a.stands_out]
+        if a.hints:
+            lines.append("  likely causes (confidence):")
+            lines += [f"    - {hint_line(h)}" for h in a.hints]
     return "\n".join(lines)
+
+
+def hint_line(h: dict[str, Any]) -> str:
+    """'(0.85) memory leak: memory grows ...'."""
+    return f"({h['confidence']:.2f}) {h['message']}"
 
 
 def _md_row(cells: list[str]) -> str:
@@ -502,6 +514,9 @@ def report_markdown(r: Report) -> str:
             lines += _md_table([h.lower() for h in _ERRORS_HEAD], [_error_row(e) for e in a.top_errors])
         lines += ["", "### What stands out", ""]
         lines += [f"- {note}" for note in a.stands_out] or ["Nothing."]
+        if a.hints:
+            lines += ["", "### Likely causes", ""]
+            lines += [f"- {hint_line(h)}" for h in a.hints]
     return "\n".join(lines) + "\n"
 
 
@@ -529,6 +544,7 @@ class Timeline:
     app: str
     incident: IncidentRow
     steps: list[Step]
+    hints: list[dict[str, Any]] = field(default_factory=list)  # likely causes, from the app's history
 
     @property
     def ending(self) -> str:
@@ -540,7 +556,7 @@ class Timeline:
 
     def to_dict(self) -> dict[str, Any]:
         return {"app": self.app, "incident": {**self.incident.to_dict(), "reason": self.incident.reason},
-                "events": [s.to_dict() for s in self.steps], "ending": self.ending}  # fmt: skip
+                "events": [s.to_dict() for s in self.steps], "ending": self.ending, "hints": self.hints}  # fmt: skip
 
 
 def _incident(conn: sqlite3.Connection, app: str, incident_id: int | None) -> tuple[IncidentRow, int, int | None] | None:
@@ -598,7 +614,12 @@ def why(store: Store, app: str, incident_id: int | None = None, now: _dt.datetim
         data = json.loads(data_json) if data_json else {}
         offset = round((projections.parse_ts(ts) - start).total_seconds(), 3)
         steps.append(Step(seq, ts, offset, type_, app_name, facts(type_, data), data))
-    return Timeline(app, inc, steps)
+    from .hints import hints_for
+
+    # The history up to the incident's end (or now), over the week before it began.
+    until = projections.parse_ts(inc.ended_at) if inc.ended_at else now
+    since = projections.format_ts(start - _dt.timedelta(days=7))
+    return Timeline(app, inc, steps, [h.to_dict() for h in hints_for(conn, app, until, since)])
 
 
 def offset(seconds: float) -> str:
@@ -674,5 +695,8 @@ def timeline_text(t: Timeline) -> str:
         rows = [*rows[:half], ["...", "", f"{skipped} more events", f"(recovery why {t.app} --incident {i.id} --json lists all)"], *rows[-half:]]
     widths = [max(len(r[c]) for r in rows) for c in range(3)] if rows else [0, 0, 0]
     lines += [f"  {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
+    if t.hints:
+        lines.append("likely causes (confidence):")
+        lines += [f"  - {hint_line(h)}" for h in t.hints]
     lines.append(t.ending)
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import projections
 from .config import Config
+from .hints import hints_for
 from .store import Store
 
 
@@ -34,6 +35,7 @@ class AppStatus:
     incident_since: str | None
     paused_until: str | None
     code: int
+    hint: dict[str, Any] | None = None  # the strongest likely cause (recovery.hints), if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +88,7 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
         if incident is not None:
             r = store.conn.execute("SELECT started_at FROM incidents WHERE id = ?", (incident,)).fetchone()
             incident_since = r[0] if r else None
+        found = hints_for(store.conn, app.name, now)
         code = projections.STATE_CODES.get(state, 3)
         if stale:
             code = 3  # nobody is looking: the state above may be out of date
@@ -93,6 +96,7 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
             app.name, state, since, reason, last_check, interval, stale, latency, pm2_status, pid,
             round(uptime, 1) if uptime is not None else None, memory, cpu,
             int(counts.get("recovery", 0) or 0), int(counts.get("pm2", 0) or 0), incident, incident_since, paused, code,
+            found[0].to_dict() if found else None,
         ))  # fmt: skip
     return out
 
@@ -120,7 +124,7 @@ def table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
     """A plain-text table, one row per app."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
     head = ["APP", "STATE", "SINCE", "LAST CHECK", "LATENCY", "PM2", "PID", "UPTIME", "MEMORY", "CPU",
-            "RESTARTS 24H", "INCIDENT"]  # fmt: skip
+            "RESTARTS 24H", "INCIDENT", "HINT"]  # fmt: skip
     body = []
     for r in rows:
         check = _ago(now, r.last_check_at) + (" (STALE: is cron running?)" if r.stale else "")
@@ -132,8 +136,10 @@ def table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
             f"{r.cpu:.0f}%" if r.cpu is not None else "-",
             f"{r.restarts_24h} ours / {r.pm2_restarts_24h} pm2",
             f"#{r.open_incident} since {_ago(now, r.incident_since)}" if r.open_incident else "-",
+            f"{r.hint['kind']} {r.hint['confidence']:.2f}" if r.hint else "-",
         ])  # fmt: skip
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
     notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]
+    notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
     return "\n".join(lines + notes)

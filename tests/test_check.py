@@ -70,13 +70,24 @@ def test_a_healthy_app_exits_0_and_is_not_restarted(pm2, tmp_path):
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("web OK ")
+    # The first check of an app takes the full sample (pm2 jlist, due once a minute) and the host's.
     assert types(stored(config)) == [
-        "check.started", "probe.succeeded", "process.sampled", "decision.made", "check.finished",
+        "check.started", "probe.succeeded", "process.sampled", "host.sampled", "decision.made", "check.finished",
     ]  # fmt: skip
     sample = stored(config, "web")[1]
-    assert sample.data["pid"] == pid and sample.data["memory"] > 0
-    assert sample.data["source"] == "pidfile"  # no pm2 CLI call (0.2 s of Node start-up) when healthy
+    assert sample.data["pid"] == pid and sample.data["memory"] > 0 and sample.data["source"] == "jlist"
     assert app.pids() == [pid] and restart_time(app) == 0
+
+
+def test_a_healthy_check_within_the_minute_reads_only_pid_files(pm2, tmp_path):
+    app = pm2.start_app("web")
+    config = write_config(tmp_path, pm2, app)
+    assert recovery(pm2, "check", "--config", str(config)).returncode == 0
+    proc = recovery(pm2, "check", "--config", str(config))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    second = [e for e in stored(config) if e.seq > 6]
+    assert types(second) == ["check.started", "probe.succeeded", "process.sampled", "decision.made", "check.finished"]
+    assert second[2].data["source"] == "pidfile"  # no pm2 CLI call (0.2 s of Node start-up) when healthy
 
 
 def test_a_hung_app_is_restarted_once_verified_and_exits_1(pm2, tmp_path):

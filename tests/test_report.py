@@ -123,7 +123,7 @@ def test_report_json_has_the_documented_shape(store):
     assert (out["since"], out["until"]) == (SINCE, projections.format_ts(NOW))
     web = out["apps"]["web"]
     assert set(web) == {"availability_percent", "probes", "failures", "incidents", "restarts", "restarts_by",
-                        "mttr_s", "mtbf_s", "latency_ms", "stands_out", "top_errors"}  # fmt: skip
+                        "mttr_s", "mtbf_s", "latency_ms", "stands_out", "top_errors", "hints"}  # fmt: skip
     assert set(web["incidents"][0]) == {"id", "started_at", "ended_at", "duration_s", "restarts", "outcome"}
     assert set(web["latency_ms"]) == {"p50", "p95", "p99"}
     json.dumps(out)

@@ -35,6 +35,17 @@ if (marker('CRASH_ON_START_FILE')) {
 let stalled = marker('STALL_ON_START_FILE');
 let statusOverride = 200;
 let delayMs = 0;
+// A memory leak: every answered GET / keeps `leakMb` more; past `hangAtMb` of RSS the process
+// thrashes like a heap near its limit (the loop blocks), so "memory grows until it hangs".
+const leaked = [];
+let leakMb = 0;
+let hangAtMb = 0;
+
+function leak() {
+  if (leakMb <= 0) return;
+  leaked.push(Buffer.alloc(leakMb * 1048576, 1)); // filled, so the pages are resident
+  if (hangAtMb > 0 && process.memoryUsage().rss >= hangAtMb * 1048576) setTimeout(busyLoop, 10);
+}
 
 function sendJson(res, status, body, extraHeaders) {
   res.writeHead(status, { 'Content-Type': 'application/json', ...extraHeaders });
@@ -62,6 +73,10 @@ const controls = {
   },
   status: (q) => { statusOverride = Number(q.get('code')) || 500; },
   slow: (q) => { delayMs = Number(q.get('ms')) || 0; },
+  leak: (q) => {
+    leakMb = Math.max(0, Number(q.get('mb')) || 0);
+    hangAtMb = Math.max(0, Number(q.get('hang_at')) || 0);
+  },
 };
 
 const server = http.createServer((req, res) => {
@@ -82,9 +97,10 @@ const server = http.createServer((req, res) => {
     return;
   }
   if (path === '/' || path === '/health') {
-    const answer = () => sendJson(res, statusOverride, {
-      ok: statusOverride < 400, pid: process.pid, uptime: process.uptime(),
-    });
+    const answer = () => {
+      sendJson(res, statusOverride, { ok: statusOverride < 400, pid: process.pid, uptime: process.uptime() });
+      leak();
+    };
     if (delayMs > 0) setTimeout(answer, delayMs);
     else answer();
     return;

@@ -1,0 +1,211 @@
+"""Telemetry for `recovery check`: when a full PM2 sample is due, CPU over the probe window,
+host memory and load, and PM2's own restarts with their likely cause.
+
+Everything here is cheap (an indexed query or a few /proc reads) and never raises on a bad
+store or an odd /proc: telemetry must not change a check's verdict.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .events import format_ts
+from .pm2 import ProcessView, cpu_seconds, pidfile_pids, sched_seconds
+
+FULL_EVERY_S = 60.0  # a `pm2 jlist` sample of each app at least this often
+HOST_EVERY_S = 60.0  # host.sampled at most this often
+NEAR_LIMIT = 0.85  # memory at this share of max_memory_restart counts as "at the limit"
+CRASH_LOOKBACK_S = 120.0  # error entries this long before a PM2 restart point at a crash
+
+
+def _ago(now: _dt.datetime, seconds: float) -> str:
+    return format_ts(now - _dt.timedelta(seconds=seconds))
+
+
+def first_seq_since(conn: sqlite3.Connection, ts: str) -> int:
+    """The seq of the first event at or after `ts`, from the ts index (one row read: `min(seq)`
+    would scan every event since then); beyond the last seq when there is none."""
+    row = conn.execute("SELECT seq FROM events WHERE ts >= ? ORDER BY ts, seq LIMIT 1", (ts,)).fetchone()
+    return row[0] if row else 1 << 62
+
+
+def full_sample_due(conn: sqlite3.Connection | None, app: str, view: ProcessView | None,
+                    now: _dt.datetime | None = None) -> bool:  # fmt: skip
+    """A `pm2 jlist` is due: no full sample of `app` in the last minute, or its pid changed
+    since the last sample (PM2 restarted it: only jlist says how often and with which exit code)."""
+    if view is None:
+        return True
+    if conn is None:
+        return False  # no store to remember with: the cheap sample, as before
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    try:
+        row = conn.execute("SELECT pid FROM app_state WHERE app = ?", (app,)).fetchone()
+        pids = [i.pid for i in view.instances]
+        if row is not None and row[0] is not None and row[0] not in pids:
+            return True
+        # The (app, type, seq) index from the first seq of the last minute: a handful of rows.
+        recent = conn.execute(
+            "SELECT 1 FROM events WHERE app = ? AND type = 'process.sampled' AND seq >= ?"
+            " AND json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL LIMIT 1",
+            (app, first_seq_since(conn, _ago(now, FULL_EVERY_S))),
+        ).fetchone()
+    except sqlite3.Error:
+        return False
+    return recent is None
+
+
+# -- CPU during the probes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuMark:
+    """What the app's processes had used when the probes began: CPU seconds, and the event-loop
+    thread's (run, wait) scheduler seconds."""
+
+    at: float
+    used: dict[int, float]
+    sched: dict[int, tuple[float, float]]
+
+
+def cpu_mark(name: str, home: Path) -> CpuMark | None:
+    """Read before probing: a few /proc reads, no pm2 call."""
+    pids = pidfile_pids(name, home)
+    used = {pid: s for pid in pids if (s := cpu_seconds(pid)) is not None}
+    sched = {pid: s for pid in used if (s := sched_seconds(pid)) is not None}
+    return CpuMark(time.monotonic(), used, sched) if used else None
+
+
+def cpu_window(mark: CpuMark | None) -> dict[str, Any]:
+    """The CPU of the app's busiest process since `mark`, taken right after the probes: it tells
+    a blocked event loop (near 100) from a stalled one (near 0).
+
+    `cpu_window` is the share of the time it ran; `cpu_demand` adds the time its event-loop
+    thread waited for a CPU, so a loop spinning on a busy host still reads near 100.
+    """
+    if mark is None:
+        return {}
+    seconds = time.monotonic() - mark.at
+    if seconds <= 0.05:
+        return {}
+    ran, wanted = [], []
+    for pid, before in mark.used.items():
+        now = cpu_seconds(pid)
+        if now is not None and now >= before:
+            ran.append(100 * (now - before) / seconds)
+        s0, s1 = mark.sched.get(pid), sched_seconds(pid)
+        if s0 is not None and s1 is not None and s1[0] >= s0[0]:
+            wanted.append(100 * ((s1[0] - s0[0]) + (s1[1] - s0[1])) / seconds)
+    out: dict[str, Any] = {}
+    if ran:
+        out.update(cpu_window=round(max(ran), 1), cpu_window_s=round(seconds, 2))
+    if wanted:
+        out["cpu_demand"] = round(min(100.0, max(wanted)), 1)
+    return out
+
+
+# -- the host -------------------------------------------------------------------------------
+
+
+def host_due(conn: sqlite3.Connection | None, now: _dt.datetime | None = None) -> bool:
+    if conn is None:
+        return False
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    try:
+        row = conn.execute(
+            "SELECT 1 FROM events WHERE app IS NULL AND type = 'host.sampled' AND seq >= ? LIMIT 1",
+            (first_seq_since(conn, _ago(now, HOST_EVERY_S)),),
+        ).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is None
+
+
+def host_sample(proc: Path = Path("/proc")) -> dict[str, Any]:
+    """Memory (bytes) and load averages, as `free` and `uptime` show them; {} when unreadable."""
+    out: dict[str, Any] = {}
+    keys = {"MemTotal": "mem_total", "MemAvailable": "mem_available", "SwapTotal": "swap_total", "SwapFree": "swap_free"}
+    try:
+        with open(proc / "meminfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name in keys:
+                    out[keys[name]] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        load = (proc / "loadavg").read_text().split()
+        out.update(load1=float(load[0]), load5=float(load[1]), load15=float(load[2]))
+    except (OSError, ValueError, IndexError):
+        pass
+    if out:
+        out["cpus"] = os.cpu_count()
+    return out
+
+
+# -- PM2's own restarts ----------------------------------------------------------------------
+
+
+def pm2_restarts(conn: sqlite3.Connection | None, app: str, data: dict[str, Any],
+                 now: _dt.datetime | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """The `process.restarted` event data when `data` (a sample about to be recorded) shows that
+    PM2 restarted the app on its own since the last sample; None otherwise.
+
+    Uses the projections' own test (`projections.own_restarts`), so the event and the report's
+    "restarts by pm2" agree. Only for a sample taken before this run acted on the app.
+    """
+    if conn is None or data.get("error"):
+        return None
+    from . import projections
+
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    try:
+        before = projections.app_before(conn, app)
+        count, why = projections.own_restarts(before, data)
+        if not count:
+            return None
+        cause, evidence = likely_cause(conn, app, data, before.sampled_at, now)
+    except (sqlite3.Error, ValueError):
+        return None
+    out: dict[str, Any] = {"count": count, "cause": cause, "seen": why, "evidence": evidence}
+    if before.pid and data.get("pid") and before.pid != data.get("pid"):
+        out.update(old_pid=before.pid, new_pid=data["pid"])
+    if data.get("restart_time") is not None:
+        out["restart_time"] = data["restart_time"]
+    return out
+
+
+def likely_cause(conn: sqlite3.Connection, app: str, data: dict[str, Any], last_sampled: str | None,
+                 now: _dt.datetime) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """'memory limit', 'crash' or 'unknown', with what pointed there."""
+    rows = conn.execute(
+        "SELECT seq, data FROM events WHERE app = ? AND type = 'process.sampled' ORDER BY seq DESC LIMIT 5", (app,)
+    ).fetchall()
+    earlier = [(seq, json.loads(d)) for seq, d in rows]
+    limit = data.get("max_memory_restart") or next(
+        (d["max_memory_restart"] for _, d in earlier if d.get("max_memory_restart")), None)  # fmt: skip
+    if limit:
+        peak = max(((d["memory"], seq) for seq, d in earlier if isinstance(d.get("memory"), int)), default=None)
+        if peak is not None and peak[0] >= NEAR_LIMIT * limit:
+            return "memory limit", {"memory": peak[0], "max_memory_restart": limit, "sample_seq": peak[1]}
+    code = data.get("exit_code")
+    if isinstance(code, int) and code != 0:
+        return "crash", {"exit_code": code}
+    since = min(last_sampled or format_ts(now), _ago(now, CRASH_LOOKBACK_S))
+    try:
+        row = conn.execute(
+            "SELECT template_id, count(*) AS n FROM log_entries WHERE app = ? AND ts >= ? AND stream = 'err'"
+            " GROUP BY template_id ORDER BY n DESC LIMIT 1",
+            (app, since),
+        ).fetchone()
+    except sqlite3.OperationalError:  # no log tables: nothing ingested yet
+        row = None
+    if row is not None:
+        return "crash", {"template_id": row[0], "errors": row[1]}
+    return "unknown", {}
