@@ -188,9 +188,18 @@ def _failure_text(failure: tuple[str, dict[str, Any]]) -> str:
     return f"still not answering after {d.get('seconds', '?')}s ({d.get('last_error', 'no answer')})"
 
 
+LEAK_WITHIN = 24 * 3600.0  # a leak forecast to reach its limit within a day owes a `leak` alert (once a day)
+LEAK_CONFIDENCE = 0.6
+
+
 def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, host: str,
-         hint: Callable[[str], str | None] = lambda app: None) -> list[Alert]:
-    """The alerts owed for `app`, each with the channels that have not had it yet."""
+         hints: Callable[[], list[Any]] | None = None, check_leak: bool = False) -> list[Alert]:
+    """The alerts owed for `app`, each with the channels that have not had it yet.
+
+    `hints()` gives the app's root-cause hints, strongest first (recovery.hints); it is called
+    only when an alert is owed (for its "Likely cause" line) or when `check_leak` asks whether a
+    memory-leak forecast owes a `leak` alert.
+    """
     channels = list(conf.channels(app))
     if not channels:
         return []
@@ -208,10 +217,9 @@ def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, ho
     more = f"More: recovery why {name}"
     alerts: list[Alert] = []
     first_seq = min((i[2] for i in incidents), default=None)
+    likely = "{likely}"  # filled in below, once, when something is owed
     for iid, started, sseq, ended, eseq, duration, outcome, first_reason in incidents:
         f = _facts(conn, name, sseq, eseq)
-        cause = hint(name)
-        likely = f"Likely cause: {cause}" if cause else ""
         opened = [f"{name} on {host} stopped answering at {_clock(started)}: {first_reason or 'down'}.",
                   _sample_text(f.get("sample"))]  # fmt: skip
         if ended is None or started >= cutoff:
@@ -239,13 +247,35 @@ def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, ho
                                            f" ({_span((now - parse_ts(started)).total_seconds())}).",
                                            _did(f), likely, more), iid))  # fmt: skip
     alerts += _pm2_restarts(conn, name, now, host, more)
+    found: list[Any] | None = None
+    if check_leak and hints is not None and "leak" not in conf.off:
+        found = hints()
+        alerts += _leak(found, name, host, now, more)
     alerts = [a for a in alerts if a.kind not in conf.off]
     if not alerts:
         return []
     sent = _sent(conn, name, (first_seq or 1) - 1 if incidents else max(0, _seq_at(conn, cutoff) - 1))
     for a in alerts:
         a.channels = [u for cid, u in ids.items() if cid not in sent.get(a.key, set())]
-    return [a for a in alerts if a.channels]
+    owed = [a for a in alerts if a.channels]
+    if any(likely in a.body for a in owed):
+        if found is None and hints is not None:
+            found = hints()
+        cause = f"Likely cause: {found[0].message} (confidence {found[0].confidence:.2f})" if found else ""
+        for a in owed:
+            a.body = _lines(*(cause if line == likely else line for line in a.body.split("\n")))
+    return owed
+
+
+def _leak(found: list[Any], app: str, host: str, now: _dt.datetime, more: str) -> list[Alert]:
+    leak = next((h for h in found if h.kind == "memory_leak"), None)
+    if leak is None or leak.confidence < LEAK_CONFIDENCE:
+        return []
+    eta = leak.evidence.get("forecast_s")
+    if eta is None or eta > LEAK_WITHIN:
+        return []
+    return [Alert(app, "leak", f"leak:{now.date().isoformat()}", f"{app} memory leak on {host}: limit in {_span(eta)}",
+                  _lines(f"{app} on {host}: {leak.message}.", f"More: recovery report --app {app}; {more}"))]  # fmt: skip
 
 
 def _seq_at(conn: sqlite3.Connection, ts: str) -> int:

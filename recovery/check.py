@@ -276,8 +276,21 @@ class Checker:
         if self.rec.store is None:
             return
         now, host = utc_now(), alerts.hostname(conf)
+        conn = self.rec.store.conn
+
+        def hints_of(name: str) -> Callable[[], list[Any]]:
+            def found() -> list[Any]:
+                from .hints import hints_for
+
+                return hints_for(conn, name, now)
+
+            return found
+
         try:
-            owed = [a for app in self.apps for a in alerts.plan(self.rec.store.conn, app, conf, now, host=host)]
+            # A leak forecast is looked at when this run took a full sample (at most once a minute).
+            owed = [a for app in self.apps
+                    for a in alerts.plan(conn, app, conf, now, host=host, hints=hints_of(app.name),
+                                         check_leak=app.name in self.seen_logs)]  # fmt: skip
         except sqlite3.Error as exc:
             self.emit("alert.failed", None, kind="plan", error=f"cannot read what is owed: {exc}")
             return

@@ -147,6 +147,7 @@ def test_a_recovered_hang_sends_one_down_and_one_recovered_alert_and_keeps_the_s
     down, recovered = receiver.messages()
     assert "stopped answering at" in down["message"] and "Restarted with `pm2 restart web`" in down["message"]
     assert "recovery why web" in down["message"] and "PM2 said online" in down["message"]
+    assert "Likely cause: event loop blocked: 1 of 1 hangs had the CPU pinned" in down["message"]  # a busy loop
     assert "answers again since" in recovered["message"] and "down (from" in recovered["message"]
     sent = [e for e in stored(config) if e.type == "alert.sent"]
     assert [e.data["kind"] for e in sent] == ["down", "recovered"] and all(e.data["incident"] == 1 for e in sent)
@@ -394,3 +395,26 @@ def test_a_healthy_check_with_alerts_configured_does_not_import_apprise(pm2, tmp
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "httpx" in imported and "apprise" not in imported and "requests" not in imported
     assert receiver.requests == []
+
+
+def test_a_memory_leak_forecast_alerts_once_a_day_and_messages_carry_the_strongest_hint(tmp_path, receiver):
+    from recovery.hints import Hint
+
+    conf, store, tl, now = history(tmp_path, receiver.url())
+    tl.hang_recovered(0)
+    projections.fold(store.conn)
+    leak = Hint("memory_leak", "memory leak: memory grows 1.2MB/min; at this rate it reaches max_memory_restart"
+                " 512MB in 3h10m", 0.8, {"forecast_s": 11400})  # fmt: skip
+    owed = alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1", hints=lambda: [leak], check_leak=True)
+    assert [a.kind for a in owed] == ["down", "recovered", "leak"]
+    assert all("Likely cause: memory leak: memory grows 1.2MB/min" in a.body for a in owed[:2])
+    assert owed[2].title == "web memory leak on web-1: limit in 3h10m" and owed[2].key == f"leak:{now.date()}"
+    # Not owed without a full sample this run, for a weak or far-off forecast, or when switched off.
+    weak = Hint("memory_leak", "memory leak", 0.45, {"forecast_s": 600})
+    far = Hint("memory_leak", "memory leak", 0.9, {"forecast_s": 3 * 86400})
+    for hints, check in (([leak], False), ([weak], True), ([far], True)):
+        kinds = [a.kind for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1",
+                                             hints=lambda h=hints: h, check_leak=check)]  # fmt: skip
+        assert "leak" not in kinds
+    assert all("Likely cause" not in a.body for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, now,
+                                                                host="web-1", hints=lambda: []))  # fmt: skip
