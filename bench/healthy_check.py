@@ -48,6 +48,8 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5, help="runs of each command (median reported)")
+    parser.add_argument("--alerts", action="store_true",
+                        help="with an alert channel configured (nothing is owed, so apprise is not imported)")
     args = parser.parse_args()
     pm2 = find_pm2(os.environ.get("PM2"))
     home = Path(tempfile.mkdtemp(prefix="rbench-", dir="/tmp"))
@@ -61,6 +63,7 @@ def main() -> int:
     config.write_text(
         f'[store]\npath = "recovery.db"\n[pm2]\nbin = "{pm2}"\n'
         f'[[apps]]\nname = "bench"\nurl = "{url}"\ntimeout = "2s"\n'
+        + ('[alerts]\nurls = ["json://127.0.0.1:9/never-used"]\n' if args.alerts else "")
     )
     try:
         subprocess.run([str(pm2), "start", str(SERVER_JS), "--name", "bench"], env=dict(env, PORT=str(port)),
