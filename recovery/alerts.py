@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .events import format_ts, parse_ts
+from .store import first_seq_since, recorded_since
 
 OWED_FOR = 3600.0  # an alert not delivered within an hour of its cause is dropped
 PM2_RESTARTS = 3  # PM2's own restarts within PM2_WINDOW that owe a `pm2_restarts` alert
@@ -254,7 +255,7 @@ def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, ho
     alerts = [a for a in alerts if a.kind not in conf.off]
     if not alerts:
         return []
-    sent = _sent(conn, name, (first_seq or 1) - 1 if incidents else max(0, _seq_at(conn, cutoff) - 1))
+    sent = _sent(conn, name, (first_seq or 1) - 1 if incidents else first_seq_since(conn, cutoff) - 1)
     for a in alerts:
         a.channels = [u for cid, u in ids.items() if cid not in sent.get(a.key, set())]
     owed = [a for a in alerts if a.channels]
@@ -278,11 +279,6 @@ def _leak(found: list[Any], app: str, host: str, now: _dt.datetime, more: str) -
                   _lines(f"{app} on {host}: {leak.message}.", f"More: recovery report --app {app}; {more}"))]  # fmt: skip
 
 
-def _seq_at(conn: sqlite3.Connection, ts: str) -> int:
-    row = conn.execute("SELECT min(seq) FROM events WHERE ts >= ?", (ts,)).fetchone()
-    return row[0] or 0
-
-
 def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: str, more: str) -> list[Alert]:
     since = _ago(now, PM2_WINDOW)
     try:
@@ -294,11 +290,7 @@ def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: s
     if sum(r[2] for r in rows) < PM2_RESTARTS:
         return []
     # Once per hour: the key is the hour of the newest restart; an alert sent in the last hour also counts.
-    recent = conn.execute(
-        "SELECT 1 FROM events WHERE app = ? AND type = 'alert.sent' AND ts >= ?"
-        " AND json_extract(data, '$.kind') = 'pm2_restarts' LIMIT 1", (app, since)
-    ).fetchone()  # fmt: skip
-    if recent:
+    if recorded_since(conn, app, "alert.sent", since, "json_extract(data, '$.kind') = 'pm2_restarts'"):
         return []
     n = sum(r[2] for r in rows)
     return [Alert(app, "pm2_restarts", f"pm2_restarts:{rows[0][0]}", f"{app} restarted by PM2 {n}x on {host}",
@@ -401,13 +393,7 @@ def hostname(conf: Any) -> str:
 
 def heartbeat_due(conn: sqlite3.Connection, failed: bool, now: _dt.datetime) -> bool:
     """Fail pings always; OK pings at most every HEARTBEAT_EVERY (a watch loop runs every few seconds)."""
-    if failed:
-        return True
-    row = conn.execute(
-        "SELECT 1 FROM events WHERE app IS NULL AND type = 'heartbeat.sent' AND ts >= ? LIMIT 1",
-        (_ago(now, HEARTBEAT_EVERY),),
-    ).fetchone()
-    return row is None
+    return failed or not recorded_since(conn, None, "heartbeat.sent", _ago(now, HEARTBEAT_EVERY))
 
 
 def heartbeat_url(conf: Any, failed: bool) -> str | None:

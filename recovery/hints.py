@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import format_ts, parse_ts
-from .telemetry import first_seq_since
+from .store import first_seq_since
 
 LOOKBACK_S = 7 * 86400.0  # hints read this far back unless told otherwise
 MAX_SAMPLES = 5000  # newest process samples read for the memory rule

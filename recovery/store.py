@@ -275,6 +275,23 @@ def _row_to_event(r: tuple) -> Event:
     )  # fmt: skip
 
 
+def first_seq_since(conn: sqlite3.Connection, ts: str) -> int:
+    """The seq of the first event at or after `ts`, from the ts index (one row read: `min(seq)`
+    would scan every event since then); beyond the last seq when there is none."""
+    row = conn.execute("SELECT seq FROM events WHERE ts >= ? ORDER BY ts, seq LIMIT 1", (ts,)).fetchone()
+    return row[0] if row else 1 << 62
+
+
+def recorded_since(conn: sqlite3.Connection, app: str | None, type_: str, ts: str, where: str = "") -> bool:
+    """Whether an event of `type_` for `app` (None: not about one app) was recorded at or after
+    `ts` and matches the SQL condition `where` on its row: the (app, type, seq) index from the
+    first seq since `ts`, so a handful of rows however long the record."""
+    return conn.execute(
+        f"SELECT 1 FROM events WHERE app IS ? AND type = ? AND seq >= ?{' AND ' + where if where else ''} LIMIT 1",
+        (app, type_, first_seq_since(conn, ts)),
+    ).fetchone() is not None
+
+
 def split_sql(script: str) -> list[str]:
     """Split a migration into statements; CREATE TRIGGER bodies keep their inner semicolons."""
     statements, buf = [], ""

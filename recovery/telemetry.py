@@ -18,6 +18,7 @@ from typing import Any
 
 from .events import format_ts
 from .pm2 import ProcessView, cpu_seconds, pidfile_pids, sched_seconds
+from .store import recorded_since
 
 FULL_EVERY_S = 60.0  # a `pm2 jlist` sample of each app at least this often
 HOST_EVERY_S = 60.0  # host.sampled at most this often
@@ -27,13 +28,6 @@ CRASH_LOOKBACK_S = 120.0  # error entries this long before a PM2 restart point a
 
 def _ago(now: _dt.datetime, seconds: float) -> str:
     return format_ts(now - _dt.timedelta(seconds=seconds))
-
-
-def first_seq_since(conn: sqlite3.Connection, ts: str) -> int:
-    """The seq of the first event at or after `ts`, from the ts index (one row read: `min(seq)`
-    would scan every event since then); beyond the last seq when there is none."""
-    row = conn.execute("SELECT seq FROM events WHERE ts >= ? ORDER BY ts, seq LIMIT 1", (ts,)).fetchone()
-    return row[0] if row else 1 << 62
 
 
 def full_sample_due(conn: sqlite3.Connection | None, app: str, view: ProcessView | None,
@@ -50,15 +44,10 @@ def full_sample_due(conn: sqlite3.Connection | None, app: str, view: ProcessView
         pids = [i.pid for i in view.instances]
         if row is not None and row[0] is not None and row[0] not in pids:
             return True
-        # The (app, type, seq) index from the first seq of the last minute: a handful of rows.
-        recent = conn.execute(
-            "SELECT 1 FROM events WHERE app = ? AND type = 'process.sampled' AND seq >= ?"
-            " AND json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL LIMIT 1",
-            (app, first_seq_since(conn, _ago(now, FULL_EVERY_S))),
-        ).fetchone()
+        return not recorded_since(conn, app, "process.sampled", _ago(now, FULL_EVERY_S),
+                                  "json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL")
     except sqlite3.Error:
         return False
-    return recent is None
 
 
 # -- CPU during the probes ----------------------------------------------------------------
@@ -118,13 +107,9 @@ def host_due(conn: sqlite3.Connection | None, now: _dt.datetime | None = None) -
         return False
     now = now or _dt.datetime.now(_dt.timezone.utc)
     try:
-        row = conn.execute(
-            "SELECT 1 FROM events WHERE app IS NULL AND type = 'host.sampled' AND seq >= ? LIMIT 1",
-            (first_seq_since(conn, _ago(now, HOST_EVERY_S)),),
-        ).fetchone()
+        return not recorded_since(conn, None, "host.sampled", _ago(now, HOST_EVERY_S))
     except sqlite3.Error:
         return False
-    return row is None
 
 
 def host_sample(proc: Path = Path("/proc")) -> dict[str, Any]:
