@@ -255,7 +255,12 @@ def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, ho
     alerts = [a for a in alerts if a.kind not in conf.off]
     if not alerts:
         return []
-    sent = _sent(conn, name, (first_seq or 1) - 1 if incidents else first_seq_since(conn, cutoff) - 1)
+    # What was sent since the oldest cause still owed: the incidents', the last hour, and for
+    # a leak alert (once per UTC day) the day so far.
+    since = cutoff
+    if any(a.kind == "leak" for a in alerts):
+        since = min(since, format_ts(now.replace(hour=0, minute=0, second=0, microsecond=0)))
+    sent = _sent(conn, name, min(first_seq_since(conn, since), first_seq or 1 << 62) - 1)
     for a in alerts:
         a.channels = [u for cid, u in ids.items() if cid not in sent.get(a.key, set())]
     owed = [a for a in alerts if a.channels]

@@ -184,14 +184,16 @@ def history(tmp_path: Path, *urls: str, **settings: str):
     return load(path), store, Timeline(store, t0=now - dt.timedelta(hours=1)), now
 
 
-def send_owed(conf, store: Store, now: dt.datetime, sleep=lambda s: None) -> list[alerts.Delivery]:
+def send_owed(conf, store: Store, now: dt.datetime, sleep=lambda s: None, **plan_args) -> list[alerts.Delivery]:
+    """Plan at `now` and deliver, recording each attempt as of `now`."""
+    from recovery.events import Event, format_ts
+
     projections.fold(store.conn)
-    owed = alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1")
+    owed = alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1", **plan_args)
 
     def emit(d: alerts.Delivery) -> None:
-        from recovery.events import Event
-
-        store.append([Event("alert.sent" if d.ok else "alert.failed", d.alert.app, "run", d.event_data())])
+        store.append([Event("alert.sent" if d.ok else "alert.failed", d.alert.app, "run", d.event_data(),
+                            ts=format_ts(now))])  # fmt: skip
 
     return alerts.deliver(owed, retries=conf.alerts.retries, budget=conf.alerts.timeout, emit=emit, sleep=sleep)
 
@@ -418,3 +420,21 @@ def test_a_memory_leak_forecast_alerts_once_a_day_and_messages_carry_the_stronge
         assert "leak" not in kinds
     assert all("Likely cause" not in a.body for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, now,
                                                                 host="web-1", hints=lambda: []))  # fmt: skip
+
+
+def test_a_leak_alert_is_sent_once_a_day(tmp_path, receiver):
+    from recovery.hints import Hint
+
+    conf, store, _, _ = history(tmp_path, receiver.url())
+    morning = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)
+    Timeline(store, t0=morning).healthy(0)
+    leak = Hint("memory_leak", "memory leak: memory grows 1.2MB/min", 0.8, {"forecast_s": 11400})
+    sent = [d.alert.kind for d in send_owed(conf, store, morning, hints=lambda: [leak], check_leak=True)]
+    assert sent == ["leak"]
+    for hours, owed in ((0.5, False), (3, False), (15, False), (24, True)):  # 23:00 the same day; 08:00 the next
+        later = morning + dt.timedelta(hours=hours)
+        Timeline(store, t0=later).healthy(0)
+        projections.fold(store.conn)
+        kinds = [a.kind for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, later, host="web-1",
+                                             hints=lambda: [leak], check_leak=True)]  # fmt: skip
+        assert ("leak" in kinds) == owed, (hours, kinds)
