@@ -133,7 +133,7 @@ class Checker:
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
         self.pm2: Pm2 | None = None
-        self.seen_logs: dict[str, tuple[str, ...]] = {}  # app -> log paths from this run's jlist
+        self.full_views: dict[str, ProcessView] = {}  # app -> this run's `pm2 jlist` sample of it
         self.host_done = False  # host.sampled is considered once per run
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
@@ -237,7 +237,7 @@ class Checker:
             if fallback is not None:
                 self.sampled(app, fallback)
             return fallback, str(exc)
-        self.seen_logs[app.name] = view.logs
+        self.full_views[app.name] = view
         if check:
             self.sampled(app, view, **(cpu or {}))
         else:
@@ -259,9 +259,9 @@ class Checker:
 
     def _discover_logs(self, app: AppConfig) -> tuple[str, ...]:
         """A full sample (recorded like any other) for the log paths, when nothing else names them."""
-        self.full_view(app)
+        view, _ = self.full_view(app)
         self.rec.flush()
-        return self.seen_logs.get(app.name, ())
+        return view.logs if view is not None else ()
 
     def send_alerts(self) -> None:
         """After the recovery and log steps: deliver what the record says is owed, within
@@ -290,7 +290,7 @@ class Checker:
             # A leak forecast is looked at when this run took a full sample (at most once a minute).
             owed = [a for app in self.apps
                     for a in alerts.plan(conn, app, conf, now, host=host, hints=hints_of(app.name),
-                                         check_leak=app.name in self.seen_logs)]  # fmt: skip
+                                         check_leak=app.name in self.full_views)]  # fmt: skip
         except sqlite3.Error as exc:
             self.emit("alert.failed", None, kind="plan", error=f"cannot read what is owed: {exc}")
             return
@@ -336,7 +336,8 @@ class Checker:
         self.rec.flush()
         for app in self.apps:
             try:
-                ingest_in_check(self.rec.store, app, conf, seen=self.seen_logs.get(app.name, ()),
+                view = self.full_views.get(app.name)
+                ingest_in_check(self.rec.store, app, conf, seen=view.logs if view is not None else (),
                                 discover=lambda: self._discover_logs(app), run_id=self.run_id)  # fmt: skip
             except (RecoveryError, OSError, sqlite3.Error) as exc:
                 self.emit("log.failed", app.name, error=str(exc))

@@ -15,6 +15,7 @@ import datetime as _dt
 import sqlite3
 from typing import Any
 
+from ..events import parse_ts
 from .storage import _iso, schema_version, top_templates
 
 
@@ -40,8 +41,7 @@ def _merge(windows: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _hours(lo: str, hi: str) -> float:
-    parse = _dt.datetime.fromisoformat
-    return max(0.0, (parse(hi.replace("Z", "+00:00")) - parse(lo.replace("Z", "+00:00"))).total_seconds() / 3600)
+    return max(0.0, (parse_ts(hi) - parse_ts(lo)).total_seconds() / 3600)
 
 
 def around_incidents(conn: sqlite3.Connection, since: Any, until: Any, *, minutes: float = 10,
@@ -67,7 +67,7 @@ def around_incidents(conn: sqlite3.Connection, since: Any, until: Any, *, minute
     width = _dt.timedelta(minutes=minutes)
     per_app: dict[str, list[tuple[int, str, str]]] = {}
     for iid, a, started in incidents:
-        lo = _iso(_dt.datetime.fromisoformat(started.replace("Z", "+00:00")) - width)
+        lo = _iso(parse_ts(started) - width)
         per_app.setdefault(a, []).append((iid, max(lo, since_s), started))
 
     rows = []
