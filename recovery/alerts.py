@@ -101,14 +101,10 @@ def _ago(now: _dt.datetime, seconds: float) -> str:
 
 
 def _span(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    if s < 90:
-        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-    if s < 5400:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    """Durations as the report and `recovery why` write them (2.1s, 1m03s, 2h03m)."""
+    from .report import span  # only when a message is written
+
+    return span(seconds, decimals=True)
 
 
 def _clock(ts: str | None) -> str:
