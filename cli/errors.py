@@ -6,6 +6,8 @@ Only typer and the standard library are imported here; `recovery.*` inside each 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -79,13 +81,18 @@ errors_app = typer.Typer(
 )
 
 
-def _open(config: Path | None) -> tuple[Any, Any]:
+@contextlib.contextmanager
+def _reading(config: Path | None, app_name: str | None = None) -> Iterator[Any]:
+    """The store's connection, read-only, for one command; `app_name` must be in the config."""
     from recovery.store import Store
 
-    from .common import load_config
+    from .common import configured_app, load_config
 
     conf = load_config(config)
-    return conf, Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True)
+    if app_name is not None:
+        configured_app(conf, app_name, flag="--app ")
+    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True) as store:
+        yield store.conn
 
 
 @errors_app.callback(invoke_without_command=True)
@@ -114,7 +121,7 @@ def errors(
     from recovery.logs import top_templates
     from recovery.events import parse_ts
 
-    from .common import configured_app, fail, since_bound
+    from .common import fail, since_bound
 
     if top < 1:
         fail("--top must be 1 or more")
@@ -123,24 +130,17 @@ def errors(
     now = dt.datetime.now(dt.timezone.utc)
     since_ts = since_bound(since or ("30d" if around_incidents else "24h"), now)
     start = parse_ts(since_ts)
-    conf, store = _open(config)
-    if app_name is not None:
-        configured_app(conf, app_name, flag="--app ")
     if around_incidents:
         from recovery.logs.incidents import around_incidents as around
 
-        try:
-            found = around(store.conn, start, now, minutes=minutes, app=app_name)
-        finally:
-            store.close()
+        with _reading(config, app_name) as conn:
+            found = around(conn, start, now, minutes=minutes, app=app_name)
         found["templates"] = found["templates"][:top]
         typer.echo(json.dumps(found) if json_out else _around_text(found, app_name))
         return
-    try:
-        rows = top_templates(store.conn, start, app=app_name, top=top, until=now)
-        before = top_templates(store.conn, start - (now - start), app=app_name, top=1 << 30, until=start)
-    finally:
-        store.close()
+    with _reading(config, app_name) as conn:
+        rows = top_templates(conn, start, app=app_name, top=top, until=now)
+        before = top_templates(conn, start - (now - start), app=app_name, top=1 << 30, until=start)
     previous = {(r["app"], r["template_id"]): r["count"] for r in before}
     for r in rows:
         r["previous_count"] = previous.get((r["app"], r["template_id"]), 0)
@@ -221,11 +221,8 @@ def show(
 
     if examples < 0:
         fail("--examples must be 0 or more")
-    _, store = _open(config)
-    try:
-        detail = template_detail(store.conn, template_id, app=app_name, examples=examples)
-    finally:
-        store.close()
+    with _reading(config) as conn:
+        detail = template_detail(conn, template_id, app=app_name, examples=examples)
     if detail is None:
         fail(f"no error template {template_id!r} in the store (see `recovery errors --since 30d`)")
     if json_out:
@@ -271,11 +268,8 @@ def search(
         fail("--limit must be 1 or more")
     if not text.strip():
         fail("give some text to search for")
-    _, store = _open(config)
-    try:
-        rows = fts(store.conn, text, limit=limit, app=app_name)
-    finally:
-        store.close()
+    with _reading(config) as conn:
+        rows = fts(conn, text, limit=limit, app=app_name)
     if json_out:
         typer.echo(json.dumps(rows))
         return
