@@ -36,8 +36,8 @@ import datetime
 import hashlib
 import heapq
 import json
-import math
 import marshal
+import math
 import multiprocessing
 import os
 import random
@@ -69,8 +69,18 @@ _SHA = hashlib.sha256
 
 # The apps: (name, median latency in ms); ports 3001-3010. `web` stalls at night, `media` leaks memory,
 # `search` has slow spells (slow_threshold), `jobs` is restarted every night at 04:00 by a schedule.
-APPS = [("web", 35.0), ("api", 18.0), ("admin", 60.0), ("shop", 45.0), ("blog", 25.0),
-        ("auth", 12.0), ("search", 140.0), ("media", 80.0), ("jobs", 8.0), ("docs", 20.0)]  # fmt: skip
+APPS = [
+    ("web", 35.0),
+    ("api", 18.0),
+    ("admin", 60.0),
+    ("shop", 45.0),
+    ("blog", 25.0),
+    ("auth", 12.0),
+    ("search", 140.0),
+    ("media", 80.0),
+    ("jobs", 8.0),
+    ("docs", 20.0),
+]
 TIMEOUT, RETRIES, RETRY_DELAY, VERIFY_TIMEOUT = 5.0, 3, 2.0, 60.0
 MAX_RESTARTS, WINDOW, GRACE = 3, 1800.0, 60.0
 SLOW_THRESHOLD = 1.5  # search only
@@ -99,8 +109,16 @@ def write_config(path: Path, db: Path) -> None:
         'restart_grace = "60s"',
     ]
     for i, (name, _) in enumerate(APPS):
-        lines += ["", "[[apps]]", f'name = "{name}"', f'url = "http://127.0.0.1:{3001 + i}/"',
-                  'timeout = "5s"', f"retries = {RETRIES}", 'retry_delay = "2s"', 'verify_timeout = "60s"']  # fmt: skip
+        lines += [
+            "",
+            "[[apps]]",
+            f'name = "{name}"',
+            f'url = "http://127.0.0.1:{3001 + i}/"',
+            'timeout = "5s"',
+            f"retries = {RETRIES}",
+            'retry_delay = "2s"',
+            'verify_timeout = "60s"',
+        ]
         if name == "search":
             lines.append('slow_threshold = "1500ms"')
     path.write_text("\n".join(lines) + "\n")
@@ -117,8 +135,19 @@ class Writer:
     sample of stored rows with it); the chain payload is built as chain_hash's json.dumps would.
     """
 
-    def __init__(self, conn: sqlite3.Connection | None, seq: int, prev: str, salt: str, *, batch: int = 50_000,
-                 commit_every: int = 1_000_000, progress: bool = True, path: Path | None = None, cache_mb: int = 256) -> None:  # fmt: skip
+    def __init__(
+        self,
+        conn: sqlite3.Connection | None,
+        seq: int,
+        prev: str,
+        salt: str,
+        *,
+        batch: int = 50_000,
+        commit_every: int = 1_000_000,
+        progress: bool = True,
+        path: Path | None = None,
+        cache_mb: int = 256,
+    ) -> None:
         """Inserts through `conn`, or, given `path` instead, in a child process of its own."""
         self.conn = conn
         self.seq = seq
@@ -189,8 +218,10 @@ class Writer:
             self.written += len(rows)
         if self.progress and self.written >= self.next_report:
             el = time.perf_counter() - self.started
-            print(f"  {self.written / 1e6:5.1f}M events  {el:6.1f}s  ({self.written / el / 1000:.0f}k/s)  at {self.last_ts[:10]}",
-                  flush=True)  # fmt: skip
+            print(
+                f"  {self.written / 1e6:5.1f}M events  {el:6.1f}s  ({self.written / el / 1000:.0f}k/s)  at {self.last_ts[:10]}",
+                flush=True,
+            )
             while self.next_report <= self.written:
                 self.next_report += 1_000_000
 
@@ -278,8 +309,18 @@ class App:
 
 
 class Sim:
-    def __init__(self, w: Writer, rng: random.Random, start: float, end: float, interval: float,
-                 sample_every: int, *, incidents: bool = True, state: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        w: Writer,
+        rng: random.Random,
+        start: float,
+        end: float,
+        interval: float,
+        sample_every: int,
+        *,
+        incidents: bool = True,
+        state: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.w, self.rng, self.start, self.end = w, rng, start, end
         self.interval, self.sample_every = interval, sample_every
         self.cursor = start
@@ -289,8 +330,16 @@ class Sim:
         self.ops: list[tuple[float, int, str, str]] = []  # heap of (time, n, kind, app) between runs
         self.n_ops = 0
         for i, (name, median) in enumerate(APPS):
-            a = App(i, name, median, f"http://127.0.0.1:{3001 + i}/", self.new_pid(),
-                    start - rng.uniform(0.5, 20) * DAY, rng.randint(0, 6), rng.randint(70, 160) * MB)  # fmt: skip
+            a = App(
+                i,
+                name,
+                median,
+                f"http://127.0.0.1:{3001 + i}/",
+                self.new_pid(),
+                start - rng.uniform(0.5, 20) * DAY,
+                rng.randint(0, 6),
+                rng.randint(70, 160) * MB,
+            )
             if name == "media":
                 a.leak_per_s = rng.uniform(1.4, 1.8) * MB / 60  # ~1 GB in 9-11 hours
                 a.mem_base = 140 * MB
@@ -392,7 +441,13 @@ class Sim:
         rid = self.run_id(t)
         self.cron_pid = self.cron_pid + self.rng.randint(20, 400) if self.cron_pid < 4_000_000 else 3_000
         # {"trigger": trigger, "apps": [...], "dry_run": False, "pid": pid}, as Event.data_json() writes it
-        w.emit(t, None, "check.started", rid, f'{{"apps":{self.apps_json},"dry_run":false,"pid":{self.cron_pid},"trigger":"{trigger}"}}')
+        w.emit(
+            t,
+            None,
+            "check.started",
+            rid,
+            f'{{"apps":{self.apps_json},"dry_run":false,"pid":{self.cron_pid},"trigger":"{trigger}"}}',
+        )
         t0 = t
         t += 0.25 + self.rng.random() * 0.05
         results, code = {}, 0
@@ -401,9 +456,19 @@ class Sim:
             results[a.name] = label
             code = max(code, c)
             t += 0.002
-        w.emit(t, None, "check.finished", rid, {
-            "outcome": ("OK", "WARNING", "CRITICAL", "UNKNOWN")[code], "code": code,
-            "duration_ms": round((t - t0) * 1000, 1), "apps": results, "problems": []})  # fmt: skip
+        w.emit(
+            t,
+            None,
+            "check.finished",
+            rid,
+            {
+                "outcome": ("OK", "WARNING", "CRITICAL", "UNKNOWN")[code],
+                "code": code,
+                "duration_ms": round((t - t0) * 1000, 1),
+                "apps": results,
+                "problems": [],
+            },
+        )
         self.cursor = t
         for a in self.apps:
             if a.operator_after_loop:
@@ -489,48 +554,93 @@ class Sim:
     def pidfile(self, a: App, t: float, rid: str) -> None:
         # {"source": "pidfile", "status": "online", "known": True, "pm_id", "pid", "memory", "cpu", "uptime_s"}
         cpu, up = round(self.rng.uniform(0.0, 4.0), 1), round(t - a.started, 1)
-        self.w.emit(t, a.name, "process.sampled", rid,
-                    f'{{"cpu":{cpu!r},"known":true,"memory":{self.memory(a, t)},"pid":{a.pid},"pm_id":{a.idx},'
-                    f'"source":"pidfile","status":"online","uptime_s":{up!r}}}')  # fmt: skip
+        self.w.emit(
+            t,
+            a.name,
+            "process.sampled",
+            rid,
+            f'{{"cpu":{cpu!r},"known":true,"memory":{self.memory(a, t)},"pid":{a.pid},"pm_id":{a.idx},'
+            f'"source":"pidfile","status":"online","uptime_s":{up!r}}}',
+        )
 
-    def healthy(self, a: App, t: float, rid: str, sample: bool, paused: bool, first_refused: bool = False) -> tuple[float, str, int]:
+    def healthy(
+        self, a: App, t: float, rid: str, sample: bool, paused: bool, first_refused: bool = False
+    ) -> tuple[float, str, int]:
         w, name = self.w, a.name
         inputs: dict[str, Any]
         attempt = 1
         if first_refused:
             t += 0.0012
-            w.emit(t, name, "probe.failed", rid, {"url": a.url, "attempt": 1, "latency_ms": 1.2, "error": "refused",
-                                                  "detail": "[Errno 111] Connection refused", "of": RETRIES, "phase": "check"})  # fmt: skip
+            w.emit(
+                t,
+                name,
+                "probe.failed",
+                rid,
+                {
+                    "url": a.url,
+                    "attempt": 1,
+                    "latency_ms": 1.2,
+                    "error": "refused",
+                    "detail": "[Errno 111] Connection refused",
+                    "of": RETRIES,
+                    "phase": "check",
+                },
+            )
             t += RETRY_DELAY
             attempt = 2
             sample = True  # the pid changed
         ms = self.latency(a, t)
         t += ms / 1000
         # {"url", "attempt", "latency_ms", "status": 200, "of": 3, "phase": "check"}
-        w.emit(t, name, "probe.succeeded", rid,
-               f'{{"attempt":{attempt},"latency_ms":{ms!r},"of":{RETRIES},"phase":"check","status":200,"url":"{a.url}"}}')
+        w.emit(
+            t,
+            name,
+            "probe.succeeded",
+            rid,
+            f'{{"attempt":{attempt},"latency_ms":{ms!r},"of":{RETRIES},"phase":"check","status":200,"url":"{a.url}"}}',
+        )
         if sample:
             t += 0.0006
             self.pidfile(a, t, rid)
         t += 0.0004
         if not (paused or first_refused or (a.name == "search" and ms > SLOW_THRESHOLD * 1000)):
             # {"action": "none", "reason": "healthy", "state": "healthy", "inputs": {...}}: nearly half the events
-            w.emit(t, name, "decision.made", rid,
-                   f'{{"action":"none","inputs":{{"errors":[],"failed":0,"instances":1,"latency_ms":{ms!r},'
-                   f'"pm2_status":"online","probes":1}},"reason":"healthy","state":"healthy"}}')  # fmt: skip
+            w.emit(
+                t,
+                name,
+                "decision.made",
+                rid,
+                f'{{"action":"none","inputs":{{"errors":[],"failed":0,"instances":1,"latency_ms":{ms!r},'
+                f'"pm2_status":"online","probes":1}},"reason":"healthy","state":"healthy"}}',
+            )
             if a.suspended_at is not None:
                 a.suspended_at, a.lifted = None, t
             return t, "OK", 0
-        inputs = {"probes": attempt, "failed": attempt - 1, "errors": ["refused"] if first_refused else [],
-                  "pm2_status": "online", "instances": 1, "latency_ms": ms}  # fmt: skip
+        inputs = {
+            "probes": attempt,
+            "failed": attempt - 1,
+            "errors": ["refused"] if first_refused else [],
+            "pm2_status": "online",
+            "instances": 1,
+            "latency_ms": ms,
+        }
         if paused:
             inputs["paused_until"] = a.paused_until_ts
-            data = {"action": "none", "reason": f"paused until {a.paused_until_ts} ({a.pause_reason})", "state": "paused", "inputs": inputs}
+            data = {
+                "action": "none",
+                "reason": f"paused until {a.paused_until_ts} ({a.pause_reason})",
+                "state": "paused",
+                "inputs": inputs,
+            }
             label, code = "PAUSED", 0
         elif a.name == "search" and ms > SLOW_THRESHOLD * 1000:
             inputs["slow_threshold_ms"] = SLOW_THRESHOLD * 1000
-            data = {"action": "none", "reason": f"degraded: answered in {ms:.0f}ms, slower than slow_threshold {SLOW_THRESHOLD * 1000:.0f}ms",
-                    "state": "degraded", "inputs": inputs}  # fmt: skip
+            data = {
+                "action": "none",
+                "reason": f"degraded: answered in {ms:.0f}ms, slower than slow_threshold {SLOW_THRESHOLD * 1000:.0f}ms",
+                "state": "degraded",
+                "inputs": inputs,
+            }
             label, code = "DEGRADED", 1
         else:
             data = {"action": "none", "reason": "healthy", "state": "healthy", "inputs": inputs}
@@ -540,48 +650,100 @@ class Sim:
             a.suspended_at, a.lifted = None, t
         return t, label, code
 
-    def down(self, a: App, t: float, rid: str, error: str, pm2_status: str, paused: bool = False) -> tuple[float, str, int]:
+    def down(
+        self, a: App, t: float, rid: str, error: str, pm2_status: str, paused: bool = False
+    ) -> tuple[float, str, int]:
         """Three failed probes, a jlist sample, a decision, and what follows from it."""
         w, rng, name = self.w, self.rng, a.name
         for n in range(1, RETRIES + 1):
-            ms = round(TIMEOUT * 1000 + rng.uniform(0.5, 6), 1) if error == "timeout" else round(rng.uniform(0.6, 2.5), 1)
+            ms = (
+                round(TIMEOUT * 1000 + rng.uniform(0.5, 6), 1)
+                if error == "timeout"
+                else round(rng.uniform(0.6, 2.5), 1)
+            )
             t += ms / 1000
-            w.emit(t, name, "probe.failed", rid, {
-                "url": a.url, "attempt": n, "latency_ms": ms, "error": error, "of": RETRIES, "phase": "check",
-                "detail": "timed out" if error == "timeout" else "[Errno 111] Connection refused"})  # fmt: skip
+            w.emit(
+                t,
+                name,
+                "probe.failed",
+                rid,
+                {
+                    "url": a.url,
+                    "attempt": n,
+                    "latency_ms": ms,
+                    "error": error,
+                    "of": RETRIES,
+                    "phase": "check",
+                    "detail": "timed out" if error == "timeout" else "[Errno 111] Connection refused",
+                },
+            )
             if n < RETRIES:
                 t += RETRY_DELAY
         t += rng.uniform(0.25, 0.45)  # pm2 jlist: Node start-up
         sample: dict[str, Any] = {"source": "jlist", "status": pm2_status, "known": True, "pm_id": a.idx}
         if pm2_status == "errored":
             a.restart_time += 15  # PM2 gave up after its own restarts
-            sample.update(memory=0, cpu=0, restart_time=a.restart_time, unstable_restarts=15, exit_code=1,
-                          exec_mode="fork_mode")  # fmt: skip
+            sample.update(
+                memory=0, cpu=0, restart_time=a.restart_time, unstable_restarts=15, exit_code=1, exec_mode="fork_mode"
+            )
         elif pm2_status == "online":
-            sample.update(pid=a.pid, memory=self.memory(a, t), cpu=round(a.cpu_hung if error == "timeout" else 0.0, 1),
-                          restart_time=a.restart_time, unstable_restarts=0,
-                          uptime_s=round(max(0.0, t - a.started), 1), exec_mode="fork_mode")  # fmt: skip
+            sample.update(
+                pid=a.pid,
+                memory=self.memory(a, t),
+                cpu=round(a.cpu_hung if error == "timeout" else 0.0, 1),
+                restart_time=a.restart_time,
+                unstable_restarts=0,
+                uptime_s=round(max(0.0, t - a.started), 1),
+                exec_mode="fork_mode",
+            )
         else:  # launching, waiting restart: no uptime yet
             sample.update(memory=0, cpu=0, restart_time=a.restart_time, unstable_restarts=0, exec_mode="fork_mode")
         w.emit(t, name, "process.sampled", rid, sample)
         t += 0.001
         failures = f"{RETRIES} failed probes ({error})"
-        inputs: dict[str, Any] = {"probes": RETRIES, "failed": RETRIES, "errors": [error], "pm2_status": pm2_status, "instances": 1}
+        inputs: dict[str, Any] = {
+            "probes": RETRIES,
+            "failed": RETRIES,
+            "errors": [error],
+            "pm2_status": pm2_status,
+            "instances": 1,
+        }
         if paused:
             inputs["paused_until"] = a.paused_until_ts
-            w.emit(t, name, "decision.made", rid, {
-                "action": "none", "state": "paused", "inputs": inputs,
-                "reason": f"paused until {a.paused_until_ts} ({a.pause_reason}); {failures}, nothing restarted"})  # fmt: skip
+            w.emit(
+                t,
+                name,
+                "decision.made",
+                rid,
+                {
+                    "action": "none",
+                    "state": "paused",
+                    "inputs": inputs,
+                    "reason": f"paused until {a.paused_until_ts} ({a.pause_reason}); {failures}, nothing restarted",
+                },
+            )
             return t, "PAUSED", 0
         if pm2_status == "waiting restart":
-            w.emit(t, name, "decision.made", rid, {
-                "action": "wait", "state": "recovering", "inputs": inputs,
-                "reason": f"PM2 is already restarting it (status 'waiting restart'), {failures}"})  # fmt: skip
+            w.emit(
+                t,
+                name,
+                "decision.made",
+                rid,
+                {
+                    "action": "wait",
+                    "state": "recovering",
+                    "inputs": inputs,
+                    "reason": f"PM2 is already restarting it (status 'waiting restart'), {failures}",
+                },
+            )
             a.mode = "ok"
             t, ok, secs = self.verify(a, t + 0.01, rid)
             return t, "RECOVERED", 1
-        cause = f"hung: PM2 says online but {failures}" if pm2_status == "online" else \
-            f"errored: PM2 gave up restarting it (crash loop), {failures}"
+        cause = (
+            f"hung: PM2 says online but {failures}"
+            if pm2_status == "online"
+            else f"errored: PM2 gave up restarting it (crash loop), {failures}"
+        )
         # The policy (recovery.policy.decide), from the restarts this tool made.
         a.our_restarts = [r for r in a.our_restarts if r > t - WINDOW and r > a.lifted]
         nrec = len(a.our_restarts)
@@ -591,12 +753,18 @@ class Sim:
             inputs["seconds_since_restart"] = round(since_last, 1)
         decision: dict[str, Any]
         if since_last is not None and since_last < GRACE:
-            decision = {"action": "wait", "state": "recovering",
-                        "reason": f"warming up: restarted {since_last:.0f}s ago (restart_grace 1m); {failures}"}  # fmt: skip
+            decision = {
+                "action": "wait",
+                "state": "recovering",
+                "reason": f"warming up: restarted {since_last:.0f}s ago (restart_grace 1m); {failures}",
+            }
         elif a.suspended_at:
-            decision = {"action": "suppress", "state": "suspended",
-                        "reason": f"restart loop: suspended since {a.suspended_at} ({a.suspend_reason}); "
-                                  f"`recovery resume {name}` allows restarts again"}  # fmt: skip
+            decision = {
+                "action": "suppress",
+                "state": "suspended",
+                "reason": f"restart loop: suspended since {a.suspended_at} ({a.suspend_reason}); "
+                f"`recovery resume {name}` allows restarts again",
+            }
         elif nrec >= MAX_RESTARTS:
             reason = f"restart loop: {nrec} restarts in 30m, last causes: {cause.split(':')[0]} x{nrec}; not restarting again"
             decision = {"action": "suppress", "state": "suspended", "reason": reason}
@@ -604,8 +772,11 @@ class Sim:
         elif nrec >= 1 and since_last is not None and since_last < GRACE * 2 ** (nrec - 1):
             needed = GRACE * 2 ** (nrec - 1)
             inputs["backoff_s"] = needed
-            decision = {"action": "wait", "state": "down",
-                        "reason": f"backoff: restart {nrec + 1} of {MAX_RESTARTS} allowed in {needed - since_last:.0f}s; {failures}"}  # fmt: skip
+            decision = {
+                "action": "wait",
+                "state": "down",
+                "reason": f"backoff: restart {nrec + 1} of {MAX_RESTARTS} allowed in {needed - since_last:.0f}s; {failures}",
+            }
         else:
             decision = {"action": "restart", "state": "recovering", "reason": cause}
         decision["inputs"] = inputs
@@ -613,7 +784,11 @@ class Sim:
         if decision["action"] == "suppress":
             return t, "SUSPENDED", 2
         if decision["action"] != "restart":
-            return t, ("RECOVERING" if decision["state"] == "recovering" else "DOWN"), (1 if decision["state"] == "recovering" else 2)
+            return (
+                t,
+                ("RECOVERING" if decision["state"] == "recovering" else "DOWN"),
+                (1 if decision["state"] == "recovering" else 2),
+            )
         t = self.restart(a, t + 0.001, rid, "check", cause)
         a.our_restarts.append(t)
         a.last_restart = t
@@ -632,8 +807,13 @@ class Sim:
         self.w.emit(t, a.name, "restart.requested", rid, {"by": by, "reason": reason, "command": command})
         ms = round(self.rng.uniform(700, 1800), 1)
         t += ms / 1000
-        self.w.emit(t, a.name, "restart.succeeded", rid, {"command": command, "exit_code": 0, "stderr_tail": "",
-                                                          "duration_ms": ms})  # fmt: skip
+        self.w.emit(
+            t,
+            a.name,
+            "restart.succeeded",
+            rid,
+            {"command": command, "exit_code": 0, "stderr_tail": "", "duration_ms": ms},
+        )
         a.pid, a.started, a.restart_time = self.new_pid(), t, a.restart_time + 1
         if a.leak_per_s:
             self.draw_leak_hang(a)
@@ -649,16 +829,35 @@ class Sim:
             if n <= fails:
                 ms = round(rng.uniform(0.5, 2.0), 1)
                 t += ms / 1000
-                w.emit(t, a.name, "probe.failed", rid, {"url": a.url, "attempt": n, "latency_ms": ms, "error": "refused",
-                                                        "detail": "[Errno 111] Connection refused", "phase": "verify"})  # fmt: skip
+                w.emit(
+                    t,
+                    a.name,
+                    "probe.failed",
+                    rid,
+                    {
+                        "url": a.url,
+                        "attempt": n,
+                        "latency_ms": ms,
+                        "error": "refused",
+                        "detail": "[Errno 111] Connection refused",
+                        "phase": "verify",
+                    },
+                )
                 t += delay
                 delay = min(delay * 1.5, 2.0)
                 continue
             ms = round(a.median * rng.uniform(3, 12), 1)  # first request after start: cold
             t += ms / 1000
-            w.emit(t, a.name, "probe.succeeded", rid, {"url": a.url, "attempt": n, "latency_ms": ms, "status": 200,
-                                                       "phase": "verify"})  # fmt: skip
-            w.emit(t, a.name, "verification.passed", rid, {"attempts": n, "seconds": round(t - start, 2), "latency_ms": ms})
+            w.emit(
+                t,
+                a.name,
+                "probe.succeeded",
+                rid,
+                {"url": a.url, "attempt": n, "latency_ms": ms, "status": 200, "phase": "verify"},
+            )
+            w.emit(
+                t, a.name, "verification.passed", rid, {"attempts": n, "seconds": round(t - start, 2), "latency_ms": ms}
+            )
             return t, True, t - start
 
     def verify_fail(self, a: App, t: float, rid: str) -> float:
@@ -670,12 +869,34 @@ class Sim:
             left = start + VERIFY_TIMEOUT - t
             ms = round(max(100.0, min(TIMEOUT, left) * 1000) + self.rng.uniform(0.5, 5), 1)
             t += ms / 1000
-            w.emit(t, a.name, "probe.failed", rid, {"url": a.url, "attempt": n, "latency_ms": ms, "error": "timeout",
-                                                    "detail": "timed out", "phase": "verify"})  # fmt: skip
+            w.emit(
+                t,
+                a.name,
+                "probe.failed",
+                rid,
+                {
+                    "url": a.url,
+                    "attempt": n,
+                    "latency_ms": ms,
+                    "error": "timeout",
+                    "detail": "timed out",
+                    "phase": "verify",
+                },
+            )
             if t + 0.2 >= start + VERIFY_TIMEOUT:
-                w.emit(t, a.name, "verification.failed", rid, {
-                    "attempts": n, "seconds": round(t - start, 2), "last_error": "timeout", "detail": "timed out",
-                    "verify_timeout": VERIFY_TIMEOUT})  # fmt: skip
+                w.emit(
+                    t,
+                    a.name,
+                    "verification.failed",
+                    rid,
+                    {
+                        "attempts": n,
+                        "seconds": round(t - start, 2),
+                        "last_error": "timeout",
+                        "detail": "timed out",
+                        "verify_timeout": VERIFY_TIMEOUT,
+                    },
+                )
                 return t
             t += 0.2
 
@@ -690,7 +911,13 @@ class Sim:
             a.paused_until = t + 15 * MINUTE
             a.paused_until_ts = w.ts(a.paused_until)
             a.pause_reason = f"deploy {version}"
-            w.emit(t, a.name, "maintenance.started", self.run_id(t), {"until": a.paused_until_ts, "reason": a.pause_reason, "by": "deploy"})
+            w.emit(
+                t,
+                a.name,
+                "maintenance.started",
+                self.run_id(t),
+                {"until": a.paused_until_ts, "reason": a.pause_reason, "by": "deploy"},
+            )
             a.reload_at = t + rng.uniform(20, 60)
             self.pm2_restarted_itself(a, a.reload_at)  # the deploy's `pm2 reload`: PM2 counts it
             self.op(t + rng.uniform(3, 12) * MINUTE, "deployed", a.name)
@@ -701,8 +928,13 @@ class Sim:
             self.cursor = t
         elif kind == "lift":
             if a.suspended_at:
-                w.emit(t, a.name, "suspension.lifted", self.run_id(t), {"reason": "db pool size fixed", "by": "alice",
-                                                                      "since": a.suspended_at})  # fmt: skip
+                w.emit(
+                    t,
+                    a.name,
+                    "suspension.lifted",
+                    self.run_id(t),
+                    {"reason": "db pool size fixed", "by": "alice", "since": a.suspended_at},
+                )
                 a.suspended_at, a.lifted = None, t
             a.mode = "ok"
             self.cursor = t
@@ -723,8 +955,19 @@ class Sim:
         t0 = t
         t = self.restart(a, t + 0.3, rid, by, reason)
         t, _, _ = self.verify(a, t, rid)
-        w.emit(t + 0.001, None, "check.finished", rid, {"outcome": "OK", "code": 0, "duration_ms": round((t - t0) * 1000, 1),
-                                                        "apps": {a.name: "RESTARTED"}, "problems": []})  # fmt: skip
+        w.emit(
+            t + 0.001,
+            None,
+            "check.finished",
+            rid,
+            {
+                "outcome": "OK",
+                "code": 0,
+                "duration_ms": round((t - t0) * 1000, 1),
+                "apps": {a.name: "RESTARTED"},
+                "problems": [],
+            },
+        )
         self.cursor = t + 0.001
 
 
@@ -750,14 +993,18 @@ def generate(db: Path, args: argparse.Namespace, end: float) -> None:
         p.unlink(missing_ok=True)
     rng = random.Random(args.seed)
     interval = args.days * DAY * per_run(len(APPS), args.sample_every) / args.events
-    print(f"generating ~{args.events / 1e6:g}M events: {args.days:g} days ending {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(end))} UTC,"
-          f" a check of {len(APPS)} apps every {interval:.1f}s, seed {args.seed} -> {db}", flush=True)  # fmt: skip
+    print(
+        f"generating ~{args.events / 1e6:g}M events: {args.days:g} days ending {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(end))} UTC,"
+        f" a check of {len(APPS)} apps every {interval:.1f}s, seed {args.seed} -> {db}",
+        flush=True,
+    )
     Store.open(partial).close()  # the schema, as the migrations create it
     conn = fast_connection(partial, args.cache_mb)
     # The secondary indexes are dropped and created again, with the very SQL the migration wrote,
     # once the rows are in: building them in one pass is much faster than row by row.
-    indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
-                           " AND sql IS NOT NULL").fetchall()  # fmt: skip
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL"
+    ).fetchall()
     for name, _ in indexes:
         conn.execute(f"DROP INDEX {name}")
     conn.close()  # no connection open across the fork
@@ -767,17 +1014,23 @@ def generate(db: Path, args: argparse.Namespace, end: float) -> None:
     runs = sim.run()
     w.close()
     gen_s = time.perf_counter() - started
-    print(f"  wrote {w.written:,} events ({runs:,} check runs) in {gen_s:.1f}s ({w.written / gen_s / 1000:.0f}k events/s)", flush=True)
+    print(
+        f"  wrote {w.written:,} events ({runs:,} check runs) in {gen_s:.1f}s ({w.written / gen_s / 1000:.0f}k events/s)",
+        flush=True,
+    )
     t = time.perf_counter()
     conn = fast_connection(partial, args.cache_mb)
-    for name, sql in indexes:
+    for _name, sql in indexes:
         conn.execute(sql)
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     assert mode == "wal", mode
     conn.close()
     os.replace(partial, db)
-    print(f"  indexes ({', '.join(n for n, _ in indexes)}) built in {time.perf_counter() - t:.1f}s;"
-          f" generation total {time.perf_counter() - started:.1f}s", flush=True)
+    print(
+        f"  indexes ({', '.join(n for n, _ in indexes)}) built in {time.perf_counter() - t:.1f}s;"
+        f" generation total {time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
     spot_check(db, random.Random(args.seed))
 
 
@@ -788,18 +1041,26 @@ def spot_check(db: Path, rng: random.Random, windows: int = 40, n: int = 500) ->
     starts = [1, max(1, last - n + 1)] + [rng.randint(2, max(2, last - n)) for _ in range(windows)]
     checked = 0
     for lo in starts:
-        rows = conn.execute("SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM events"
-                            " WHERE seq >= ? ORDER BY seq LIMIT ?", (lo, n)).fetchall()  # fmt: skip
+        rows = conn.execute(
+            "SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM events"
+            " WHERE seq >= ? ORDER BY seq LIMIT ?",
+            (lo, n),
+        ).fetchall()
         prev = GENESIS if lo == 1 else conn.execute("SELECT hash FROM events WHERE seq = ?", (lo - 1,)).fetchone()[0]
         for seq, eid, ts, host, app, type_, run_id, data, prev_hash, h in rows:
             e = Event(type=type_, app=app, run_id=run_id, data=json.loads(data), ts=ts, host=host, id=eid)
-            assert e.data_json() == data, f"seq {seq}: data {data} is not as Event.data_json() writes it: {e.data_json()}"
+            assert e.data_json() == data, (
+                f"seq {seq}: data {data} is not as Event.data_json() writes it: {e.data_json()}"
+            )
             assert prev_hash == prev and chain_hash(prev, seq, e, data) == h, f"seq {seq}: hash chain broken"
             prev = h
             checked += 1
     conn.close()
-    print(f"  spot check: {checked:,} events ({len(starts)} runs of {n}) re-encode with Event.data_json() and re-hash"
-          " with recovery.store.chain_hash", flush=True)  # fmt: skip
+    print(
+        f"  spot check: {checked:,} events ({len(starts)} runs of {n}) re-encode with Event.data_json() and re-hash"
+        " with recovery.store.chain_hash",
+        flush=True,
+    )
 
 
 def top_up(db: Path, args: argparse.Namespace, end: float) -> int:
@@ -812,8 +1073,10 @@ def top_up(db: Path, args: argparse.Namespace, end: float) -> int:
         if end - last < interval:
             return 0
         projections.fold(conn)
-        state = {r[0]: {"pid": r[1], "restart_time": r[2], "uptime_s": r[3], "sampled_at": r[4]}
-                 for r in conn.execute("SELECT app, pid, restart_time, uptime_s, sampled_at FROM app_state")}  # fmt: skip
+        state = {
+            r[0]: {"pid": r[1], "restart_time": r[2], "uptime_s": r[3], "sampled_at": r[4]}
+            for r in conn.execute("SELECT app, pid, restart_time, uptime_s, sampled_at FROM app_state")
+        }
         rng = random.Random(args.seed + int(last))
         w = Writer(conn, seq, prev, f"{rng.getrandbits(64):016x}", progress=False)
         sim = Sim(w, rng, last + interval, end, interval, args.sample_every, incidents=False, state=state)
@@ -856,7 +1119,9 @@ def has_command(rec: list[str], name: str) -> tuple[bool, str]:
     """Whether `recovery NAME --help` works, and if not, what it said."""
     _, code, out, err = run_once([*rec, name, "--help"])
     lines = [line.strip(" │╭╮╰╯─") for line in (err or out).splitlines()]
-    said = next((line for line in lines if "no such command" in line.lower()), next((line for line in lines if line), ""))
+    said = next(
+        (line for line in lines if "no such command" in line.lower()), next((line for line in lines if line), "")
+    )
     return code == 0, f"`recovery {name} --help` exited {code}: {said}"
 
 
@@ -871,21 +1136,27 @@ def report_summary(text: str) -> str:
             continue
         lat = a.get("latency_ms") or {}
         inc = a.get("incidents")
-        parts.append(f"{name}: {a.get('availability_percent')}% {len(inc) if isinstance(inc, list) else inc} inc "
-                     f"{a.get('restarts')} rst mttr {a.get('mttr_s')}s p50 {lat.get('p50')}")  # fmt: skip
+        parts.append(
+            f"{name}: {a.get('availability_percent')}% {len(inc) if isinstance(inc, list) else inc} inc "
+            f"{a.get('restarts')} rst mttr {a.get('mttr_s')}s p50 {lat.get('p50')}"
+        )
     return "; ".join(parts)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5, help="timed runs of each command (median reported)")
-    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"the store (default {DEFAULT_DB.relative_to(REPO)})")
+    parser.add_argument(
+        "--db", type=Path, default=DEFAULT_DB, help=f"the store (default {DEFAULT_DB.relative_to(REPO)})"
+    )
     parser.add_argument("--fresh", action="store_true", help="generate the store again even if it exists")
     parser.add_argument("--events", type=int, default=10_000_000, help="about how many events to generate")
     parser.add_argument("--days", type=float, default=365.0, help="how much history, ending now")
     parser.add_argument("--sample-every", type=int, default=10, help="a pidfile process.sampled every N healthy runs")
     parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed and --end make the same store")
-    parser.add_argument("--end", help="where the generated history ends, ISO 8601 (default: now; later runs top it up to now)")
+    parser.add_argument(
+        "--end", help="where the generated history ends, ISO 8601 (default: now; later runs top it up to now)"
+    )
     parser.add_argument("--cache-mb", type=int, default=1024, help="SQLite page cache while generating")
     parser.add_argument("--verify", action="store_true", help="also time `recovery verify` over the whole chain")
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile of each timed command")
@@ -900,11 +1171,11 @@ def main() -> int:
     end = time.time()
     if args.end:
         when = projections.parse_ts(args.end)
-        end = (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).timestamp()
+        end = (when if when.tzinfo else when.replace(tzinfo=datetime.UTC)).timestamp()
 
     if args.fresh or not db.exists():
         for p in db.parent.glob(db.name + "*"):
-            if p.name == db.name or p.name[len(db.name):] in ("-wal", "-shm", "-journal") or ".lock" in p.name:
+            if p.name == db.name or p.name[len(db.name) :] in ("-wal", "-shm", "-journal") or ".lock" in p.name:
                 p.unlink()
         generate(db, args, end)
         print(f"  db size: {db_size(db) / 1e9:.2f} GB", flush=True)
@@ -924,18 +1195,24 @@ def main() -> int:
     t = time.perf_counter()
     added = top_up(db, args, time.time())
     print(f"topped up to now: {added:,} events appended and folded in {time.perf_counter() - t:.1f}s", flush=True)
-    print(f"db size: {db_size(db) / 1e9:.2f} GB ({', '.join(f'{p.name} {p.stat().st_size / 1e6:.0f} MB' for p in sorted(db.parent.glob(db.name + '*')))})")
+    print(
+        f"db size: {db_size(db) / 1e9:.2f} GB ({', '.join(f'{p.name} {p.stat().st_size / 1e6:.0f} MB' for p in sorted(db.parent.glob(db.name + '*')))})"
+    )
     if args.no_time:
         return 0
 
     c = ["--config", str(config)]
-    cmds = [Timed("python -c pass", [sys.executable, "-c", "pass"]),
-            Timed("recovery --help", [*rec, "--help"]),
-            Timed("recovery status --json", [*rec, "status", *c, "--json"])]  # fmt: skip
+    cmds = [
+        Timed("python -c pass", [sys.executable, "-c", "pass"]),
+        Timed("recovery --help", [*rec, "--help"]),
+        Timed("recovery status --json", [*rec, "status", *c, "--json"]),
+    ]
     ok, why = has_command(rec, "report")
     if ok:
-        cmds += [Timed("recovery report --since 7d --json", [*rec, "report", *c, "--since", "7d", "--json"]),
-                 Timed("recovery report --since 365d --json", [*rec, "report", *c, "--since", "365d", "--json"])]  # fmt: skip
+        cmds += [
+            Timed("recovery report --since 7d --json", [*rec, "report", *c, "--since", "7d", "--json"]),
+            Timed("recovery report --since 365d --json", [*rec, "report", *c, "--since", "365d", "--json"]),
+        ]
     for cmd in cmds:
         cmd.first, _, cmd.out, cmd.err = run_once(cmd.argv)  # warm-up, untimed in the median
     for _ in range(args.n):  # interleaved, so every command sees the same background noise
@@ -948,7 +1225,9 @@ def main() -> int:
     for cmd in cmds:
         med = statistics.median(cmd.walls) * 1000
         runs = ", ".join(f"{w * 1000:.0f}" for w in cmd.walls)
-        print(f"  {cmd.label:38s} median {med:7.1f}  runs {runs}  first {cmd.first * 1000:.0f}  exit {sorted(set(cmd.codes))}")
+        print(
+            f"  {cmd.label:38s} median {med:7.1f}  runs {runs}  first {cmd.first * 1000:.0f}  exit {sorted(set(cmd.codes))}"
+        )
         if cmd.label.startswith("recovery status"):
             try:
                 rows = json.loads(cmd.out)["apps"]
@@ -970,16 +1249,20 @@ def main() -> int:
             failed = True
     if not ok:
         print(f"  recovery report: skipped, not in this checkout yet ({why})")
-    over = [c.label for c in cmds if c.label.startswith("recovery ") and "--help" not in c.label and statistics.median(c.walls) >= 1.0]
+    over = [
+        c.label
+        for c in cmds
+        if c.label.startswith("recovery ") and "--help" not in c.label and statistics.median(c.walls) >= 1.0
+    ]
     print(f"target (each under 1 s): {'missed by ' + ', '.join(over) if over else 'met'}")
     if args.profile:
         for cmd in cmds[2:]:
-            argv = [sys.executable, "-m", "cProfile", "-s", "cumtime", "-m", "recovery_cli.main", *cmd.argv[len(rec):]]
+            argv = [sys.executable, "-m", "cProfile", "-s", "cumtime", "-m", "recovery_cli.main", *cmd.argv[len(rec) :]]
             _, _, out, _ = run_once(argv)
             lines = out.splitlines()
             start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
             print(f"\ncProfile of {cmd.label} (top 25 by cumulative time):")
-            print("\n".join(lines[max(0, start - 3): start + 26]))
+            print("\n".join(lines[max(0, start - 3) : start + 26]))
     return 1 if failed else 0
 
 

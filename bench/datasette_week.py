@@ -26,9 +26,9 @@ import yaml
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
+import recovery_datasette  # noqa: E402
 import week_store  # noqa: E402
 
-import recovery_datasette  # noqa: E402
 from recovery.demo import free_port  # noqa: E402
 
 
@@ -40,14 +40,23 @@ def main() -> int:
     if not args.db.exists():
         print(f"no store at {args.db}: generating a week of history", flush=True)
         week_store.build(args.db)
-    events = __import__("sqlite3").connect(f"file:{args.db}?mode=ro", uri=True).execute("SELECT count(*) FROM events").fetchone()[0]
+    events = (
+        __import__("sqlite3")
+        .connect(f"file:{args.db}?mode=ro", uri=True)
+        .execute("SELECT count(*) FROM events")
+        .fetchone()[0]
+    )
     metadata = yaml.safe_load(recovery_datasette.METADATA.read_text())
-    charts = {k: c for k, c in metadata["plugins"]["datasette-dashboards"]["recovery"]["charts"].items() if "query" in c}
+    charts = {
+        k: c for k, c in metadata["plugins"]["datasette-dashboards"]["recovery"]["charts"].items() if "query" in c
+    }
     queries = metadata["databases"]["recovery"]["queries"]
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "recovery_cli.main", "serve", "--store", str(args.db), "--port", str(port)],
-                              stdout=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "recovery_cli.main", "serve", "--store", str(args.db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         client = httpx.Client(base_url=base, timeout=30)
@@ -76,10 +85,14 @@ def main() -> int:
             with concurrent.futures.ThreadPoolExecutor(len(charts)) as pool:
                 list(pool.map(chart, charts))
 
-        items = [("dashboard page (HTML)", lambda: fetch("/-/dashboards/recovery")),
-                 ("dashboard loaded (HTML + every chart's JSON)", dashboard_loaded)]  # fmt: skip
+        items = [
+            ("dashboard page (HTML)", lambda: fetch("/-/dashboards/recovery")),
+            ("dashboard loaded (HTML + every chart's JSON)", dashboard_loaded),
+        ]
         items += [(f"chart {name}", (lambda n=name: chart(n))) for name in charts]
-        items += [(f"query {name}", (lambda n=name: fetch(f"/recovery/{n}.json", {"_shape": "array"}))) for name in queries]
+        items += [
+            (f"query {name}", (lambda n=name: fetch(f"/recovery/{n}.json", {"_shape": "array"}))) for name in queries
+        ]
         times: dict[str, list[float]] = {label: [] for label, _ in items}
         for _, fn in items:
             fn()  # warm-up (also checks every answer has rows)
@@ -96,7 +109,9 @@ def main() -> int:
         print(f"  {label:48s} median {statistics.median(ts) * 1000:7.1f}   max {max(ts) * 1000:7.1f}")
     slowest = max(times, key=lambda k: max(times[k]))
     worst = max(times[slowest])
-    print(f"slowest: {slowest}, {worst * 1000:.0f} ms (max of {args.n}); target each under 1 s: {'met' if worst < 1 else 'MISSED'}")
+    print(
+        f"slowest: {slowest}, {worst * 1000:.0f} ms (max of {args.n}); target each under 1 s: {'met' if worst < 1 else 'MISSED'}"
+    )
     return 0 if worst < 1 else 1
 
 

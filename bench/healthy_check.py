@@ -48,8 +48,11 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5, help="runs of each command (median reported)")
-    parser.add_argument("--alerts", action="store_true",
-                        help="with an alert channel configured (nothing is owed, so apprise is not imported)")
+    parser.add_argument(
+        "--alerts",
+        action="store_true",
+        help="with an alert channel configured (nothing is owed, so apprise is not imported)",
+    )
     args = parser.parse_args()
     pm2 = find_pm2(os.environ.get("PM2"))
     home = Path(tempfile.mkdtemp(prefix="rbench-", dir="/tmp"))
@@ -66,8 +69,12 @@ def main() -> int:
         + ('[alerts]\nurls = ["json://127.0.0.1:9/never-used"]\n' if args.alerts else "")
     )
     try:
-        subprocess.run([str(pm2), "start", str(SERVER_JS), "--name", "bench"], env=dict(env, PORT=str(port)),
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(pm2), "start", str(SERVER_JS), "--name", "bench"],
+            env=dict(env, PORT=str(port)),
+            check=True,
+            capture_output=True,
+        )
         if not _wait_healthy(url, time.monotonic() + 30):
             print("the benchmark app did not start", file=sys.stderr)
             return 1
@@ -86,9 +93,13 @@ def main() -> int:
         f_wall = statistics.median(w for w, _, _ in floor)
         c_wall = statistics.median(w for w, _, _ in runs)
         c_rss = statistics.median(r for _, r, _ in runs)
-        print(f"python -c pass : median {f_wall * 1000:6.1f} ms  peak RSS {statistics.median(r for _, r, _ in floor):5.1f} MB  (n={args.n})")
+        print(
+            f"python -c pass : median {f_wall * 1000:6.1f} ms  peak RSS {statistics.median(r for _, r, _ in floor):5.1f} MB  (n={args.n})"
+        )
         print(f"recovery check : median {c_wall * 1000:6.1f} ms  peak RSS {c_rss:5.1f} MB  (n={args.n}, healthy app)")
-        print(f"ratio          : {c_wall / f_wall:.1f}x python start-up; runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in runs)} ms")
+        print(
+            f"ratio          : {c_wall / f_wall:.1f}x python start-up; runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in runs)} ms"
+        )
         return 0
     finally:
         subprocess.run([str(pm2), "kill"], env=env, capture_output=True)

@@ -60,37 +60,71 @@ def make_event(rng: random.Random) -> list[str]:
     ip = f"10.0.{rng.randrange(256)}.{rng.randrange(256)}"
     if r < 0.20:
         port = rng.choice([5432, 6379, 3306])
-        return [f"Error: connect ECONNREFUSED {ip}:{port}", *_stack(rng, 2)[:-1],
-                FRAMES[0] + " {", "  errno: -111,", "  code: 'ECONNREFUSED',", "  syscall: 'connect',",
-                f"  address: '{ip}',", f"  port: {port}", "}"]  # fmt: skip
+        return [
+            f"Error: connect ECONNREFUSED {ip}:{port}",
+            *_stack(rng, 2)[:-1],
+            FRAMES[0] + " {",
+            "  errno: -111,",
+            "  code: 'ECONNREFUSED',",
+            "  syscall: 'connect',",
+            f"  address: '{ip}',",
+            f"  port: {port}",
+            "}",
+        ]
     if r < 0.32:
         prop = rng.choice(["id", "name", "email", "items", "price"])
-        return [f"TypeError: Cannot read properties of undefined (reading '{prop}')", *_stack(rng, rng.randrange(4, 11))]
+        return [
+            f"TypeError: Cannot read properties of undefined (reading '{prop}')",
+            *_stack(rng, rng.randrange(4, 11)),
+        ]
     if r < 0.42:
-        return [f" ⨯ Error: Failed to load order {rng.randrange(10**6)}", *_stack(rng, 5)[:-1],
-                "    at async Page (/srv/app/.next/server/app/page.js:1:2345) {", f"  digest: '{rng.randrange(10**10)}'", "}"]  # fmt: skip
+        return [
+            f" ⨯ Error: Failed to load order {rng.randrange(10**6)}",
+            *_stack(rng, 5)[:-1],
+            "    at async Page (/srv/app/.next/server/app/page.js:1:2345) {",
+            f"  digest: '{rng.randrange(10**10)}'",
+            "}",
+        ]
     if r < 0.48:
-        return ["Unhandled Rejection at: Promise {", f"  <rejected> Error: timeout of {rng.randrange(1000, 30000)}ms exceeded",
-                *("  " + f for f in _stack(rng, 6)), "}"]  # fmt: skip
+        return [
+            "Unhandled Rejection at: Promise {",
+            f"  <rejected> Error: timeout of {rng.randrange(1000, 30000)}ms exceeded",
+            *("  " + f for f in _stack(rng, 6)),
+            "}",
+        ]
     if r < 0.53:
-        return [f"PrismaClientKnownRequestError: Invalid `prisma.order.findUnique()` invocation: Timed out fetching a new"
-                f" connection from the connection pool. (Current connection pool timeout: 10, connection limit: {rng.randrange(5, 20)})",
-                *_stack(rng, 8), FRAMES[1] + " {", "  code: 'P2024',", "  clientVersion: '5.7.1',", "  meta: { connection_limit: 9, timeout: 10 }", "}"]  # fmt: skip
+        return [
+            f"PrismaClientKnownRequestError: Invalid `prisma.order.findUnique()` invocation: Timed out fetching a new"
+            f" connection from the connection pool. (Current connection pool timeout: 10, connection limit: {rng.randrange(5, 20)})",
+            *_stack(rng, 8),
+            FRAMES[1] + " {",
+            "  code: 'P2024',",
+            "  clientVersion: '5.7.1',",
+            "  meta: { connection_limit: 9, timeout: 10 }",
+            "}",
+        ]
     if r < 0.56:
-        return [f"FATAL: remaining connection slots are reserved for non-replication superuser connections ({rng.randrange(100)})"]
+        return [
+            f"FATAL: remaining connection slots are reserved for non-replication superuser connections ({rng.randrange(100)})"
+        ]
     if r < 0.75:
-        return [f"(node:{rng.randrange(1000, 99999)}) [DEP0040] DeprecationWarning: The `punycode` module is deprecated."
-                " Please use a userland alternative instead.", "(Use `node --trace-deprecation ...` to show where the warning was created)"]  # fmt: skip
+        return [
+            f"(node:{rng.randrange(1000, 99999)}) [DEP0040] DeprecationWarning: The `punycode` module is deprecated."
+            " Please use a userland alternative instead.",
+            "(Use `node --trace-deprecation ...` to show where the warning was created)",
+        ]
     if r < 0.90:
-        return [f"warn  - slow request GET /api/orders/{rng.randrange(10**6)} took {rng.randrange(1000, 9000)}ms"
-                f" req_id={rng.getrandbits(64):016x}"]  # fmt: skip
+        return [
+            f"warn  - slow request GET /api/orders/{rng.randrange(10**6)} took {rng.randrange(1000, 9000)}ms"
+            f" req_id={rng.getrandbits(64):016x}"
+        ]
     return [f"Redis reconnecting in {rng.randrange(50, 5000)}ms (attempt {rng.randrange(1, 50)})"]
 
 
 def generate(path: Path, size: int, seed: int = 1) -> tuple[int, int]:
     """Write about `size` bytes of PM2 error log; return (bytes, lines)."""
     rng = random.Random(seed)
-    end = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0) - _dt.timedelta(minutes=5)
+    end = _dt.datetime.now(_dt.UTC).replace(microsecond=0) - _dt.timedelta(minutes=5)
     start = end - _dt.timedelta(days=6)
     # Spread events evenly: estimate ~330 bytes per event.
     n_events = max(1, size // 330)
@@ -124,7 +158,7 @@ def _has_dbstat(conn) -> bool:
     try:
         conn.execute("SELECT 1 FROM dbstat LIMIT 1")
         return True
-    except Exception:  # noqa: BLE001 - SQLite built without it
+    except Exception:
         return False
 
 
@@ -155,7 +189,9 @@ def main() -> None:
 
     # Read the file once so neither side pays for a cold page cache.
     subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)
-    g_s, g_out = timed(lambda: subprocess.run(["grep", "-ci", r"error\|fatal", str(log)], capture_output=True, text=True))
+    g_s, g_out = timed(
+        lambda: subprocess.run(["grep", "-ci", r"error\|fatal", str(log)], capture_output=True, text=True)
+    )
     print(f"grep -ci 'error\\|fatal':        {g_s:7.2f}s  ({g_out.stdout.strip()} matching lines)")
 
     with tempfile.TemporaryDirectory(prefix="bench-logs-", dir=args.dir) as tmp:
@@ -182,35 +218,54 @@ def main() -> None:
             else:
                 i_s, _ = timed(run)
             templates = store.conn.execute("SELECT count(*) FROM log_templates").fetchone()[0]
-            print(f"recovery.logs.ingest:           {i_s:7.2f}s  {nlines / i_s:,.0f} lines/s  {nbytes / 1e6 / i_s:.1f} MB/s"
-                  f"  ({entries:,} entries, {templates} templates, {calls} calls of {args.max_bytes})")
-            print(f"  vs grep -ci: {i_s / g_s:.1f}x grep's time; target >= 50,000 lines/s:"
-                  f" {'met' if nlines / i_s >= 50_000 else 'NOT met'}")
+            print(
+                f"recovery.logs.ingest:           {i_s:7.2f}s  {nlines / i_s:,.0f} lines/s  {nbytes / 1e6 / i_s:.1f} MB/s"
+                f"  ({entries:,} entries, {templates} templates, {calls} calls of {args.max_bytes})"
+            )
+            print(
+                f"  vs grep -ci: {i_s / g_s:.1f}x grep's time; target >= 50,000 lines/s:"
+                f" {'met' if nlines / i_s >= 50_000 else 'NOT met'}"
+            )
             store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db_mb = (Path(tmp) / "recovery.db").stat().st_size / 1e6
-            sizes = dict(store.conn.execute(
-                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 6").fetchall()
-            ) if _has_dbstat(store.conn) else {}
-            print(f"  store size: {db_mb:.0f} MB ({db_mb / (nbytes / 1e6):.2f}x the log)"
-                  + "".join(f"; {k} {v / 1e6:.0f} MB" for k, v in sizes.items()))
+            sizes = (
+                dict(
+                    store.conn.execute(
+                        "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 6"
+                    ).fetchall()
+                )
+                if _has_dbstat(store.conn)
+                else {}
+            )
+            print(
+                f"  store size: {db_mb:.0f} MB ({db_mb / (nbytes / 1e6):.2f}x the log)"
+                + "".join(f"; {k} {v / 1e6:.0f} MB" for k, v in sizes.items())
+            )
 
-            since = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=7)
+            since = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=7)
             q_s, top = timed(lambda: logs.top_templates(store.conn, since, top=10))
             q_s = min(q_s, *(timed(lambda: logs.top_templates(store.conn, since, top=10))[0] for _ in range(4)))
             pipeline = f"grep -i 'error\\|fatal' {log} | sort | uniq -c | sort -rn | head"
-            p_s, p_out = timed(lambda: subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True,
-                                                      env={**os.environ, "LC_ALL": "C"}))
+            p_s, p_out = timed(
+                lambda: subprocess.run(
+                    ["sh", "-c", pipeline], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}
+                )
+            )
             # The command a user types, as a fresh process (start-up included), median of 5.
             conf = Path(tmp) / "recovery.toml"
-            conf.write_text(f'[store]\npath = "{Path(tmp) / "recovery.db"}"\n\n[[apps]]\nname = "web"\n'
-                            'url = "http://127.0.0.1:3000/"\n')
+            conf.write_text(
+                f'[store]\npath = "{Path(tmp) / "recovery.db"}"\n\n[[apps]]\nname = "web"\n'
+                'url = "http://127.0.0.1:3000/"\n'
+            )
             command = [sys.executable, "-m", "recovery_cli.main", "errors", "--since", "7d", "--config", str(conf)]
             runs = sorted(timed(lambda: subprocess.run(command, capture_output=True, check=True))[0] for _ in range(5))
             c_s = runs[len(runs) // 2]
             print(f"top_templates(since 7d):        {q_s * 1000:7.1f}ms  (in process, best of 5)")
             print(f"recovery errors --since 7d:     {c_s * 1000:7.1f}ms  (a fresh process, median of 5)")
-            print(f"grep | sort | uniq -c | sort:   {p_s * 1000:7.1f}ms  -> {p_s / c_s:,.0f}x the command's time,"
-                  f" {p_s / q_s:,.0f}x the query's (target >= 10x)")
+            print(
+                f"grep | sort | uniq -c | sort:   {p_s * 1000:7.1f}ms  -> {p_s / c_s:,.0f}x the command's time,"
+                f" {p_s / q_s:,.0f}x the query's (target >= 10x)"
+            )
             print("top templates:")
             for t in top:
                 print(f"  {t['count']:>9,}  {t['template'][:100]}")

@@ -30,15 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from recovery.config import format_duration, load
-from recovery.events import parse_ts
 from recovery.demo import SERVER_JS, _wait_healthy, free_port
+from recovery.events import parse_ts
 from recovery.pm2 import find_pm2, parse_jlist
 from recovery.store import Store
 from recovery.watch import watched
@@ -63,8 +63,14 @@ class Bench:
         self.failed = False  # a check that must hold did not
 
     def pm2_run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.pm2), *args], env={**self.env, **env}, capture_output=True, text=True,
-                              timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.run(
+            [str(self.pm2), *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
 
     def restart_time(self) -> int:
         procs = parse_jlist(self.pm2_run("jlist").stdout)
@@ -125,12 +131,21 @@ def breakdown(b: Bench, seq: int, t0_wall: float) -> str:
     at = {e.type: parse_ts(e.ts).timestamp() - t0_wall for e in events}
     if "restart.requested" not in at or "restart.succeeded" not in at:
         return "no restart event"
-    return (f"restart requested at +{at['restart.requested']:.2f} s, pm2 restart took "
-            f"{at['restart.succeeded'] - at['restart.requested']:.2f} s")  # fmt: skip
+    return (
+        f"restart requested at +{at['restart.requested']:.2f} s, pm2 restart took "
+        f"{at['restart.succeeded'] - at['restart.requested']:.2f} s"
+    )
 
 
-def measure_hang(b: Bench, label: str, old_pid: int, start: float, phase: float, period: float,
-                 idle: Callable[[], None] = lambda: None) -> float:  # fmt: skip
+def measure_hang(
+    b: Bench,
+    label: str,
+    old_pid: int,
+    start: float,
+    phase: float,
+    period: float,
+    idle: Callable[[], None] = lambda: None,
+) -> float:
     """Hang the app `phase` seconds into a period (they begin at wall time `start`, one every `period`);
     seconds until a new process answers 200, checked to be a restart by PM2."""
     before, seq = b.restart_time(), b.last_seq()
@@ -155,8 +170,11 @@ def measure_hang(b: Bench, label: str, old_pid: int, start: float, phase: float,
     after = b.restart_time()
     if after <= before:
         raise RuntimeError(f"{label}: the app answers again but PM2's restart_time did not grow")
-    print(f"  {label}: answering again after {seconds:.2f} s (restart_time {before} -> {after}; "
-          f"{breakdown(b, seq, t0_wall)})", flush=True)  # fmt: skip
+    print(
+        f"  {label}: answering again after {seconds:.2f} s (restart_time {before} -> {after}; "
+        f"{breakdown(b, seq, t0_wall)})",
+        flush=True,
+    )
     return seconds
 
 
@@ -227,10 +245,12 @@ def slow_mode(b: Bench, timeout: float, minutes: float, watcher: int) -> str:
     grown = (store_bytes(b) - size) / 1e6
     if restarts or ours:
         b.failed = True
-    return (f"slow app ({ms} ms answers, {minutes:g} min under watch): {restarts} restarts ({ours} requested), "
-            f"{failed} failed of {len(probes)} probes; {steps} steps, {b.last_seq() - seq} events, "
-            f"store +{grown:.2f} MB ({grown / minutes * 60 * 24 / 1000:.2f} GB/day at this rate); "
-            f"recovery watch used {cpu:.1%} of a CPU")
+    return (
+        f"slow app ({ms} ms answers, {minutes:g} min under watch): {restarts} restarts ({ours} requested), "
+        f"{failed} failed of {len(probes)} probes; {steps} steps, {b.last_seq() - seq} events, "
+        f"store +{grown:.2f} MB ({grown / minutes * 60 * 24 / 1000:.2f} GB/day at this rate); "
+        f"recovery watch used {cpu:.1%} of a CPU"
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 120) -> int:
@@ -250,10 +270,16 @@ def main() -> int:
     parser.add_argument("--cron-hangs", type=int, default=5, help="hangs measured under a simulated cron (0: skip)")
     parser.add_argument("--slow-minutes", type=float, default=10, help="minutes of a slow app under watch (0: skip)")
     for key in ("interval", "timeout", "retries", "retry-delay"):
-        parser.add_argument(f"--{key}", help=f"[watch] {key.replace('-', '_')} to write to the config (default: none, the built-in default)")
+        parser.add_argument(
+            f"--{key}",
+            help=f"[watch] {key.replace('-', '_')} to write to the config (default: none, the built-in default)",
+        )
     args = parser.parse_args()
-    watch_table = {k.replace("-", "_"): v for k in ("interval", "timeout", "retries", "retry-delay")
-                   if (v := getattr(args, k.replace("-", "_"))) is not None}  # fmt: skip
+    watch_table = {
+        k.replace("-", "_"): v
+        for k in ("interval", "timeout", "retries", "retry-delay")
+        if (v := getattr(args, k.replace("-", "_"))) is not None
+    }
     watch_table = {k: (v if k == "retries" else json.dumps(v)) for k, v in watch_table.items()}
 
     pm2 = find_pm2(os.environ.get("PM2")).absolute()
@@ -263,8 +289,10 @@ def main() -> int:
     cron_config = b.write_config("cron.toml", {})
     conf = load(watch_config)
     probe = watched(conf).apps[0]
-    settings = (f"interval {format_duration(conf.watch.interval)}, timeout {format_duration(probe.timeout)}, "
-                f"retries {probe.retries}, retry_delay {format_duration(probe.retry_delay)}")  # fmt: skip
+    settings = (
+        f"interval {format_duration(conf.watch.interval)}, timeout {format_duration(probe.timeout)}, "
+        f"retries {probe.retries}, retry_delay {format_duration(probe.retry_delay)}"
+    )
     watcher: subprocess.Popen[bytes] | None = None
     try:
         # As a user would start it: PM2's default kill_timeout (1.6 s before SIGKILL of a busy loop).
@@ -272,12 +300,16 @@ def main() -> int:
         if started.returncode != 0 or not _wait_healthy(b.url, time.monotonic() + 30):
             print(f"the benchmark app did not start: {started.stderr[-500:]}", file=sys.stderr)
             return 1
-        print(f"watch settings: {settings}; PM2 {b.pm2_run('--version').stdout.strip()}, "
-              f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}, "
-              f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
+        print(
+            f"watch settings: {settings}; PM2 {b.pm2_run('--version').stdout.strip()}, "
+            f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}, "
+            f"{os.cpu_count()} CPUs",
+            flush=True,
+        )
         log = (home / "watch.log").open("wb")
-        watcher = subprocess.Popen(recovery_argv("watch", "--config", str(watch_config)), env=b.env,
-                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        watcher = subprocess.Popen(
+            recovery_argv("watch", "--config", str(watch_config)), env=b.env, stdout=log, stderr=subprocess.STDOUT
+        )
         results = []
         if args.hangs:
             times = watch_mode(b, conf.watch.interval, args.hangs)
@@ -299,7 +331,10 @@ def main() -> int:
     except Exception:
         watch_log = home / "watch.log"
         if watch_log.exists():
-            print("recovery watch's output (last lines):\n" + "\n".join(watch_log.read_text().splitlines()[-20:]), file=sys.stderr)
+            print(
+                "recovery watch's output (last lines):\n" + "\n".join(watch_log.read_text().splitlines()[-20:]),
+                file=sys.stderr,
+            )
         raise
     finally:
         if watcher is not None and watcher.poll() is None:

@@ -37,7 +37,7 @@ from recovery.events import Event, format_ts  # noqa: E402
 from recovery.store import Store  # noqa: E402
 
 DEFAULT_DB = REPO / ".cache" / "bench" / "week" / "recovery.db"
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 class StoreWriter:
@@ -61,8 +61,16 @@ class StoreWriter:
             alert = {"channel": "slacks://T0***/B0***/***", "kind": "restarted", "reason": data.get("reason")}
             if failed:
                 alert["error"] = "HTTP 503 from hooks.slack.com"
-            self.buffer.append(Event(type="alert.failed" if failed else "alert.sent", app=app, run_id=run_id,
-                                     data=alert, ts=self.ts(t + 0.2), host=big_store.HOST))  # fmt: skip
+            self.buffer.append(
+                Event(
+                    type="alert.failed" if failed else "alert.sent",
+                    app=app,
+                    run_id=run_id,
+                    data=alert,
+                    ts=self.ts(t + 0.2),
+                    host=big_store.HOST,
+                )
+            )
         if len(self.buffer) >= self.batch:
             self.flush()
         return ts
@@ -73,8 +81,16 @@ class StoreWriter:
         self.written += len(self.store.append(events))
 
 
-def build(db: Path, *, days: float = 7.0, interval: float = 60.0, seed: int = 7, log_mb: float = 4.0,
-          end: float | None = None, quiet: bool = False) -> dict[str, Any]:  # fmt: skip
+def build(
+    db: Path,
+    *,
+    days: float = 7.0,
+    interval: float = 60.0,
+    seed: int = 7,
+    log_mb: float = 4.0,
+    end: float | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
     """Write the history into a new store at `db` (which must not exist); return what was made."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     if db.exists():
@@ -91,8 +107,10 @@ def build(db: Path, *, days: float = 7.0, interval: float = 60.0, seed: int = 7,
         web.pending = sorted([*web.pending, (start + (end - start) / 2, "hang")], reverse=True)
         runs = sim.run()
         w.flush()
-        say(f"{w.written:,} events ({runs:,} check runs of {len(sim.apps)} apps, {days:g} days) in"
-            f" {time.perf_counter() - started:.1f}s")  # fmt: skip
+        say(
+            f"{w.written:,} events ({runs:,} check runs of {len(sim.apps)} apps, {days:g} days) in"
+            f" {time.perf_counter() - started:.1f}s"
+        )
         t = time.perf_counter()
         projections.fold(store.conn)
         say(f"projections folded in {time.perf_counter() - t:.1f}s")
@@ -112,7 +130,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"where to write the store (default {DEFAULT_DB})")
     p.add_argument("--days", type=float, default=7.0)
-    p.add_argument("--interval", type=float, default=60.0, help="seconds between check runs (default 60: cron every minute)")
+    p.add_argument(
+        "--interval", type=float, default=60.0, help="seconds between check runs (default 60: cron every minute)"
+    )
     p.add_argument("--log-mb", type=float, default=4.0, help="size of the largest generated error log")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--fresh", action="store_true", help="delete the store first")

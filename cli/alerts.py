@@ -26,7 +26,14 @@ def configured_channels(conf: object) -> list[str]:
 @alert_app.command("test")
 @guarded
 def test(
-    channel: Annotated[Optional[int], typer.Option("--channel", help="Only the Nth channel (1 = the first of [alerts] urls, then the apps' own).", show_default=False)] = None,
+    channel: Annotated[
+        Optional[int],
+        typer.Option(
+            "--channel",
+            help="Only the Nth channel (1 = the first of [alerts] urls, then the apps' own).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Send a test message through each configured channel and say what happened.
@@ -44,19 +51,27 @@ def test(
     conf = load_config(config)
     channels = configured_channels(conf)
     if not channels:
-        fail(f"no alert channels in {conf.source}: add [alerts] urls = [\"slack://…\"]")
+        fail(f'no alert channels in {conf.source}: add [alerts] urls = ["slack://…"]')
     if channel is not None:
         if not 1 <= channel <= len(channels):
             fail(f"--channel {channel}: there {'is' if len(channels) == 1 else 'are'} {len(channels)} channel(s)")
         channels = [channels[channel - 1]]
     host = alerts.hostname(conf.alerts)
-    test_alert = alerts.Alert(None, "test", "test", f"recovery test alert from {host}",  # type: ignore[arg-type]
-                              f"This is a test message from recovery on {host}. Alerts for "
-                              f"{', '.join(a.name for a in conf.apps)} come here.", channels=channels)  # fmt: skip
+    test_alert = alerts.Alert(
+        None,
+        "test",
+        "test",
+        f"recovery test alert from {host}",  # type: ignore[arg-type]
+        f"This is a test message from recovery on {host}. Alerts for {', '.join(a.name for a in conf.apps)} come here.",
+        channels=channels,
+    )
     events: list[Event] = []
-    deliveries = alerts.deliver([test_alert], retries=1, budget=max(conf.alerts.timeout, 5.0 * len(channels)),
-                                emit=lambda d: events.append(Event("alert.sent" if d.ok else "alert.failed", None,
-                                                                   None, d.event_data())))  # fmt: skip
+    deliveries = alerts.deliver(
+        [test_alert],
+        retries=1,
+        budget=max(conf.alerts.timeout, 5.0 * len(channels)),
+        emit=lambda d: events.append(Event("alert.sent" if d.ok else "alert.failed", None, None, d.event_data())),
+    )
     with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
         store.append(events)
     failed = 0
@@ -67,7 +82,7 @@ def test(
         else:
             failed += 1
             typer.echo(f"✗ #{n} {alerts.redact(d.url)} failed: {d.error}")
-    for url in channels[len(deliveries):]:
+    for url in channels[len(deliveries) :]:
         failed += 1
         typer.echo(f"✗ #{channels.index(url) + 1} {alerts.redact(url)} not tried: out of time")
     raise typer.Exit(1 if failed else 0)

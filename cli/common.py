@@ -17,7 +17,9 @@ UNKNOWN = 3
 
 ConfigOption = Annotated[
     Optional[Path],
-    typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
+    typer.Option(
+        "--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 

@@ -22,7 +22,10 @@ AppOption = Annotated[Optional[str], typer.Option("--app", help="Only this app."
 
 
 def ingest(
-    app_name: Annotated[Optional[str], typer.Option("--app", help="Only this app. Default: every app in the config.", show_default=False)] = None,
+    app_name: Annotated[
+        Optional[str],
+        typer.Option("--app", help="Only this app. Default: every app in the config.", show_default=False),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Read what is new in each app's PM2 logs into the store, grouped into error templates.
@@ -64,9 +67,11 @@ def _pm2_log_paths(conf: Any) -> dict[str, list[str]]:
 
 
 def _ingest_line(result: Any, files: int) -> str:
-    parts = [f"{result.entries} entr{'y' if result.entries == 1 else 'ies'}",
-             f"{len(result.new_templates)} new template{'' if len(result.new_templates) == 1 else 's'}",
-             f"{len(result.warnings)} warning{'' if len(result.warnings) == 1 else 's'}"]  # fmt: skip
+    parts = [
+        f"{result.entries} entr{'y' if result.entries == 1 else 'ies'}",
+        f"{len(result.new_templates)} new template{'' if len(result.new_templates) == 1 else 's'}",
+        f"{len(result.warnings)} warning{'' if len(result.warnings) == 1 else 's'}",
+    ]
     line = f"{result.app}: " + ", ".join(parts) + f" from {files} file{'' if files == 1 else 's'}"
     if not result.complete:
         line += " (more waiting: run again)"
@@ -99,12 +104,31 @@ def _reading(config: Path | None, app_name: str | None = None) -> Iterator[Any]:
 @guarded
 def errors(
     ctx: typer.Context,
-    since: Annotated[Optional[str], typer.Option(help="The window: a duration back from now (1h, 24h, 7d) or an ISO time; it ends now. Default: 24h, or 30d with --around-incidents.", show_default=False)] = None,
+    since: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The window: a duration back from now (1h, 24h, 7d) or an ISO time; it ends now. Default: 24h, or 30d with --around-incidents.",
+            show_default=False,
+        ),
+    ] = None,
     app_name: AppOption = None,
     top: Annotated[int, typer.Option(help="At most this many templates.")] = 20,
-    around_incidents: Annotated[bool, typer.Option("--around-incidents", help="Templates seen in the --minutes before incidents, against their base rate.")] = False,
-    minutes: Annotated[float, typer.Option(help="With --around-incidents: how many minutes before each incident count.")] = 10,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON: a list with template_id, template, app, count, first_seen, last_seen, example, previous_count, change; with --around-incidents an object with incidents and templates.")] = False,
+    around_incidents: Annotated[
+        bool,
+        typer.Option(
+            "--around-incidents", help="Templates seen in the --minutes before incidents, against their base rate."
+        ),
+    ] = False,
+    minutes: Annotated[
+        float, typer.Option(help="With --around-incidents: how many minutes before each incident count.")
+    ] = 10,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON: a list with template_id, template, app, count, first_seen, last_seen, example, previous_count, change; with --around-incidents an object with incidents and templates.",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Error templates ranked by count in a window, with the change against the window before.
@@ -118,8 +142,8 @@ def errors(
     import datetime as dt
     import json
 
-    from recovery.logs import top_templates
     from recovery.events import parse_ts
+    from recovery.logs import top_templates
 
     from .common import fail, since_bound
 
@@ -127,7 +151,7 @@ def errors(
         fail("--top must be 1 or more")
     if not 0 < minutes <= 24 * 60:
         fail(f"--minutes {minutes:g}: must be more than 0 and at most 1440")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     since_ts = since_bound(since or ("30d" if around_incidents else "24h"), now)
     start = parse_ts(since_ts)
     if around_incidents:
@@ -152,8 +176,10 @@ def errors(
         typer.echo(f"no errors since {since_ts}" + (f" for {app_name}" if app_name else ""))
         return
     for r in rows:
-        typer.echo(f"{r['template_id']}  {r['app']}  {r['count']}×  {_change(r['count'], r['previous_count'])}"
-                   f"  first {r['first_seen']}  last {r['last_seen']}")  # fmt: skip
+        typer.echo(
+            f"{r['template_id']}  {r['app']}  {r['count']}×  {_change(r['count'], r['previous_count'])}"
+            f"  first {r['first_seen']}  last {r['last_seen']}"
+        )
         typer.echo(f"    {r['template']}")
         if r.get("example"):
             typer.echo(f"    e.g. {_short(r['example'])}")
@@ -173,9 +199,13 @@ def _around_text(found: dict[str, Any], app_name: str | None) -> str:
         return head + f"; no error entries in the {m:g} minutes before any of them"
     lines = [head + f"; error templates in the {m:g} minutes before them, against their rate elsewhere:"]
     for r in found["templates"]:
-        lift = "never seen elsewhere" if r["lift"] is None else f"{r['lift']:g}× its base rate of {r['base_per_hour']:g}/h"
-        line = (f"{r['template_id']}  {r['app']}  before {r['incidents_preceded']} of {r['incidents']} incidents"
-                f"  {r['before_incidents']}×  ({lift})")  # fmt: skip
+        lift = (
+            "never seen elsewhere" if r["lift"] is None else f"{r['lift']:g}× its base rate of {r['base_per_hour']:g}/h"
+        )
+        line = (
+            f"{r['template_id']}  {r['app']}  before {r['incidents_preceded']} of {r['incidents']} incidents"
+            f"  {r['before_incidents']}×  ({lift})"
+        )
         if r["appeared_before_incident"] is not None:
             line += f"  first seen {r['first_seen']}, just before incident {r['appeared_before_incident']}"
         lines.append(line)
@@ -201,7 +231,9 @@ def _short(text: str) -> str:
 @errors_app.command("show")
 @guarded
 def show(
-    template_id: Annotated[str, typer.Argument(help="The template's id, as `recovery errors` prints it.", show_default=False)],
+    template_id: Annotated[
+        str, typer.Argument(help="The template's id, as `recovery errors` prints it.", show_default=False)
+    ],
     app_name: AppOption = None,
     examples: Annotated[int, typer.Option(help="How many recent examples to show.")] = 5,
     json_out: JsonOption = False,
@@ -246,7 +278,12 @@ def show(
 @errors_app.command("search")
 @guarded
 def search(
-    text: Annotated[str, typer.Argument(help="Words to find (all of them), or an FTS5 query: \"exact phrase\", OR, NOT, prefix*.", show_default=False)],
+    text: Annotated[
+        str,
+        typer.Argument(
+            help='Words to find (all of them), or an FTS5 query: "exact phrase", OR, NOT, prefix*.', show_default=False
+        ),
+    ],
     limit: Annotated[int, typer.Option(help="At most this many entries (the newest).")] = 50,
     app_name: AppOption = None,
     json_out: JsonOption = False,
@@ -285,7 +322,13 @@ def search(
 @errors_app.command("prune")
 @guarded
 def prune(
-    keep: Annotated[Optional[str], typer.Option(help="Keep raw entries this recent (30d, 12h). Default: [logs] keep_raw from the config (30d).", show_default=False)] = None,
+    keep: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Keep raw entries this recent (30d, 12h). Default: [logs] keep_raw from the config (30d).",
+            show_default=False,
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say how many entries would go; delete nothing.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -305,16 +348,20 @@ def prune(
 
     conf = load_config(config)
     seconds = positive_duration("--keep", keep) if keep is not None else conf.logs.keep_raw
-    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
         if dry_run:
             from recovery.logs import count_before
 
             n = count_before(store.conn, before)
-            typer.echo(f"would prune {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})")
+            typer.echo(
+                f"would prune {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})"
+            )
             return
         from recovery.logs import prune as prune_entries
 
         n = prune_entries(store, before)
-    typer.echo(f"pruned {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})"
-               + ("; recorded as log.pruned" if n else ""))  # fmt: skip
+    typer.echo(
+        f"pruned {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})"
+        + ("; recorded as log.pruned" if n else "")
+    )

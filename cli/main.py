@@ -22,7 +22,6 @@ from .common import (  # shared by every command module
     positive_duration,
 )
 
-
 app = typer.Typer(
     name="recovery",
     help="Self-healing watchdog for Node.js apps under PM2: probe, restart, verify, and remember every step.",
@@ -40,9 +39,18 @@ app.add_typer(config_app, name="config")
 def check(
     config: ConfigOption = None,
     json_out: JsonOption = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Probe and decide, but restart nothing (the decision is recorded).")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--app", help="Check only this app (repeatable).", show_default=False)] = None,
-    trigger: Annotated[str, typer.Option(help="What started this run, recorded in check.started: cron, watch or manual.", envvar="RECOVERY_TRIGGER")] = "manual",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Probe and decide, but restart nothing (the decision is recorded).")
+    ] = False,
+    only: Annotated[
+        Optional[list[str]], typer.Option("--app", help="Check only this app (repeatable).", show_default=False)
+    ] = None,
+    trigger: Annotated[
+        str,
+        typer.Option(
+            help="What started this run, recorded in check.started: cron, watch or manual.", envvar="RECOVERY_TRIGGER"
+        ),
+    ] = "manual",
 ) -> None:
     """Probe every app, restart a hung one through PM2, verify it, and record each step.
 
@@ -68,7 +76,9 @@ AppArgument = Annotated[str, typer.Argument(help="The app's name, as in the conf
 @guarded
 def restart(
     name: AppArgument,
-    reason: Annotated[str, typer.Option(help="Why: recorded with the restart and shown in reports.")] = "operator request",
+    reason: Annotated[
+        str, typer.Option(help="Why: recorded with the restart and shown in reports.")
+    ] = "operator request",
     by: Annotated[str, typer.Option(help="Who asks: operator, or schedule (a nightly cron line).")] = "operator",
     config: ConfigOption = None,
     json_out: JsonOption = False,
@@ -104,7 +114,9 @@ def _print_result(result: Any, json_out: bool) -> NoReturn:
 @guarded
 def pause(
     name: AppArgument,
-    duration: Annotated[str, typer.Option("--for", help="How long: 15m, 1h. Recovery resumes by itself afterwards.")] = "15m",
+    duration: Annotated[
+        str, typer.Option("--for", help="How long: 15m, 1h. Recovery resumes by itself afterwards.")
+    ] = "15m",
     reason: Annotated[str, typer.Option(help="Why, e.g. deploy.")] = "maintenance",
     config: ConfigOption = None,
 ) -> None:
@@ -194,12 +206,26 @@ def rebuild(config: ConfigOption = None) -> None:
 @guarded
 def events(
     config: ConfigOption = None,
-    since: Annotated[Optional[str], typer.Option(help="Only events newer than this: a duration (1h, 7d) or an ISO time.", show_default=False)] = None,
-    app_name: Annotated[Optional[str], typer.Option("--app", help="Only this app's events.", show_default=False)] = None,
-    types: Annotated[Optional[list[str]], typer.Option("--type", help="Only this event type, e.g. probe.failed (repeatable; 'restart.*' matches a family).", show_default=False)] = None,
+    since: Annotated[
+        Optional[str],
+        typer.Option(help="Only events newer than this: a duration (1h, 7d) or an ISO time.", show_default=False),
+    ] = None,
+    app_name: Annotated[
+        Optional[str], typer.Option("--app", help="Only this app's events.", show_default=False)
+    ] = None,
+    types: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--type",
+            help="Only this event type, e.g. probe.failed (repeatable; 'restart.*' matches a family).",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many (the newest). 0 for all.")] = 100,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing events as they arrive (Ctrl-C stops).")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing events as they arrive (Ctrl-C stops).")
+    ] = False,
 ) -> None:
     """Show the audit trail, newest last.
 
@@ -220,6 +246,7 @@ def events(
         fail("--limit must be 0 or more")
     wanted = _expand_types(types or [], TYPES)
     store = Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True)
+
     def out(e: Any) -> str:
         return json.dumps(e.to_dict(), sort_keys=True) if json_out else format_event(e)
 
@@ -312,7 +339,10 @@ def init(
 @config_app.command("validate")
 @guarded
 def config_validate(
-    path: Annotated[Optional[Path], typer.Argument(help="The file to check. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False)] = None,
+    path: Annotated[
+        Optional[Path],
+        typer.Argument(help="The file to check. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
+    ] = None,
 ) -> None:
     """Check a config file and name the key and line of every mistake (exit 3 if any).
 
@@ -335,8 +365,11 @@ def config_validate(
 
         unknown = [n for n, url in enumerate(channels, 1) if not known(url)]
         for n in unknown:
-            typer.echo(f"{target}: alert channel #{n} {redact(channels[n - 1])}: apprise does not understand this URL"
-                       " (see https://github.com/caronc/apprise/wiki)", err=True)  # fmt: skip
+            typer.echo(
+                f"{target}: alert channel #{n} {redact(channels[n - 1])}: apprise does not understand this URL"
+                " (see https://github.com/caronc/apprise/wiki)",
+                err=True,
+            )
         if unknown:
             raise typer.Exit(UNKNOWN)
     names = ", ".join(a.name for a in conf.apps)
@@ -347,8 +380,15 @@ def config_validate(
 @app.command()
 @guarded
 def demo(
-    keep: Annotated[bool, typer.Option("--keep", help="Leave the demo's PM2 daemon and app running afterwards.")] = False,
-    workdir: Annotated[Optional[Path], typer.Option(help="Folder for the demo's PM2_HOME, config and store. Default: a new temp folder.", show_default=False)] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the demo's PM2 daemon and app running afterwards.")
+    ] = False,
+    workdir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Folder for the demo's PM2_HOME, config and store. Default: a new temp folder.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Run the whole story on a demo app under its own PM2.
 
@@ -383,8 +423,12 @@ def _only(name: str) -> typer.Typer | None:
     info = next((c for c in app.registered_commands if (c.name or c.callback.__name__) == name), None)
     if info is None:
         return None
-    single = typer.Typer(name="recovery", add_completion=False, pretty_exceptions_enable=False,
-                         context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
+    single = typer.Typer(
+        name="recovery",
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
     single.callback()(lambda: None)  # a group, so that `recovery check ...` still names its command
     single.registered_commands.append(info)
     return single

@@ -9,12 +9,23 @@ import typer
 from .common import ConfigOption
 
 
-
 def report(
-    since: Annotated[str, typer.Option(help="Start of the period: a duration back from now (24h, 7d, 365d) or an ISO date; the period ends now.")] = "7d",
-    app_name: Annotated[Optional[str], typer.Option("--app", help="Only this app. Default: every app in the config.", show_default=False)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON: since, until, generated_at, and apps.<name>.")] = False,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown document: a heading and tables per app.")] = False,
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Start of the period: a duration back from now (24h, 7d, 365d) or an ISO date; the period ends now."
+        ),
+    ] = "7d",
+    app_name: Annotated[
+        Optional[str],
+        typer.Option("--app", help="Only this app. Default: every app in the config.", show_default=False),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON: since, until, generated_at, and apps.<name>.")
+    ] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print a Markdown document: a heading and tables per app.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Availability, incidents, restarts and latency per app over a period.
@@ -34,7 +45,7 @@ def report(
 
     if json_out and markdown:
         fail("use either --json or --markdown")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     since_ts = since_bound(since, now)
     conf = load_config(config)
     names = [a.name for a in conf.apps]
@@ -57,8 +68,17 @@ def report(
 
 def why(
     name: Annotated[str, typer.Argument(help="The app's name, as in the config.", show_default=False)],
-    incident: Annotated[Optional[int], typer.Option(help="The incident's id (#N in `recovery status` and `recovery report`). Default: the app's last.", show_default=False)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON: the incident, its events with offset_s and facts, and how it ended.")] = False,
+    incident: Annotated[
+        Optional[int],
+        typer.Option(
+            help="The incident's id (#N in `recovery status` and `recovery report`). Default: the app's last.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print JSON: the incident, its events with offset_s and facts, and how it ended."),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """The timeline of an app's last incident, or of incident N.

@@ -11,13 +11,35 @@ from .common import ConfigOption
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --root or --insecure.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Anything but loopback needs --root or --insecure.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8001,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in your web browser.")] = False,
-    root: Annotated[bool, typer.Option("--root", help="Require signing in as Datasette's root actor, through a one-time link printed at start.")] = False,
-    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host with no access control: anyone who reaches it reads the whole store.")] = False,
-    print_command: Annotated[bool, typer.Option("--print-command", help="Print the equivalent `datasette serve …` command line (for PM2 or systemd) and exit.")] = False,
-    store_path: Annotated[Optional[Path], typer.Option("--store", help="The event store to serve. Default: the config's store.path.", show_default=False)] = None,
+    root: Annotated[
+        bool,
+        typer.Option(
+            "--root", help="Require signing in as Datasette's root actor, through a one-time link printed at start."
+        ),
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow a non-loopback --host with no access control: anyone who reaches it reads the whole store.",
+        ),
+    ] = False,
+    print_command: Annotated[
+        bool,
+        typer.Option(
+            "--print-command",
+            help="Print the equivalent `datasette serve …` command line (for PM2 or systemd) and exit.",
+        ),
+    ] = False,
+    store_path: Annotated[
+        Optional[Path],
+        typer.Option("--store", help="The event store to serve. Default: the config's store.path.", show_default=False),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Browse, chart and question the record in a browser: Datasette on the event store, read-only.
@@ -37,8 +59,11 @@ def serve(
     if print_command:
         typer.echo(srv.datasette_command(store, host, port, root=root))
         if Path(store).stem != "recovery":
-            typer.echo(f"# note: Datasette names a database after its file; the metadata expects recovery.db,"
-                       f" so serve a link named recovery.db to {store}", err=True)  # fmt: skip
+            typer.echo(
+                f"# note: Datasette names a database after its file; the metadata expects recovery.db,"
+                f" so serve a link named recovery.db to {store}",
+                err=True,
+            )
         return
     note = srv.check_store(Path(store))
     if note:

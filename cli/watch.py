@@ -9,9 +9,22 @@ import typer
 
 
 def watch(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False)] = None,
-    interval: Annotated[Optional[str], typer.Option(help="From the start of one check to the start of the next, e.g. 2s or 500ms. Default: the config's watch.interval.", show_default=False)] = None,
-    only: Annotated[Optional[list[str]], typer.Option("--app", help="Watch only this app (repeatable).", show_default=False)] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False
+        ),
+    ] = None,
+    interval: Annotated[
+        Optional[str],
+        typer.Option(
+            help="From the start of one check to the start of the next, e.g. 2s or 500ms. Default: the config's watch.interval.",
+            show_default=False,
+        ),
+    ] = None,
+    only: Annotated[
+        Optional[list[str]], typer.Option("--app", help="Watch only this app (repeatable).", show_default=False)
+    ] = None,
 ) -> None:
     """Check the apps in a loop, every few seconds, until SIGTERM or Ctrl-C.
 

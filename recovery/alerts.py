@@ -189,8 +189,16 @@ LEAK_WITHIN = 24 * 3600.0  # a leak forecast to reach its limit within a day owe
 LEAK_CONFIDENCE = 0.6
 
 
-def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, host: str,
-         hints: Callable[[], list[Any]] | None = None, check_leak: bool = False) -> list[Alert]:
+def plan(
+    conn: sqlite3.Connection,
+    app: Any,
+    conf: Any,
+    now: _dt.datetime,
+    *,
+    host: str,
+    hints: Callable[[], list[Any]] | None = None,
+    check_leak: bool = False,
+) -> list[Alert]:
     """The alerts owed for `app`, each with the channels that have not had it yet.
 
     `hints()` gives the app's root-cause hints, strongest first (recovery.hints); it is called
@@ -207,7 +215,7 @@ def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, ho
             "SELECT id, started_at, started_seq, ended_at, ended_seq, duration_s, outcome, first_reason FROM incidents"
             " WHERE app = ? AND (ended_at IS NULL OR ended_at >= ?) ORDER BY id",
             (app.name, cutoff),
-        ).fetchall()  # fmt: skip
+        ).fetchall()
     except sqlite3.OperationalError:  # no projections yet
         return []
     name = app.name
@@ -217,32 +225,85 @@ def plan(conn: sqlite3.Connection, app: Any, conf: Any, now: _dt.datetime, *, ho
     likely = "{likely}"  # filled in below, once, when something is owed
     for iid, started, sseq, ended, eseq, duration, outcome, first_reason in incidents:
         f = _facts(conn, name, sseq, eseq)
-        opened = [f"{name} on {host} stopped answering at {_clock(started)}: {first_reason or 'down'}.",
-                  _sample_text(f.get("sample"))]  # fmt: skip
+        opened = [
+            f"{name} on {host} stopped answering at {_clock(started)}: {first_reason or 'down'}.",
+            _sample_text(f.get("sample")),
+        ]
         if ended is None or started >= cutoff:
-            alerts.append(Alert(name, "down", f"incident:{iid}:down", f"{name} DOWN on {host}",
-                                _lines(*opened, _did(f), likely, more), iid))  # fmt: skip
+            alerts.append(
+                Alert(
+                    name,
+                    "down",
+                    f"incident:{iid}:down",
+                    f"{name} DOWN on {host}",
+                    _lines(*opened, _did(f), likely, more),
+                    iid,
+                )
+            )
         if f.get("suspended"):
             reason = f["suspended"].get("reason", "restart loop")
-            alerts.append(Alert(name, "suspended", f"incident:{iid}:suspended", f"{name} restarts SUSPENDED on {host}",
-                                _lines(f"{name} on {host}: no more automatic restarts: {reason}.",
-                                       "Restarting again will not help; find the cause, then `recovery resume "
-                                       f"{name}`.", likely, more), iid))  # fmt: skip
+            alerts.append(
+                Alert(
+                    name,
+                    "suspended",
+                    f"incident:{iid}:suspended",
+                    f"{name} restarts SUSPENDED on {host}",
+                    _lines(
+                        f"{name} on {host}: no more automatic restarts: {reason}.",
+                        f"Restarting again will not help; find the cause, then `recovery resume {name}`.",
+                        likely,
+                        more,
+                    ),
+                    iid,
+                )
+            )
         if f["failures"]:
-            alerts.append(Alert(name, "failed", f"incident:{iid}:failed", f"{name} restart FAILED on {host}",
-                                _lines(f"{name} on {host}: {_failure_text(f['failures'][0])}.", *opened[1:],
-                                       likely, more), iid))  # fmt: skip
+            alerts.append(
+                Alert(
+                    name,
+                    "failed",
+                    f"incident:{iid}:failed",
+                    f"{name} restart FAILED on {host}",
+                    _lines(f"{name} on {host}: {_failure_text(f['failures'][0])}.", *opened[1:], likely, more),
+                    iid,
+                )
+            )
         if ended is not None and outcome in ("restarted", "recovered without restart"):
-            alerts.append(Alert(name, "recovered", f"incident:{iid}:recovered", f"{name} RECOVERED on {host}",
-                                _lines(f"{name} on {host} answers again since {_clock(ended)}, after {_span(duration)}"
-                                       f" down (from {_clock(started)}).", _did(f), likely, more), iid))  # fmt: skip
+            alerts.append(
+                Alert(
+                    name,
+                    "recovered",
+                    f"incident:{iid}:recovered",
+                    f"{name} RECOVERED on {host}",
+                    _lines(
+                        f"{name} on {host} answers again since {_clock(ended)}, after {_span(duration)}"
+                        f" down (from {_clock(started)}).",
+                        _did(f),
+                        likely,
+                        more,
+                    ),
+                    iid,
+                )
+            )
         if ended is None and conf.remind_every > 0:
             n = int((now - parse_ts(started)).total_seconds() // conf.remind_every)
             if n >= 1:
-                alerts.append(Alert(name, "reminder", f"incident:{iid}:reminder:{n}", f"{name} still DOWN on {host}",
-                                    _lines(f"{name} on {host} has not answered since {_clock(started)}"
-                                           f" ({_span((now - parse_ts(started)).total_seconds())}).",
-                                           _did(f), likely, more), iid))  # fmt: skip
+                alerts.append(
+                    Alert(
+                        name,
+                        "reminder",
+                        f"incident:{iid}:reminder:{n}",
+                        f"{name} still DOWN on {host}",
+                        _lines(
+                            f"{name} on {host} has not answered since {_clock(started)}"
+                            f" ({_span((now - parse_ts(started)).total_seconds())}).",
+                            _did(f),
+                            likely,
+                            more,
+                        ),
+                        iid,
+                    )
+                )
     alerts += _pm2_restarts(conn, name, now, host, more)
     found: list[Any] | None = None
     if check_leak and hints is not None and "leak" not in conf.off:
@@ -276,8 +337,15 @@ def _leak(found: list[Any], app: str, host: str, now: _dt.datetime, more: str) -
     eta = leak.evidence.get("forecast_s")
     if eta is None or eta > LEAK_WITHIN:
         return []
-    return [Alert(app, "leak", f"leak:{now.date().isoformat()}", f"{app} memory leak on {host}: limit in {_span(eta)}",
-                  _lines(f"{app} on {host}: {leak.message}.", f"More: recovery report --app {app}; {more}"))]  # fmt: skip
+    return [
+        Alert(
+            app,
+            "leak",
+            f"leak:{now.date().isoformat()}",
+            f"{app} memory leak on {host}: limit in {_span(eta)}",
+            _lines(f"{app} on {host}: {leak.message}.", f"More: recovery report --app {app}; {more}"),
+        )
+    ]
 
 
 def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: str, more: str) -> list[Alert]:
@@ -294,9 +362,19 @@ def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: s
     if recorded_since(conn, app, "alert.sent", since, "json_extract(data, '$.kind') = 'pm2_restarts'"):
         return []
     n = sum(r[2] for r in rows)
-    return [Alert(app, "pm2_restarts", f"pm2_restarts:{rows[0][0]}", f"{app} restarted by PM2 {n}x on {host}",
-                  _lines(f"PM2 restarted {app} on {host} {n} times since {_clock(rows[0][1])} on its own (a crash,"
-                         " or max_memory_restart).", f"More: recovery errors --app {app} --since 1h; {more}"))]  # fmt: skip
+    return [
+        Alert(
+            app,
+            "pm2_restarts",
+            f"pm2_restarts:{rows[0][0]}",
+            f"{app} restarted by PM2 {n}x on {host}",
+            _lines(
+                f"PM2 restarted {app} on {host} {n} times since {_clock(rows[0][1])} on its own (a crash,"
+                " or max_memory_restart).",
+                f"More: recovery errors --app {app} --since 1h; {more}",
+            ),
+        )
+    ]
 
 
 def _lines(*parts: str) -> str:
@@ -316,9 +394,16 @@ class Delivery:
     seconds: float = 0.0
 
     def event_data(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.alert.kind, "key": self.alert.key, "incident": self.alert.incident,
-                             "channel": redact(self.url), "channel_id": channel_id(self.url),
-                             "attempt": self.attempt, "title": self.alert.title, "seconds": round(self.seconds, 2)}  # fmt: skip
+        d: dict[str, Any] = {
+            "kind": self.alert.kind,
+            "key": self.alert.key,
+            "incident": self.alert.incident,
+            "channel": redact(self.url),
+            "channel_id": channel_id(self.url),
+            "attempt": self.attempt,
+            "title": self.alert.title,
+            "seconds": round(self.seconds, 2),
+        }
         if self.error:
             d["error"] = self.error
         return d
@@ -346,7 +431,7 @@ def send_one(url: str, title: str, body: str, timeout: float) -> tuple[bool, str
         with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
             ok = bool(plugin.notify(body=body, title=title))
         log = captured.getvalue().strip().splitlines()
-    except Exception as exc:  # noqa: BLE001 - a plugin's own bug must not end the run
+    except Exception as exc:
         ok, log = False, [f"{type(exc).__name__}: {exc}"]
     if ok:
         return True, None
@@ -358,9 +443,16 @@ def known(url: str) -> bool:
     return _apprise().Apprise.instantiate(url) is not None
 
 
-def deliver(alerts: list[Alert], *, retries: int, budget: float, emit: Callable[[Delivery], None],
-            sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-            send: Callable[[str, str, str, float], tuple[bool, str | None]] = send_one) -> list[Delivery]:
+def deliver(
+    alerts: list[Alert],
+    *,
+    retries: int,
+    budget: float,
+    emit: Callable[[Delivery], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    send: Callable[[str, str, str, float], tuple[bool, str | None]] = send_one,
+) -> list[Delivery]:
     """Send each alert through each of its channels: up to `retries` attempts with backoff, all
     within `budget` seconds. Every attempt is passed to `emit`; what is left is owed to the next run."""
     deadline = clock() + budget

@@ -24,16 +24,23 @@ from .probe import Attempt, make_client, probe_once
 from .projections import STATE_CODES
 from .store import Recorder
 
+
 def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # The word in an app's result line for each state a decision concludes (anything else: DOWN).
-_LABELS = {"healthy": "OK", "paused": "PAUSED", "degraded": "DEGRADED", "suspended": "SUSPENDED",
-           "recovering": "RECOVERING", "stopped": "CRITICAL"}  # fmt: skip
+_LABELS = {
+    "healthy": "OK",
+    "paused": "PAUSED",
+    "degraded": "DEGRADED",
+    "suspended": "SUSPENDED",
+    "recovering": "RECOVERING",
+    "stopped": "CRITICAL",
+}
 
 
 @dataclass
@@ -51,10 +58,15 @@ class AppResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "app": self.app, "code": self.code, "status": STATE_NAMES[self.code], "state": self.state,
-            "summary": self.summary, "latency_ms": self.latency_ms, "restarted": self.restarted,
+            "app": self.app,
+            "code": self.code,
+            "status": STATE_NAMES[self.code],
+            "state": self.state,
+            "summary": self.summary,
+            "latency_ms": self.latency_ms,
+            "restarted": self.restarted,
             "action": self.action,
-        }  # fmt: skip
+        }
 
 
 @dataclass
@@ -75,10 +87,13 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "code": self.code, "status": STATE_NAMES[self.code],
-            "apps": [a.to_dict() for a in self.apps], "problems": self.problems,
+            "run_id": self.run_id,
+            "code": self.code,
+            "status": STATE_NAMES[self.code],
+            "apps": [a.to_dict() for a in self.apps],
+            "problems": self.problems,
             "duration_ms": round(self.duration_ms, 1),
-        }  # fmt: skip
+        }
 
 
 @contextlib.contextmanager
@@ -161,8 +176,11 @@ class Checker:
             lock_wait = app.verify_timeout + 120
             with app_lock(self.config.store.path, app.name, lock_wait, self.sleep) as held:
                 if not held:
-                    result.apps.append(AppResult(app.name, CRITICAL, "CRITICAL",
-                                                 f"another recovery run held the lock for {lock_wait:.0f}s"))  # fmt: skip
+                    result.apps.append(
+                        AppResult(
+                            app.name, CRITICAL, "CRITICAL", f"another recovery run held the lock for {lock_wait:.0f}s"
+                        )
+                    )
                     return
                 with make_client(app.url, app.timeout, self.transport) as client:
                     result.apps.append(self.restart(app, client, "", reason, by=by))
@@ -174,8 +192,7 @@ class Checker:
             yield fn(app)
             self.rec.flush()
 
-    def _session(self, body: Callable[[CheckResult], None],
-                 finish: Callable[[int], None] | None = None) -> CheckResult:
+    def _session(self, body: Callable[[CheckResult], None], finish: Callable[[int], None] | None = None) -> CheckResult:
         """Open the record, run `body` with PM2 at hand, `finish(code)`, close the record; store
         trouble is UNKNOWN."""
         start = self.clock()
@@ -183,8 +200,14 @@ class Checker:
         self.rec = Recorder(self.config.store.path, busy_timeout=self.config.store.busy_timeout)
         if self.rec.replayed:
             self.emit("spool.replayed", None, count=self.rec.replayed, spool=str(self.rec.spool))
-        self.emit("check.started", None, trigger=self.trigger, apps=[a.name for a in self.apps],
-                  dry_run=self.dry_run, pid=os.getpid())  # fmt: skip
+        self.emit(
+            "check.started",
+            None,
+            trigger=self.trigger,
+            apps=[a.name for a in self.apps],
+            dry_run=self.dry_run,
+            pid=os.getpid(),
+        )
         self.start_seq = self.rec.last_seq()
         self.rec.flush()
         self.rec.fold()
@@ -197,14 +220,22 @@ class Checker:
         if finish is not None:
             finish(result.code if not self.rec.problem else UNKNOWN)
         result.duration_ms = (self.clock() - start) * 1000
-        self.emit("check.finished", None, outcome=STATE_NAMES[result.code if not self.rec.problem else UNKNOWN],
-                  code=UNKNOWN if self.rec.problem else result.code, duration_ms=round(result.duration_ms, 1),
-                  apps={a.app: a.state for a in result.apps}, problems=result.problems)  # fmt: skip
+        self.emit(
+            "check.finished",
+            None,
+            outcome=STATE_NAMES[result.code if not self.rec.problem else UNKNOWN],
+            code=UNKNOWN if self.rec.problem else result.code,
+            duration_ms=round(result.duration_ms, 1),
+            apps={a.app: a.state for a in result.apps},
+            problems=result.problems,
+        )
         self.rec.flush()
         self.rec.fold()  # so that Datasette and sqlite3 see this run in the projections at once
         self.rec.close()
         if self.rec.problem:
-            where = f"{self.rec.spooled} event(s) spooled to {self.rec.spool}" if self.rec.spooled else "nothing spooled"
+            where = (
+                f"{self.rec.spooled} event(s) spooled to {self.rec.spool}" if self.rec.spooled else "nothing spooled"
+            )
             if self.rec.lost:
                 where = f"{len(self.rec.lost)} event(s) could not be kept"
             result.problems.append(f"event store unusable: {self.rec.problem}; {where}")
@@ -224,8 +255,14 @@ class Checker:
                 self.sleep(app.retry_delay)
         return attempts
 
-    def full_view(self, app: AppConfig, *, check: bool = False, cpu: dict[str, Any] | None = None,
-                  fallback: ProcessView | None = None) -> tuple[ProcessView | None, str | None]:  # fmt: skip
+    def full_view(
+        self,
+        app: AppConfig,
+        *,
+        check: bool = False,
+        cpu: dict[str, Any] | None = None,
+        fallback: ProcessView | None = None,
+    ) -> tuple[ProcessView | None, str | None]:
         """A `pm2 jlist` sample, recorded. As the `check`'s own sample (taken before it acts) it
         carries `cpu` (the CPU during the probes), and PM2's own restarts it reveals become
         `process.restarted`; `fallback` (the cheap sample) is recorded instead if PM2 cannot be read."""
@@ -288,16 +325,24 @@ class Checker:
 
         try:
             # A leak forecast is looked at when this run took a full sample (at most once a minute).
-            owed = [a for app in self.apps
-                    for a in alerts.plan(conn, app, conf, now, host=host, hints=hints_of(app.name),
-                                         check_leak=app.name in self.full_views)]  # fmt: skip
+            owed = [
+                a
+                for app in self.apps
+                for a in alerts.plan(
+                    conn, app, conf, now, host=host, hints=hints_of(app.name), check_leak=app.name in self.full_views
+                )
+            ]
         except sqlite3.Error as exc:
             self.emit("alert.failed", None, kind="plan", error=f"cannot read what is owed: {exc}")
             return
         if owed:
-            alerts.deliver(owed, retries=conf.retries, budget=conf.timeout, sleep=self.sleep,
-                           emit=lambda d: self.emit("alert.sent" if d.ok else "alert.failed", d.alert.app,
-                                                    **d.event_data()))  # fmt: skip
+            alerts.deliver(
+                owed,
+                retries=conf.retries,
+                budget=conf.timeout,
+                sleep=self.sleep,
+                emit=lambda d: self.emit("alert.sent" if d.ok else "alert.failed", d.alert.app, **d.event_data()),
+            )
             self.rec.flush()
 
     def heartbeat(self, code: int) -> None:
@@ -337,8 +382,14 @@ class Checker:
         for app in self.apps:
             try:
                 view = self.full_views.get(app.name)
-                ingest_in_check(self.rec.store, app, conf, seen=view.logs if view is not None else (),
-                                discover=lambda: self._discover_logs(app), run_id=self.run_id)  # fmt: skip
+                ingest_in_check(
+                    self.rec.store,
+                    app,
+                    conf,
+                    seen=view.logs if view is not None else (),
+                    discover=lambda app=app: self._discover_logs(app),
+                    run_id=self.run_id,
+                )
             except (RecoveryError, OSError, sqlite3.Error) as exc:
                 self.emit("log.failed", app.name, error=str(exc))
             self.rec.flush()
@@ -385,8 +436,13 @@ class Checker:
         failures = policy.failure_summary(attempts)
         if decision.action == "restart" and self.dry_run:
             self.emit("decision.made", app.name, **{**decision.data(), "state": "down"}, dry_run=True)
-            return AppResult(app.name, CRITICAL, "DOWN", f"{decision.reason}; would restart (dry run, nothing done)",
-                             action="restart")  # fmt: skip
+            return AppResult(
+                app.name,
+                CRITICAL,
+                "DOWN",
+                f"{decision.reason}; would restart (dry run, nothing done)",
+                action="restart",
+            )
         if decision.action != "restart" and not (decision.action == "wait" and decision.verify):
             self.emit("decision.made", app.name, **decision.data())
             return self.outcome(app, decision, attempts)
@@ -395,8 +451,9 @@ class Checker:
         with app_lock(self.config.store.path, app.name, lock_wait, self.sleep) as held:
             if not held:
                 reason = f"{failures}; another recovery run held the lock for {lock_wait:.0f}s"
-                self.emit("decision.made", app.name, action="escalate", reason=reason, state="down",
-                          inputs=decision.inputs)  # fmt: skip
+                self.emit(
+                    "decision.made", app.name, action="escalate", reason=reason, state="down", inputs=decision.inputs
+                )
                 return AppResult(app.name, CRITICAL, "CRITICAL", reason, action="escalate")
             decision = policy.decide_under_lock(decision, self.rec.since(self.start_seq, app.name), self.run_id)
             self.emit("decision.made", app.name, **decision.data())
@@ -408,10 +465,20 @@ class Checker:
             if decision.action == "wait":
                 passed, seconds, last = self.verify(app, client)
                 if passed:
-                    return AppResult(app.name, WARNING, "RECOVERED",
-                                     f"{decision.reason}; PM2 brought it back, healthy in {seconds:.1f}s", action="wait")  # fmt: skip
-                return AppResult(app.name, CRITICAL, "CRITICAL",
-                                 f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})", action="wait")  # fmt: skip
+                    return AppResult(
+                        app.name,
+                        WARNING,
+                        "RECOVERED",
+                        f"{decision.reason}; PM2 brought it back, healthy in {seconds:.1f}s",
+                        action="wait",
+                    )
+                return AppResult(
+                    app.name,
+                    CRITICAL,
+                    "CRITICAL",
+                    f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})",
+                    action="wait",
+                )
             return self.restart(app, client, failures, decision.reason)
 
     def restart(self, app: AppConfig, client: Any, failures: str, reason: str, by: str = "check") -> AppResult:
@@ -427,13 +494,30 @@ class Checker:
             return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; restart failed: {exc}", action="restart")
         if r.exit_code != 0:
             tail = r.tail(r.stderr or r.stdout, 4)
-            self.emit("restart.failed", app.name, command=command, exit_code=r.exit_code,
-                      stderr_tail=tail, duration_ms=round(r.duration_ms, 1))  # fmt: skip
+            self.emit(
+                "restart.failed",
+                app.name,
+                command=command,
+                exit_code=r.exit_code,
+                stderr_tail=tail,
+                duration_ms=round(r.duration_ms, 1),
+            )
             first = tail.splitlines()[-1] if tail else ""
-            return AppResult(app.name, CRITICAL, "CRITICAL",
-                             f"{failures}; pm2 {app.restart_command} exited {r.exit_code}: {first}", action="restart")  # fmt: skip
-        self.emit("restart.succeeded", app.name, command=command, exit_code=0,
-                  stderr_tail=r.tail(r.stderr, 4), duration_ms=round(r.duration_ms, 1))  # fmt: skip
+            return AppResult(
+                app.name,
+                CRITICAL,
+                "CRITICAL",
+                f"{failures}; pm2 {app.restart_command} exited {r.exit_code}: {first}",
+                action="restart",
+            )
+        self.emit(
+            "restart.succeeded",
+            app.name,
+            command=command,
+            exit_code=0,
+            stderr_tail=r.tail(r.stderr, 4),
+            duration_ms=round(r.duration_ms, 1),
+        )
         self.rec.flush()
         passed, seconds, last = self.verify(app, client)
         # The new process, from the pid files (no pm2 call): the record shows what came back.
@@ -443,17 +527,39 @@ class Checker:
         verb = "reloaded" if app.restart_command == "reload" else "restarted"
         if by != "check":
             if passed:
-                return AppResult(app.name, OK, "RESTARTED", f"{verb} by {by} ({reason}), healthy again in {seconds:.1f}s",
-                                 restarted=True, action="restart")  # fmt: skip
-            return AppResult(app.name, CRITICAL, "CRITICAL",
-                             f"{verb} by {by} ({reason}), still not answering after {app.verify_timeout:g}s ({last})",
-                             restarted=True, action="restart")  # fmt: skip
+                return AppResult(
+                    app.name,
+                    OK,
+                    "RESTARTED",
+                    f"{verb} by {by} ({reason}), healthy again in {seconds:.1f}s",
+                    restarted=True,
+                    action="restart",
+                )
+            return AppResult(
+                app.name,
+                CRITICAL,
+                "CRITICAL",
+                f"{verb} by {by} ({reason}), still not answering after {app.verify_timeout:g}s ({last})",
+                restarted=True,
+                action="restart",
+            )
         if passed:
-            return AppResult(app.name, WARNING, "RECOVERED",
-                             f"{verb} after {failures}, healthy again in {seconds:.1f}s", restarted=True, action="restart")  # fmt: skip
-        return AppResult(app.name, CRITICAL, "CRITICAL",
-                         f"{verb} after {failures}, still not answering after {app.verify_timeout:g}s ({last})",
-                         restarted=True, action="restart")  # fmt: skip
+            return AppResult(
+                app.name,
+                WARNING,
+                "RECOVERED",
+                f"{verb} after {failures}, healthy again in {seconds:.1f}s",
+                restarted=True,
+                action="restart",
+            )
+        return AppResult(
+            app.name,
+            CRITICAL,
+            "CRITICAL",
+            f"{verb} after {failures}, still not answering after {app.verify_timeout:g}s ({last})",
+            restarted=True,
+            action="restart",
+        )
 
     def verify(self, app: AppConfig, client: Any) -> tuple[bool, float, str]:
         """Probe until the app answers or verify_timeout passes; returns (passed, seconds, last error)."""
@@ -467,14 +573,26 @@ class Checker:
             self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(phase="verify"))
             elapsed = self.clock() - start
             if a.ok:
-                self.emit("verification.passed", app.name, attempts=n, seconds=round(elapsed, 2),
-                          latency_ms=round(a.latency_ms, 1))  # fmt: skip
+                self.emit(
+                    "verification.passed",
+                    app.name,
+                    attempts=n,
+                    seconds=round(elapsed, 2),
+                    latency_ms=round(a.latency_ms, 1),
+                )
                 self.rec.flush()
                 return True, elapsed, ""
             last = a.error or "error"
             if self.clock() + delay >= deadline:
-                self.emit("verification.failed", app.name, attempts=n, seconds=round(elapsed, 2),
-                          last_error=last, detail=a.detail, verify_timeout=app.verify_timeout)  # fmt: skip
+                self.emit(
+                    "verification.failed",
+                    app.name,
+                    attempts=n,
+                    seconds=round(elapsed, 2),
+                    last_error=last,
+                    detail=a.detail,
+                    verify_timeout=app.verify_timeout,
+                )
                 self.rec.flush()
                 return False, elapsed, last
             self.sleep(delay)

@@ -447,7 +447,9 @@ def _alert_kinds(value: Any) -> frozenset[str]:
 def _secret_http_url(value: Any) -> str:
     "An http(s) URL that may hold a token (a heartbeat URL): errors never repeat it."
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an http(s) URL, got {_describe(value) if not isinstance(value, str) else 'an empty string'}")
+        raise ValueError(
+            f"expected an http(s) URL, got {_describe(value) if not isinstance(value, str) else 'an empty string'}"
+        )
     try:
         _url(value.strip())
     except ValueError:
@@ -525,8 +527,9 @@ class _Checker:
         apps = self.apps(document.get("apps", _MISSING))
         if self.problems:
             return None
-        return Config(source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs,
-                      alerts=alerts)  # fmt: skip
+        return Config(
+            source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs, alerts=alerts
+        )
 
     def alerts(self, table: dict[str, Any]) -> AlertsConfig:
         self.unknown_keys(table, ("alerts",), _ALERTS_KEYS)
@@ -557,7 +560,9 @@ class _Checker:
     def log_paths(self, value: Any) -> tuple[str, ...]:
         "An app's `logs`: a list of file paths, `~` expanded, relative to this file's folder."
         if not isinstance(value, list):
-            raise ValueError(f'expected a list of paths like ["/home/me/.pm2/logs/web-error.log"], got {_describe(value)}')
+            raise ValueError(
+                f'expected a list of paths like ["/home/me/.pm2/logs/web-error.log"], got {_describe(value)}'
+            )
         paths = []
         for n, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
@@ -868,7 +873,10 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ('retry_delay = "0s"', "pause between attempts"),
         ("", ""),
         ("# [logs]", "error-log ingestion (`recovery ingest`, `recovery errors`)"),
-        ('# keep_raw = "30d"', "`recovery errors prune` deletes raw entries older than this; templates and counts stay"),
+        (
+            '# keep_raw = "30d"',
+            "`recovery errors prune` deletes raw entries older than this; templates and counts stay",
+        ),
         ("# in_check = true", "`recovery check` ingests new log lines too, after its probe work"),
         ('# check_budget = "2MB"', "at most this much per app and check; a backlog is worked off over runs"),
         ('# check_every = "1m"', "a check ingests an app's logs at most this often"),

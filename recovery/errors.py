@@ -1,11 +1,11 @@
 """The domain's exceptions. The CLI is the only place that formats them.
 
-    RecoveryError
-    ├── ConfigError        the configuration file or a flag is wrong
-    ├── StoreError         the event store cannot be opened, read or written
-    ├── Pm2Error           pm2 could not be run, or answered something unusable
-    │   └── Pm2NotFound    no pm2 binary was found
-    └── ServeError         `recovery serve` cannot start Datasette (port in use, no access control)
+RecoveryError
+├── ConfigError        the configuration file or a flag is wrong
+├── StoreError         the event store cannot be opened, read or written
+├── Pm2Error           pm2 could not be run, or answered something unusable
+│   └── Pm2NotFound    no pm2 binary was found
+└── ServeError         `recovery serve` cannot start Datasette (port in use, no access control)
 """
 
 from __future__ import annotations

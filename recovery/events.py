@@ -43,13 +43,13 @@ def format_ts(when: _dt.datetime) -> str:
 
     Strings in this form compare as the times they stand for, so SQL can range over them.
     """
-    when = when.astimezone(_dt.timezone.utc)
+    when = when.astimezone(_dt.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def utc_now() -> str:
     """The current time as an event timestamp."""
-    return format_ts(_dt.datetime.now(_dt.timezone.utc))
+    return format_ts(_dt.datetime.now(_dt.UTC))
 
 
 def parse_ts(text: str) -> _dt.datetime:

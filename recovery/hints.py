@@ -64,10 +64,11 @@ class Hint:
         return {"kind": self.kind, "message": self.message, "confidence": self.confidence, "evidence": self.evidence}
 
 
-def hints_for(conn: sqlite3.Connection, app: str, now: _dt.datetime | None = None,
-              since: str | None = None) -> list[Hint]:  # fmt: skip
+def hints_for(
+    conn: sqlite3.Connection, app: str, now: _dt.datetime | None = None, since: str | None = None
+) -> list[Hint]:
     """The hints for `app` from `since` (an event timestamp; default 7 days back) to `now`, strongest first."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     ctx = Context(conn, app, since or format_ts(now - _dt.timedelta(seconds=LOOKBACK_S)), now)
     out: list[Hint] = []
     for rule in RULES:
@@ -183,8 +184,11 @@ class Context:
             self._db = {"templates": [], "incidents": []}
             if self.incidents:
                 around = around_incidents(self.conn, self.since, self.until, minutes=BEFORE_INCIDENT_MIN, app=self.app)
-                db = [t for t in around["templates"]
-                      if DB_ERRORS.search(f"{t.get('template') or ''}\n{t.get('example') or ''}")]  # fmt: skip
+                db = [
+                    t
+                    for t in around["templates"]
+                    if DB_ERRORS.search(f"{t.get('template') or ''}\n{t.get('example') or ''}")
+                ]
                 self._db = {"templates": db, "incidents": around["incidents"]}
         return self._db
 
@@ -327,10 +331,14 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
         conf += 0.1 if same_level else 0.05
     if explained or limit_restarts:
         conf += 0.1
-    parts = [f"memory grows {_rate(rate)} within {len(leaking)} uptime window{'s' if len(leaking) > 1 else ''}"
-             f" (steady: a fitted line, r² {min(w.fit[2] for w in leaking):.2f})"]  # fmt: skip
+    parts = [
+        f"memory grows {_rate(rate)} within {len(leaking)} uptime window{'s' if len(leaking) > 1 else ''}"
+        f" (steady: a fitted line, r² {min(w.fit[2] for w in leaking):.2f})"
+    ]
     if explained:
-        parts.append(f"it hung at ~{_mb(max(hung_levels))}" + (f" {len(explained)} times" if len(explained) > 1 else ""))
+        parts.append(
+            f"it hung at ~{_mb(max(hung_levels))}" + (f" {len(explained)} times" if len(explained) > 1 else "")
+        )
     elif limit_restarts:
         parts.append(f"PM2 restarted it at max_memory_restart {_mb(limit or 0)} {len(limit_restarts)} time(s)")
     elif ended:
@@ -350,9 +358,20 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
     message = "memory leak: " + "; ".join(parts) + " (a heap snapshot, node --inspect, shows what is kept)"
     evidence: dict[str, Any] = {
         "growth_bytes_per_s": round(rate, 1),
-        "windows": [{"pid": w.key, "samples": len(w.points), "first_seq": w.points[0][0], "last_seq": w.points[-1][0],
-                     "start_bytes": w.points[0][2], "end_bytes": w.end_level, "r2": round(w.fit[2], 3),
-                     "bytes_per_s": round(w.fit[1], 1), "ended": w.ended} for w in leaking],  # fmt: skip
+        "windows": [
+            {
+                "pid": w.key,
+                "samples": len(w.points),
+                "first_seq": w.points[0][0],
+                "last_seq": w.points[-1][0],
+                "start_bytes": w.points[0][2],
+                "end_bytes": w.end_level,
+                "r2": round(w.fit[2], 3),
+                "bytes_per_s": round(w.fit[1], 1),
+                "ended": w.ended,
+            }
+            for w in leaking
+        ],
         "incidents": sorted(explained),
         "memory_limit_restarts": [seq for seq, _ in limit_restarts],
     }
@@ -377,19 +396,29 @@ def event_loop_blocked(ctx: Context) -> Hint | None:
     if not pinned:
         return None
     own = [i for i in pinned if i.id not in by_leak]
-    evidence = {"incidents": [i.id for i in pinned], "sample_seqs": [i.hang_sample[0] for i in pinned if i.hang_sample],
-                "cpu": [i.cpu for i in pinned], "hangs": len(hung)}  # fmt: skip
-    delays = [i.hang_sample[1]["loop_delay_ms"] for i in pinned if i.hang_sample and "loop_delay_ms" in i.hang_sample[1]]
+    evidence = {
+        "incidents": [i.id for i in pinned],
+        "sample_seqs": [i.hang_sample[0] for i in pinned if i.hang_sample],
+        "cpu": [i.cpu for i in pinned],
+        "hangs": len(hung),
+    }
+    delays = [
+        i.hang_sample[1]["loop_delay_ms"] for i in pinned if i.hang_sample and "loop_delay_ms" in i.hang_sample[1]
+    ]
     if delays:
         evidence["loop_delay_ms"] = delays
     cpu = max(i.cpu or 0.0 for i in pinned)
     if not own:
-        message = (f"event loop blocked at high memory: {len(pinned)} hang(s) with the CPU pinned ({cpu:.0f}%) came at"
-                   " the end of a memory climb: the garbage collector thrashing (see the memory leak hint)")  # fmt: skip
+        message = (
+            f"event loop blocked at high memory: {len(pinned)} hang(s) with the CPU pinned ({cpu:.0f}%) came at"
+            " the end of a memory climb: the garbage collector thrashing (see the memory leak hint)"
+        )
         return Hint("event_loop_blocked", message, 0.3, evidence)
     share = len(own) / len(hung)
-    message = (f"event loop blocked: {len(own)} of {len(hung)} hangs had the CPU pinned ({cpu:.0f}%): a busy loop,"
-               " a catastrophic regex or synchronous work; a CPU profile (node --cpu-prof) shows where")  # fmt: skip
+    message = (
+        f"event loop blocked: {len(own)} of {len(hung)} hangs had the CPU pinned ({cpu:.0f}%): a busy loop,"
+        " a catastrophic regex or synchronous work; a CPU profile (node --cpu-prof) shows where"
+    )
     return Hint("event_loop_blocked", message, _conf(0.5 + 0.35 * share + (0.05 if len(own) >= 2 else 0)), evidence)
 
 
@@ -402,13 +431,20 @@ def stalled_on_io(ctx: Context) -> Hint | None:
     with_db = sorted({iid for t in db for iid in t["incident_ids"] if iid in {i.id for i in idle}})
     share = len(idle) / len(hung)
     cpu = max(i.cpu or 0.0 for i in idle)
-    message = (f"stalled on I/O: {len(idle)} of {len(hung)} hangs with the CPU idle ({cpu:.0f}%): the server accepts"
-               " connections but never answers, waiting on something (an exhausted DB pool, a lock, an upstream,"
-               " a promise that never resolves)")  # fmt: skip
+    message = (
+        f"stalled on I/O: {len(idle)} of {len(hung)} hangs with the CPU idle ({cpu:.0f}%): the server accepts"
+        " connections but never answers, waiting on something (an exhausted DB pool, a lock, an upstream,"
+        " a promise that never resolves)"
+    )
     if with_db:
         message += f"; database errors came before {len(with_db)} of them"
-    evidence = {"incidents": [i.id for i in idle], "sample_seqs": [i.hang_sample[0] for i in idle if i.hang_sample],
-                "cpu": [i.cpu for i in idle], "hangs": len(hung), "db_templates": [t["template_id"] for t in db]}  # fmt: skip
+    evidence = {
+        "incidents": [i.id for i in idle],
+        "sample_seqs": [i.hang_sample[0] for i in idle if i.hang_sample],
+        "cpu": [i.cpu for i in idle],
+        "hangs": len(hung),
+        "db_templates": [t["template_id"] for t in db],
+    }
     return Hint("stalled_on_io", message, _conf(0.45 + 0.3 * share + (0.1 if with_db else 0)), evidence)
 
 
@@ -421,14 +457,19 @@ def database_trouble(ctx: Context) -> Hint | None:
     preceded = sorted({iid for t in db for iid in t["incident_ids"]})
     top = db[0]
     lift = "never seen otherwise" if top["lift"] is None else f"{top['lift']:g}x its usual rate"
-    message = (f"database trouble: connection errors before {len(preceded)} of {n} incidents, e.g."
-               f" “{_short(top['template'] or top['example'])}” ({top['before_incidents']}x in the"
-               f" {BEFORE_INCIDENT_MIN:g} min before, {lift}): check the database, its connection limit and the"
-               " app's pool size and timeouts")  # fmt: skip
+    message = (
+        f"database trouble: connection errors before {len(preceded)} of {n} incidents, e.g."
+        f" “{_short(top['template'] or top['example'])}” ({top['before_incidents']}x in the"
+        f" {BEFORE_INCIDENT_MIN:g} min before, {lift}): check the database, its connection limit and the"
+        " app's pool size and timeouts"
+    )
     conf = 0.55 + 0.3 * len(preceded) / max(n, 1) + (0.1 if top["lift"] is None or top["lift"] >= 5 else 0)
-    evidence = {"templates": [t["template_id"] for t in db], "incidents": preceded,
-                "counts": {t["template_id"]: t["before_incidents"] for t in db},
-                "lift": {t["template_id"]: t["lift"] for t in db}}  # fmt: skip
+    evidence = {
+        "templates": [t["template_id"] for t in db],
+        "incidents": preceded,
+        "counts": {t["template_id"]: t["before_incidents"] for t in db},
+        "lift": {t["template_id"]: t["lift"] for t in db},
+    }
     return Hint("database_trouble", message, _conf(conf), evidence)
 
 
@@ -475,13 +516,20 @@ def crash_loop(ctx: Context) -> Hint | None:
     if codes:
         parts.append(f"exit code {', '.join(map(str, codes))}")
     if top:
-        parts.append(f"top error “{_short(top['template'])}” ({top['count']}x; `recovery errors show {top['template_id']}`)")
+        parts.append(
+            f"top error “{_short(top['template'])}” ({top['count']}x; `recovery errors show {top['template_id']}`)"
+        )
     else:
         parts.append("no error logs ingested: `recovery ingest` and `pm2 logs` show why it exits")
     conf = 0.5 + (0.15 if errored else 0) + (0.1 if crashes else 0) + (0.15 if top else 0) + (0.05 if n >= 5 else 0)
-    evidence = {"pm2_restarts": n, "restart_seqs": [s for s, _, _ in theirs], "errored_incidents": [i.id for i in errored],
-                "process_restarted": [s for s, _ in crashes], "exit_codes": codes,
-                "templates": [top["template_id"]] if top else []}  # fmt: skip
+    evidence = {
+        "pm2_restarts": n,
+        "restart_seqs": [s for s, _, _ in theirs],
+        "errored_incidents": [i.id for i in errored],
+        "process_restarted": [s for s, _ in crashes],
+        "exit_codes": codes,
+        "templates": [top["template_id"]] if top else [],
+    }
     return Hint("crash_loop", "; ".join(parts), _conf(conf), evidence)
 
 
@@ -493,11 +541,21 @@ def schedule(ctx: Context) -> Hint | None:
     for first, last, k in clustered_hours(starts):
         hours = f"{first:02d}:00" if first == last else f"{first:02d}:00 and {(last + 1) % 24:02d}:00"
         where = f"at {hours} UTC" if first == last else f"between {hours} UTC"
-        message = (f"schedule: {k} of {len(starts)} incidents began {where}: look for what runs then"
-                   " (cron jobs, backups, log rotation, batch traffic)")  # fmt: skip
-        hint = Hint("schedule", message, _conf(0.4 + 0.45 * k / len(starts)),
-                    {"hours_utc": list(range(first, last + 1)), "incidents": len(starts), "in_cluster": k,
-                     "incident_ids": [i.id for i in ctx.incidents if first <= int(i.started_at[11:13]) <= last]})  # fmt: skip
+        message = (
+            f"schedule: {k} of {len(starts)} incidents began {where}: look for what runs then"
+            " (cron jobs, backups, log rotation, batch traffic)"
+        )
+        hint = Hint(
+            "schedule",
+            message,
+            _conf(0.4 + 0.45 * k / len(starts)),
+            {
+                "hours_utc": list(range(first, last + 1)),
+                "incidents": len(starts),
+                "in_cluster": k,
+                "incident_ids": [i.id for i in ctx.incidents if first <= int(i.started_at[11:13]) <= last],
+            },
+        )
         if best is None or hint.confidence > best.confidence:
             best = hint
     ends = [(seq, parse_ts(ts)) for seq, ts, _ in ctx.events("maintenance.ended")]
@@ -509,11 +567,20 @@ def schedule(ctx: Context) -> Hint | None:
             if hit:
                 after.append((inc.id, hit[-1]))
         if len(after) >= 2 and 2 * len(after) >= len(starts):
-            message = (f"schedule: {len(after)} of {len(starts)} incidents began within {_span(AFTER_DEPLOY_S)} after"
-                       " a maintenance window ended (a deploy?): the new release, or its warm-up, is the suspect")  # fmt: skip
-            hint = Hint("schedule", message, _conf(0.45 + 0.4 * len(after) / len(starts)),
-                        {"incident_ids": [i for i, _ in after], "maintenance_seqs": [s for _, s in after],
-                         "incidents": len(starts)})  # fmt: skip
+            message = (
+                f"schedule: {len(after)} of {len(starts)} incidents began within {_span(AFTER_DEPLOY_S)} after"
+                " a maintenance window ended (a deploy?): the new release, or its warm-up, is the suspect"
+            )
+            hint = Hint(
+                "schedule",
+                message,
+                _conf(0.45 + 0.4 * len(after) / len(starts)),
+                {
+                    "incident_ids": [i for i, _ in after],
+                    "maintenance_seqs": [s for _, s in after],
+                    "incidents": len(starts),
+                },
+            )
             if best is None or hint.confidence > best.confidence:
                 best = hint
     return best
@@ -538,12 +605,20 @@ def restarts_treat_symptom(ctx: Context) -> Hint | None:
     if w3 < 3 or not (steady or doubled):
         return None
     conf = 0.5 + (0.1 if steady else 0) + (0.1 if doubled and w3 >= 6 else 0)
-    message = (f"restarts treat a symptom: restarts rise week over week ({', '.join(map(str, weeks))} in the last"
-               " four weeks): restarting is not fixing the cause; see the other hints and"
-               " `recovery errors --around-incidents`")  # fmt: skip
+    message = (
+        f"restarts treat a symptom: restarts rise week over week ({', '.join(map(str, weeks))} in the last"
+        " four weeks): restarting is not fixing the cause; see the other hints and"
+        " `recovery errors --around-incidents`"
+    )
     return Hint("restarts_treat_symptom", message, _conf(conf), {"restarts_per_week": weeks, "weeks_from": bounds[0]})
 
 
 RULES: tuple[Callable[[Context], Hint | None], ...] = (
-    memory_leak, event_loop_blocked, stalled_on_io, database_trouble, crash_loop, schedule, restarts_treat_symptom,
-)  # fmt: skip
+    memory_leak,
+    event_loop_blocked,
+    stalled_on_io,
+    database_trouble,
+    crash_loop,
+    schedule,
+    restarts_treat_symptom,
+)

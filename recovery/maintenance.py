@@ -27,7 +27,7 @@ class Outcome:
 
 def pause(store: Store, app: str, *, seconds: float, reason: str, now: _dt.datetime | None = None) -> Outcome:
     """Record `maintenance.started`: until it ends, probes are recorded but nothing is restarted."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     until = projections.format_ts(now + _dt.timedelta(seconds=seconds))
     run_id = uuid.uuid4().hex
     store.append([Event("maintenance.started", app, run_id, {"until": until, "reason": reason, "by": _who()})])
@@ -40,7 +40,7 @@ def resume(store: Store, app: str, *, reason: str) -> Outcome:
     projections.fold(store.conn)
     row = store.conn.execute("SELECT paused_until, suspended_at FROM app_state WHERE app = ?", (app,)).fetchone()
     paused_until, suspended_at = row if row else (None, None)
-    now = projections.format_ts(_dt.datetime.now(_dt.timezone.utc))
+    now = projections.format_ts(_dt.datetime.now(_dt.UTC))
     run_id = uuid.uuid4().hex
     events, done = [], []
     if paused_until and paused_until > now:

@@ -220,9 +220,23 @@ def instance_from_jlist(entry: Mapping[str, Any], now_ms: float | None = None) -
 
 
 # axm_monitor names (as @pm2/io reports them) -> (Instance field, factor to bytes or ms)
-_AXM = {"Used Heap Size": ("heap_used", 1048576), "Heap Size": ("heap_total", 1048576),
-        "Event Loop Latency": ("loop_delay_ms", 1), "Event Loop Latency p95": ("loop_delay_p95_ms", 1)}  # fmt: skip
-_UNITS = {"b": 1, "kib": 1024, "kb": 1024, "mib": 1048576, "mb": 1048576, "gib": 1 << 30, "gb": 1 << 30, "ms": 1, "s": 1000}
+_AXM = {
+    "Used Heap Size": ("heap_used", 1048576),
+    "Heap Size": ("heap_total", 1048576),
+    "Event Loop Latency": ("loop_delay_ms", 1),
+    "Event Loop Latency p95": ("loop_delay_p95_ms", 1),
+}
+_UNITS = {
+    "b": 1,
+    "kib": 1024,
+    "kb": 1024,
+    "mib": 1048576,
+    "mb": 1048576,
+    "gib": 1 << 30,
+    "gb": 1 << 30,
+    "ms": 1,
+    "s": 1000,
+}
 
 
 def axm_metrics(monitor: Any) -> dict[str, Any]:
@@ -270,11 +284,16 @@ class Pm2:
         start = time.perf_counter()
         try:
             p = subprocess.run(
-                argv, env=self.env, capture_output=True, text=True, errors="replace",
-                timeout=timeout or self.timeout, stdin=subprocess.DEVNULL,
+                argv,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout or self.timeout,
+                stdin=subprocess.DEVNULL,
                 # Its own session: a Ctrl-C meant for `recovery watch` must not cut a restart short.
                 start_new_session=True,
-            )  # fmt: skip
+            )
         except FileNotFoundError as exc:
             raise Pm2NotFound(f"pm2 not found: {self.bin} ({exc.strerror})") from exc
         except PermissionError as exc:
@@ -386,9 +405,14 @@ def proc_instance(name: str, pm_id: int, pid: int, pidfile_mtime: float) -> Inst
         uptime = max(0.0, time.time() - started)
         cpu = round(100 * cpu_s / uptime, 1) if uptime > 0 else 0.0
     return Instance(
-        name=name, pm_id=pm_id, pid=pid, status="online", memory=rss_pages * _PAGE,
-        cpu=cpu, uptime_s=round(uptime, 1) if uptime is not None else None,
-    )  # fmt: skip
+        name=name,
+        pm_id=pm_id,
+        pid=pid,
+        status="online",
+        memory=rss_pages * _PAGE,
+        cpu=cpu,
+        uptime_s=round(uptime, 1) if uptime is not None else None,
+    )
 
 
 def pidfile_view(name: str, home: Path) -> ProcessView | None:

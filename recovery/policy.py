@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,9 +10,9 @@ from typing import Any
 
 from .config import AppConfig, format_duration
 from .events import Event, format_ts, parse_ts
-from .projections import History
 from .pm2 import ERRORED, RESTARTING, RUNNING, STOPPED, ProcessView
 from .probe import Attempt
+from .projections import History
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
 
@@ -66,7 +65,7 @@ def decide(
     Pure: the clock arrives as `now`, the past as `history` (a projection of the events).
     """
     history = history or History()
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     inputs: dict[str, Any] = {
         "probes": len(attempts),
         "failed": sum(1 for a in attempts if not a.ok),
@@ -84,11 +83,18 @@ def decide(
         if view is not None and not view.known:
             return Decision("escalate", f"answers, but PM2 has no process named {view.name!r}", inputs, "healthy")
         if paused:
-            return Decision("none", f"paused until {history.paused_until} ({history.pause_reason or 'no reason'})", inputs, "paused")
+            return Decision(
+                "none", f"paused until {history.paused_until} ({history.pause_reason or 'no reason'})", inputs, "paused"
+            )
         slow = app.slow_threshold if app is not None else None
         if slow is not None and last.latency_ms > slow * 1000:
             inputs["slow_threshold_ms"] = slow * 1000
-            return Decision("none", f"degraded: answered in {last.latency_ms:.0f}ms, slower than slow_threshold {slow * 1000:.0f}ms", inputs, "degraded")
+            return Decision(
+                "none",
+                f"degraded: answered in {last.latency_ms:.0f}ms, slower than slow_threshold {slow * 1000:.0f}ms",
+                inputs,
+                "degraded",
+            )
         return Decision("none", "healthy", inputs, "healthy")
 
     failures = failure_summary(attempts)
@@ -103,7 +109,9 @@ def decide(
     if status in STOPPED:
         return Decision("none", f"stopped by an operator (pm2 status {status!r}); left alone", inputs, "stopped")
     if status in RESTARTING:
-        return Decision("wait", f"PM2 is already restarting it (status {status!r}), {failures}", inputs, "recovering", verify=True)
+        return Decision(
+            "wait", f"PM2 is already restarting it (status {status!r}), {failures}", inputs, "recovering", verify=True
+        )
     if status in RUNNING:
         cause = f"hung: PM2 says {status} but {failures}"
     elif status in ERRORED:
@@ -125,8 +133,10 @@ def decide(
         return Decision("suppress", reason, inputs, "suspended")
     n = len(history.recent_restarts)
     if n >= app.max_restarts:
-        reason = (f"restart loop: {n} restarts in {format_duration(app.window)}, last causes: "
-                  f"{_causes(history.recent_restarts)}; not restarting again")  # fmt: skip
+        reason = (
+            f"restart loop: {n} restarts in {format_duration(app.window)}, last causes: "
+            f"{_causes(history.recent_restarts)}; not restarting again"
+        )
         return Decision("suppress", reason, inputs, "suspended")
     if n >= 1 and since_last is not None:
         needed = app.restart_grace * 2 ** (n - 1)
@@ -155,4 +165,6 @@ def decide_under_lock(first: Decision, since_start: Sequence[Event], run_id: str
     inputs = dict(first.inputs, other_run=other_run, other_event_seq=last.seq)
     if last.type == "verification.passed":
         return Decision("none", f"already restarted by run {other_run[:8]} and verified healthy", inputs, "healthy")
-    return Decision("escalate", f"already restarted by run {other_run[:8]} without recovery ({last.type})", inputs, "down")
+    return Decision(
+        "escalate", f"already restarted by run {other_run[:8]} without recovery ({last.type})", inputs, "down"
+    )

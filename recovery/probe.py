@@ -112,9 +112,14 @@ def probe_once(
     if status_ok(response.status_code):
         return Attempt(True, attempt, url, ms, status=response.status_code)
     return Attempt(
-        False, attempt, url, ms, status=response.status_code, error="status",
+        False,
+        attempt,
+        url,
+        ms,
+        status=response.status_code,
+        error="status",
         detail=f"HTTP {response.status_code} {response.reason_phrase}".strip(),
-    )  # fmt: skip
+    )
 
 
 def _short(exc: Exception) -> str:

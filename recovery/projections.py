@@ -202,8 +202,19 @@ class Folder:
                 " first_reason, evidence FROM incidents WHERE id = ?",
                 (iid,),
             ).fetchone()
-            keys = ("id", "app", "started_at", "started_seq", "ended_at", "ended_seq", "duration_s", "restarts",
-                    "outcome", "first_reason", "evidence")  # fmt: skip
+            keys = (
+                "id",
+                "app",
+                "started_at",
+                "started_seq",
+                "ended_at",
+                "ended_seq",
+                "duration_s",
+                "restarts",
+                "outcome",
+                "first_reason",
+                "evidence",
+            )
             inc = dict(zip(keys, row))
             inc["evidence"] = json.loads(inc["evidence"])
             self.incidents[iid] = inc
@@ -234,9 +245,19 @@ class Folder:
         self.conn.executemany(
             "UPDATE incidents SET ended_at = ?, ended_seq = ?, duration_s = ?, restarts = ?, outcome = ?,"
             " evidence = ? WHERE id = ?",
-            [(i["ended_at"], i["ended_seq"], i["duration_s"], i["restarts"], i["outcome"],
-              json.dumps(i["evidence"]), i["id"]) for i in self.incidents.values()],
-        )  # fmt: skip
+            [
+                (
+                    i["ended_at"],
+                    i["ended_seq"],
+                    i["duration_s"],
+                    i["restarts"],
+                    i["outcome"],
+                    json.dumps(i["evidence"]),
+                    i["id"],
+                )
+                for i in self.incidents.values()
+            ],
+        )
         self.conn.executemany(
             "INSERT OR REPLACE INTO probe_hourly (app, hour, probes, failures, up_s, down_s, latency_sum,"
             " latency_n, latency_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -290,8 +311,12 @@ class Folder:
             )
             self.set_state(a, "recovering", ts, seq, data.get("reason"))
         elif type_ in ("restart.succeeded", "restart.failed", "verification.passed", "verification.failed"):
-            outcome = {"restart.succeeded": "succeeded", "restart.failed": "failed",
-                       "verification.passed": "verified", "verification.failed": "unverified"}[type_]  # fmt: skip
+            outcome = {
+                "restart.succeeded": "succeeded",
+                "restart.failed": "failed",
+                "verification.passed": "verified",
+                "verification.failed": "unverified",
+            }[type_]
             self.conn.execute(
                 "UPDATE restarts SET outcome = ? WHERE seq = (SELECT max(seq) FROM restarts"
                 " WHERE app = ? AND source = 'recovery' AND run_id IS ?)",
@@ -563,7 +588,13 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         (app, counting_since),
     ).fetchall()
     return History(
-        state=state, since=since, paused_until=paused_until, pause_reason=pause_reason,
-        suspended_at=suspended_at, suspend_reason=suspend_reason, last_restart_at=last,
-        recent_restarts=tuple((r[0], r[1]) for r in recent), open_incident=open_incident,
-    )  # fmt: skip
+        state=state,
+        since=since,
+        paused_until=paused_until,
+        pause_reason=pause_reason,
+        suspended_at=suspended_at,
+        suspend_reason=suspend_reason,
+        last_restart_at=last,
+        recent_restarts=tuple((r[0], r[1]) for r in recent),
+        open_incident=open_incident,
+    )

@@ -18,13 +18,30 @@ from .events import Event, format_ts
 from .store import Store
 
 # Shown first, in this order, when an event is printed as text; the rest follow sorted.
-_LEADING = ("action", "reason", "attempt", "phase", "error", "status", "latency_ms", "pid", "memory", "by", "command",
-            "exit_code", "duration_ms", "attempts", "seconds", "outcome", "code")  # fmt: skip
+_LEADING = (
+    "action",
+    "reason",
+    "attempt",
+    "phase",
+    "error",
+    "status",
+    "latency_ms",
+    "pid",
+    "memory",
+    "by",
+    "command",
+    "exit_code",
+    "duration_ms",
+    "attempts",
+    "seconds",
+    "outcome",
+    "code",
+)
 
 
 def since_to_ts(text: str, now: _dt.datetime | None = None) -> str:
     """`1h`, `7d` (ago) or an ISO time, as an event timestamp bound."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     try:
         seconds = parse_duration(text)
     except ValueError:
@@ -101,8 +118,14 @@ class IncidentRow:
     reason: str | None = None  # the first decision's reason; text only, not in the JSON
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "started_at": self.started_at, "ended_at": self.ended_at,
-                "duration_s": self.duration_s, "restarts": self.restarts, "outcome": self.outcome}  # fmt: skip
+        return {
+            "id": self.id,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": self.duration_s,
+            "restarts": self.restarts,
+            "outcome": self.outcome,
+        }
 
 
 @dataclass
@@ -139,8 +162,12 @@ class Report:
         return projections.seconds_between(self.since, self.until)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"since": self.since, "until": self.until, "generated_at": self.generated_at,
-                "apps": {a.app: a.to_dict() for a in self.apps}}  # fmt: skip
+        return {
+            "since": self.since,
+            "until": self.until,
+            "generated_at": self.generated_at,
+            "apps": {a.app: a.to_dict() for a in self.apps},
+        }
 
 
 @dataclass
@@ -210,7 +237,9 @@ def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusi
         " FROM probe_hourly WHERE app = ? AND hour >= ? AND hour < ?",
         (app, start[:13], end_hour),
     ).fetchone()
-    w = _Window(int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0), float(row[3] or 0.0), merge_histograms(row[4]))
+    w = _Window(
+        int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0), float(row[3] or 0.0), merge_histograms(row[4])
+    )
     rows = conn.execute(
         "SELECT by, sum(count), sum(source = 'recovery' AND outcome IN ('failed', 'unverified')) FROM restarts"
         f" WHERE app = ? AND at >= ? AND at {'<=' if inclusive else '<'} ? GROUP BY by",
@@ -244,7 +273,7 @@ def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | 
     """The report for `apps` from `since` (an event timestamp) to now, beside the period before it."""
     from .hints import hints_for
 
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     until = projections.format_ts(now)
     length = max(0.0, projections.seconds_between(since, until))
     before = projections.format_ts(projections.parse_ts(since) - _dt.timedelta(seconds=length))
@@ -258,17 +287,23 @@ def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | 
         recovered = [i.duration_s for i in incidents if i.outcome in RECOVERED and i.ended_at and i.ended_at >= since]
         observed = cur.up_s + cur.down_s
         availability = round(100.0 * cur.up_s / observed, 3) if observed > 0 else None
-        out.append(AppReport(
-            app=app, availability_percent=availability, probes=cur.probes, failures=cur.failures,
-            incidents=incidents, restarts=cur.restarts,
-            restarts_by={**{who: 0 for who in WHO}, **cur.restarts_by},
-            mttr_s=round(sum(recovered) / len(recovered), 1) if recovered else None,
-            mtbf_s=round(cur.up_s / len(began), 1) if began and observed > 0 else None,
-            latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
-            stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
-            top_errors=top_errors(conn, app, since, before, now),
-            hints=[h.to_dict() for h in hints_for(conn, app, now, since)],
-        ))  # fmt: skip
+        out.append(
+            AppReport(
+                app=app,
+                availability_percent=availability,
+                probes=cur.probes,
+                failures=cur.failures,
+                incidents=incidents,
+                restarts=cur.restarts,
+                restarts_by={**{who: 0 for who in WHO}, **cur.restarts_by},
+                mttr_s=round(sum(recovered) / len(recovered), 1) if recovered else None,
+                mtbf_s=round(cur.up_s / len(began), 1) if began and observed > 0 else None,
+                latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
+                stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
+                top_errors=top_errors(conn, app, since, before, now),
+                hints=[h.to_dict() for h in hints_for(conn, app, now, since)],
+            )
+        )
     return Report(since, until, until, out)
 
 
@@ -327,9 +362,14 @@ def _change(cur: int, prev: int) -> str | None:
 
 
 def stands_out(
-    app: str, cur: _Window, prev: _Window, incidents: list[IncidentRow], began: list[IncidentRow],
-    availability: float | None, label: str,
-) -> list[str]:  # fmt: skip
+    app: str,
+    cur: _Window,
+    prev: _Window,
+    incidents: list[IncidentRow],
+    began: list[IncidentRow],
+    availability: float | None,
+    label: str,
+) -> list[str]:
     """A few sentences computed from the numbers; empty when nothing stands out."""
     notes: list[str] = []
     if cur.probes == 0:
@@ -430,15 +470,37 @@ def _grid(head: list[str], body: list[list[str]], indent: str = "") -> list[str]
     return [indent + "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
 
 
-_SUMMARY_HEAD = ["APP", "AVAILABILITY", "PROBES", "FAILURES", "INCIDENTS", "RESTARTS", "MTTR", "MTBF", "P50", "P95", "P99"]
+_SUMMARY_HEAD = [
+    "APP",
+    "AVAILABILITY",
+    "PROBES",
+    "FAILURES",
+    "INCIDENTS",
+    "RESTARTS",
+    "MTTR",
+    "MTBF",
+    "P50",
+    "P95",
+    "P99",
+]
 _INCIDENT_HEAD = ["#", "STARTED (UTC)", "DURATION", "RESTARTS", "OUTCOME", "FIRST REASON"]
 
 
 def _summary_row(a: AppReport) -> list[str]:
     lat = a.latency_ms
-    return [a.app, percent(a.availability_percent) + ("%" if a.availability_percent is not None else ""),
-            str(a.probes), str(a.failures), str(len(a.incidents)), str(a.restarts), span(a.mttr_s, decimals=True), span(a.mtbf_s),
-            _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"])]  # fmt: skip
+    return [
+        a.app,
+        percent(a.availability_percent) + ("%" if a.availability_percent is not None else ""),
+        str(a.probes),
+        str(a.failures),
+        str(len(a.incidents)),
+        str(a.restarts),
+        span(a.mttr_s, decimals=True),
+        span(a.mtbf_s),
+        _ms(lat["p50"]),
+        _ms(lat["p95"]),
+        _ms(lat["p99"]),
+    ]
 
 
 def _incident_row(i: IncidentRow) -> list[str]:
@@ -555,11 +617,18 @@ class Timeline:
         return f"ended: {i.outcome} after {span(i.duration_s, decimals=True)}, {restarts}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"app": self.app, "incident": {**self.incident.to_dict(), "reason": self.incident.reason},
-                "events": [s.to_dict() for s in self.steps], "ending": self.ending, "hints": self.hints}  # fmt: skip
+        return {
+            "app": self.app,
+            "incident": {**self.incident.to_dict(), "reason": self.incident.reason},
+            "events": [s.to_dict() for s in self.steps],
+            "ending": self.ending,
+            "hints": self.hints,
+        }
 
 
-def _incident(conn: sqlite3.Connection, app: str, incident_id: int | None) -> tuple[IncidentRow, int, int | None] | None:
+def _incident(
+    conn: sqlite3.Connection, app: str, incident_id: int | None
+) -> tuple[IncidentRow, int, int | None] | None:
     sql = "SELECT id, app, started_at, ended_at, duration_s, restarts, outcome, first_reason, started_seq, ended_seq FROM incidents"
     if incident_id is None:
         row = conn.execute(sql + " WHERE app = ? ORDER BY id DESC LIMIT 1", (app,)).fetchone()
@@ -582,7 +651,7 @@ _RANGE_SCAN_MAX = 200_000
 
 def why(store: Store, app: str, incident_id: int | None = None, now: _dt.datetime | None = None) -> Timeline | None:
     """The app's last incident (or incident `incident_id`) as a timeline; None when it has none."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     conn = store.conn
     found = _incident(conn, app, incident_id)
     if found is None:
@@ -639,14 +708,18 @@ def facts(type_: str, d: dict[str, Any]) -> str:
         return text + (" (dry run, nothing done)" if d.get("dry_run") else "")
     if type_ in ("probe.succeeded", "probe.failed"):
         attempt = d.get("attempt")
-        parts = [("verify " if d.get("phase") == "verify" else "") + (
-            f"attempt {attempt}" + (f"/{d['of']}" if d.get("of") else "") if attempt is not None else "probe")]
+        parts = [
+            ("verify " if d.get("phase") == "verify" else "")
+            + (f"attempt {attempt}" + (f"/{d['of']}" if d.get("of") else "") if attempt is not None else "probe")
+        ]
         if d.get("error"):
             parts.append(str(d["error"]))
         if d.get("status") is not None:
             parts.append(f"HTTP {d['status']}")
         if d.get("latency_ms") is not None:
-            parts.append(f"{d['latency_ms']:g}ms" if isinstance(d["latency_ms"], (int, float)) else str(d["latency_ms"]))
+            parts.append(
+                f"{d['latency_ms']:g}ms" if isinstance(d["latency_ms"], (int, float)) else str(d["latency_ms"])
+            )
         return ", ".join(parts)
     if type_ == "process.sampled":
         if d.get("error"):
@@ -675,7 +748,10 @@ def facts(type_: str, d: dict[str, Any]) -> str:
             parts.append(problem)
         return ", ".join(parts)
     if type_ in ("verification.passed", "verification.failed"):
-        parts = [f"{d.get('attempts', '?')} attempt{'' if d.get('attempts') == 1 else 's'}", f"{d.get('seconds', '?')}s"]
+        parts = [
+            f"{d.get('attempts', '?')} attempt{'' if d.get('attempts') == 1 else 's'}",
+            f"{d.get('seconds', '?')}s",
+        ]
         if d.get("last_error"):
             parts.append(f"last error {d['last_error']}")
         return ", ".join(parts)
@@ -692,7 +768,11 @@ def timeline_text(t: Timeline) -> str:
     if len(rows) > TIMELINE_MAX:
         half = TIMELINE_MAX // 2
         skipped = len(rows) - 2 * half
-        rows = [*rows[:half], ["...", "", f"{skipped} more events", f"(recovery why {t.app} --incident {i.id} --json lists all)"], *rows[-half:]]
+        rows = [
+            *rows[:half],
+            ["...", "", f"{skipped} more events", f"(recovery why {t.app} --incident {i.id} --json lists all)"],
+            *rows[-half:],
+        ]
     widths = [max(len(r[c]) for r in rows) for c in range(3)] if rows else [0, 0, 0]
     lines += [f"  {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
     if t.hints:

@@ -58,8 +58,15 @@ def datasette_command(store: Path, host: str, port: int, *, root: bool = False) 
     """The plain `datasette serve …` command line that serves the store as `recovery serve` does."""
     metadata, plugins = _resources()
     exe = Path(sys.executable).with_name("datasette")
-    argv = [str(exe) if exe.exists() else "datasette", "serve", str(Path(store).resolve()),
-            "--metadata", str(metadata), "--plugins-dir", str(plugins)]  # fmt: skip
+    argv = [
+        str(exe) if exe.exists() else "datasette",
+        "serve",
+        str(Path(store).resolve()),
+        "--metadata",
+        str(metadata),
+        "--plugins-dir",
+        str(plugins),
+    ]
     for key, value in SETTINGS.items():
         argv += ["--setting", key, str(value)]
     argv += ["--host", host, "--port", str(port)]
@@ -116,11 +123,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 def make_datasette(store: Path, *, require_actor: str | None = None) -> Any:
     """A Datasette instance serving `store` read-only as the database `recovery`."""
+    import recovery_datasette
     import yaml
     from datasette.app import Datasette
     from datasette.database import Database
-
-    import recovery_datasette
 
     metadata_path, plugins = _resources()
     metadata = yaml.safe_load(metadata_path.read_text(encoding="utf-8"))
@@ -154,6 +160,5 @@ def serve(ds: Any, sock: socket.socket) -> None:
     import uvicorn
 
     signal.signal(signal.SIGTERM, _stopped)
-    config = uvicorn.Config(ds.app(), log_level=os.environ.get("RECOVERY_SERVE_LOG_LEVEL", "warning"),
-                            lifespan="off")  # fmt: skip
+    config = uvicorn.Config(ds.app(), log_level=os.environ.get("RECOVERY_SERVE_LOG_LEVEL", "warning"), lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])

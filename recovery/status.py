@@ -13,7 +13,6 @@ from .hints import hints_for
 from .store import Store
 
 
-
 @dataclass
 class AppStatus:
     app: str
@@ -54,7 +53,7 @@ def usual_interval(store: Store, app: str) -> float | None:
 
 
 def status(store: Store, config: Config, now: _dt.datetime | None = None) -> list[AppStatus]:
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     projections.fold(store.conn)
     now_ts = projections.format_ts(now)
     day_ago = projections.format_ts(now - _dt.timedelta(days=1))
@@ -71,8 +70,29 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
             ).fetchall()
         )
         if row is None:
-            out.append(AppStatus(app.name, "unknown", None, "never checked", None, None, False, None, None, None,
-                                 None, None, None, 0, 0, None, None, None, 3))  # fmt: skip
+            out.append(
+                AppStatus(
+                    app.name,
+                    "unknown",
+                    None,
+                    "never checked",
+                    None,
+                    None,
+                    False,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                    0,
+                    None,
+                    None,
+                    None,
+                    3,
+                )
+            )
             continue
         state, since, reason, last_check, latency, pm2_status, pid, uptime, memory, cpu, incident, paused, sampled = row
         if paused and paused > now_ts:
@@ -83,7 +103,11 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
             stale = (now - projections.parse_ts(last_check)).total_seconds() > 2 * max(interval, 1.0)
         if uptime is not None and sampled:
             # The sample is as old as the last check; the process has been up that much longer.
-            uptime = uptime + max(0.0, (now - projections.parse_ts(sampled)).total_seconds()) if pm2_status == "online" else uptime
+            uptime = (
+                uptime + max(0.0, (now - projections.parse_ts(sampled)).total_seconds())
+                if pm2_status == "online"
+                else uptime
+            )
         incident_since = None
         if incident is not None:
             r = store.conn.execute("SELECT started_at FROM incidents WHERE id = ?", (incident,)).fetchone()
@@ -92,12 +116,30 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
         code = projections.STATE_CODES.get(state, 3)
         if stale:
             code = 3  # nobody is looking: the state above may be out of date
-        out.append(AppStatus(
-            app.name, state, since, reason, last_check, interval, stale, latency, pm2_status, pid,
-            round(uptime, 1) if uptime is not None else None, memory, cpu,
-            int(counts.get("recovery", 0) or 0), int(counts.get("pm2", 0) or 0), incident, incident_since, paused, code,
-            found[0].to_dict() if found else None,
-        ))  # fmt: skip
+        out.append(
+            AppStatus(
+                app.name,
+                state,
+                since,
+                reason,
+                last_check,
+                interval,
+                stale,
+                latency,
+                pm2_status,
+                pid,
+                round(uptime, 1) if uptime is not None else None,
+                memory,
+                cpu,
+                int(counts.get("recovery", 0) or 0),
+                int(counts.get("pm2", 0) or 0),
+                incident,
+                incident_since,
+                paused,
+                code,
+                found[0].to_dict() if found else None,
+            )
+        )
     return out
 
 
@@ -122,22 +164,42 @@ def human_duration(seconds: float | None) -> str:
 
 def table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
     """A plain-text table, one row per app."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    head = ["APP", "STATE", "SINCE", "LAST CHECK", "LATENCY", "PM2", "PID", "UPTIME", "MEMORY", "CPU",
-            "RESTARTS 24H", "INCIDENT", "HINT"]  # fmt: skip
+    now = now or _dt.datetime.now(_dt.UTC)
+    head = [
+        "APP",
+        "STATE",
+        "SINCE",
+        "LAST CHECK",
+        "LATENCY",
+        "PM2",
+        "PID",
+        "UPTIME",
+        "MEMORY",
+        "CPU",
+        "RESTARTS 24H",
+        "INCIDENT",
+        "HINT",
+    ]
     body = []
     for r in rows:
         check = _ago(now, r.last_check_at) + (" (STALE: is cron running?)" if r.stale else "")
-        body.append([
-            r.app, r.state.upper(), _ago(now, r.since), check,
-            f"{r.latency_ms:.0f}ms" if r.latency_ms is not None else "-",
-            r.pm2_status or "-", str(r.pid or "-"), human_duration(r.uptime_s),
-            f"{r.memory / 1048576:.0f}MB" if r.memory else "-",
-            f"{r.cpu:.0f}%" if r.cpu is not None else "-",
-            f"{r.restarts_24h} ours / {r.pm2_restarts_24h} pm2",
-            f"#{r.open_incident} since {_ago(now, r.incident_since)}" if r.open_incident else "-",
-            f"{r.hint['kind']} {r.hint['confidence']:.2f}" if r.hint else "-",
-        ])  # fmt: skip
+        body.append(
+            [
+                r.app,
+                r.state.upper(),
+                _ago(now, r.since),
+                check,
+                f"{r.latency_ms:.0f}ms" if r.latency_ms is not None else "-",
+                r.pm2_status or "-",
+                str(r.pid or "-"),
+                human_duration(r.uptime_s),
+                f"{r.memory / 1048576:.0f}MB" if r.memory else "-",
+                f"{r.cpu:.0f}%" if r.cpu is not None else "-",
+                f"{r.restarts_24h} ours / {r.pm2_restarts_24h} pm2",
+                f"#{r.open_incident} since {_ago(now, r.incident_since)}" if r.open_incident else "-",
+                f"{r.hint['kind']} {r.hint['confidence']:.2f}" if r.hint else "-",
+            ]
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
     notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]

@@ -35,6 +35,7 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
     else:
         conn.execute("COMMIT")
 
+
 # Each entry moves the schema from version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: list[str] = [
     """
@@ -130,9 +131,13 @@ class Store:
                 if version < SCHEMA_VERSION:
                     store._migrate(version)
             elif version < SCHEMA_VERSION:
-                raise StoreError(f"{path}: schema version {version}, expected {SCHEMA_VERSION}; run `recovery check` once to migrate it")
+                raise StoreError(
+                    f"{path}: schema version {version}, expected {SCHEMA_VERSION}; run `recovery check` once to migrate it"
+                )
             if version > SCHEMA_VERSION:
-                raise StoreError(f"{path}: schema version {version} is newer than this recovery ({SCHEMA_VERSION}); upgrade recovery")
+                raise StoreError(
+                    f"{path}: schema version {version} is newer than this recovery ({SCHEMA_VERSION}); upgrade recovery"
+                )
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"event store {path}: {_describe(exc)}") from exc
@@ -270,9 +275,17 @@ class Store:
 
 def _row_to_event(r: tuple) -> Event:
     return Event(
-        seq=r[0], id=r[1], ts=r[2], host=r[3], app=r[4], type=r[5], run_id=r[6],
-        data=json.loads(r[7]) if r[7] else {}, prev_hash=r[8], hash=r[9],
-    )  # fmt: skip
+        seq=r[0],
+        id=r[1],
+        ts=r[2],
+        host=r[3],
+        app=r[4],
+        type=r[5],
+        run_id=r[6],
+        data=json.loads(r[7]) if r[7] else {},
+        prev_hash=r[8],
+        hash=r[9],
+    )
 
 
 def first_seq_since(conn: sqlite3.Connection, ts: str) -> int:
@@ -286,10 +299,13 @@ def recorded_since(conn: sqlite3.Connection, app: str | None, type_: str, ts: st
     """Whether an event of `type_` for `app` (None: not about one app) was recorded at or after
     `ts` and matches the SQL condition `where` on its row: the (app, type, seq) index from the
     first seq since `ts`, so a handful of rows however long the record."""
-    return conn.execute(
-        f"SELECT 1 FROM events WHERE app IS ? AND type = ? AND seq >= ?{' AND ' + where if where else ''} LIMIT 1",
-        (app, type_, first_seq_since(conn, ts)),
-    ).fetchone() is not None
+    return (
+        conn.execute(
+            f"SELECT 1 FROM events WHERE app IS ? AND type = ? AND seq >= ?{' AND ' + where if where else ''} LIMIT 1",
+            (app, type_, first_seq_since(conn, ts)),
+        ).fetchone()
+        is not None
+    )
 
 
 def split_sql(script: str) -> list[str]:

@@ -30,22 +30,28 @@ def _ago(now: _dt.datetime, seconds: float) -> str:
     return format_ts(now - _dt.timedelta(seconds=seconds))
 
 
-def full_sample_due(conn: sqlite3.Connection | None, app: str, view: ProcessView | None,
-                    now: _dt.datetime | None = None) -> bool:  # fmt: skip
+def full_sample_due(
+    conn: sqlite3.Connection | None, app: str, view: ProcessView | None, now: _dt.datetime | None = None
+) -> bool:
     """A `pm2 jlist` is due: no full sample of `app` in the last minute, or its pid changed
     since the last sample (PM2 restarted it: only jlist says how often and with which exit code)."""
     if view is None:
         return True
     if conn is None:
         return False  # no store to remember with: the cheap sample, as before
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     try:
         row = conn.execute("SELECT pid FROM app_state WHERE app = ?", (app,)).fetchone()
         pids = [i.pid for i in view.instances]
         if row is not None and row[0] is not None and row[0] not in pids:
             return True
-        return not recorded_since(conn, app, "process.sampled", _ago(now, FULL_EVERY_S),
-                                  "json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL")
+        return not recorded_since(
+            conn,
+            app,
+            "process.sampled",
+            _ago(now, FULL_EVERY_S),
+            "json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL",
+        )
     except sqlite3.Error:
         return False
 
@@ -105,7 +111,7 @@ def cpu_window(mark: CpuMark | None) -> dict[str, Any]:
 def host_due(conn: sqlite3.Connection | None, now: _dt.datetime | None = None) -> bool:
     if conn is None:
         return False
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     try:
         return not recorded_since(conn, None, "host.sampled", _ago(now, HOST_EVERY_S))
     except sqlite3.Error:
@@ -115,7 +121,12 @@ def host_due(conn: sqlite3.Connection | None, now: _dt.datetime | None = None) -
 def host_sample(proc: Path = Path("/proc")) -> dict[str, Any]:
     """Memory (bytes) and load averages, as `free` and `uptime` show them; {} when unreadable."""
     out: dict[str, Any] = {}
-    keys = {"MemTotal": "mem_total", "MemAvailable": "mem_available", "SwapTotal": "swap_total", "SwapFree": "swap_free"}
+    keys = {
+        "MemTotal": "mem_total",
+        "MemAvailable": "mem_available",
+        "SwapTotal": "swap_total",
+        "SwapFree": "swap_free",
+    }
     try:
         with open(proc / "meminfo", encoding="ascii", errors="replace") as f:
             for line in f:
@@ -137,8 +148,9 @@ def host_sample(proc: Path = Path("/proc")) -> dict[str, Any]:
 # -- PM2's own restarts ----------------------------------------------------------------------
 
 
-def pm2_restarts(conn: sqlite3.Connection | None, app: str, data: dict[str, Any],
-                 now: _dt.datetime | None = None) -> dict[str, Any] | None:  # fmt: skip
+def pm2_restarts(
+    conn: sqlite3.Connection | None, app: str, data: dict[str, Any], now: _dt.datetime | None = None
+) -> dict[str, Any] | None:
     """The `process.restarted` event data when `data` (a sample about to be recorded) shows that
     PM2 restarted the app on its own since the last sample; None otherwise.
 
@@ -149,7 +161,7 @@ def pm2_restarts(conn: sqlite3.Connection | None, app: str, data: dict[str, Any]
         return None
     from . import projections
 
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     try:
         before = projections.app_before(conn, app)
         count, why = projections.own_restarts(before, data)
@@ -166,15 +178,17 @@ def pm2_restarts(conn: sqlite3.Connection | None, app: str, data: dict[str, Any]
     return out
 
 
-def likely_cause(conn: sqlite3.Connection, app: str, data: dict[str, Any], last_sampled: str | None,
-                 now: _dt.datetime) -> tuple[str, dict[str, Any]]:  # fmt: skip
+def likely_cause(
+    conn: sqlite3.Connection, app: str, data: dict[str, Any], last_sampled: str | None, now: _dt.datetime
+) -> tuple[str, dict[str, Any]]:
     """'memory limit', 'crash' or 'unknown', with what pointed there."""
     rows = conn.execute(
         "SELECT seq, data FROM events WHERE app = ? AND type = 'process.sampled' ORDER BY seq DESC LIMIT 5", (app,)
     ).fetchall()
     earlier = [(seq, json.loads(d)) for seq, d in rows]
     limit = data.get("max_memory_restart") or next(
-        (d["max_memory_restart"] for _, d in earlier if d.get("max_memory_restart")), None)  # fmt: skip
+        (d["max_memory_restart"] for _, d in earlier if d.get("max_memory_restart")), None
+    )
     if limit:
         peak = max(((d["memory"], seq) for seq, d in earlier if isinstance(d.get("memory"), int)), default=None)
         if peak is not None and peak[0] >= NEAR_LIMIT * limit:

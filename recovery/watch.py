@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from .check import OK, CheckResult, Checker
+from .check import OK, Checker, CheckResult
 from .config import Config, format_duration
 from .events import utc_now
 
@@ -88,7 +88,7 @@ def run_watch(
         start = clock()
         try:
             result = make_check(config).run()
-        except Exception as exc:  # noqa: BLE001 - one bad step must not end the watchdog
+        except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             result = CheckResult(run_id="-", problems=[f"watch step failed: {type(exc).__name__}: {exc}"])
         on_result(result)

@@ -26,8 +26,9 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -64,7 +65,7 @@ def wait_until(
             last = predicate()
             if last:
                 return last
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             last = exc
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}; last result: {last!r}")
@@ -218,9 +219,12 @@ class DemoApp:
         """pm2_env.status per instance: online, stopping, stopped, errored, ..."""
         return [p.get("pm2_env", {}).get("status", "?") for p in self.processes()]
 
-    def wait_until(self, predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1,
-                   message: str | None = None) -> Any:
-        return wait_until(predicate, timeout, interval, message or f"{self!r}: {getattr(predicate, '__name__', 'condition')}")
+    def wait_until(
+        self, predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1, message: str | None = None
+    ) -> Any:
+        return wait_until(
+            predicate, timeout, interval, message or f"{self!r}: {getattr(predicate, '__name__', 'condition')}"
+        )
 
     def answers(self, timeout: float = 1.0) -> bool:
         """True if GET / answers 200 within ``timeout``."""
@@ -245,12 +249,19 @@ class Pm2Sandbox:
         self.apps: list[DemoApp] = []
         self.seen_pids: set[int] = set()  # every app pid jlist ever showed
 
-    def run(self, *args: str, check: bool = True, timeout: float = 60,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run pm2 with this sandbox's PM2_HOME (``env`` adds variables)."""
         cmd = [str(self.bin), *map(str, args)]
-        proc = subprocess.run(cmd, env={**self.env, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
             raise Pm2CommandError(proc.returncode, cmd, proc.stdout, proc.stderr)
         return proc
@@ -260,9 +271,17 @@ class Pm2Sandbox:
         self.seen_pids.update(int(p["pid"]) for p in procs if p.get("pid"))
         return procs
 
-    def start_app(self, name: str = "web", *, port: int | None = None, instances: int = 1,
-                  env: dict[str, str] | None = None, extra_args: tuple[str, ...] | list[str] = (),
-                  wait: bool = True, timeout: float = 30) -> DemoApp:
+    def start_app(
+        self,
+        name: str = "web",
+        *,
+        port: int | None = None,
+        instances: int = 1,
+        env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] | list[str] = (),
+        wait: bool = True,
+        timeout: float = 30,
+    ) -> DemoApp:
         """``pm2 start server.js`` and (if ``wait``) poll until GET / answers 200.
 
         PM2 hands the CLI's environment to the app, so PORT, HOST and the
@@ -292,7 +311,7 @@ class Pm2Sandbox:
             # Only when a daemon runs: `pm2 kill` would otherwise spawn one.
             try:
                 self.jlist()
-            except Exception:  # noqa: BLE001 - best effort at teardown
+            except Exception:
                 pass
             try:
                 self.run("kill", check=False, timeout=30)

@@ -36,8 +36,14 @@ class Receiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def _record(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.requests.append({"method": self.command, "path": self.path, "type": self.headers.get("Content-Type"),
-                                       "body": body.decode("utf-8", "replace")})  # fmt: skip
+                outer.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "type": self.headers.get("Content-Type"),
+                        "body": body.decode("utf-8", "replace"),
+                    }
+                )
                 code = 500 if len(outer.requests) <= outer.fail_first else 200
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
@@ -82,7 +88,7 @@ class Mailbox:
         outer = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+            async def handle_DATA(self, server, session, envelope):
                 outer.mails.append(envelope.content)
                 return "250 OK"
 
@@ -92,13 +98,15 @@ class Mailbox:
             return AuthResult(success=ok)
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticate,
-                                     auth_require_tls=False)  # fmt: skip
+        self.controller = Controller(
+            Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticate, auth_require_tls=False
+        )
         self.controller.start()
 
     def url(self) -> str:
-        return (f"mailto://bob:{PASSWORD}@127.0.0.1:{self.port}?mode=insecure"
-                "&from=recovery@example.com&to=ops@example.com")  # fmt: skip
+        return (
+            f"mailto://bob:{PASSWORD}@127.0.0.1:{self.port}?mode=insecure&from=recovery@example.com&to=ops@example.com"
+        )
 
     def subjects(self) -> list[str]:
         import email
@@ -114,7 +122,7 @@ def mailbox():
 
 
 def alerts_toml(*urls: str, **settings: str) -> str:
-    text = "\n[alerts]\nurls = [" + ", ".join(json.dumps(u) for u in urls) + "]\nhost = \"web-1\"\n"
+    text = "\n[alerts]\nurls = [" + ", ".join(json.dumps(u) for u in urls) + ']\nhost = "web-1"\n'
     return text + "".join(f"{k} = {v}\n" for k, v in settings.items())
 
 
@@ -177,10 +185,12 @@ def test_email_alerts_reach_an_smtp_server_and_the_password_stays_out(pm2, tmp_p
 def history(tmp_path: Path, *urls: str, **settings: str):
     """A config with `urls` and a store; returns (config, store, timeline starting an hour ago)."""
     path = tmp_path / "recovery.toml"
-    path.write_text('[store]\npath = "data/recovery.db"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n'
-                    + alerts_toml(*urls, **settings))  # fmt: skip
+    path.write_text(
+        '[store]\npath = "data/recovery.db"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n'
+        + alerts_toml(*urls, **settings)
+    )
     store = Store.open(tmp_path / "data" / "recovery.db")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return load(path), store, Timeline(store, t0=now - dt.timedelta(hours=1)), now
 
 
@@ -192,8 +202,9 @@ def send_owed(conf, store: Store, now: dt.datetime, sleep=lambda s: None, **plan
     owed = alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1", **plan_args)
 
     def emit(d: alerts.Delivery) -> None:
-        store.append([Event("alert.sent" if d.ok else "alert.failed", d.alert.app, "run", d.event_data(),
-                            ts=format_ts(now))])  # fmt: skip
+        store.append(
+            [Event("alert.sent" if d.ok else "alert.failed", d.alert.app, "run", d.event_data(), ts=format_ts(now))]
+        )
 
     return alerts.deliver(owed, retries=conf.alerts.retries, budget=conf.alerts.timeout, emit=emit, sleep=sleep)
 
@@ -205,8 +216,11 @@ def test_a_receiver_that_first_fails_gets_the_alert_on_a_retry_with_backoff(tmp_
         tl.hang_recovered(0)
         waits: list[float] = []
         done = send_owed(conf, store, now, sleep=waits.append)
-        assert [(d.alert.kind, d.ok, d.attempt) for d in done] == [("down", False, 1), ("down", True, 2),
-                                                                    ("recovered", True, 1)]  # fmt: skip
+        assert [(d.alert.kind, d.ok, d.attempt) for d in done] == [
+            ("down", False, 1),
+            ("down", True, 2),
+            ("recovered", True, 1),
+        ]
         assert waits == [0.5] and "500" in done[0].error
         assert send_owed(conf, store, now) == []  # delivered: owed no more
     finally:
@@ -218,8 +232,14 @@ def test_an_alert_owed_to_a_dead_channel_is_sent_on_the_next_run_and_only_there(
     conf, store, tl, now = history(tmp_path, dead, receiver.url(), retries="2")
     tl.hang_recovered(0)
     first = send_owed(conf, store, now)
-    assert [(d.url == dead, d.ok) for d in first] == [(True, False), (True, False), (False, True),
-                                                      (True, False), (True, False), (False, True)]  # fmt: skip
+    assert [(d.url == dead, d.ok) for d in first] == [
+        (True, False),
+        (True, False),
+        (False, True),
+        (True, False),
+        (True, False),
+        (False, True),
+    ]
     assert SECRET not in " ".join(d.error or "" for d in first)
     # The next run owes the two alerts to the dead channel only.
     owed = alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1")
@@ -242,12 +262,15 @@ def test_kinds_switched_off_are_not_sent(tmp_path, receiver):
 
 
 def down_and_stuck(tl: Timeline, t: float) -> None:
-    tl.run(t, ("probe.failed", "web", {"phase": "check", "error": "refused"}),
-           ("process.sampled", "web", {"source": "jlist", "status": "errored", "known": True}),
-           ("decision.made", "web", {"action": "restart", "reason": "errored", "state": "recovering"}),
-           ("restart.requested", "web", {"by": "check", "reason": "errored", "command": ["pm2", "restart", "web"]}),
-           ("restart.succeeded", "web", {"exit_code": 0}),
-           ("verification.failed", "web", {"attempts": 9, "seconds": 60, "last_error": "refused"}))  # fmt: skip
+    tl.run(
+        t,
+        ("probe.failed", "web", {"phase": "check", "error": "refused"}),
+        ("process.sampled", "web", {"source": "jlist", "status": "errored", "known": True}),
+        ("decision.made", "web", {"action": "restart", "reason": "errored", "state": "recovering"}),
+        ("restart.requested", "web", {"by": "check", "reason": "errored", "command": ["pm2", "restart", "web"]}),
+        ("restart.succeeded", "web", {"exit_code": 0}),
+        ("verification.failed", "web", {"attempts": 9, "seconds": 60, "last_error": "refused"}),
+    )
 
 
 def test_a_failed_restart_alerts_once_and_an_open_incident_reminds_every_remind_every(tmp_path, receiver):
@@ -255,7 +278,10 @@ def test_a_failed_restart_alerts_once_and_an_open_incident_reminds_every_remind_
     down_and_stuck(tl, 0)  # an hour ago, still down
     assert [d.alert.kind for d in send_owed(conf, store, now)] == ["down", "failed", "reminder"]
     failed = receiver.messages()[1]
-    assert failed["title"] == "web restart FAILED on web-1" and "still not answering after 60s (refused)" in failed["message"]
+    assert (
+        failed["title"] == "web restart FAILED on web-1"
+        and "still not answering after 60s (refused)" in failed["message"]
+    )
     assert send_owed(conf, store, now) == []
     assert [d.alert.kind for d in send_owed(conf, store, now + dt.timedelta(minutes=20))] == ["reminder"]
 
@@ -264,8 +290,15 @@ def test_pm2_restarting_the_app_on_its_own_alerts_once_an_hour(tmp_path, receive
     conf, store, tl, now = history(tmp_path, receiver.url())
     for k in range(0, 4):
         tl._restarts["web"] = k  # PM2's restart_time: 0, then one more restart of its own each time
-        tl.run(600 * k, ("process.sampled", "web", {"source": "jlist", "status": "online", "restart_time": tl.restarts("web"), "known": True}),
-               ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+        tl.run(
+            600 * k,
+            (
+                "process.sampled",
+                "web",
+                {"source": "jlist", "status": "online", "restart_time": tl.restarts("web"), "known": True},
+            ),
+            ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}),
+        )
     assert [d.alert.kind for d in send_owed(conf, store, now)] == ["pm2_restarts"]
     assert "PM2 restarted web on web-1 3 times" in receiver.messages()[0]["message"]
     assert send_owed(conf, store, now) == []
@@ -275,13 +308,15 @@ def test_an_app_can_have_its_own_channels(tmp_path, receiver):
     other = Receiver()
     try:
         path = tmp_path / "recovery.toml"
-        path.write_text('[store]\npath = "data/recovery.db"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n'
-                        f'alerts = ["{other.url()}"]\n' + alerts_toml(receiver.url()))  # fmt: skip
+        path.write_text(
+            '[store]\npath = "data/recovery.db"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n'
+            f'alerts = ["{other.url()}"]\n' + alerts_toml(receiver.url())
+        )
         conf = load(path)
         assert conf.alerts.channels(conf.apps[0]) == (other.url(),)
         with Store.open(tmp_path / "data" / "recovery.db") as store:
-            Timeline(store, t0=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).hang_recovered(0)
-            send_owed(conf, store, dt.datetime.now(dt.timezone.utc))
+            Timeline(store, t0=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).hang_recovered(0)
+            send_owed(conf, store, dt.datetime.now(dt.UTC))
         assert len(other.messages()) == 2 and receiver.messages() == []
     finally:
         other.close()
@@ -290,13 +325,16 @@ def test_an_app_can_have_its_own_channels(tmp_path, receiver):
 # -- redaction ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url, shown", [
-    (f"json://127.0.0.1:8080/hooks/{SECRET}", "json://127.0.0.1:8080/***"),
-    (f"slack://T1JJ3T3L2/A1BRTD4JD/{SECRET}", "slack:///***"),
-    (f"discord://4174216298/{SECRET}", "discord:///***"),
-    (f"mailtos://bob:{SECRET}@smtp.example.com?to=ops@example.com", "mailtos://smtp.example.com/***"),
-    (f"tgram://{SECRET}/12345", "tgram:///***"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (f"json://127.0.0.1:8080/hooks/{SECRET}", "json://127.0.0.1:8080/***"),
+        (f"slack://T1JJ3T3L2/A1BRTD4JD/{SECRET}", "slack:///***"),
+        (f"discord://4174216298/{SECRET}", "discord:///***"),
+        (f"mailtos://bob:{SECRET}@smtp.example.com?to=ops@example.com", "mailtos://smtp.example.com/***"),
+        (f"tgram://{SECRET}/12345", "tgram:///***"),
+    ],
+)
 def test_a_channel_is_shown_without_its_secrets(url, shown):
     assert alerts.redact(url).startswith(shown) and SECRET not in alerts.redact(url)
     assert SECRET not in alerts.scrub(f"failed to post to {url} (token {SECRET})", [url])
@@ -317,10 +355,17 @@ def test_slack_and_discord_accept_our_urls_and_messages_up_to_the_send(monkeypat
 
     monkeypatch.setattr(requests, "request", fake_request)
     monkeypatch.setattr(requests, "post", lambda url, data=None, **kw: fake_request("POST", url, data))
-    monkeypatch.setattr(requests.Session, "request", lambda self, method, url, data=None, **kw: fake_request(method, url, data))
-    for url in ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ", "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js"):
+    monkeypatch.setattr(
+        requests.Session, "request", lambda self, method, url, data=None, **kw: fake_request(method, url, data)
+    )
+    for url in (
+        "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+        "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js",
+    ):
         assert alerts.known(url)
-        ok, error = alerts.send_one(url, "web DOWN on web-1", "web on web-1 stopped answering.\nMore: recovery why web", 2)
+        ok, error = alerts.send_one(
+            url, "web DOWN on web-1", "web on web-1 stopped answering.\nMore: recovery why web", 2
+        )
         assert ok, error
     assert len(posted) == 2 and all("recovery why web" in p["data"] for p in posted)
     assert "hooks.slack.com" in posted[0]["url"] and "discord.com" in posted[1]["url"]
@@ -350,8 +395,12 @@ def test_the_heartbeat_is_pinged_after_a_run_and_fail_after_a_critical_one(pm2, 
 
 
 def cli(*args: str, config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recovery_cli.main", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "recovery_cli.main", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_alert_test_sends_through_each_channel_and_says_what_happened(tmp_path, receiver, mailbox):
@@ -381,8 +430,12 @@ def test_alert_test_without_channels_and_validate_with_an_unknown_scheme_are_one
     none = cli("alert", "test", config=path)
     assert none.returncode == 3 and "no alert channels" in none.stderr and len(none.stderr.splitlines()) == 1
     path.write_text(path.read_text() + f'\n[alerts]\nurls = ["slakc://{SECRET}/x"]\n')
-    bad = subprocess.run([sys.executable, "-m", "recovery_cli.main", "config", "validate", str(path)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "recovery_cli.main", "config", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 3 and "apprise does not understand" in bad.stderr and SECRET not in bad.stderr
 
 
@@ -391,8 +444,13 @@ def test_a_healthy_check_with_alerts_configured_does_not_import_apprise(pm2, tmp
     app = pm2.start_app("web")
     config = write_config(tmp_path, pm2, app)
     config.write_text(config.read_text() + alerts_toml(receiver.url()))
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "recovery_cli.main", "check", "--config", str(config)],
-                            env=pm2.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "recovery_cli.main", "check", "--config", str(config)],
+        env=pm2.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and result.stdout.startswith("web OK"), result.stderr[-2000:]
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "httpx" in imported and "apprise" not in imported and "requests" not in imported
@@ -405,8 +463,12 @@ def test_a_memory_leak_forecast_alerts_once_a_day_and_messages_carry_the_stronge
     conf, store, tl, now = history(tmp_path, receiver.url())
     tl.hang_recovered(0)
     projections.fold(store.conn)
-    leak = Hint("memory_leak", "memory leak: memory grows 1.2MB/min; at this rate it reaches max_memory_restart"
-                " 512MB in 3h10m", 0.8, {"forecast_s": 11400})  # fmt: skip
+    leak = Hint(
+        "memory_leak",
+        "memory leak: memory grows 1.2MB/min; at this rate it reaches max_memory_restart 512MB in 3h10m",
+        0.8,
+        {"forecast_s": 11400},
+    )
     owed = alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1", hints=lambda: [leak], check_leak=True)
     assert [a.kind for a in owed] == ["down", "recovered", "leak"]
     assert all("Likely cause: memory leak: memory grows 1.2MB/min" in a.body for a in owed[:2])
@@ -415,18 +477,24 @@ def test_a_memory_leak_forecast_alerts_once_a_day_and_messages_carry_the_stronge
     weak = Hint("memory_leak", "memory leak", 0.45, {"forecast_s": 600})
     far = Hint("memory_leak", "memory leak", 0.9, {"forecast_s": 3 * 86400})
     for hints, check in (([leak], False), ([weak], True), ([far], True)):
-        kinds = [a.kind for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1",
-                                             hints=lambda h=hints: h, check_leak=check)]  # fmt: skip
+        kinds = [
+            a.kind
+            for a in alerts.plan(
+                store.conn, conf.apps[0], conf.alerts, now, host="web-1", hints=lambda h=hints: h, check_leak=check
+            )
+        ]
         assert "leak" not in kinds
-    assert all("Likely cause" not in a.body for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, now,
-                                                                host="web-1", hints=lambda: []))  # fmt: skip
+    assert all(
+        "Likely cause" not in a.body
+        for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, now, host="web-1", hints=lambda: [])
+    )
 
 
 def test_a_leak_alert_is_sent_once_a_day(tmp_path, receiver):
     from recovery.hints import Hint
 
     conf, store, _, _ = history(tmp_path, receiver.url())
-    morning = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)
+    morning = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
     Timeline(store, t0=morning).healthy(0)
     leak = Hint("memory_leak", "memory leak: memory grows 1.2MB/min", 0.8, {"forecast_s": 11400})
     sent = [d.alert.kind for d in send_owed(conf, store, morning, hints=lambda: [leak], check_leak=True)]
@@ -435,6 +503,10 @@ def test_a_leak_alert_is_sent_once_a_day(tmp_path, receiver):
         later = morning + dt.timedelta(hours=hours)
         Timeline(store, t0=later).healthy(0)
         projections.fold(store.conn)
-        kinds = [a.kind for a in alerts.plan(store.conn, conf.apps[0], conf.alerts, later, host="web-1",
-                                             hints=lambda: [leak], check_leak=True)]  # fmt: skip
+        kinds = [
+            a.kind
+            for a in alerts.plan(
+                store.conn, conf.apps[0], conf.alerts, later, host="web-1", hints=lambda: [leak], check_leak=True
+            )
+        ]
         assert ("leak" in kinds) == owed, (hours, kinds)

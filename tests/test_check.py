@@ -39,15 +39,22 @@ def write_config(tmp_path: Path, sandbox, *apps, logs_in_check: bool = False, **
 def recovery(sandbox, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "recovery_cli.main", *args],
-        env=sandbox.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=sandbox.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def start(sandbox, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "recovery_cli.main", *args],
-        env=sandbox.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=sandbox.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stored(config: Path, app: str | None = None) -> list:
@@ -72,8 +79,13 @@ def test_a_healthy_app_exits_0_and_is_not_restarted(pm2, tmp_path):
     assert proc.stdout.startswith("web OK ")
     # The first check of an app takes the full sample (pm2 jlist, due once a minute) and the host's.
     assert types(stored(config)) == [
-        "check.started", "probe.succeeded", "process.sampled", "host.sampled", "decision.made", "check.finished",
-    ]  # fmt: skip
+        "check.started",
+        "probe.succeeded",
+        "process.sampled",
+        "host.sampled",
+        "decision.made",
+        "check.finished",
+    ]
     sample = stored(config, "web")[1]
     assert sample.data["pid"] == pid and sample.data["memory"] > 0 and sample.data["source"] == "jlist"
     assert app.pids() == [pid] and restart_time(app) == 0

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
-
 from recovery_cli.main import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -131,8 +130,10 @@ def test_the_installed_entry_point_prints_no_traceback(tmp_path):
     p = write(tmp_path, "not toml at all = = =\n")
     proc = subprocess.run(
         [sys.executable, "-m", "recovery_cli.main", "check", "--config", str(p)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -79,8 +79,19 @@ def test_the_sample_loads_with_the_given_url_and_name(tmp_path):
 
 def test_the_sample_mentions_every_key():
     text = sample()
-    for key in ("path", "busy_timeout", "bin", "name", "url", "timeout", "retries", "retry_delay",
-                "expect_status", "verify_timeout", "restart_command"):
+    for key in (
+        "path",
+        "busy_timeout",
+        "bin",
+        "name",
+        "url",
+        "timeout",
+        "retries",
+        "retry_delay",
+        "expect_status",
+        "verify_timeout",
+        "restart_command",
+    ):
         assert f"{key} = " in text, key
 
 
@@ -111,7 +122,10 @@ def test_it_records_where_the_config_came_from(tmp_path):
 
 
 def test_it_reads_every_key_of_an_app(tmp_path):
-    config = load(write(tmp_path, """
+    config = load(
+        write(
+            tmp_path,
+            """
         [[apps]]
         name = "api"
         url = "https://api.example.com:8443/health"
@@ -121,18 +135,35 @@ def test_it_reads_every_key_of_an_app(tmp_path):
         expect_status = "200,204"
         verify_timeout = "2m"
         restart_command = "reload"
-    """))
-    assert config.apps == (app(name="api", url="https://api.example.com:8443/health", timeout=2.0,
-                               retries=5, retry_delay=0.0, expect_status=((200, 200), (204, 204)),
-                               verify_timeout=120.0, restart_command="reload"),)
+    """,
+        )
+    )
+    assert config.apps == (
+        app(
+            name="api",
+            url="https://api.example.com:8443/health",
+            timeout=2.0,
+            retries=5,
+            retry_delay=0.0,
+            expect_status=((200, 200), (204, 204)),
+            verify_timeout=120.0,
+            restart_command="reload",
+        ),
+    )
 
 
 def test_it_keeps_several_apps_in_order(tmp_path):
-    config = load(write(tmp_path, MINIMAL_APP + """
+    config = load(
+        write(
+            tmp_path,
+            MINIMAL_APP
+            + """
         [[apps]]
         name = "api"
         url = "http://127.0.0.1:4000/"
-    """))
+    """,
+        )
+    )
     assert [a.name for a in config.apps] == ["web", "api"]
 
 
@@ -141,8 +172,17 @@ def test_it_keeps_several_apps_in_order(tmp_path):
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604800), ("1.5s", 1.5),
-     (" 2 s ", 2), ("0s", 0), (".5s", 0.5)],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("7d", 604800),
+        ("1.5s", 1.5),
+        (" 2 s ", 2),
+        ("0s", 0),
+        (".5s", 0.5),
+    ],
 )
 def test_it_parses_a_duration_string(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
@@ -173,8 +213,18 @@ def test_it_rejects_a_duration_that_is_not_a_string_or_finite_number(value):
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(0.5, "500ms"), (30, "30s"), (300, "5m"), (3600, "1h"), (604800, "7d"), (0, "0s"),
-     (90, "90s"), (1.5, "1.5s"), (0.1 + 0.2, "300ms"), (0.0005, "0.5ms")],
+    [
+        (0.5, "500ms"),
+        (30, "30s"),
+        (300, "5m"),
+        (3600, "1h"),
+        (604800, "7d"),
+        (0, "0s"),
+        (90, "90s"),
+        (1.5, "1.5s"),
+        (0.1 + 0.2, "300ms"),
+        (0.0005, "0.5ms"),
+    ],
 )
 def test_it_formats_a_duration_in_the_largest_whole_unit(seconds, text):
     assert format_duration(seconds) == text
@@ -188,8 +238,7 @@ def test_a_formatted_duration_parses_back(seconds):
 def test_it_names_the_line_of_a_bad_duration(tmp_path):
     problem = only_problem(tmp_path, MINIMAL_APP + 'timeout = "ten seconds"\n')
     assert str(problem) == (
-        f"{tmp_path / 'recovery.toml'}:4: apps[0].timeout: "
-        "bad duration 'ten seconds' (use 500ms, 30s, 5m, 1h, 7d)"
+        f"{tmp_path / 'recovery.toml'}:4: apps[0].timeout: bad duration 'ten seconds' (use 500ms, 30s, 5m, 1h, 7d)"
     )
 
 
@@ -217,9 +266,14 @@ def test_it_rejects_a_duration_of_the_wrong_type(tmp_path):
 
 @pytest.mark.parametrize(
     "value, ranges",
-    [("200", ((200, 200),)), (200, ((200, 200),)), ("200-299", ((200, 299),)),
-     ("200-299,301", ((200, 299), (301, 301))), (" 200 - 299 , 301 ", ((200, 299), (301, 301))),
-     ([200, "300-302"], ((200, 200), (300, 302)))],
+    [
+        ("200", ((200, 200),)),
+        (200, ((200, 200),)),
+        ("200-299", ((200, 299),)),
+        ("200-299,301", ((200, 299), (301, 301))),
+        (" 200 - 299 , 301 ", ((200, 299), (301, 301))),
+        ([200, "300-302"], ((200, 200), (300, 302))),
+    ],
 )
 def test_it_parses_status_ranges(value, ranges):
     assert parse_status_ranges(value) == ranges
@@ -266,7 +320,7 @@ def test_it_names_the_line_of_an_unknown_top_level_table(tmp_path):
 
 
 def test_it_names_the_line_of_an_unknown_top_level_key(tmp_path):
-    problem = only_problem(tmp_path, 'verbose = true\n' + MINIMAL_APP)
+    problem = only_problem(tmp_path, "verbose = true\n" + MINIMAL_APP)
     assert (problem.line, problem.key, problem.message) == (1, "verbose", "unknown key 'verbose'")
 
 
@@ -294,7 +348,9 @@ def test_it_finds_the_line_of_a_dotted_key(tmp_path):
 
 
 def test_it_is_not_fooled_by_keys_inside_multiline_values(tmp_path):
-    problem = only_problem(tmp_path, '''
+    problem = only_problem(
+        tmp_path,
+        '''
         [store]
         path = """
         timeot = 1
@@ -308,7 +364,8 @@ def test_it_is_not_fooled_by_keys_inside_multiline_values(tmp_path):
           "300-302",
         ]
         timeot = "5s"
-    ''')
+    ''',
+    )
     assert (problem.line, problem.key) == (13, "apps[0].timeot")
 
 
@@ -367,12 +424,14 @@ def test_it_sorts_problems_by_line(tmp_path):
 
 @pytest.mark.parametrize(
     "url, message",
-    [("ftp://example.com/", "is not an http:// or https:// URL"),
-     ("127.0.0.1:3000", "is not an http:// or https:// URL"),
-     ("http:///health", "has no host"),
-     ("http://example.com:99999/", "is not a valid URL"),
-     ("http://[::1/", "is not a valid URL"),
-     ("http://example.com/a b", "contains whitespace")],
+    [
+        ("ftp://example.com/", "is not an http:// or https:// URL"),
+        ("127.0.0.1:3000", "is not an http:// or https:// URL"),
+        ("http:///health", "has no host"),
+        ("http://example.com:99999/", "is not a valid URL"),
+        ("http://[::1/", "is not a valid URL"),
+        ("http://example.com/a b", "contains whitespace"),
+    ],
 )
 def test_it_rejects_a_bad_url(tmp_path, url, message):
     problem = only_problem(tmp_path, f'[[apps]]\nname = "web"\nurl = "{url}"\n')
@@ -566,7 +625,9 @@ def test_a_problem_without_a_file_names_the_line():
 
 def test_logs_defaults_and_every_key(tmp_path):
     assert load(write(tmp_path, MINIMAL_APP)).logs == LogsConfig()
-    text = MINIMAL_APP + """
+    text = (
+        MINIMAL_APP
+        + """
         [logs]
         keep_raw = "14d"
         in_check = false
@@ -575,21 +636,31 @@ def test_logs_defaults_and_every_key(tmp_path):
         first_read = "end"
         keep_stdout = true
         """
+    )
     logs = load(write(tmp_path, text)).logs
-    assert logs == LogsConfig(keep_raw=14 * 86400, in_check=False, check_budget=512 * 1024, check_every=300,
-                              first_read="end", keep_stdout=True)  # fmt: skip
-    assert load(write(tmp_path, MINIMAL_APP + '\n[logs]\ncheck_budget = 4194304\n')).logs.check_budget == 4 << 20
+    assert logs == LogsConfig(
+        keep_raw=14 * 86400,
+        in_check=False,
+        check_budget=512 * 1024,
+        check_every=300,
+        first_read="end",
+        keep_stdout=True,
+    )
+    assert load(write(tmp_path, MINIMAL_APP + "\n[logs]\ncheck_budget = 4194304\n")).logs.check_budget == 4 << 20
 
 
-@pytest.mark.parametrize("key, value, says", [
-    ("in_check", '"yes"', "expected true or false"),
-    ("check_budget", '"2 parsecs"', "expected a size like '2MB'"),
-    ("check_budget", "100", "at least 1KB"),
-    ("first_read", '"middle"', "'beginning' or 'end'"),
-    ("check_every", '"-1s"', "check_every"),
-    ("keep_stdout", "1", "expected true or false"),
-    ("keep_forever", "true", "keep_forever"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("in_check", '"yes"', "expected true or false"),
+        ("check_budget", '"2 parsecs"', "expected a size like '2MB'"),
+        ("check_budget", "100", "at least 1KB"),
+        ("first_read", '"middle"', "'beginning' or 'end'"),
+        ("check_every", '"-1s"', "check_every"),
+        ("keep_stdout", "1", "expected true or false"),
+        ("keep_forever", "true", "keep_forever"),
+    ],
+)
 def test_logs_bad_values_are_named_with_their_line(tmp_path, key, value, says):
     problem = only_problem(tmp_path, MINIMAL_APP + f"\n[logs]\n{key} = {value}\n")
     assert says in str(problem) and problem.line is not None, str(problem)

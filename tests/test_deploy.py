@@ -30,9 +30,13 @@ def run_setup(tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 
         "RECOVERY_SETUP_ETC": str(tmp_path / "etc"),
     }
     return subprocess.run(
-        [str(SCRIPT), *args], env={**hooks, **env}, capture_output=True, text=True, timeout=timeout,
+        [str(SCRIPT), *args],
+        env={**hooks, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
 
 
 def bare_env(home: Path) -> dict[str, str]:
@@ -106,8 +110,14 @@ def test_bad_input_is_one_line_naming_what_and_exit_2(tmp_path, args, message):
 
 
 def test_flags_can_come_from_the_environment(tmp_path):
-    env = {**bare_env(tmp_path / "home"), "RECOVERY_APP": "web", "RECOVERY_URL": "http://127.0.0.1:9/",
-           "RECOVERY_INTERVAL": "10m", "RECOVERY_DRY_RUN": "1", "RECOVERY_PREFIX": str(tmp_path / "x")}  # fmt: skip
+    env = {
+        **bare_env(tmp_path / "home"),
+        "RECOVERY_APP": "web",
+        "RECOVERY_URL": "http://127.0.0.1:9/",
+        "RECOVERY_INTERVAL": "10m",
+        "RECOVERY_DRY_RUN": "1",
+        "RECOVERY_PREFIX": str(tmp_path / "x"),
+    }
     proc = run_setup(tmp_path, env)
     assert proc.returncode == 0, output(proc)
     assert f"*/10 * * * * /usr/bin/flock -n '{tmp_path}/x/run/check.lock'" in proc.stdout
@@ -115,8 +125,16 @@ def test_flags_can_come_from_the_environment(tmp_path):
 
 def test_a_real_run_without_pm2_stops_with_one_line_and_changes_nothing(tmp_path):
     before = tree(tmp_path)
-    proc = run_setup(tmp_path, bare_env(tmp_path / "home"), "--app", "web", "--url", "http://127.0.0.1:9/",
-                     "--prefix", str(tmp_path / "x"))  # fmt: skip
+    proc = run_setup(
+        tmp_path,
+        bare_env(tmp_path / "home"),
+        "--app",
+        "web",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--prefix",
+        str(tmp_path / "x"),
+    )
     assert proc.returncode == 3, output(proc)
     assert proc.stderr.startswith("setup-auto-recovery: pm2 not found") and proc.stderr.count("\n") == 1
     assert tree(tmp_path) == before
@@ -129,8 +147,19 @@ def test_dry_run_without_app_or_pm2_prints_the_changes_makes_none_and_exits_0(tm
     (tmp_path / "crontab").write_text("0 1 * * * echo mine\n")
     before = tree(tmp_path)
     env = {**bare_env(tmp_path / "home"), "RECOVERY_SETUP_VENV": ""}  # a real install, were it not a dry run
-    proc = run_setup(tmp_path, env, "--app", "web", "--url", "http://127.0.0.1:9/",
-                     "--prefix", str(tmp_path / "x"), "--nightly-restart", "03:00", "--dry-run")  # fmt: skip
+    proc = run_setup(
+        tmp_path,
+        env,
+        "--app",
+        "web",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--prefix",
+        str(tmp_path / "x"),
+        "--nightly-restart",
+        "03:00",
+        "--dry-run",
+    )
     assert proc.returncode == 0, output(proc)
     assert tree(tmp_path) == before
     out = proc.stdout
@@ -145,8 +174,21 @@ def test_dry_run_after_an_install_shows_the_new_cron_line_and_changes_nothing(pm
     assert proc.returncode == 0, output(proc)
     before = tree(tmp_path)
     app = pm2.apps[0]
-    proc = run_setup(tmp_path, pm2.env, "--app", "web", "--url", app.url, "--prefix", str(prefix),
-                     "--log-rotation", "logrotate", "--nightly-restart", "4:30", "--dry-run")  # fmt: skip
+    proc = run_setup(
+        tmp_path,
+        pm2.env,
+        "--app",
+        "web",
+        "--url",
+        app.url,
+        "--prefix",
+        str(prefix),
+        "--log-rotation",
+        "logrotate",
+        "--nightly-restart",
+        "4:30",
+        "--dry-run",
+    )
     assert proc.returncode == 0, output(proc)
     assert tree(tmp_path) == before
     assert "would install the cron block" in proc.stdout and "+30 4 * * * " in proc.stdout
@@ -155,15 +197,27 @@ def test_dry_run_after_an_install_shows_the_new_cron_line_and_changes_nothing(pm
 def test_alert_urls_are_written_to_the_config_test_sent_and_never_printed(pm2, tmp_path):
     receiver = Receiver()
     secret = f"json://127.0.0.1:{receiver.port}/SECRET-TOKEN-123"
-    proc = run_setup(tmp_path, bare_env(tmp_path / "home"), "--app", "web", "--url", "http://127.0.0.1:9/",
-                     "--prefix", str(tmp_path / "x"), "--alerts", secret, "--dry-run")  # fmt: skip
+    proc = run_setup(
+        tmp_path,
+        bare_env(tmp_path / "home"),
+        "--app",
+        "web",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--prefix",
+        str(tmp_path / "x"),
+        "--alerts",
+        secret,
+        "--dry-run",
+    )
     assert proc.returncode == 0 and "json://***" in proc.stdout
     assert "SECRET-TOKEN" not in output(proc)
     proc, prefix = install(pm2, tmp_path, "--alerts", secret)
     assert "SECRET-TOKEN" not in output(proc)
-    assert f'[alerts]                         # written by setup-auto-recovery.sh --alerts\nurls = ["{secret}"]' in (
-        prefix / "recovery.toml"
-    ).read_text()
+    assert (
+        f'[alerts]                         # written by setup-auto-recovery.sh --alerts\nurls = ["{secret}"]'
+        in (prefix / "recovery.toml").read_text()
+    )
     # The checklist test-sends through the channel (`recovery alert test`).
     receiver.close()
     assert proc.returncode == 0, output(proc)
@@ -213,11 +267,21 @@ def test_user_edits_to_the_config_survive_a_rerun(pm2, tmp_path):
     proc, prefix = install(pm2, tmp_path)
     assert proc.returncode == 0, output(proc)
     config = prefix / "recovery.toml"
-    edited = config.read_text().replace('# retries = 3 ', 'retries = 5 ')
+    edited = config.read_text().replace("# retries = 3 ", "retries = 5 ")
     config.write_text(edited)
     app = pm2.apps[0]
-    proc = run_setup(tmp_path, pm2.env, "--app", "web", "--url", app.url + "health", "--prefix", str(prefix),
-                     "--log-rotation", "logrotate")  # fmt: skip
+    proc = run_setup(
+        tmp_path,
+        pm2.env,
+        "--app",
+        "web",
+        "--url",
+        app.url + "health",
+        "--prefix",
+        str(prefix),
+        "--log-rotation",
+        "logrotate",
+    )
     assert config.read_text() == edited
     assert f"kept {config} (yours); this run would change it like so:" in proc.stdout
     assert f'-url = "{app.url}"' in proc.stdout and f'+url = "{app.url}health"' in proc.stdout
@@ -285,7 +349,10 @@ def test_with_a_systemd_timer_the_check_leaves_the_crontab(pm2, tmp_path):
     proc, prefix = install(pm2, tmp_path, "--systemd-timer", "--interval", "2m", "--nightly-restart", "03:00")
     units = tmp_path / "etc" / "systemd" / "system"
     assert "OnUnitActiveSec=2m" in (units / "recovery-check-web.timer").read_text()
-    assert f"ExecStart={prefix}/bin/recovery-cron check --trigger cron" in (units / "recovery-check-web.service").read_text()
+    assert (
+        f"ExecStart={prefix}/bin/recovery-cron check --trigger cron"
+        in (units / "recovery-check-web.service").read_text()
+    )
     crontab = (tmp_path / "crontab").read_text()
     assert "--stamp check" not in crontab and "restart web --by schedule --reason nightly" in crontab
     assert "✓ recovery check, run as cron runs it: web OK" in proc.stdout
@@ -297,9 +364,17 @@ def test_the_rendered_systemd_units_pass_systemd_analyze_verify(pm2, tmp_path):
         pytest.skip("systemd-analyze is not installed")
     install(pm2, tmp_path, "--systemd-timer", "--with-watch")
     units = sorted((tmp_path / "etc" / "systemd" / "system").iterdir())
-    assert [u.name for u in units] == ["recovery-check-web.service", "recovery-check-web.timer", "recovery-watch-web.service"]
-    check = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True,
-                           env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})  # fmt: skip
+    assert [u.name for u in units] == [
+        "recovery-check-web.service",
+        "recovery-check-web.timer",
+        "recovery-watch-web.service",
+    ]
+    check = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"},
+    )
     assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr
 
 
@@ -319,14 +394,29 @@ def test_the_cron_line_recovers_a_hung_app_under_crons_environment_with_pm2_from
     proc = run_setup(tmp_path, env, "--app", "web", "--url", app.url, "--prefix", str(prefix), "--log-rotation", "none")
     assert proc.returncode == 0, output(proc)
     config = prefix / "recovery.toml"  # the user tunes the probe (and it survives re-runs)
-    config.write_text(config.read_text().replace('# timeout = "10s"', 'timeout = "2s"')
-                      .replace("# retries = 3 ", "retries = 2 ").replace('# retry_delay = "5s"', 'retry_delay = "1s"'))  # fmt: skip
+    config.write_text(
+        config.read_text()
+        .replace('# timeout = "10s"', 'timeout = "2s"')
+        .replace("# retries = 3 ", "retries = 2 ")
+        .replace('# retry_delay = "5s"', 'retry_delay = "1s"')
+    )
     old_pid = app.pids()[0]
     app.control("hang")
     app.wait_until(lambda: not app.answers(timeout=0.5), message="the app to hang")
     cron_env = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "HOME": str(home), "LOGNAME": getpass.getuser()}
-    cron = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in cron_env.items()), "/bin/sh", "-c",
-                           cron_check_command(tmp_path / "crontab")], capture_output=True, text=True, timeout=180)  # fmt: skip
+    cron = subprocess.run(
+        [
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in cron_env.items()),
+            "/bin/sh",
+            "-c",
+            cron_check_command(tmp_path / "crontab"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert cron.returncode == 1 and cron.stdout == "", output(cron)  # WARNING: recovered; output went to the log
     log = (prefix / "logs" / "recovery-cron.log").read_text()
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ web RECOVERED restarted after 2 failed probes", log, re.M), log
@@ -335,9 +425,19 @@ def test_the_cron_line_recovers_a_hung_app_under_crons_environment_with_pm2_from
     assert [e.type for e in events].count("restart.succeeded") == 1
     assert [e.data["trigger"] for e in events if e.type == "check.started"][-1] == "cron"
     # The daily prune line works under cron's environment too (nothing is old enough to go yet).
-    prune = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in cron_env.items()), "/bin/sh", "-c",
-                            cron_check_command(tmp_path / "crontab", "--stamp errors prune")],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    prune = subprocess.run(
+        [
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in cron_env.items()),
+            "/bin/sh",
+            "-c",
+            cron_check_command(tmp_path / "crontab", "--stamp errors prune"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert prune.returncode == 0, output(prune)
     assert re.search(r"Z pruned 0 entries older than", (prefix / "logs" / "recovery-cron.log").read_text())
 
@@ -351,7 +451,9 @@ def store_events(prefix: Path) -> list:
 
 
 def test_every_shell_script_is_shellcheck_clean():
-    scripts = sorted([*(REPO / "deploy").glob("*.sh"), *(REPO / "scripts").glob("*.sh"), REPO / "test.sh", REPO / "demo.sh"])
+    scripts = sorted(
+        [*(REPO / "deploy").glob("*.sh"), *(REPO / "scripts").glob("*.sh"), REPO / "test.sh", REPO / "demo.sh"]
+    )
     assert SCRIPT in scripts
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed (./test.sh installs it)", pytrace=False)

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from recovery_cli.main import app
 from typer.testing import CliRunner
 
 from recovery import logs
 from recovery.store import Store
-from recovery_cli.main import app
 
 from .conftest import wait_until
 from .test_projections import Timeline
@@ -39,12 +39,14 @@ def invoke(*args: str):
 
 
 def ago(**kw: float) -> str:
-    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(**kw)).isoformat()
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(**kw)).isoformat()
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
     p = tmp_path / "recovery.toml"
-    p.write_text(f'[store]\npath = "data/recovery.db"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:3000/"\n{extra}')
+    p.write_text(
+        f'[store]\npath = "data/recovery.db"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:3000/"\n{extra}'
+    )
     return p
 
 
@@ -110,7 +112,14 @@ def test_errors_search_is_full_text_newest_first(filled):
     found = json.loads(result.output)
     assert len(found) == 4 and [r["ts"] for r in found] == sorted((r["ts"] for r in found), reverse=True)
     assert found[-1]["message"].endswith(":5432")  # the oldest last
-    assert len(json.loads(invoke("errors", "search", "ECONNREFUSED", "--limit", "2", "--json", "--config", str(filled)).output)) == 2
+    assert (
+        len(
+            json.loads(
+                invoke("errors", "search", "ECONNREFUSED", "--limit", "2", "--json", "--config", str(filled)).output
+            )
+        )
+        == 2
+    )
     text = invoke("errors", "search", "items.js", "--config", str(filled))
     assert text.exit_code == 0 and "TypeError" in text.output and "ECONNREFUSED" not in text.output
     assert "no entries match" in invoke("errors", "search", "nothing-like-this", "--config", str(filled)).output
@@ -125,7 +134,7 @@ def test_around_incidents_ranks_what_came_before_the_outages_against_its_base_ra
     from recovery import projections
 
     conf = write_config(tmp_path)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     groups = [  # (minutes ago, text)
         (20 * 60, NODE_ERROR.format(port=5432)),
         (10 * 60, TYPE_ERROR * 10),
@@ -253,8 +262,10 @@ def test_ingest_finds_the_log_paths_pm2_reports(pm2, tmp_path, monkeypatch):
     wait_until(lambda: err_log.read_text().count("code: 'ECONNREFUSED'") == 3, message="three errors in the log")
 
     conf = tmp_path / "recovery.toml"
-    conf.write_text(f'[store]\npath = "recovery.db"\n\n[pm2]\nbin = "{pm2.bin}"\n\n'
-                    '[[apps]]\nname = "logger"\nurl = "http://127.0.0.1:9/"\n')  # fmt: skip
+    conf.write_text(
+        f'[store]\npath = "recovery.db"\n\n[pm2]\nbin = "{pm2.bin}"\n\n'
+        '[[apps]]\nname = "logger"\nurl = "http://127.0.0.1:9/"\n'
+    )
     monkeypatch.setenv("PM2_HOME", str(pm2.home))
     result = invoke("ingest", "--config", str(conf))
     assert result.exit_code == 0, result.output

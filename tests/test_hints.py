@@ -13,7 +13,7 @@ from recovery.hints import hints_for
 from recovery.logs.ingestion import ingest
 from recovery.store import Store
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
 MB = 1048576
 HANG = "hung: PM2 says online but 2 failed probes (timeout)"
@@ -37,7 +37,9 @@ class History:
         self.runs += 1
         rid = f"run{self.runs}"
         rows = [Event("check.started", None, rid, {"trigger": "cron"}, ts=self.at(t))]
-        rows += [Event(type_, app, rid, data, ts=self.at(t + 0.01 * (i + 1))) for i, (type_, app, data) in enumerate(events)]
+        rows += [
+            Event(type_, app, rid, data, ts=self.at(t + 0.01 * (i + 1))) for i, (type_, app, data) in enumerate(events)
+        ]
         rows.append(Event("check.finished", None, rid, {}, ts=self.at(t + 0.01 * (len(events) + 1))))
         self.store.append(rows)
 
@@ -45,26 +47,42 @@ class History:
         return {"source": "pidfile", "status": "online", "known": True, "pid": self.pid, **data}
 
     def healthy(self, t: float, memory: int = 60 * MB, ms: float = 20.0, **sample) -> None:
-        self.run(t, ("probe.succeeded", "web", {"phase": "check", "attempt": 1, "status": 200, "latency_ms": ms}),
-                 ("process.sampled", "web", self.sample(memory=memory, cpu=1.0, **sample)),
-                 ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+        self.run(
+            t,
+            ("probe.succeeded", "web", {"phase": "check", "attempt": 1, "status": 200, "latency_ms": ms}),
+            ("process.sampled", "web", self.sample(memory=memory, cpu=1.0, **sample)),
+            ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}),
+        )
 
     def hang(self, t: float, cpu: float, memory: int = 60 * MB, **sample) -> None:
         """A hang seen by the check, restarted and verified: the next samples have a new pid."""
-        self.restarted(t, HANG, "timeout", self.sample(source="jlist", memory=memory, cpu=cpu, cpu_demand=cpu,
-                                                       restart_time=self.restart_time, **sample))  # fmt: skip
+        self.restarted(
+            t,
+            HANG,
+            "timeout",
+            self.sample(
+                source="jlist", memory=memory, cpu=cpu, cpu_demand=cpu, restart_time=self.restart_time, **sample
+            ),
+        )
 
     def errored(self, t: float) -> None:
-        self.restarted(t, ERRORED, "refused", {"source": "jlist", "status": "errored", "known": True,
-                                               "restart_time": self.restart_time, "exit_code": 1})  # fmt: skip
+        self.restarted(
+            t,
+            ERRORED,
+            "refused",
+            {"source": "jlist", "status": "errored", "known": True, "restart_time": self.restart_time, "exit_code": 1},
+        )
 
     def restarted(self, t: float, reason: str, error: str, sample: dict) -> None:
-        self.run(t, ("probe.failed", "web", {"phase": "check", "attempt": 1, "error": error, "latency_ms": 2000}),
-                 ("process.sampled", "web", sample),
-                 ("decision.made", "web", {"action": "restart", "reason": reason, "state": "recovering"}),
-                 ("restart.requested", "web", {"by": "check", "reason": reason}),
-                 ("restart.succeeded", "web", {"exit_code": 0}),
-                 ("verification.passed", "web", {"attempts": 1, "seconds": 0.5}))  # fmt: skip
+        self.run(
+            t,
+            ("probe.failed", "web", {"phase": "check", "attempt": 1, "error": error, "latency_ms": 2000}),
+            ("process.sampled", "web", sample),
+            ("decision.made", "web", {"action": "restart", "reason": reason, "state": "recovering"}),
+            ("restart.requested", "web", {"by": "check", "reason": reason}),
+            ("restart.succeeded", "web", {"exit_code": 0}),
+            ("verification.passed", "web", {"attempts": 1, "seconds": 0.5}),
+        )
         self.pid += 1
         self.restart_time += 1
 
@@ -72,10 +90,13 @@ class History:
         """A full sample showing PM2 restarted the app `n` times on its own, and the event the check adds."""
         self.restart_time += n
         self.pid += 1
-        self.run(t, ("probe.succeeded", "web", {"phase": "check", "attempt": 1, "status": 200, "latency_ms": 20}),
-                 ("process.sampled", "web", self.sample(source="jlist", memory=60 * MB, restart_time=self.restart_time)),
-                 ("process.restarted", "web", {"count": n, "cause": cause, "evidence": evidence}),
-                 ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+        self.run(
+            t,
+            ("probe.succeeded", "web", {"phase": "check", "attempt": 1, "status": 200, "latency_ms": 20}),
+            ("process.sampled", "web", self.sample(source="jlist", memory=60 * MB, restart_time=self.restart_time)),
+            ("process.restarted", "web", {"count": n, "cause": cause, "evidence": evidence}),
+            ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}),
+        )
 
     def logs(self, t: float, *lines: str) -> None:
         """PM2 error-log lines written at `t` and ingested then."""
@@ -85,8 +106,9 @@ class History:
 
     def hints(self, now: float, since: float | None = None) -> list:
         projections.fold(self.store.conn)
-        return hints_for(self.store.conn, "web", T0 + dt.timedelta(seconds=now),
-                         self.at(since) if since is not None else None)  # fmt: skip
+        return hints_for(
+            self.store.conn, "web", T0 + dt.timedelta(seconds=now), self.at(since) if since is not None else None
+        )
 
 
 @pytest.fixture
@@ -101,8 +123,13 @@ def kinds(hints) -> list[str]:
 
 
 def db_error(port: int = 5432) -> list[str]:
-    return [f"Error: connect ECONNREFUSED 127.0.0.1:{port}", "    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16) {",
-            "  errno: -111,", "  code: 'ECONNREFUSED',", "}"]  # fmt: skip
+    return [
+        f"Error: connect ECONNREFUSED 127.0.0.1:{port}",
+        "    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16) {",
+        "  errno: -111,",
+        "  code: 'ECONNREFUSED',",
+        "}",
+    ]
 
 
 # -- nothing to say --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def check(pm2, config):
 
 def hints(config) -> list:
     with Store.open(config.parent / "data" / "recovery.db") as store:
-        return hints_for(store.conn, "web", dt.datetime.now(dt.timezone.utc))
+        return hints_for(store.conn, "web", dt.datetime.now(dt.UTC))
 
 
 def checks(pm2, config, n: int) -> None:

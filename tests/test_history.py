@@ -15,8 +15,10 @@ pytestmark = pytest.mark.pm2
 def snapshot(db) -> dict:
     conn = sqlite3.connect(db)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                for t in ("app_state", "incidents", "restarts", "probe_hourly")}  # fmt: skip
+        return {
+            t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+            for t in ("app_state", "incidents", "restarts", "probe_hourly")
+        }
     finally:
         conn.close()
 
@@ -24,8 +26,16 @@ def snapshot(db) -> dict:
 def test_an_app_that_hangs_after_every_start_gets_max_restarts_then_is_suspended(pm2, tmp_path):
     app = pm2.start_app("web")
     # No warm-up grace, so each run may restart at once; the ceiling alone stops the loop.
-    config = write_config(tmp_path, pm2, app, verify_timeout='"2s"', restart_grace='"0s"', max_restarts="3",
-                          timeout='"1s"', retry_delay='"0s"')  # fmt: skip
+    config = write_config(
+        tmp_path,
+        pm2,
+        app,
+        verify_timeout='"2s"',
+        restart_grace='"0s"',
+        max_restarts="3",
+        timeout='"1s"',
+        retry_delay='"0s"',
+    )
     app.marker("hang").touch()
     app.control("hang")
     codes = [recovery(pm2, "check", "--config", str(config)).returncode for _ in range(3)]

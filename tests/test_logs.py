@@ -305,7 +305,7 @@ def test_random_bytes_written_in_random_pieces_read_back_exactly(tmp_path):
         state, seen, pos = None, [], 0
         while pos < len(blob):
             step = rng.randrange(1, 200)
-            append(log, blob[pos:pos + step])
+            append(log, blob[pos : pos + step])
             pos += step
             got, r = lines_of(log, state, max_bytes=rng.randrange(1, 500))
             seen += got
@@ -360,8 +360,9 @@ Error: fetch failed
     g = Grouper("err")
     entries = g.feed_all(_lines(text)) + g.flush()
     assert [e.message for e in entries] == [
-        "Error: fetch failed", "⨯ TypeError: Cannot read properties of undefined (reading 'id')",
-    ]  # fmt: skip
+        "Error: fetch failed",
+        "⨯ TypeError: Cannot read properties of undefined (reading 'id')",
+    ]
     assert entries[0].lines == 8 and "[cause]: Error: getaddrinfo ENOTFOUND db" in entries[0].detail_text
 
 
@@ -411,8 +412,22 @@ def test_pm2_json_log_lines_are_unpacked():
 
 def test_random_line_shapes_never_break_the_grouper():
     rng = random.Random(7)
-    shapes = ["Error: x", "    at f (a.js:1:1)", "{", "}", "  code: 'E'", "", " ⨯ y", "  [cause]: Error: z", "]",
-              '{"message": 1}', '{"message":"a\\nb"}', "2026-11-28T03:00:01: ", "\ufffd\ufffd", "Node.js v18"]
+    shapes = [
+        "Error: x",
+        "    at f (a.js:1:1)",
+        "{",
+        "}",
+        "  code: 'E'",
+        "",
+        " ⨯ y",
+        "  [cause]: Error: z",
+        "]",
+        '{"message": 1}',
+        '{"message":"a\\nb"}',
+        "2026-11-28T03:00:01: ",
+        "\ufffd\ufffd",
+        "Node.js v18",
+    ]
     for _ in range(200):
         text = "\n".join(rng.choice(shapes) + rng.choice(["", " 1", "{", "["]) for _ in range(rng.randrange(50)))
         g = Grouper(rng.choice(["err", "out"]))
@@ -428,8 +443,9 @@ def test_masks_cover_what_varies_in_node_logs():
         "req_id=ab-12 GET https://x.io/a?b=1 from 10.0.0.1:443 took 45ms id 123e4567-e89b-12d3-a456-426614174000"
         " user 42 hash 0xdeadbeef path /api/users/17 'quoted value'"
     )
-    assert masked == ("req_id=<ID> GET <URL> from <IP> took <DUR> id <UUID> user <NUM> hash <HEX>"
-                      " path /api/users/<NUM> <STR>")  # fmt: skip
+    assert masked == (
+        "req_id=<ID> GET <URL> from <IP> took <DUR> id <UUID> user <NUM> hash <HEX> path /api/users/<NUM> <STR>"
+    )
     assert {"ab-12", "https://x.io/a?b=1", "10.0.0.1:443", "'quoted value'", "17"} <= set(params)
 
 
@@ -475,8 +491,11 @@ def _err_log(tmp_path: Path, text: str) -> Path:
 
 
 def test_ingest_stores_one_entry_per_error_and_records_an_event(tmp_path, store):
-    text = "".join("2026-11-28T03:00:0%d: %s\n" % (i, line)
-                   for i in range(3) for line in NODE_ERROR.replace("5432", str(5432 + i)).splitlines())
+    text = "".join(
+        "2026-11-28T03:00:0%d: %s\n" % (i, line)
+        for i in range(3)
+        for line in NODE_ERROR.replace("5432", str(5432 + i)).splitlines()
+    )
     log = _err_log(tmp_path, text)
     r = logs.ingest(store, "web", [log], now="2026-11-28T04:00:00Z", run_id="run1")
     assert r.entries == 3 and r.lines == 27 and len(r.new_templates) == 1
@@ -493,8 +512,12 @@ def test_ingest_stores_one_entry_per_error_and_records_an_event(tmp_path, store)
 
 
 def test_top_templates_counts_only_the_window_and_the_app(tmp_path, store):
-    lines = ["2026-11-20T10:00:00: Error: old one", "2026-11-28T02:30:00: Error: boom 1",
-             "2026-11-28T03:10:00: Error: boom 2", "2026-11-28T05:00:00: Error: boom 3"]  # fmt: skip
+    lines = [
+        "2026-11-20T10:00:00: Error: old one",
+        "2026-11-28T02:30:00: Error: boom 1",
+        "2026-11-28T03:10:00: Error: boom 2",
+        "2026-11-28T05:00:00: Error: boom 3",
+    ]
     logs.ingest(store, "web", [_err_log(tmp_path, "\n".join(lines) + "\n")])
     other = tmp_path / "api-error.log"
     other.write_text("2026-11-28T05:00:00: Error: boom 4\n")
@@ -506,18 +529,30 @@ def test_top_templates_counts_only_the_window_and_the_app(tmp_path, store):
 
 
 def test_search_finds_entries_newest_first(tmp_path, store):
-    lines = ["2026-11-28T01:00:00: Error: payment declined for order 1",
-             "2026-11-28T02:00:00: Error: payment declined for order 2", "2026-11-28T03:00:00: Error: other"]
+    lines = [
+        "2026-11-28T01:00:00: Error: payment declined for order 1",
+        "2026-11-28T02:00:00: Error: payment declined for order 2",
+        "2026-11-28T03:00:00: Error: other",
+    ]
     logs.ingest(store, "web", [_err_log(tmp_path, "\n".join(lines) + "\n")])
     hits = logs.search(store.conn, "payment declined", 10)
-    assert [h["message"] for h in hits] == ["Error: payment declined for order 2", "Error: payment declined for order 1"]
+    assert [h["message"] for h in hits] == [
+        "Error: payment declined for order 2",
+        "Error: payment declined for order 1",
+    ]
     assert logs.search(store.conn, "node:net", 10) == []
 
 
 def test_log_rows_refuse_update_and_unrecorded_delete(tmp_path, store):
     logs.ingest(store, "web", [_err_log(tmp_path, "2026-11-28T01:00:00: Error: x\n")])
-    for sql in ("UPDATE log_entries SET message = 'y'", "DELETE FROM log_entries", "UPDATE log_counts SET count = 9",
-                "DELETE FROM log_templates", "DELETE FROM log_files", "UPDATE log_template_versions SET text = ''"):
+    for sql in (
+        "UPDATE log_entries SET message = 'y'",
+        "DELETE FROM log_entries",
+        "UPDATE log_counts SET count = 9",
+        "DELETE FROM log_templates",
+        "DELETE FROM log_files",
+        "UPDATE log_template_versions SET text = ''",
+    ):
         with pytest.raises(sqlite3.DatabaseError, match="refused"):
             store.conn.execute(sql)
 
@@ -570,7 +605,7 @@ def test_two_runs_ingesting_at_once_store_each_entry_once(tmp_path):
             with Store.open(tmp_path / "r.db", busy_timeout=30) as s:
                 while not logs.ingest(s, "web", [log], max_bytes=2000).complete:
                     pass
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(3)]
@@ -586,7 +621,9 @@ def test_two_runs_ingesting_at_once_store_each_entry_once(tmp_path):
 
 
 def test_an_unhandled_rejection_is_named_by_its_error():
-    text = "Unhandled Rejection at: Promise {\n  <rejected> Error: timeout of 500ms exceeded\n      at f (a.js:1:1)\n}\n"
+    text = (
+        "Unhandled Rejection at: Promise {\n  <rejected> Error: timeout of 500ms exceeded\n      at f (a.js:1:1)\n}\n"
+    )
     g = Grouper("err")
     (e,) = g.feed_all(_lines(text)) + g.flush()
     assert e.message == "Unhandled Rejection at: Promise { <rejected> Error: timeout of 500ms exceeded"

@@ -44,8 +44,10 @@ def error_log(app) -> Path:
 def log_errors(app, n: int, before: int = 0) -> None:
     """Make the app print `n` Node errors, and wait until PM2 has written them."""
     app.control("error", n=n)
-    app.wait_until(lambda: error_log(app).read_text().count("code: 'ECONNREFUSED'") == before + n,
-                   message=f"{n} more errors in the app's error log")  # fmt: skip
+    app.wait_until(
+        lambda: error_log(app).read_text().count("code: 'ECONNREFUSED'") == before + n,
+        message=f"{n} more errors in the app's error log",
+    )
 
 
 def test_a_healthy_check_ingests_new_errors_after_its_probe_without_a_jlist_once_the_files_are_known(pm2, tmp_path):

@@ -88,11 +88,20 @@ import datetime as dt  # noqa: E402
 from recovery.config import AppConfig  # noqa: E402
 from recovery.projections import History, format_ts  # noqa: E402
 
-NOW = dt.datetime(2026, 11, 28, 3, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 28, 3, 0, 0, tzinfo=dt.UTC)
 APP = AppConfig(
-    name="web", url=URL, timeout=2, retries=2, retry_delay=1, expect_status=((200, 399),), verify_timeout=30,
-    restart_command="restart", max_restarts=3, window=1800, restart_grace=60,
-)  # fmt: skip
+    name="web",
+    url=URL,
+    timeout=2,
+    retries=2,
+    retry_delay=1,
+    expect_status=((200, 399),),
+    verify_timeout=30,
+    restart_command="restart",
+    max_restarts=3,
+    window=1800,
+    restart_grace=60,
+)
 
 
 def ago(seconds: float) -> str:
@@ -101,7 +110,9 @@ def ago(seconds: float) -> str:
 
 def restarted(*seconds_ago: float) -> History:
     """History with our automatic restarts that many seconds ago (newest last)."""
-    recent = tuple((ago(s), "hung: PM2 says online but 2 failed probes (timeout)") for s in sorted(seconds_ago, reverse=True))
+    recent = tuple(
+        (ago(s), "hung: PM2 says online but 2 failed probes (timeout)") for s in sorted(seconds_ago, reverse=True)
+    )
     return History(state="healthy", last_restart_at=recent[-1][0] if recent else None, recent_restarts=recent)
 
 

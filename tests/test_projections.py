@@ -12,7 +12,7 @@ from recovery.events import Event
 from recovery.projections import History, format_ts, history
 from recovery.store import Store
 
-T0 = dt.datetime(2026, 11, 1, 2, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, 2, 0, 0, tzinfo=dt.UTC)
 
 
 class Timeline:
@@ -37,18 +37,28 @@ class Timeline:
         self.store.append(rows)
 
     def healthy(self, t: float, app: str = "web", ms: float = 20.0) -> None:
-        self.run(t, ("probe.succeeded", app, {"phase": "check", "latency_ms": ms, "attempt": 1}),
-                 ("decision.made", app, {"action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+        self.run(
+            t,
+            ("probe.succeeded", app, {"phase": "check", "latency_ms": ms, "attempt": 1}),
+            ("decision.made", app, {"action": "none", "reason": "healthy", "state": "healthy"}),
+        )
 
     def hang_recovered(self, t: float, app: str = "web", by: str = "check") -> None:
         reason = "hung: PM2 says online but 2 failed probes (timeout)"
-        self.run(t, ("probe.failed", app, {"phase": "check", "error": "timeout", "latency_ms": 2000}),
-                 ("process.sampled", app, {"source": "jlist", "status": "online", "restart_time": self.restarts(app), "known": True}),
-                 ("decision.made", app, {"action": "restart", "reason": reason, "state": "recovering"}),
-                 ("restart.requested", app, {"by": by, "reason": reason}),
-                 ("restart.succeeded", app, {"exit_code": 0}),
-                 ("probe.succeeded", app, {"phase": "verify", "latency_ms": 5}),
-                 ("verification.passed", app, {"attempts": 1, "seconds": 0.5}))  # fmt: skip
+        self.run(
+            t,
+            ("probe.failed", app, {"phase": "check", "error": "timeout", "latency_ms": 2000}),
+            (
+                "process.sampled",
+                app,
+                {"source": "jlist", "status": "online", "restart_time": self.restarts(app), "known": True},
+            ),
+            ("decision.made", app, {"action": "restart", "reason": reason, "state": "recovering"}),
+            ("restart.requested", app, {"by": by, "reason": reason}),
+            ("restart.succeeded", app, {"exit_code": 0}),
+            ("probe.succeeded", app, {"phase": "verify", "latency_ms": 5}),
+            ("verification.passed", app, {"attempts": 1, "seconds": 0.5}),
+        )
         self._restarts[app] = self.restarts(app) + 1
 
     def restarts(self, app: str) -> int:
@@ -76,7 +86,9 @@ def test_a_hang_becomes_one_incident_with_its_restart_and_evidence(store):
     tl.hang_recovered(60)
     tl.healthy(120)
     projections.fold(store.conn)
-    (inc,) = store.conn.execute("SELECT app, restarts, outcome, duration_s, ended_at, evidence FROM incidents").fetchall()
+    (inc,) = store.conn.execute(
+        "SELECT app, restarts, outcome, duration_s, ended_at, evidence FROM incidents"
+    ).fetchall()
     assert inc[:3] == ("web", 1, "restarted")
     assert 0 < inc[3] < 1 and inc[4] is not None
     assert len(json.loads(inc[5])) >= 3
@@ -90,8 +102,15 @@ def test_restarts_record_who_made_them_including_pm2_on_its_own(store):
     tl.hang_recovered(600, by="operator")
     # PM2 restarted the app twice on its own: restart_time jumps by 2 more than our restarts explain.
     tl._restarts["web"] += 2
-    tl.run(900, ("process.sampled", "web", {"source": "jlist", "status": "online", "restart_time": tl.restarts("web"), "known": True}),
-           ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+    tl.run(
+        900,
+        (
+            "process.sampled",
+            "web",
+            {"source": "jlist", "status": "online", "restart_time": tl.restarts("web"), "known": True},
+        ),
+        ("decision.made", "web", {"action": "none", "reason": "healthy", "state": "healthy"}),
+    )
     projections.fold(store.conn)
     by = dict(store.conn.execute("SELECT by, sum(count) FROM restarts GROUP BY by").fetchall())
     assert by == {"check": 1, "operator": 1, "pm2": 2}
@@ -101,8 +120,11 @@ def test_availability_time_is_counted_between_checks(store):
     tl = Timeline(store)
     tl.healthy(0)
     tl.healthy(60)
-    tl.run(120, ("probe.failed", "web", {"phase": "check", "error": "timeout"}),
-           ("decision.made", "web", {"action": "escalate", "reason": "x", "state": "down"}))  # fmt: skip
+    tl.run(
+        120,
+        ("probe.failed", "web", {"phase": "check", "error": "timeout"}),
+        ("decision.made", "web", {"action": "escalate", "reason": "x", "state": "down"}),
+    )
     tl.healthy(180)
     projections.fold(store.conn)
     up, down = store.conn.execute("SELECT sum(up_s), sum(down_s) FROM probe_hourly").fetchone()
@@ -181,8 +203,14 @@ def test_a_new_pid_that_none_of_our_restarts_explains_is_pm2s_own_restart(store)
     tl.run(180, ("process.sampled", "web", {**cheap, "pid": 300}))  # PM2's own
     # The full sample then shows restart_time grown by both: counted once each, not twice.
     tl._restarts["web"] += 1
-    tl.run(240, ("process.sampled", "web", {"source": "jlist", "status": "online", "pid": 300, "known": True,
-                                            "restart_time": tl.restarts("web")}))  # fmt: skip
+    tl.run(
+        240,
+        (
+            "process.sampled",
+            "web",
+            {"source": "jlist", "status": "online", "pid": 300, "known": True, "restart_time": tl.restarts("web")},
+        ),
+    )
     projections.fold(store.conn)
     by = dict(store.conn.execute("SELECT by, sum(count) FROM restarts GROUP BY by").fetchall())
     assert by == {"check": 1, "pm2": 1}
@@ -193,7 +221,13 @@ def test_our_restart_is_not_mistaken_for_pm2s_when_runs_fold_separately(store):
     tl.hang_recovered(0)
     projections.fold(store.conn)  # the restart's run is folded on its own...
     tl._restarts["web"] += 0
-    tl.run(60, ("process.sampled", "web", {"source": "jlist", "status": "online", "known": True,
-                                           "restart_time": tl.restarts("web")}))  # fmt: skip
+    tl.run(
+        60,
+        (
+            "process.sampled",
+            "web",
+            {"source": "jlist", "status": "online", "known": True, "restart_time": tl.restarts("web")},
+        ),
+    )
     projections.fold(store.conn)  # ...and the sample that shows restart_time grown comes later
     assert store.conn.execute("SELECT count(*) FROM restarts WHERE by = 'pm2'").fetchone()[0] == 0

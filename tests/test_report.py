@@ -8,18 +8,26 @@ from pathlib import Path
 
 import pytest
 import typer
+from recovery_cli.main import guarded
+from recovery_cli.reports import report as report_command
+from recovery_cli.reports import why as why_command
 from typer.testing import CliRunner
 
 from recovery import projections
 from recovery.events import Event
-from recovery.report import (TIMELINE_MAX, IncidentNotFound, build_report, merge_histograms, report_markdown, report_text,
-                             timeline_text, why)
+from recovery.report import (
+    TIMELINE_MAX,
+    IncidentNotFound,
+    build_report,
+    merge_histograms,
+    report_markdown,
+    report_text,
+    timeline_text,
+    why,
+)
 from recovery.store import Store
-from recovery_cli.main import guarded
-from recovery_cli.reports import report as report_command
-from recovery_cli.reports import why as why_command
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)  # the previous period is days 0-7, the reported one days 7-14
 NOW = T0 + dt.timedelta(days=14)
 SINCE = projections.format_ts(T0 + dt.timedelta(days=7))
@@ -50,49 +58,109 @@ class Trail:
         self.store.append(rows)
 
     def healthy(self, t: float, app: str = "web", ms: float = 20.0) -> None:
-        self.run(t - 0.5,
-                 (t - 0.4, "probe.succeeded", {"app": app, "attempt": 1, "of": 2, "phase": "check", "status": 200, "latency_ms": ms}),
-                 (t, "decision.made", {"app": app, "action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+        self.run(
+            t - 0.5,
+            (
+                t - 0.4,
+                "probe.succeeded",
+                {"app": app, "attempt": 1, "of": 2, "phase": "check", "status": 200, "latency_ms": ms},
+            ),
+            (t, "decision.made", {"app": app, "action": "none", "reason": "healthy", "state": "healthy"}),
+        )
 
     def down(self, t: float, app: str = "web") -> None:
         """A failed check whose decision leaves the app down (e.g. PM2 already restarting it)."""
-        self.run(t - 4.5,
-                 (t - 4.4, "probe.failed", {"app": app, "attempt": 1, "of": 2, "phase": "check", "error": "refused", "latency_ms": 1.2}),
-                 (t, "decision.made", {"app": app, "action": "wait", "reason": "PM2 is restarting it", "state": "down"}))  # fmt: skip
+        self.run(
+            t - 4.5,
+            (
+                t - 4.4,
+                "probe.failed",
+                {"app": app, "attempt": 1, "of": 2, "phase": "check", "error": "refused", "latency_ms": 1.2},
+            ),
+            (t, "decision.made", {"app": app, "action": "wait", "reason": "PM2 is restarting it", "state": "down"}),
+        )
 
     def hang(self, t: float, app: str = "web", *, took: float = 2.0) -> None:
         """A hung app restarted by the check and verified `took` seconds after the decision."""
         rt = self.restart_time.get(app, 0)
         command = ["pm2", "restart", app]
-        self.run(t - 4.5,
-                 (t - 4.4, "probe.failed", {"app": app, "attempt": 1, "of": 2, "phase": "check", "error": "timeout", "latency_ms": 2000.0}),
-                 (t - 2.4, "probe.failed", {"app": app, "attempt": 2, "of": 2, "phase": "check", "error": "timeout", "latency_ms": 2000.0}),
-                 (t - 0.1, "process.sampled", {"app": app, "source": "jlist", "known": True, "status": "online", "pid": 4242,
-                                                "memory": 60 * 1048576, "cpu": 99.5, "restart_time": rt}),
-                 (t, "decision.made", {"app": app, "action": "restart", "reason": HANG, "state": "recovering"}),
-                 (t, "restart.requested", {"app": app, "by": "check", "reason": HANG, "command": command}),
-                 (t + took / 2, "restart.succeeded", {"app": app, "command": command, "exit_code": 0, "duration_ms": 1000.0}),
-                 (t + took, "probe.succeeded", {"app": app, "attempt": 3, "phase": "verify", "status": 200, "latency_ms": 7.0}),
-                 (t + took, "verification.passed", {"app": app, "attempts": 3, "seconds": took, "latency_ms": 7.0}))  # fmt: skip
+        self.run(
+            t - 4.5,
+            (
+                t - 4.4,
+                "probe.failed",
+                {"app": app, "attempt": 1, "of": 2, "phase": "check", "error": "timeout", "latency_ms": 2000.0},
+            ),
+            (
+                t - 2.4,
+                "probe.failed",
+                {"app": app, "attempt": 2, "of": 2, "phase": "check", "error": "timeout", "latency_ms": 2000.0},
+            ),
+            (
+                t - 0.1,
+                "process.sampled",
+                {
+                    "app": app,
+                    "source": "jlist",
+                    "known": True,
+                    "status": "online",
+                    "pid": 4242,
+                    "memory": 60 * 1048576,
+                    "cpu": 99.5,
+                    "restart_time": rt,
+                },
+            ),
+            (t, "decision.made", {"app": app, "action": "restart", "reason": HANG, "state": "recovering"}),
+            (t, "restart.requested", {"app": app, "by": "check", "reason": HANG, "command": command}),
+            (
+                t + took / 2,
+                "restart.succeeded",
+                {"app": app, "command": command, "exit_code": 0, "duration_ms": 1000.0},
+            ),
+            (
+                t + took,
+                "probe.succeeded",
+                {"app": app, "attempt": 3, "phase": "verify", "status": 200, "latency_ms": 7.0},
+            ),
+            (t + took, "verification.passed", {"app": app, "attempts": 3, "seconds": took, "latency_ms": 7.0}),
+        )
         self.restart_time[app] = rt + 1
 
     def restart_by(self, t: float, by: str, app: str = "web") -> None:
         """`recovery restart APP --by operator|schedule`: no decision, a restart verified like any other."""
         command = ["pm2", "restart", app]
-        self.run(t,
-                 (t, "restart.requested", {"app": app, "by": by, "reason": "nightly", "command": command}),
-                 (t + 1, "restart.succeeded", {"app": app, "command": command, "exit_code": 0, "duration_ms": 900.0}),
-                 (t + 1.5, "verification.passed", {"app": app, "attempts": 1, "seconds": 0.5}), trigger=by)  # fmt: skip
+        self.run(
+            t,
+            (t, "restart.requested", {"app": app, "by": by, "reason": "nightly", "command": command}),
+            (t + 1, "restart.succeeded", {"app": app, "command": command, "exit_code": 0, "duration_ms": 900.0}),
+            (t + 1.5, "verification.passed", {"app": app, "attempts": 1, "seconds": 0.5}),
+            trigger=by,
+        )
         self.restart_time[app] = self.restart_time.get(app, 0) + 1
 
     def pm2_restarts(self, t: float, n: int, app: str = "web") -> None:
         """A full sample showing PM2 restarted the app `n` times on its own since the last one."""
         self.restart_time[app] = self.restart_time.get(app, 0) + n
-        self.run(t - 0.5,
-                 (t - 0.4, "probe.succeeded", {"app": app, "attempt": 1, "phase": "check", "status": 200, "latency_ms": 20.0}),
-                 (t - 0.2, "process.sampled", {"app": app, "source": "jlist", "known": True, "status": "online",
-                                                "restart_time": self.restart_time[app]}),
-                 (t, "decision.made", {"app": app, "action": "none", "reason": "healthy", "state": "healthy"}))  # fmt: skip
+        self.run(
+            t - 0.5,
+            (
+                t - 0.4,
+                "probe.succeeded",
+                {"app": app, "attempt": 1, "phase": "check", "status": 200, "latency_ms": 20.0},
+            ),
+            (
+                t - 0.2,
+                "process.sampled",
+                {
+                    "app": app,
+                    "source": "jlist",
+                    "known": True,
+                    "status": "online",
+                    "restart_time": self.restart_time[app],
+                },
+            ),
+            (t, "decision.made", {"app": app, "action": "none", "reason": "healthy", "state": "healthy"}),
+        )
 
     def baseline(self, t: float, app: str = "web") -> None:
         """A first full sample, so that later ones can show PM2's own restarts."""
@@ -122,8 +190,20 @@ def test_report_json_has_the_documented_shape(store):
     assert set(out) == {"since", "until", "generated_at", "apps"}
     assert (out["since"], out["until"]) == (SINCE, projections.format_ts(NOW))
     web = out["apps"]["web"]
-    assert set(web) == {"availability_percent", "probes", "failures", "incidents", "restarts", "restarts_by",
-                        "mttr_s", "mtbf_s", "latency_ms", "stands_out", "top_errors", "hints"}  # fmt: skip
+    assert set(web) == {
+        "availability_percent",
+        "probes",
+        "failures",
+        "incidents",
+        "restarts",
+        "restarts_by",
+        "mttr_s",
+        "mtbf_s",
+        "latency_ms",
+        "stands_out",
+        "top_errors",
+        "hints",
+    }
     assert set(web["incidents"][0]) == {"id", "started_at", "ended_at", "duration_s", "restarts", "outcome"}
     assert set(web["latency_ms"]) == {"p50", "p95", "p99"}
     json.dumps(out)
@@ -288,8 +368,13 @@ def test_report_lists_the_top_error_templates_of_the_period_against_the_period_b
 
     refused = "Error: connect ECONNREFUSED 127.0.0.1:{}\n    at TCPConnectWrap.afterConnect (node:net:1555:16)\n"
     typeerr = "TypeError: Cannot read properties of undefined (reading 'id')\n    at handler (/srv/app/api.js:12:20)\n"
-    batches = [(3 * DAY, refused.format(5432) * 2), (9 * DAY, refused.format(5433) * 5), (10 * DAY, typeerr),
-               (12 * DAY, "Error: connect ECONNREFUSED 10.0.0.1:5432\n"), (13 * DAY, typeerr * 2)]  # fmt: skip
+    batches = [
+        (3 * DAY, refused.format(5432) * 2),
+        (9 * DAY, refused.format(5433) * 5),
+        (10 * DAY, typeerr),
+        (12 * DAY, "Error: connect ECONNREFUSED 10.0.0.1:5432\n"),
+        (13 * DAY, typeerr * 2),
+    ]
     for n, (t, text) in enumerate(batches):
         f = tmp_path / f"web-error.{n}.log"
         f.write_text(text)
@@ -305,7 +390,10 @@ def test_report_lists_the_top_error_templates_of_the_period_against_the_period_b
     text = report_text(rep)
     assert "top errors" in text and "+4" in text and "new" in text
     assert "### Top errors" in report_markdown(rep)
-    assert report_of(store, since=projections.format_ts(T0 + dt.timedelta(days=13, hours=12)))["apps"]["web"]["top_errors"] == []
+    assert (
+        report_of(store, since=projections.format_ts(T0 + dt.timedelta(days=13, hours=12)))["apps"]["web"]["top_errors"]
+        == []
+    )
 
 
 # -- recovery why ------------------------------------------------------------------------------
@@ -318,9 +406,17 @@ def test_why_shows_the_last_incident_from_the_check_that_opened_it(store):
     projections.fold(store.conn)
     t = why(store, "web")
     assert t is not None and t.incident.id == 2
-    assert [s.type for s in t.steps] == ["check.started", "probe.failed", "probe.failed", "process.sampled",
-                                         "decision.made", "restart.requested", "restart.succeeded",
-                                         "probe.succeeded", "verification.passed"]  # fmt: skip
+    assert [s.type for s in t.steps] == [
+        "check.started",
+        "probe.failed",
+        "probe.failed",
+        "process.sampled",
+        "decision.made",
+        "restart.requested",
+        "restart.succeeded",
+        "probe.succeeded",
+        "verification.passed",
+    ]
     assert [s.offset_s for s in t.steps] == [-4.5, -4.4, -2.4, -0.1, 0.0, 0.0, 1.5, 3.0, 3.0]
     assert t.steps[4].facts == f"restart: {HANG}"
     assert t.ending == "ended: restarted after 3.0s, 1 restart"

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+import recovery_datasette
 import yaml
+from recovery_cli.main import app
 from typer.testing import CliRunner
 
-import recovery_datasette
 from recovery import serve as srv
 from recovery.store import Store
-from recovery_cli.main import app
 
 from .conftest import REPO, free_port, wait_until
 
 sys.path.insert(0, str(REPO / "bench"))
-import week_store  # noqa: E402
+import week_store
 
 METADATA = yaml.safe_load(recovery_datasette.METADATA.read_text())
 QUERIES = sorted(METADATA["databases"]["recovery"]["queries"])
@@ -118,8 +118,12 @@ def test_times_and_json_render_readably(ds):
 def test_tables_and_columns_are_described(ds):
     described = METADATA["databases"]["recovery"]["tables"]
     with Store.open(ds.get_database("recovery").path, readonly=True) as store:
-        tables = {r[0] for r in store.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE '%fts%' AND name != 'log_meta'")}  # fmt: skip
+        tables = {
+            r[0]
+            for r in store.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE '%fts%' AND name != 'log_meta'"
+            )
+        }
     assert tables <= set(described), tables - set(described)
     assert "probe.succeeded" in described["events"]["description_html"]
 
@@ -147,7 +151,9 @@ def one_line_error(result, *needles: str) -> str:
 
 
 def test_a_non_loopback_host_needs_an_access_control(store_path):
-    one_line_error(runner.invoke(app, ["serve", "--store", str(store_path), "--host", "0.0.0.0"]), "--root", "--insecure")
+    one_line_error(
+        runner.invoke(app, ["serve", "--store", str(store_path), "--host", "0.0.0.0"]), "--root", "--insecure"
+    )
 
 
 def test_the_command_says_which_access_control_applies():
@@ -158,7 +164,9 @@ def test_the_command_says_which_access_control_applies():
 
 
 def test_root_and_insecure_together_are_refused(store_path):
-    one_line_error(runner.invoke(app, ["serve", "--store", str(store_path), "--root", "--insecure"]), "--root", "--insecure")
+    one_line_error(
+        runner.invoke(app, ["serve", "--store", str(store_path), "--root", "--insecure"]), "--root", "--insecure"
+    )
 
 
 def test_print_command_prints_the_plain_datasette_command_line(store_path):
@@ -187,12 +195,18 @@ def test_a_port_in_use_is_one_line(store_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        one_line_error(runner.invoke(app, ["serve", "--store", str(store_path), "--port", str(port)]), f"port {port}", "in use")
+        one_line_error(
+            runner.invoke(app, ["serve", "--store", str(store_path), "--port", str(port)]), f"port {port}", "in use"
+        )
 
 
 def test_recovery_check_imports_nothing_of_datasette():
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "recovery_cli.main", "check", "--help"],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "recovery_cli.main", "check", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert not {m for m in imported if "datasette" in m or m.startswith(("uvicorn", "yaml", "recovery.serve"))}
@@ -211,15 +225,33 @@ class Chromium:
         if exe is None:
             pytest.fail("chromium is not installed (./test.sh installs the Debian package)", pytrace=False)
         self.proc = subprocess.Popen(
-            [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-             "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={profile}",
-             "--window-size=1400,1800", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            [
+                exe,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
+                f"--user-data-dir={profile}",
+                "--window-size=1400,1800",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = profile / "DevToolsActivePort"
-        port = wait_until(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 60,
-                          message="chromium's DevToolsActivePort")  # fmt: skip
-        pages = wait_until(lambda: [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"],
-                           30, message="a chromium page")  # fmt: skip
+        port = wait_until(
+            lambda: port_file.exists() and port_file.read_text().split("\n")[0],
+            60,
+            message="chromium's DevToolsActivePort",
+        )
+        pages = wait_until(
+            lambda: [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"],
+            30,
+            message="a chromium page",
+        )
         self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
         self.next_id = 0
 
@@ -254,8 +286,12 @@ JSON.stringify(%s.map(function (name) {
 
 def test_the_dashboard_draws_its_charts_in_a_real_browser(store_path, tmp_path):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "recovery_cli.main", "serve", "--store", str(store_path), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "recovery_cli.main", "serve", "--store", str(store_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
     browser = None
     try:
@@ -264,13 +300,21 @@ def test_the_dashboard_draws_its_charts_in_a_real_browser(store_path, tmp_path):
         browser = Chromium(profile)
         browser.send("Page.navigate", url=url)
         sizes = wait_until(
-            lambda: (s := json.loads(browser.evaluate(CHART_SIZES % json.dumps(CHARTS)) or "[]"))
-            and all(size and size[0] > 0 and size[1] > 0 for size in s) and s,
-            60, 0.2, "every chart to draw")  # fmt: skip
+            lambda: (
+                (s := json.loads(browser.evaluate(CHART_SIZES % json.dumps(CHARTS)) or "[]"))
+                and all(size and size[0] > 0 and size[1] > 0 for size in s)
+                and s
+            ),
+            60,
+            0.2,
+            "every chart to draw",
+        )
         assert len(sizes) == len(CHARTS)
         assert browser.evaluate("document.querySelectorAll('#chart-questions a').length") >= 8
         shot = tmp_path / "dashboard.png"
-        shot.write_bytes(base64.b64decode(browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]))
+        shot.write_bytes(
+            base64.b64decode(browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
+        )
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     finally:
         if browser is not None:

@@ -11,8 +11,19 @@ from tests.test_projections import T0, Timeline
 
 
 def config_for(tmp_path, *names: str) -> Config:
-    apps = tuple(AppConfig(name=n, url="http://127.0.0.1:9/", timeout=2, retries=2, retry_delay=1,
-                           expect_status=((200, 399),), verify_timeout=30, restart_command="restart") for n in names)  # fmt: skip
+    apps = tuple(
+        AppConfig(
+            name=n,
+            url="http://127.0.0.1:9/",
+            timeout=2,
+            retries=2,
+            retry_delay=1,
+            expect_status=((200, 399),),
+            verify_timeout=30,
+            restart_command="restart",
+        )
+        for n in names
+    )
     return Config(None, StoreConfig(tmp_path / "recovery.db", 5), Pm2Config(None), apps)
 
 
@@ -38,7 +49,10 @@ def test_an_open_incident_and_a_down_state_are_critical(tmp_path):
     with Store.open(tmp_path / "recovery.db") as store:
         tl = Timeline(store)
         tl.healthy(0)
-        tl.run(60, ("probe.failed", "web", {"phase": "check", "error": "timeout"}),
-               ("decision.made", "web", {"action": "escalate", "reason": "no pm2", "state": "down"}))  # fmt: skip
+        tl.run(
+            60,
+            ("probe.failed", "web", {"phase": "check", "error": "timeout"}),
+            ("decision.made", "web", {"action": "escalate", "reason": "no pm2", "state": "down"}),
+        )
         (row,) = status(store, config_for(tmp_path, "web"), now=T0 + dt.timedelta(seconds=70))
     assert row.state == "down" and row.code == 2 and row.open_incident is not None

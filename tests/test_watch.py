@@ -11,13 +11,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from recovery_cli.main import app as cli
 from typer.testing import CliRunner
 
 from recovery.check import CRITICAL, OK, WARNING, AppResult, CheckResult
 from recovery.config import load
 from recovery.store import Store
 from recovery.watch import Journal, run_watch, stop_on_signals, watched
-from recovery_cli.main import app as cli
 
 # --- scheduling, with a fake clock and a fake check -------------------------------------------
 
@@ -80,8 +80,14 @@ def run_fake(tmp_path: Path, durations: list[float], interval: float = 2.0):
     stop = FakeStop(clock)
     check = FakeCheck(clock, stop, durations)
     results: list[CheckResult] = []
-    code = run_watch(load(config_file(tmp_path)), interval=interval, stop=stop, on_result=results.append,
-                     clock=clock, make_check=check)  # fmt: skip
+    code = run_watch(
+        load(config_file(tmp_path)),
+        interval=interval,
+        stop=stop,
+        on_result=results.append,
+        clock=clock,
+        make_check=check,
+    )
     return code, check, stop, results
 
 
@@ -128,15 +134,23 @@ def test_a_step_that_raises_is_reported_as_unknown_and_the_watch_goes_on(tmp_pat
             return CheckResult("run", [AppResult("web", OK, "OK", "3ms")])
 
     results: list[CheckResult] = []
-    run_watch(load(config_file(tmp_path)), interval=2, stop=stop, on_result=results.append, clock=clock,
-              make_check=lambda c: Flaky())  # fmt: skip
+    run_watch(
+        load(config_file(tmp_path)),
+        interval=2,
+        stop=stop,
+        on_result=results.append,
+        clock=clock,
+        make_check=lambda c: Flaky(),
+    )
     assert len(calls) == 2
     assert results[0].lines() == ["UNKNOWN watch step failed: OSError: no space left on device"]
     assert "Traceback" in capsys.readouterr().err
 
 
 def test_apps_are_probed_with_the_watch_settings_unless_they_set_their_own(tmp_path):
-    path = config_file(tmp_path, """
+    path = config_file(
+        tmp_path,
+        """
 [watch]
 timeout = "1s"
 retries = 2
@@ -150,7 +164,8 @@ url = "http://127.0.0.1:9/"
 name = "api"
 url = "http://127.0.0.1:9/api"
 timeout = "4s"
-""")  # fmt: skip
+""",
+    )
     clock = FakeTime()
     stop = FakeStop(clock)
     check = FakeCheck(clock, stop, [0.1])
@@ -165,8 +180,9 @@ timeout = "4s"
 
 
 def result(*apps: tuple[str, int, str, str], problems: list[str] | None = None) -> CheckResult:
-    return CheckResult("run", [AppResult(name, code, state, summary) for name, code, state, summary in apps],
-                       problems or [])  # fmt: skip
+    return CheckResult(
+        "run", [AppResult(name, code, state, summary) for name, code, state, summary in apps], problems or []
+    )
 
 
 def test_the_journal_prints_changes_and_trouble_not_every_healthy_step():
@@ -250,8 +266,13 @@ def stored(config: Path, *types: str) -> list:
 
 def watch_process(pm2, config: Path, tmp_path: Path) -> subprocess.Popen:
     out = (tmp_path / "watch.out").open("w")
-    return subprocess.Popen(watch_argv("--config", str(config), "--interval", "500ms"), env=pm2.env,
-                            stdout=out, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        watch_argv("--config", str(config), "--interval", "500ms"),
+        env=pm2.env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def terminate(proc: subprocess.Popen, timeout: float = 60) -> int:
@@ -281,11 +302,18 @@ def test_watch_recovers_a_hung_app_and_exits_cleanly_on_sigterm(pm2, tmp_path):
     try:
         app.wait_until(lambda: len(stored(config, "check.finished")) >= 3, message="three healthy watch steps")
         app.control("hang")
-        app.wait_until(lambda: app.answers() and app.pids()[0] != old_pid, timeout=60, message="a new process answering")
-        app.wait_until(lambda: watch_restart_events(config) == ["restart.succeeded", "verification.passed"],
-                       timeout=60, message="restart and verification by the watch")  # fmt: skip
-        app.wait_until(lambda: "web OK" in (tmp_path / "watch.out").read_text().split("RECOVERED")[-1],
-                       message="a healthy step after the recovery")  # fmt: skip
+        app.wait_until(
+            lambda: app.answers() and app.pids()[0] != old_pid, timeout=60, message="a new process answering"
+        )
+        app.wait_until(
+            lambda: watch_restart_events(config) == ["restart.succeeded", "verification.passed"],
+            timeout=60,
+            message="restart and verification by the watch",
+        )
+        app.wait_until(
+            lambda: "web OK" in (tmp_path / "watch.out").read_text().split("RECOVERED")[-1],
+            message="a healthy step after the recovery",
+        )
         assert terminate(proc) == 0
     finally:
         if proc.poll() is None:
@@ -311,8 +339,12 @@ def test_sigterm_during_a_restart_lets_the_restart_and_its_verification_finish(p
     try:
         app.wait_until(lambda: stored(config, "check.finished"), message="a first watch step")
         app.control("hang")
-        app.wait_until(lambda: stored(config, "restart.requested"), timeout=60, interval=0.02,
-                       message="the watch to request a restart")  # fmt: skip
+        app.wait_until(
+            lambda: stored(config, "restart.requested"),
+            timeout=60,
+            interval=0.02,
+            message="the watch to request a restart",
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:

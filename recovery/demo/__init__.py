@@ -95,7 +95,9 @@ verify_timeout = "30s"
     echo(f"demo folder: {work}  (PM2_HOME={env['PM2_HOME']}, your own PM2 is not touched)")
     echo(f"starting {APP_NAME} under PM2 on {url} ...")
     # PM2 hands the environment of `pm2 start` to the app: that is how it learns its port.
-    started = pm2("start", str(SERVER_JS), "--name", APP_NAME, "--kill-timeout", "500", PORT=str(port), HOST="127.0.0.1")
+    started = pm2(
+        "start", str(SERVER_JS), "--name", APP_NAME, "--kill-timeout", "500", PORT=str(port), HOST="127.0.0.1"
+    )
     try:
         if started.returncode != 0:
             echo(f"recovery: pm2 start failed: {(started.stderr or started.stdout).strip()[-300:]}")
@@ -116,13 +118,19 @@ verify_timeout = "30s"
             for e in store.query():
                 echo(format_event(e))
             chain = store.verify()
-        echo(f"\n$ recovery verify\nOK hash chain intact, {chain.count} events" if chain.ok else f"chain broken at {chain.first_bad_seq}")
+        echo(
+            f"\n$ recovery verify\nOK hash chain intact, {chain.count} events"
+            if chain.ok
+            else f"chain broken at {chain.first_bad_seq}"
+        )
         me = sys.argv[0] if os.path.basename(sys.argv[0]) == "recovery" else "recovery"
         echo(f"\nLook around: RECOVERY_CONFIG={config_path} {me} events --type 'restart.*'")
         return 0 if (first, second) == (0, 1) and chain.ok else 1
     finally:
         if keep:
-            echo(f"left running: PM2_HOME={env['PM2_HOME']} {pm2_bin} list   (stop with: PM2_HOME={env['PM2_HOME']} {pm2_bin} kill)")
+            echo(
+                f"left running: PM2_HOME={env['PM2_HOME']} {pm2_bin} list   (stop with: PM2_HOME={env['PM2_HOME']} {pm2_bin} kill)"
+            )
         else:
             pm2("kill")
 

@@ -1,12 +1,12 @@
 """Error-log ingestion: PM2's logs read exactly once, grouped into entries, mined into templates.
 
-    reader    incremental reading that survives rotation, truncation and bad bytes
-    grouper   lines -> entries (a message with its stack frames and `{ code: … }` block)
-    miner     a small Drain template miner with masks for Node logs
-    storage   the append-only log tables and the queries over them (top_templates, search)
-    ingestion one run: read, group, mine, store, and record a `log.ingested` event
-    pruning   the recorded deletion of old raw entries (`log.pruned`)
-    checkstep the small, rate-limited ingestion at the end of `recovery check`
+reader    incremental reading that survives rotation, truncation and bad bytes
+grouper   lines -> entries (a message with its stack frames and `{ code: … }` block)
+miner     a small Drain template miner with masks for Node logs
+storage   the append-only log tables and the queries over them (top_templates, search)
+ingestion one run: read, group, mine, store, and record a `log.ingested` event
+pruning   the recorded deletion of old raw entries (`log.pruned`)
+checkstep the small, rate-limited ingestion at the end of `recovery check`
 """
 
 from __future__ import annotations
@@ -17,10 +17,20 @@ from typing import Any
 # Names resolved on first use (PEP 562), so that `recovery check` pays only for the modules it
 # needs: its log step imports `checkstep` and `storage`, and the rest only when there is work.
 _WHERE = {
-    "DEFAULT_MAX_BYTES": "ingestion", "FileReport": "ingestion", "IngestResult": "ingestion",
-    "ingest": "ingestion", "stream_of": "ingestion", "prune": "pruning", "count_before": "pruning", "FileState": "reader", "ReadWarning": "reader",
-    "SCHEMA_VERSION": "storage", "ensure_schema": "storage", "search": "storage", "top_templates": "storage",
-}  # fmt: skip
+    "DEFAULT_MAX_BYTES": "ingestion",
+    "FileReport": "ingestion",
+    "IngestResult": "ingestion",
+    "ingest": "ingestion",
+    "stream_of": "ingestion",
+    "prune": "pruning",
+    "count_before": "pruning",
+    "FileState": "reader",
+    "ReadWarning": "reader",
+    "SCHEMA_VERSION": "storage",
+    "ensure_schema": "storage",
+    "search": "storage",
+    "top_templates": "storage",
+}
 __all__ = sorted(_WHERE)
 
 

@@ -39,8 +39,9 @@ def _unchanged(conn: sqlite3.Connection, paths: Sequence[str]) -> bool:
     A file that has vanished is left to `recovery ingest`, which reports it; a check stays quiet.
     """
     for path in paths:
-        row = conn.execute("SELECT dev, ino, offset FROM log_files WHERE path = ? ORDER BY id DESC LIMIT 1",
-                           (path,)).fetchone()  # fmt: skip
+        row = conn.execute(
+            "SELECT dev, ino, offset FROM log_files WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)
+        ).fetchone()
         try:
             st = os.stat(path)
         except OSError:
@@ -66,7 +67,7 @@ def ingest_in_check(
     `seen`: log paths from a full PM2 sample of this run. `discover()`: a full sample's paths,
     called only when nothing else names a file. Raises StoreError (and OSError) like `ingest`.
     """
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     conn = store.conn
     ensure_schema(conn)
     if not _due(conn, app.name, logs_conf.check_every, now):
@@ -78,5 +79,13 @@ def ingest_in_check(
         return None
     from .ingestion import ingest  # the reader, grouper and miner: only when there is something to read
 
-    return ingest(store, app.name, paths, max_bytes=logs_conf.check_budget, now=now, run_id=run_id,
-                  keep_stdout=logs_conf.keep_stdout, start=logs_conf.first_read)  # fmt: skip
+    return ingest(
+        store,
+        app.name,
+        paths,
+        max_bytes=logs_conf.check_budget,
+        now=now,
+        run_id=run_id,
+        keep_stdout=logs_conf.keep_stdout,
+        start=logs_conf.first_read,
+    )

@@ -20,9 +20,7 @@ from .reader import Line
 
 DETAIL_LIMIT = 16 * 1024
 
-_TS = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?(?: ?(Z|[+-]\d{2}:?\d{2}))?: "
-)
+_TS = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?(?: ?(Z|[+-]\d{2}:?\d{2}))?: ")
 # stdout lines that start an error entry; other stdout lines are noise by default.
 _LOOKS_LIKE_ERROR = re.compile(r"Error|⨯|FATAL|[Ff]atal|Unhandled|ECONN|EADDRINUSE|ETIMEDOUT|^\s*error[:\s]|\[error\]")
 _PREAMBLE = re.compile(r"^(?:/|[A-Za-z]:\\|node:|file:).*:\d+$")  # `/app/x.js:3` before an uncaught throw
@@ -65,7 +63,7 @@ def parse_prefix_ts(match: re.Match[str]) -> str | None:
         else:
             when = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int(ms) * 1000)
             when -= _dt.timedelta(seconds=offset)
-            value = format_ts(when.replace(tzinfo=_dt.timezone.utc))
+            value = format_ts(when.replace(tzinfo=_dt.UTC))
     except (ValueError, OverflowError):
         value = None
     if len(_ts_cache) > 10000:
@@ -79,7 +77,7 @@ def split_prefix(text: str) -> tuple[str | None, str]:
     if text[:2] == "20" or (text[:1].isdigit() and len(text) > 20):
         m = _TS.match(text)
         if m:
-            return parse_prefix_ts(m), text[m.end():]
+            return parse_prefix_ts(m), text[m.end() :]
     return None, text
 
 
@@ -149,13 +147,13 @@ class Grouper:
         # Lines written together share PM2's prefix: compare with the last one before any regex.
         prefix = self._prefix
         if prefix and text.startswith(prefix):
-            ts, text = self._prefix_ts, text[len(prefix):]
+            ts, text = self._prefix_ts, text[len(prefix) :]
         elif text[:1].isdigit():
             m = _TS.match(text)
             if m:
                 self._prefix = m.group(0)
                 ts = self._prefix_ts = parse_prefix_ts(m)
-                text = text[m.end():]
+                text = text[m.end() :]
             else:
                 ts = None
         else:
@@ -202,8 +200,11 @@ class Grouper:
                 elif text.endswith(("{", "[")):
                     cur._depth += 1
                 return
-            if ((text[:1] in (" ", "\t") and not _NEXT_MARK.match(text)) or _NODE_VERSION.match(text)
-                    or text in ("{", "}")):
+            if (
+                (text[:1] in (" ", "\t") and not _NEXT_MARK.match(text))
+                or _NODE_VERSION.match(text)
+                or text in ("{", "}")
+            ):
                 self._add(cur, text)
                 if text.endswith(("{", "[")):
                     cur._depth += 1

@@ -23,9 +23,10 @@ def _incidents(conn: sqlite3.Connection, since: str, until: str, app: str | None
     try:
         return conn.execute(
             "SELECT id, app, started_at FROM incidents WHERE started_at >= ? AND started_at < ?"
-            + (" AND app = ?" if app is not None else "") + " ORDER BY started_at",
+            + (" AND app = ?" if app is not None else "")
+            + " ORDER BY started_at",
             (since, until, *([app] if app is not None else [])),
-        ).fetchall()  # fmt: skip
+        ).fetchall()
     except sqlite3.OperationalError:  # no projections yet: no check has run on this store
         return []
 
@@ -44,8 +45,9 @@ def _hours(lo: str, hi: str) -> float:
     return max(0.0, (parse_ts(hi) - parse_ts(lo)).total_seconds() / 3600)
 
 
-def around_incidents(conn: sqlite3.Connection, since: Any, until: Any, *, minutes: float = 10,
-                     app: str | None = None) -> dict[str, Any]:
+def around_incidents(
+    conn: sqlite3.Connection, since: Any, until: Any, *, minutes: float = 10, app: str | None = None
+) -> dict[str, Any]:
     """Templates seen in the `minutes` before incidents that started in [since, until).
 
     Returns {"incidents": [...], "minutes": ..., "templates": [...]}, templates ranked by how
@@ -59,9 +61,13 @@ def around_incidents(conn: sqlite3.Connection, since: Any, until: Any, *, minute
     start = max(since_s, pruned) if pruned else since_s
     incidents = _incidents(conn, start, until_s, app)
     out: dict[str, Any] = {
-        "since": since_s, "until": until_s, "minutes": minutes, "pruned_before": pruned,
-        "incidents": [{"id": i, "app": a, "started_at": s} for i, a, s in incidents], "templates": [],
-    }  # fmt: skip
+        "since": since_s,
+        "until": until_s,
+        "minutes": minutes,
+        "pruned_before": pruned,
+        "incidents": [{"id": i, "app": a, "started_at": s} for i, a, s in incidents],
+        "templates": [],
+    }
     if not incidents or not schema_version(conn):
         return out
     width = _dt.timedelta(minutes=minutes)
@@ -98,23 +104,31 @@ def around_incidents(conn: sqlite3.Connection, since: Any, until: Any, *, minute
             appeared = [iid for iid, lo, hi in windows if first_seen is not None and lo <= first_seen < hi]
             base_per_hour = base / base_hours
             expected = base_per_hour * window_hours
-            rows.append({
-                "template_id": tid,
-                "template": total["template"] if total else None,
-                "app": a,
-                "before_incidents": n,
-                "incidents_preceded": len(preceded.get(tid, [])),
-                "incidents": len(windows),
-                "incident_ids": preceded.get(tid, []),
-                "base_count": base,
-                "base_per_hour": round(base_per_hour, 3),
-                "expected": round(expected, 3),
-                "lift": round(n / expected, 1) if expected > 0 else None,
-                "first_seen": first_seen,
-                "appeared_before_incident": appeared[0] if appeared else None,
-                "example": total["example"] if total else None,
-            })  # fmt: skip
-    rows.sort(key=lambda r: (-r["incidents_preceded"], -(r["lift"] if r["lift"] is not None else float("inf")),
-                             -r["before_incidents"], r["template_id"]))  # fmt: skip
+            rows.append(
+                {
+                    "template_id": tid,
+                    "template": total["template"] if total else None,
+                    "app": a,
+                    "before_incidents": n,
+                    "incidents_preceded": len(preceded.get(tid, [])),
+                    "incidents": len(windows),
+                    "incident_ids": preceded.get(tid, []),
+                    "base_count": base,
+                    "base_per_hour": round(base_per_hour, 3),
+                    "expected": round(expected, 3),
+                    "lift": round(n / expected, 1) if expected > 0 else None,
+                    "first_seen": first_seen,
+                    "appeared_before_incident": appeared[0] if appeared else None,
+                    "example": total["example"] if total else None,
+                }
+            )
+    rows.sort(
+        key=lambda r: (
+            -r["incidents_preceded"],
+            -(r["lift"] if r["lift"] is not None else float("inf")),
+            -r["before_incidents"],
+            r["template_id"],
+        )
+    )
     out["templates"] = rows
     return out

@@ -68,7 +68,7 @@ def stream_of(path: str) -> str:
 
 def _now_iso(now: Any) -> str:
     if now is None:
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
     return _iso(now)
 
 
@@ -129,8 +129,9 @@ def ingest(
             try:
                 mark = _mark(conn)
                 result = IngestResult(app)
-                plan = _plan(conn, app, files, result, max_bytes=max_bytes, now_s=now_s, keep_stdout=keep_stdout,
-                             start=start)
+                plan = _plan(
+                    conn, app, files, result, max_bytes=max_bytes, now_s=now_s, keep_stdout=keep_stdout, start=start
+                )
                 if not locked:
                     conn.execute("BEGIN IMMEDIATE")
                     if _mark(conn) != mark:
@@ -169,8 +170,17 @@ class _Plan:
     miner: Miner | None = None
 
 
-def _plan(conn: sqlite3.Connection, app: str, files: list[tuple[str, str]], result: IngestResult, *,
-          max_bytes: int, now_s: str, keep_stdout: bool, start: str) -> _Plan:
+def _plan(
+    conn: sqlite3.Connection,
+    app: str,
+    files: list[tuple[str, str]],
+    result: IngestResult,
+    *,
+    max_bytes: int,
+    now_s: str,
+    keep_stdout: bool,
+    start: str,
+) -> _Plan:
     states = _last_states(conn, [p for p, _ in files])
     miner = load_miner(conn)
     plan = _Plan(miner=miner)
@@ -186,8 +196,22 @@ def _plan(conn: sqlite3.Connection, app: str, files: list[tuple[str, str]], resu
             examples[tid] = e.message
         elif m.changed:
             changed.add(tid)
-        rows.append((app, e.stream, ts, tid, e.message, _dumps(m.params) if m.params else "[]",
-                     e.stack_top, e.code, e.detail_text, e.lines, e.file, e.offset))
+        rows.append(
+            (
+                app,
+                e.stream,
+                ts,
+                tid,
+                e.message,
+                _dumps(m.params) if m.params else "[]",
+                e.stack_top,
+                e.code,
+                e.detail_text,
+                e.lines,
+                e.file,
+                e.offset,
+            )
+        )
         key = (tid, ts[:13])
         c = counts.get(key)
         if c is None:
@@ -215,8 +239,13 @@ def _plan(conn: sqlite3.Connection, app: str, files: list[tuple[str, str]], resu
             for e in grouper.feed_all(lines[lo:hi]):
                 store_entry(e)
         pending = grouper.pending
-        if (not read.eof and pending is not None and state is not None and pending.ino == state.ino
-                and pending.offset > (before.offset if before and before.ino == state.ino else 0)):
+        if (
+            not read.eof
+            and pending is not None
+            and state is not None
+            and pending.ino == state.ino
+            and pending.offset > (before.offset if before and before.ino == state.ino else 0)
+        ):
             # Stopped by the budget inside an error: read it again, whole, next time.
             state = replace(state, offset=pending.offset, skip=0)
         else:
@@ -226,19 +255,30 @@ def _plan(conn: sqlite3.Connection, app: str, files: list[tuple[str, str]], resu
         result.skipped += grouper.skipped
         result.complete = result.complete and read.eof
         if state is not None and state != before:
-            plan.file_rows.append((app, path, stream, state.dev, state.ino, state.offset, state.fp, state.fp_len,
-                                   state.skip))
+            plan.file_rows.append(
+                (app, path, stream, state.dev, state.ino, state.offset, state.fp, state.fp_len, state.skip)
+            )
         if state is not None or read.rotations:
             from_offset = before.offset if before is not None and state is not None and before.ino == state.ino else 0
-            result.files.append(FileReport(
-                path, stream, from_offset, state.offset if state else 0, state.ino if state else 0,
-                read.bytes_read, len(rows) - n_before, read.rotations, read.eof,
-            ))  # fmt: skip
+            result.files.append(
+                FileReport(
+                    path,
+                    stream,
+                    from_offset,
+                    state.offset if state else 0,
+                    state.ino if state else 0,
+                    read.bytes_read,
+                    len(rows) - n_before,
+                    read.rotations,
+                    read.eof,
+                )
+            )
     return plan
 
 
-def _write(conn: sqlite3.Connection, plan: _Plan, result: IngestResult, *, app: str, now_s: str,
-           run_id: str | None) -> None:
+def _write(
+    conn: sqlite3.Connection, plan: _Plan, result: IngestResult, *, app: str, now_s: str, run_id: str | None
+) -> None:
     # The run's row goes in last, with its totals (rows are never updated); the write lock
     # held since BEGIN IMMEDIATE keeps this id ours meanwhile.
     ingest_id = (conn.execute("SELECT max(id) FROM log_ingests").fetchone()[0] or 0) + 1
@@ -266,17 +306,25 @@ def _write(conn: sqlite3.Connection, plan: _Plan, result: IngestResult, *, app: 
     new = set(result.new_templates)
     for tid in result.new_templates:
         t = miner.by_id[tid]
-        conn.execute("INSERT INTO log_templates (id, created_at, first_text, example) VALUES (?, ?, ?, ?)",
-                     (tid, now_s, t.text, plan.examples[tid]))
-        conn.execute("INSERT INTO log_template_versions (template_id, version, text, ts, ingest_id)"
-                     " VALUES (?, 1, ?, ?, ?)", (tid, t.text, now_s, ingest_id))
+        conn.execute(
+            "INSERT INTO log_templates (id, created_at, first_text, example) VALUES (?, ?, ?, ?)",
+            (tid, now_s, t.text, plan.examples[tid]),
+        )
+        conn.execute(
+            "INSERT INTO log_template_versions (template_id, version, text, ts, ingest_id) VALUES (?, 1, ?, ?, ?)",
+            (tid, t.text, now_s, ingest_id),
+        )
         t.version = 1
     for tid in sorted(plan.changed - new):
         t = miner.by_id[tid]
-        version = conn.execute("SELECT max(version) FROM log_template_versions WHERE template_id = ?",
-                               (tid,)).fetchone()[0] + 1
-        conn.execute("INSERT INTO log_template_versions (template_id, version, text, ts, ingest_id)"
-                     " VALUES (?, ?, ?, ?, ?)", (tid, version, t.text, now_s, ingest_id))
+        version = (
+            conn.execute("SELECT max(version) FROM log_template_versions WHERE template_id = ?", (tid,)).fetchone()[0]
+            + 1
+        )
+        conn.execute(
+            "INSERT INTO log_template_versions (template_id, version, text, ts, ingest_id) VALUES (?, ?, ?, ?, ?)",
+            (tid, version, t.text, now_s, ingest_id),
+        )
         result.changed_templates.append(tid)
     conn.executemany(
         "INSERT INTO log_counts (ingest_id, app, template_id, hour, count, first_ts, last_ts)"
@@ -284,5 +332,7 @@ def _write(conn: sqlite3.Connection, plan: _Plan, result: IngestResult, *, app: 
         [(ingest_id, app, tid, hour, c[0], c[1], c[2]) for (tid, hour), c in plan.counts.items()],
     )
     result.entries = len(rows)
-    conn.execute("INSERT INTO log_ingests (id, ts, app, run_id, entries, new_templates) VALUES (?, ?, ?, ?, ?, ?)",
-                 (ingest_id, now_s, app, run_id, result.entries, len(result.new_templates)))
+    conn.execute(
+        "INSERT INTO log_ingests (id, ts, app, run_id, entries, new_templates) VALUES (?, ?, ?, ?, ?, ?)",
+        (ingest_id, now_s, app, run_id, result.entries, len(result.new_templates)),
+    )

@@ -32,7 +32,10 @@ _WIDE: list[tuple[str, str]] = [
 # Masks for one token at a time; a token with no digit, `=` or `:` is left alone without a regex.
 _TOKEN: list[tuple[str, str]] = [
     ("UUID", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
-    ("IP", r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])|\[?::(?:ffff:)?[0-9a-fA-F.:]*\]?(?::\d{1,5})?(?![\w:])"),
+    (
+        "IP",
+        r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])|\[?::(?:ffff:)?[0-9a-fA-F.:]*\]?(?::\d{1,5})?(?![\w:])",
+    ),
     ("ID", r"(?<![\w-])(?:req(?:uest)?|trace|span|correlation|session|digest)[-_]?(?:id)?[=:]\s*[\w.-]+"),
     ("HEX", r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{12,}\b"),
     ("DUR", r"(?<![\w.])\d+(?:\.\d+)?(?:ms|µs|us|ns|s|m|h|d)\b"),
@@ -48,6 +51,8 @@ def _wide_re(kinds: tuple[str, ...]) -> re.Pattern[str]:
     if rx is None:
         rx = _WIDE_RES[kinds] = re.compile("|".join(f"(?P<{n}>{r})" for n, r in _WIDE if n in kinds))
     return rx
+
+
 _TOKEN_RE = re.compile("|".join(f"(?P<{name}>{rx})" for name, rx in _TOKEN))
 _NEEDS_TOKEN_MASK = re.compile(r"[\d=:]")
 _ANCHOR = re.compile(r"^(?:E[A-Z0-9_]{3,}:?|[A-Za-z]*(?:Error|Exception)\]?:?|⨯)$")
@@ -66,16 +71,20 @@ def mask(message: str) -> tuple[str, list[str]]:
         value = m.group(0)
         if kind == "ID":
             cut = min(i for i in (value.find("="), value.find(":")) if i >= 0)
-            params.append(value[cut + 1:].strip())
-            return f"{value[:cut + 1]}<ID>"
+            params.append(value[cut + 1 :].strip())
+            return f"{value[: cut + 1]}<ID>"
         params.append(value)
         return f"<{kind}>"
 
-    kinds = tuple(k for k, present in (
-        ("TS", "-" in message and _DATE.search(message) is not None),
-        ("URL", "://" in message),
-        ("STR", "'" in message or '"' in message or "`" in message),
-    ) if present)  # fmt: skip
+    kinds = tuple(
+        k
+        for k, present in (
+            ("TS", "-" in message and _DATE.search(message) is not None),
+            ("URL", "://" in message),
+            ("STR", "'" in message or '"' in message or "`" in message),
+        )
+        if present
+    )
     if kinds:
         message = _wide_re(kinds).sub(sub, message)
     tokens = message.split()

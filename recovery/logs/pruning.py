@@ -28,7 +28,7 @@ def prune(store: Any, before: Any, *, now: Any = None, run_id: str | None = None
 
     conn: sqlite3.Connection = store.conn
     before_s = _iso(before)
-    now_s = _iso(now or _dt.datetime.now(_dt.timezone.utc))
+    now_s = _iso(now or _dt.datetime.now(_dt.UTC))
     try:
         ensure_schema(conn)
         conn.execute("BEGIN IMMEDIATE")

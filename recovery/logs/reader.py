@@ -86,8 +86,9 @@ class _Budget:
         self.left = max_bytes
 
 
-def _read_lines(fd: int, path: str, ino: int, offset: int, skip: int, budget: _Budget, out: list[Line],
-                *, final: bool) -> tuple[int, int, bool]:
+def _read_lines(
+    fd: int, path: str, ino: int, offset: int, skip: int, budget: _Budget, out: list[Line], *, final: bool
+) -> tuple[int, int, bool]:
     """Read complete lines from `offset`; return (new offset, new skip, reached eof).
 
     With `final` (a file that will not grow), a trailing partial line is returned too.
@@ -277,8 +278,9 @@ def read(path: str, state: FileState | None, *, max_bytes: int = 64 << 20, start
             fp, fp_len = _fingerprint(fd, FP_BYTES)
             state = replace(state, fp=fp, fp_len=fp_len)
         try:
-            offset, skip, eof = _read_lines(fd, path, st.st_ino, state.offset, state.skip, budget, result.lines,
-                                            final=False)
+            offset, skip, eof = _read_lines(
+                fd, path, st.st_ino, state.offset, state.skip, budget, result.lines, final=False
+            )
         except OSError as exc:
             result.warnings.append(ReadWarning(path, "io", f"{path}: read failed: {exc.strerror or exc}"))
             result.state = state
@@ -292,8 +294,9 @@ def read(path: str, state: FileState | None, *, max_bytes: int = 64 << 20, start
         os.close(fd)
 
 
-def _continue(old_path: str, state: FileState, budget: _Budget, result: ReadResult, *, final: bool,
-              match_inode: bool = True) -> tuple[FileState, bool]:
+def _continue(
+    old_path: str, state: FileState, budget: _Budget, result: ReadResult, *, final: bool, match_inode: bool = True
+) -> tuple[FileState, bool]:
     """Read the rest of a rotated-away file from the remembered offset; return the state and whether it ended."""
     try:
         fd = os.open(old_path, os.O_RDONLY)
@@ -304,8 +307,9 @@ def _continue(old_path: str, state: FileState, budget: _Budget, result: ReadResu
         st = os.fstat(fd)
         if match_inode and (st.st_dev, st.st_ino) != (state.dev, state.ino):
             return state, True
-        offset, skip, eof = _read_lines(fd, old_path, st.st_ino, state.offset, state.skip, budget, result.lines,
-                                        final=final)
+        offset, skip, eof = _read_lines(
+            fd, old_path, st.st_ino, state.offset, state.skip, budget, result.lines, final=final
+        )
         result.bytes_read += offset - state.offset
         return replace(state, offset=offset, skip=skip), eof
     except OSError as exc:

@@ -164,17 +164,18 @@ def _iso(when: Any) -> str:
     if isinstance(when, str):
         when = _dt.datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
     if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
+        when = when.replace(tzinfo=_dt.UTC)
     return format_ts(when)
 
 
 def _next_hour(hour: str) -> str:
-    start = _dt.datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=_dt.timezone.utc)
+    start = _dt.datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=_dt.UTC)
     return (start + _dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H")
 
 
-def top_templates(conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20,
-                  until: Any = None) -> list[dict[str, Any]]:
+def top_templates(
+    conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20, until: Any = None
+) -> list[dict[str, Any]]:
     """Templates ranked by count in [since, until), newest counts included; one row per (template, app).
 
     Whole hours come from `log_counts` (kept for good); the partial hours at either edge of the
@@ -226,16 +227,18 @@ def top_templates(conn: sqlite3.Connection, since: Any, app: str | None = None, 
             "SELECT message, stack_top FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
             (tid, app_),
         ).fetchone()
-        out.append({
-            "template_id": tid,
-            "template": cur[0] if cur else None,
-            "app": app_,
-            "count": n,
-            "first_seen": first,
-            "last_seen": last,
-            "example": recent[0] if recent else (cur[1] if cur else None),
-            "stack_top": recent[1] if recent else None,
-        })  # fmt: skip
+        out.append(
+            {
+                "template_id": tid,
+                "template": cur[0] if cur else None,
+                "app": app_,
+                "count": n,
+                "first_seen": first,
+                "last_seen": last,
+                "example": recent[0] if recent else (cur[1] if cur else None),
+                "stack_top": recent[1] if recent else None,
+            }
+        )
     return out
 
 
@@ -265,8 +268,9 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
     return [dict(zip(keys, row)) for row in rows]
 
 
-def template_detail(conn: sqlite3.Connection, template_id: str, app: str | None = None,
-                    examples: int = 5) -> dict[str, Any] | None:
+def template_detail(
+    conn: sqlite3.Connection, template_id: str, app: str | None = None, examples: int = 5
+) -> dict[str, Any] | None:
     """One template: its current text, versions, entries per UTC day and app, and the newest examples.
 
     Day counts come from `log_counts` (kept for good); `None` when there is no such template.

@@ -35,8 +35,9 @@ def render_cell(value, column):
         except ValueError:
             return None
         text = json.dumps(parsed, indent=1, sort_keys=True, ensure_ascii=False)
-        return Markup('<pre class="recovery-json" style="margin:0;white-space:pre-wrap;font-size:0.85em">'
-                      f"{escape(text)}</pre>")
+        return Markup(
+            f'<pre class="recovery-json" style="margin:0;white-space:pre-wrap;font-size:0.85em">{escape(text)}</pre>'
+        )
     return None
 
 
