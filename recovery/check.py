@@ -19,9 +19,9 @@ from typing import Any
 from . import policy, telemetry
 from .config import AppConfig, Config
 from .errors import Pm2Error
+from .model import STATE_CODES
 from .pm2 import Pm2, ProcessView, find_pm2, pidfile_view
 from .probe import Attempt, make_client, probe_once
-from .projections import STATE_CODES
 from .store import Recorder
 
 

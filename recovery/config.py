@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -17,6 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from recovery.errors import ConfigError
+from recovery.units import format_duration, parse_duration
+
+__all__ = ["format_duration", "parse_duration"]  # kept importable from here
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -173,45 +175,6 @@ class Problem:
 
 
 # --- durations and status codes -------------------------------------------------------------
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)")
-_DURATION_HINT = "use 500ms, 30s, 5m, 1h, 7d"
-
-
-def parse_duration(value: str | int | float) -> float:
-    "Seconds in `value`: '500ms', '30s', '5m', '1h', '7d', '1.5s', or a bare number of seconds."
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if match is None:
-            raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds):
-        raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
-    if seconds < 0:
-        raise ValueError(f"bad duration {value!r}: must not be negative")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    "The shortest way to write `seconds` that `parse_duration` reads back: 0.5 -> '500ms', 300 -> '5m'."
-    if seconds < 0:
-        return "-" + format_duration(-seconds)
-    if seconds == 0:
-        return "0s"
-    for unit in ("d", "h", "m", "s"):
-        count = seconds / _UNITS[unit]
-        if count >= 1 and abs(count - round(count)) < 1e-9 * count:
-            return f"{round(count)}{unit}"
-    unit = "s" if seconds >= 1 else "ms"  # 1.5s, not 1500ms
-    count = seconds / _UNITS[unit]
-    text = f"{count:.3f}".rstrip("0").rstrip(".")
-    return f"{text if text != '0' else f'{count:.3g}'}{unit}"
-
 
 _STATUS_HINT = "use codes or ranges like 200, 200-299 or 200-299,301"
 _STATUS_PART = re.compile(r"(\d+)(?:\s*-\s*(\d+))?")

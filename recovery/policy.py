@@ -10,9 +10,9 @@ from typing import Any
 
 from .config import AppConfig, format_duration
 from .events import Event, format_ts, parse_ts
+from .model import History
 from .pm2 import ERRORED, RESTARTING, RUNNING, STOPPED, ProcessView
 from .probe import Attempt
-from .projections import History
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
 

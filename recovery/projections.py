@@ -21,7 +21,10 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
+from .model import DOWN_STATES, STATE_CODES, UP_STATES, History
 from .store import immediate
+
+__all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History"]
 
 VERSION = 2  # bump when the fold changes: stale projections are rebuilt on open
 
@@ -99,11 +102,6 @@ CREATE TABLE IF NOT EXISTS probe_hourly (
 """
 TABLES = ("app_state", "incidents", "restarts", "probe_hourly", "projection_meta")
 
-# States an app can be in. `paused` is a state too, but only while `paused_until` lies ahead.
-UP_STATES = {"healthy", "degraded"}
-DOWN_STATES = {"down", "recovering", "suspended", "stopped"}
-# What a state means as a Nagios exit code, for `recovery check` and `recovery status` alike.
-STATE_CODES = {"healthy": 0, "paused": 0, "degraded": 1, "recovering": 1, "down": 2, "suspended": 2, "stopped": 2}
 # An interval between two checks longer than this is not counted as up or down time:
 # nobody was looking (the watcher itself was not running).
 MAX_GAP_S = 900.0
@@ -551,21 +549,6 @@ def rebuild(conn: sqlite3.Connection) -> int:
 
 
 # -- what the policy reads ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class History:
-    """What the event history says about one app, as the policy needs it."""
-
-    state: str = "unknown"
-    since: str | None = None
-    paused_until: str | None = None
-    pause_reason: str | None = None
-    suspended_at: str | None = None
-    suspend_reason: str | None = None
-    last_restart_at: str | None = None  # our last automatic restart
-    recent_restarts: tuple[tuple[str, str], ...] = ()  # (at, reason) of automatic restarts counted for the ceiling
-    open_incident: int | None = None
 
 
 def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float) -> History:

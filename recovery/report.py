@@ -16,6 +16,7 @@ from .config import parse_duration
 from .errors import RecoveryError, StoreError
 from .events import Event, format_ts
 from .store import Store
+from .units import span
 
 # Shown first, in this order, when an event is printed as text; the rest follow sorted.
 _LEADING = (
@@ -433,21 +434,6 @@ def clustered_hours(starts: list[str], alpha: float = 0.01) -> list[tuple[int, i
 
 
 # -- formatting ---------------------------------------------------------------------------
-
-
-def span(seconds: float | None, *, decimals: bool = False) -> str:
-    """45s, 1m03s, 2h03m, 1d02h; with `decimals`, 2.1s under a minute."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s" if decimals else f"{seconds:.0f}s"
-    s = int(seconds)
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
 def percent(p: float | None) -> str:

@@ -1,0 +1,30 @@
+"""Read models the pure core takes as arguments: what the history says, as plain values.
+
+Built by `projections` (from SQL) or by `replay` (from events in memory); read by `policy`.
+Imports nothing that does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# States an app can be in. `paused` is a state too, but only while `paused_until` lies ahead.
+UP_STATES = {"healthy", "degraded"}
+DOWN_STATES = {"down", "recovering", "suspended", "stopped"}
+# What a state means as a Nagios exit code, for `recovery check` and `recovery status` alike.
+STATE_CODES = {"healthy": 0, "paused": 0, "degraded": 1, "recovering": 1, "down": 2, "suspended": 2, "stopped": 2}
+
+
+@dataclass(frozen=True)
+class History:
+    """What the event history says about one app, as the policy needs it."""
+
+    state: str = "unknown"
+    since: str | None = None
+    paused_until: str | None = None
+    pause_reason: str | None = None
+    suspended_at: str | None = None
+    suspend_reason: str | None = None
+    last_restart_at: str | None = None  # our last automatic restart
+    recent_restarts: tuple[tuple[str, str], ...] = ()  # (at, reason) of automatic restarts counted for the ceiling
+    open_incident: int | None = None
