@@ -174,7 +174,7 @@ class Writer:
             rx.close()
 
     def ts(self, t: float) -> str:
-        """Epoch seconds as recovery.events.utc_now() writes them: 2026-11-28T14:42:15.123Z."""
+        """Epoch seconds as recovery.events.now_ts() writes them: 2026-11-28T14:42:15.123Z."""
         s, ms = divmod(int(t * 1000), 1000)
         if s != self.sec:
             day, sod = divmod(s, 86400)

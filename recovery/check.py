@@ -1,53 +1,103 @@
-"""`recovery check`: probe, sample, decide, restart, verify — every step an event."""
+"""`recovery check`: one unit of work over the configured apps.
+
+observe (probe, PM2) -> record -> decide (the pure policy) -> act (restart) -> verify -> alert.
+A `CheckRun` is built with everything it talks to passed in: the PM2 adapter, the prober, the
+recorder and the clock. `open_run` builds the real ones; the fast tests pass fakes.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
 import hashlib
 import os
 import sqlite3
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from . import policy, telemetry
+from . import policy, projections, telemetry
+from .clock import Clock, SystemClock
 from .config import AppConfig, Config
-from .errors import Pm2Error
-from .model import STATE_CODES
-from .pm2 import Pm2, ProcessView, find_pm2, pidfile_view
-from .probe import Attempt, make_client, probe_once
+from .errors import Pm2Error, RecoveryError
+from .model import History
+from .observations import Attempt, Observations, ProcessView
+from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder
 
-
-def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)
-
-
-# Nagios plugin exit codes.
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-# The word in an app's result line for each state a decision concludes (anything else: DOWN).
-_LABELS = {
-    "healthy": "OK",
-    "paused": "PAUSED",
-    "degraded": "DEGRADED",
-    "suspended": "SUSPENDED",
-    "recovering": "RECOVERING",
-    "stopped": "CRITICAL",
-}
+__all__ = ["CRITICAL", "OK", "UNKNOWN", "WARNING", "CheckResult", "CheckRun", "Checker", "open_run"]
+
+
+class Pm2Port(Protocol):
+    """What a check needs of PM2 (`recovery.pm2.Pm2` is the real one)."""
+
+    def view(self, name: str) -> ProcessView:
+        """The full sample (`pm2 jlist`); raises Pm2Error."""
+        ...
+
+    def quick_view(self, name: str) -> ProcessView | None:
+        """The cheap sample (pid files, /proc); None when that is not enough."""
+        ...
+
+    def restart(self, name: str, command: str = "restart") -> Any:
+        """`pm2 restart|reload NAME`: a result with exit_code, stdout, stderr, duration_ms, tail()."""
+        ...
+
+    def cpu_mark(self, name: str) -> Any: ...
+
+    def cpu_window(self, mark: Any) -> dict[str, Any]: ...
+
+
+class Prober(Protocol):
+    """One HTTP attempt at an app (`HttpProber` is the real one)."""
+
+    def attempt(self, app: AppConfig, n: int, timeout: float | None = None) -> Attempt: ...
+
+    def close(self) -> None: ...
+
+
+class HttpProber:
+    """Probes over httpx, one client per app; `transport` is the seam for tests."""
+
+    def __init__(self, transport: Any = None) -> None:
+        self.transport = transport
+        self.clients: dict[str, Any] = {}
+
+    def attempt(self, app: AppConfig, n: int, timeout: float | None = None) -> Attempt:
+        from .probe import make_client, probe_once
+
+        client = self.clients.get(app.name)
+        if client is None:
+            client = self.clients[app.name] = make_client(app.url, app.timeout, self.transport)
+        return probe_once(client, app.url, n, app.status_ok, timeout=timeout)
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients.clear()
+
+
+class MissingPm2:
+    """Stands in for PM2 when it cannot be found: the run records why and checks nothing."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    def _fail(self, *args: Any) -> Any:
+        raise Pm2Error(self.problem)
+
+    view = quick_view = restart = cpu_mark = cpu_window = _fail
 
 
 @dataclass
 class AppResult:
     app: str
     code: int
-    state: str  # OK, RECOVERED, DOWN, CRITICAL, UNKNOWN
+    state: str  # OK, RECOVERED, DOWN, CRITICAL, ...
     summary: str
     latency_ms: float | None = None
     restarted: bool = False
@@ -97,7 +147,7 @@ class CheckResult:
 
 
 @contextlib.contextmanager
-def app_lock(store_path: Path, app: str, timeout: float, sleep: Callable[[float], None]) -> Iterator[bool]:
+def app_lock(store_path: Path, app: str, timeout: float, clock: Clock) -> Iterator[bool]:
     """Hold an exclusive flock for `app` beside the store; yields False if it could not be had in time."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in app)
     path = store_path.with_name(f"{store_path.name}.{safe}.lock")
@@ -107,66 +157,70 @@ def app_lock(store_path: Path, app: str, timeout: float, sleep: Callable[[float]
         # The store's folder is unusable; runs against the same store still meet in /tmp.
         digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:16]
         fd = os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}.{safe}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if clock.monotonic() >= deadline:
                     yield False
                     return
-                sleep(0.1)
+                clock.sleep(0.1)
         yield True
     finally:
         os.close(fd)  # closing releases the flock
 
 
-class Checker:
-    """One check run over the configured apps. Clock, sleep and HTTP transport are injectable."""
+class CheckRun:
+    """One check run (or one operator restart) over the configured apps."""
 
     def __init__(
         self,
         config: Config,
         *,
+        pm2: Pm2Port,
+        prober: Prober,
+        recorder: Recorder,
+        clock: Clock,
         trigger: str = "manual",
         dry_run: bool = False,
-        environ: Mapping[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        transport: Any = None,
         apps: list[str] | None = None,
+        pm2_problem: str | None = None,
     ) -> None:
         self.config = config
+        self.pm2 = pm2
+        self.prober = prober
+        self.rec = recorder
+        self.clock = clock
         self.trigger = trigger
         self.dry_run = dry_run
-        self.environ = os.environ if environ is None else environ
-        self.sleep = sleep
-        self.clock = clock
-        self.transport = transport
+        self.pm2_problem = pm2_problem
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
-        self.pm2: Pm2 | None = None
+        self.start_seq = 0
         self.full_views: dict[str, ProcessView] = {}  # app -> this run's `pm2 jlist` sample of it
         self.host_done = False  # host.sampled is considered once per run
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
 
-    def _conn(self) -> Any:
-        """The store's connection for telemetry's small reads; None when the store is unusable."""
-        return self.rec.store.conn if self.rec.store is not None else None
+    def fold(self) -> None:
+        """Bring the projections up to date: the policy reads them, and Datasette shows them."""
+        self.rec.read(projections.fold, 0)
+
+    # -- the two units of work -----------------------------------------------------------
 
     def run(self) -> CheckResult:
         """Check every app: probe, sample, decide, and restart and verify when the policy says so."""
 
         def body(result: CheckResult) -> None:
-            result.apps.extend(self._each(self.check_app))
+            result.apps.extend(self.check_app(app) for app in self.apps)
             self.ingest_logs()
             self.send_alerts()
 
-        return self._session(body, finish=self.heartbeat)
+        return self._session(body, heartbeat=True)
 
     def restart_now(self, name: str, *, by: str, reason: str) -> CheckResult:
         """An operator's or a schedule's restart, recorded with who and why, verified like any other."""
@@ -174,30 +228,20 @@ class Checker:
 
         def body(result: CheckResult) -> None:
             lock_wait = app.verify_timeout + 120
-            with app_lock(self.config.store.path, app.name, lock_wait, self.sleep) as held:
+            with app_lock(self.config.store.path, app.name, lock_wait, self.clock) as held:
                 if not held:
-                    result.apps.append(
-                        AppResult(
-                            app.name, CRITICAL, "CRITICAL", f"another recovery run held the lock for {lock_wait:.0f}s"
-                        )
-                    )
+                    summary = f"another recovery run held the lock for {lock_wait:.0f}s"
+                    result.apps.append(AppResult(app.name, CRITICAL, "CRITICAL", summary))
                     return
-                with make_client(app.url, app.timeout, self.transport) as client:
-                    result.apps.append(self.restart(app, client, "", reason, by=by))
+                result.apps.append(self.restart(app, "", reason, code="operator", by=by))
 
-        return self._session(body)
+        return self._session(body, heartbeat=False)
 
-    def _each(self, fn: Callable[[AppConfig], AppResult]) -> Iterator[AppResult]:
-        for app in self.apps:
-            yield fn(app)
-            self.rec.flush()
-
-    def _session(self, body: Callable[[CheckResult], None], finish: Callable[[int], None] | None = None) -> CheckResult:
-        """Open the record, run `body` with PM2 at hand, `finish(code)`, close the record; store
-        trouble is UNKNOWN."""
-        start = self.clock()
+    def _session(self, body: Callable[[CheckResult], None], *, heartbeat: bool) -> CheckResult:
+        """Open the record, run `body` unless PM2 is missing, ping the heartbeat, close the record.
+        A store that turned out unusable makes the run UNKNOWN."""
+        start = self.clock.monotonic()
         result = CheckResult(self.run_id)
-        self.rec = Recorder(self.config.store.path, busy_timeout=self.config.store.busy_timeout)
         if self.rec.replayed:
             self.emit("spool.replayed", None, count=self.rec.replayed, spool=str(self.rec.spool))
         self.emit(
@@ -209,64 +253,64 @@ class Checker:
             pid=os.getpid(),
         )
         self.start_seq = self.rec.last_seq()
-        self.rec.flush()
-        self.rec.fold()
+        self.fold()
         try:
-            self.pm2 = Pm2(find_pm2(self.config.pm2.bin, self.environ), self.environ)
-        except Pm2Error as exc:
-            result.problems.append(str(exc))
-        if self.pm2 is not None:
-            body(result)
-        if finish is not None:
-            finish(result.code if not self.rec.problem else UNKNOWN)
-        result.duration_ms = (self.clock() - start) * 1000
+            if self.pm2_problem:
+                result.problems.append(self.pm2_problem)
+            else:
+                body(result)
+            if heartbeat:
+                self.heartbeat(UNKNOWN if self.rec.problem else result.code)
+        finally:
+            self.prober.close()
+        code = UNKNOWN if self.rec.problem else result.code
+        result.duration_ms = (self.clock.monotonic() - start) * 1000
         self.emit(
             "check.finished",
             None,
-            outcome=STATE_NAMES[result.code if not self.rec.problem else UNKNOWN],
-            code=UNKNOWN if self.rec.problem else result.code,
+            outcome=STATE_NAMES[code],
+            code=code,
             duration_ms=round(result.duration_ms, 1),
             apps={a.app: a.state for a in result.apps},
             problems=result.problems,
         )
-        self.rec.flush()
-        self.rec.fold()  # so that Datasette and sqlite3 see this run in the projections at once
+        self.fold()  # so that Datasette and sqlite3 see this run in the projections at once
         self.rec.close()
         if self.rec.problem:
-            where = (
-                f"{self.rec.spooled} event(s) spooled to {self.rec.spool}" if self.rec.spooled else "nothing spooled"
-            )
             if self.rec.lost:
                 where = f"{len(self.rec.lost)} event(s) could not be kept"
+            elif self.rec.spooled:
+                where = f"{self.rec.spooled} event(s) spooled to {self.rec.spool}"
+            else:
+                where = "nothing spooled"
             result.problems.append(f"event store unusable: {self.rec.problem}; {where}")
         return result
 
-    # -- one app -----------------------------------------------------------------------
+    # -- observe -------------------------------------------------------------------------
 
-    def probe(self, app: AppConfig, client: Any) -> list[Attempt]:
+    def probe(self, app: AppConfig) -> list[Attempt]:
         attempts: list[Attempt] = []
         for n in range(1, app.retries + 1):
-            a = probe_once(client, app.url, n, app.status_ok)
+            a = self.prober.attempt(app, n)
             attempts.append(a)
             self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(of=app.retries, phase="check"))
             if a.ok:
                 break
             if n < app.retries and app.retry_delay > 0:
-                self.sleep(app.retry_delay)
+                self.clock.sleep(app.retry_delay)
         return attempts
 
     def full_view(
         self,
         app: AppConfig,
         *,
-        check: bool = False,
         cpu: dict[str, Any] | None = None,
         fallback: ProcessView | None = None,
+        before_acting: bool = True,
     ) -> tuple[ProcessView | None, str | None]:
-        """A `pm2 jlist` sample, recorded. As the `check`'s own sample (taken before it acts) it
-        carries `cpu` (the CPU during the probes), and PM2's own restarts it reveals become
-        `process.restarted`; `fallback` (the cheap sample) is recorded instead if PM2 cannot be read."""
-        assert self.pm2 is not None
+        """A `pm2 jlist` sample, recorded. Taken before acting, it carries `cpu` (the CPU during the
+        probes), and PM2's own restarts it reveals become `process.restarted`; `fallback` (the
+        cheap sample) is recorded instead if PM2 cannot be read."""
         try:
             view = self.pm2.view(app.name)
         except Pm2Error as exc:
@@ -275,7 +319,7 @@ class Checker:
                 self.sampled(app, fallback)
             return fallback, str(exc)
         self.full_views[app.name] = view
-        if check:
+        if before_acting:
             self.sampled(app, view, **(cpu or {}))
         else:
             self.emit("process.sampled", app.name, **view.data())
@@ -285,208 +329,93 @@ class Checker:
         """Record the check's sample of `app`, then PM2's own restarts it shows, and the host once a minute."""
         data = {**view.data(), **extra}
         self.emit("process.sampled", app.name, **data)
-        restarted = telemetry.pm2_restarts(self._conn(), app.name, data)
+        now = self.clock.now()
+        restarted = self.rec.read(lambda conn: telemetry.pm2_restarts(conn, app.name, data, now), None)
         if restarted:
             self.emit("process.restarted", app.name, **restarted)
         if not self.host_done:
             self.host_done = True
-            host = telemetry.host_sample() if telemetry.host_due(self._conn()) else {}
-            if host:
-                self.emit("host.sampled", None, **host)
+            if self.rec.read(lambda conn: telemetry.host_due(conn, now), False):
+                host = telemetry.host_sample()
+                if host:
+                    self.emit("host.sampled", None, **host)
 
-    def _discover_logs(self, app: AppConfig) -> tuple[str, ...]:
-        """A full sample (recorded like any other) for the log paths, when nothing else names them."""
-        view, _ = self.full_view(app)
-        self.rec.flush()
-        return view.logs if view is not None else ()
+    def observe(self, app: AppConfig) -> Observations:
+        """Probe, then sample PM2: cheaply when healthy (`pm2 jlist` once a minute or after a pid
+        change), fully before any restart so the record shows the process as it was when it hung."""
+        mark = self.pm2.cpu_mark(app.name)
+        attempts = tuple(self.probe(app))
+        if attempts[-1].ok:
+            quick = self.pm2.quick_view(app.name)
+            now = self.clock.now()
+            if self.rec.read(lambda conn: telemetry.full_sample_due(conn, app.name, quick, now), quick is None):
+                view, _ = self.full_view(app, cpu=self.pm2.cpu_window(mark), fallback=quick)
+            elif quick is not None:
+                self.sampled(app, quick)
+                view = quick
+            else:
+                view = None
+            return Observations(attempts, view)
+        view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
+        return Observations(attempts, view, problem)
 
-    def send_alerts(self) -> None:
-        """After the recovery and log steps: deliver what the record says is owed, within
-        [alerts] timeout for the whole run. apprise is imported only when something is owed."""
-        conf = self.config.alerts
-        if self.dry_run or self.rec.store is None or not (conf.urls or any(a.alerts for a in self.apps)):
-            return
-        from . import alerts
+    # -- decide and act ------------------------------------------------------------------
 
-        self.rec.flush()
-        self.rec.fold()
-        if self.rec.store is None:
-            return
-        now, host = utc_now(), alerts.hostname(conf)
-        conn = self.rec.store.conn
-
-        def hints_of(name: str) -> Callable[[], list[Any]]:
-            def found() -> list[Any]:
-                from .hints import hints_for
-
-                return hints_for(conn, name, now)
-
-            return found
-
-        try:
-            # A leak forecast is looked at when this run took a full sample (at most once a minute).
-            owed = [
-                a
-                for app in self.apps
-                for a in alerts.plan(
-                    conn, app, conf, now, host=host, hints=hints_of(app.name), check_leak=app.name in self.full_views
-                )
-            ]
-        except sqlite3.Error as exc:
-            self.emit("alert.failed", None, kind="plan", error=f"cannot read what is owed: {exc}")
-            return
-        if owed:
-            alerts.deliver(
-                owed,
-                retries=conf.retries,
-                budget=conf.timeout,
-                sleep=self.sleep,
-                emit=lambda d: self.emit("alert.sent" if d.ok else "alert.failed", d.alert.app, **d.event_data()),
-            )
-            self.rec.flush()
-
-    def heartbeat(self, code: int) -> None:
-        """Ping the dead-man's switch: `/fail` (or heartbeat_fail_url) when the run ended
-        CRITICAL or UNKNOWN; OK pings at most once a minute."""
-        conf = self.config.alerts
-        if self.dry_run or not conf.heartbeat_url:
-            return
-        from . import alerts
-
-        failed = code in (CRITICAL, UNKNOWN)
-        self.rec.flush()
-        if self.rec.store is not None:
-            try:
-                if not alerts.heartbeat_due(self.rec.store.conn, failed, utc_now()):
-                    return
-            except sqlite3.Error:
-                pass
-        url = alerts.heartbeat_url(conf, failed)
-        assert url is not None
-        ok, error, status = alerts.ping(url, min(5.0, conf.timeout))
-        data: dict[str, Any] = {"outcome": "fail" if failed else "ok", "url": alerts.redact(url), "status": status}
-        if error:
-            data["error"] = error
-        self.emit("heartbeat.sent" if ok else "heartbeat.failed", None, **data)
-
-    def ingest_logs(self) -> None:
-        """Last, after every probe and restart: what is new in each app's logs, within a small
-        budget. Trouble here is a `log.failed` event; it never changes the check's verdict."""
-        conf = self.config.logs
-        if not conf.in_check or self.dry_run or self.rec.store is None:
-            return
-        from .errors import RecoveryError
-        from .logs.checkstep import ingest_in_check
-
-        self.rec.flush()
-        for app in self.apps:
-            try:
-                view = self.full_views.get(app.name)
-                ingest_in_check(
-                    self.rec.store,
-                    app,
-                    conf,
-                    seen=view.logs if view is not None else (),
-                    discover=lambda app=app: self._discover_logs(app),
-                    run_id=self.run_id,
-                )
-            except (RecoveryError, OSError, sqlite3.Error) as exc:
-                self.emit("log.failed", app.name, error=str(exc))
-            self.rec.flush()
+    def history(self, app: AppConfig) -> History:
+        now = self.clock.now()
+        return self.rec.read(lambda conn: projections.history(conn, app.name, now, app.window), History())
 
     def check_app(self, app: AppConfig) -> AppResult:
-        history = self.rec.history(app.name, utc_now(), app.window)
-        assert self.pm2 is not None
-        mark = telemetry.cpu_mark(app.name, self.pm2.home)
-        with make_client(app.url, app.timeout, self.transport) as client:
-            attempts = self.probe(app, client)
-            if attempts[-1].ok:
-                # The cheap sample (pid files, /proc); `pm2 jlist` once a minute or after a pid change.
-                view: ProcessView | None = pidfile_view(app.name, self.pm2.home)
-                if telemetry.full_sample_due(self._conn(), app.name, view):
-                    view, _ = self.full_view(app, check=True, cpu=telemetry.cpu_window(mark), fallback=view)
-                else:
-                    assert view is not None
-                    self.sampled(app, view)
-                decision = policy.decide(attempts, view, app=app, history=history, now=utc_now())
-                self.emit("decision.made", app.name, **decision.data())
-                return self.outcome(app, decision, attempts)
-            # Sample before any restart, so the record shows the process as it was when it hung.
-            view, pm2_problem = self.full_view(app, check=True, cpu=telemetry.cpu_window(mark))
-            decision = policy.decide(attempts, view, pm2_problem, app=app, history=history, now=utc_now())
-            self.rec.flush()
-            return self.act(app, client, attempts, decision)
+        history = self.history(app)
+        observed = self.observe(app)
+        decision = policy.decide(observed, history, app, self.clock.now())
+        if self.dry_run:
+            decision = policy.dry_run(decision)
+        if not policy.needs_lock(decision):
+            self.emit("decision.made", app.name, **decision.data())
+            return self.outcome(app, decision, observed.attempts)
+        return self.act(app, observed.attempts, decision)
 
-    def outcome(self, app: AppConfig, decision: policy.Decision, attempts: list[Attempt]) -> AppResult:
-        """The result line of a decision that needs no restart."""
+    def outcome(self, app: AppConfig, decision: Decision, attempts: tuple[Attempt, ...]) -> AppResult:
+        """The result line of a decision that is not acted on."""
         last = attempts[-1] if attempts else None
         latency = last.latency_ms if last is not None and last.ok else None
-        state, action, reason = decision.state, decision.action, decision.reason
-        if action == "escalate":
-            return AppResult(app.name, CRITICAL, "CRITICAL", reason, latency, action=action)
-        summary = reason
-        if latency is not None and state == "healthy":
+        summary = decision.reason
+        if decision.dry_run:
+            summary = f"{decision.reason}; would restart (dry run, nothing done)"
+        elif latency is not None and decision.state == "healthy" and decision.action != "escalate":
             summary = f"{latency:.0f}ms"
-        elif latency is not None and state == "paused":
-            summary = f"{reason}; {latency:.0f}ms"
-        code = STATE_CODES.get(state, CRITICAL)
-        return AppResult(app.name, code, _LABELS.get(state, "DOWN"), summary, latency, action=action)
+        elif latency is not None and decision.state == "paused":
+            summary = f"{decision.reason}; {latency:.0f}ms"
+        return AppResult(app.name, decision.exit_code, decision.label, summary, latency, action=decision.action)
 
-    def act(self, app: AppConfig, client: Any, attempts: list[Attempt], decision: policy.Decision) -> AppResult:
+    def act(self, app: AppConfig, attempts: tuple[Attempt, ...], decision: Decision) -> AppResult:
+        """Take the app's lock, re-decide from what other runs did meanwhile, then restart or wait."""
         failures = policy.failure_summary(attempts)
-        if decision.action == "restart" and self.dry_run:
-            self.emit("decision.made", app.name, **{**decision.data(), "state": "down"}, dry_run=True)
-            return AppResult(
-                app.name,
-                CRITICAL,
-                "DOWN",
-                f"{decision.reason}; would restart (dry run, nothing done)",
-                action="restart",
-            )
-        if decision.action != "restart" and not (decision.action == "wait" and decision.verify):
-            self.emit("decision.made", app.name, **decision.data())
-            return self.outcome(app, decision, attempts)
-
         lock_wait = app.verify_timeout + app.timeout * app.retries + 120
-        with app_lock(self.config.store.path, app.name, lock_wait, self.sleep) as held:
+        with app_lock(self.config.store.path, app.name, lock_wait, self.clock) as held:
             if not held:
-                reason = f"{failures}; another recovery run held the lock for {lock_wait:.0f}s"
-                self.emit(
-                    "decision.made", app.name, action="escalate", reason=reason, state="down", inputs=decision.inputs
-                )
-                return AppResult(app.name, CRITICAL, "CRITICAL", reason, action="escalate")
-            decision = policy.decide_under_lock(decision, self.rec.since(self.start_seq, app.name), self.run_id)
+                decision = policy.lock_timed_out(decision, failures, lock_wait)
+            else:
+                decision = policy.under_lock(decision, self.rec.since(self.start_seq, app.name), self.run_id)
             self.emit("decision.made", app.name, **decision.data())
-            self.rec.flush()
-            if decision.action == "none":
-                return AppResult(app.name, WARNING, "RECOVERED", f"{failures}; {decision.reason}", action="none")
-            if decision.action == "escalate":
-                return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; {decision.reason}", action="escalate")
+            if decision.action in ("none", "escalate"):
+                summary = decision.reason if decision.code == "lock_timeout" else f"{failures}; {decision.reason}"
+                code, label = (WARNING, "RECOVERED") if decision.action == "none" else (CRITICAL, "CRITICAL")
+                return AppResult(app.name, code, label, summary, action=decision.action)
             if decision.action == "wait":
-                passed, seconds, last = self.verify(app, client)
+                passed, seconds, last = self.verify(app)
                 if passed:
-                    return AppResult(
-                        app.name,
-                        WARNING,
-                        "RECOVERED",
-                        f"{decision.reason}; PM2 brought it back, healthy in {seconds:.1f}s",
-                        action="wait",
-                    )
-                return AppResult(
-                    app.name,
-                    CRITICAL,
-                    "CRITICAL",
-                    f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})",
-                    action="wait",
-                )
-            return self.restart(app, client, failures, decision.reason)
+                    summary = f"{decision.reason}; PM2 brought it back, healthy in {seconds:.1f}s"
+                    return AppResult(app.name, WARNING, "RECOVERED", summary, action="wait")
+                summary = f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})"
+                return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="wait")
+            return self.restart(app, failures, decision.reason, code=decision.code)
 
-    def restart(self, app: AppConfig, client: Any, failures: str, reason: str, by: str = "check") -> AppResult:
+    def restart(self, app: AppConfig, failures: str, reason: str, *, code: str, by: str = "check") -> AppResult:
         """Restart through PM2, then verify. `failures` says why, for the result line."""
-        assert self.pm2 is not None
         command = ["pm2", app.restart_command, app.name]
-        self.emit("restart.requested", app.name, by=by, reason=reason, command=command)
-        self.rec.flush()
+        self.emit("restart.requested", app.name, by=by, code=code, reason=reason, command=command)
         try:
             r = self.pm2.restart(app.name, app.restart_command)
         except Pm2Error as exc:
@@ -503,13 +432,8 @@ class Checker:
                 duration_ms=round(r.duration_ms, 1),
             )
             first = tail.splitlines()[-1] if tail else ""
-            return AppResult(
-                app.name,
-                CRITICAL,
-                "CRITICAL",
-                f"{failures}; pm2 {app.restart_command} exited {r.exit_code}: {first}",
-                action="restart",
-            )
+            summary = f"{failures}; pm2 {app.restart_command} exited {r.exit_code}: {first}"
+            return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="restart")
         self.emit(
             "restart.succeeded",
             app.name,
@@ -518,60 +442,34 @@ class Checker:
             stderr_tail=r.tail(r.stderr, 4),
             duration_ms=round(r.duration_ms, 1),
         )
-        self.rec.flush()
-        passed, seconds, last = self.verify(app, client)
+        passed, seconds, last = self.verify(app)
         # The new process, from the pid files (no pm2 call): the record shows what came back.
-        after = pidfile_view(app.name, self.pm2.home)
+        after = self.pm2.quick_view(app.name)
         if after is not None:
             self.emit("process.sampled", app.name, **after.data(), after_restart=True)
         verb = "reloaded" if app.restart_command == "reload" else "restarted"
-        if by != "check":
-            if passed:
-                return AppResult(
-                    app.name,
-                    OK,
-                    "RESTARTED",
-                    f"{verb} by {by} ({reason}), healthy again in {seconds:.1f}s",
-                    restarted=True,
-                    action="restart",
-                )
-            return AppResult(
-                app.name,
-                CRITICAL,
-                "CRITICAL",
-                f"{verb} by {by} ({reason}), still not answering after {app.verify_timeout:g}s ({last})",
-                restarted=True,
-                action="restart",
-            )
+        exit_code, label = policy.after_restart(by, passed)
+        if by == "check":
+            what = f"{verb} after {failures}"
+        else:
+            what = f"{verb} by {by} ({reason})"
         if passed:
-            return AppResult(
-                app.name,
-                WARNING,
-                "RECOVERED",
-                f"{verb} after {failures}, healthy again in {seconds:.1f}s",
-                restarted=True,
-                action="restart",
-            )
-        return AppResult(
-            app.name,
-            CRITICAL,
-            "CRITICAL",
-            f"{verb} after {failures}, still not answering after {app.verify_timeout:g}s ({last})",
-            restarted=True,
-            action="restart",
-        )
+            summary = f"{what}, healthy again in {seconds:.1f}s"
+        else:
+            summary = f"{what}, still not answering after {app.verify_timeout:g}s ({last})"
+        return AppResult(app.name, exit_code, label, summary, restarted=True, action="restart")
 
-    def verify(self, app: AppConfig, client: Any) -> tuple[bool, float, str]:
+    def verify(self, app: AppConfig) -> tuple[bool, float, str]:
         """Probe until the app answers or verify_timeout passes; returns (passed, seconds, last error)."""
-        start = self.clock()
+        start = self.clock.monotonic()
         deadline = start + app.verify_timeout
         n, delay, last = 0, 0.2, "no attempt"
         while True:
             n += 1
-            remaining = deadline - self.clock()
-            a = probe_once(client, app.url, n, app.status_ok, timeout=max(0.1, min(app.timeout, remaining)))
+            remaining = deadline - self.clock.monotonic()
+            a = self.prober.attempt(app, n, timeout=max(0.1, min(app.timeout, remaining)))
             self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(phase="verify"))
-            elapsed = self.clock() - start
+            elapsed = self.clock.monotonic() - start
             if a.ok:
                 self.emit(
                     "verification.passed",
@@ -580,10 +478,9 @@ class Checker:
                     seconds=round(elapsed, 2),
                     latency_ms=round(a.latency_ms, 1),
                 )
-                self.rec.flush()
                 return True, elapsed, ""
             last = a.error or "error"
-            if self.clock() + delay >= deadline:
+            if self.clock.monotonic() + delay >= deadline:
                 self.emit(
                     "verification.failed",
                     app.name,
@@ -593,7 +490,138 @@ class Checker:
                     detail=a.detail,
                     verify_timeout=app.verify_timeout,
                 )
-                self.rec.flush()
                 return False, elapsed, last
-            self.sleep(delay)
+            self.clock.sleep(delay)
             delay = min(delay * 1.5, 2.0)
+
+    # -- after the recovery work -----------------------------------------------------------
+
+    def send_alerts(self) -> None:
+        """After the recovery and log steps: deliver what the record says is owed, within
+        [alerts] timeout for the whole run. apprise is imported only when something is owed."""
+        conf = self.config.alerts
+        if self.dry_run or self.rec.store is None or not (conf.urls or any(a.alerts for a in self.apps)):
+            return
+        from . import alerts, hints
+
+        self.fold()
+        now, host = self.clock.now(), alerts.hostname(conf)
+
+        def hints_of(name: str) -> Callable[[], list[Any]]:
+            return lambda: self.rec.read(lambda conn: hints.hints_for(conn, name, now), [], fatal=False)
+
+        def owed(conn: Any) -> list[Any]:
+            # A leak forecast is looked at when this run took a full sample (at most once a minute).
+            return [
+                a
+                for app in self.apps
+                for a in alerts.plan(
+                    conn, app, conf, now, host=host, hints=hints_of(app.name), check_leak=app.name in self.full_views
+                )
+            ]
+
+        def failed(error: str) -> None:
+            self.emit("alert.failed", None, kind="plan", error=f"cannot read what is owed: {error}")
+
+        due: list[Any] = self.rec.read(owed, [], fatal=False, on_error=failed)
+        if due:
+            alerts.deliver(
+                due,
+                retries=conf.retries,
+                budget=conf.timeout,
+                sleep=self.clock.sleep,
+                emit=lambda d: self.emit("alert.sent" if d.ok else "alert.failed", d.alert.app, **d.event_data()),
+            )
+
+    def heartbeat(self, code: int) -> None:
+        """Ping the dead-man's switch: `/fail` (or heartbeat_fail_url) when the run ended
+        CRITICAL or UNKNOWN; OK pings at most once a minute."""
+        conf = self.config.alerts
+        if self.dry_run or not conf.heartbeat_url:
+            return
+        from . import alerts
+
+        failed = code in (CRITICAL, UNKNOWN)
+        now = self.clock.now()
+        if not self.rec.read(lambda conn: alerts.heartbeat_due(conn, failed, now), True):
+            return
+        url = alerts.heartbeat_url(conf, failed) or conf.heartbeat_url
+        ok, error, status = alerts.ping(url, min(5.0, conf.timeout))
+        data: dict[str, Any] = {"outcome": "fail" if failed else "ok", "url": alerts.redact(url), "status": status}
+        if error:
+            data["error"] = error
+        self.emit("heartbeat.sent" if ok else "heartbeat.failed", None, **data)
+
+    def ingest_logs(self) -> None:
+        """Last, after every probe and restart: what is new in each app's logs, within a small
+        budget. Trouble here is a `log.failed` event; it never changes the check's verdict."""
+        conf = self.config.logs
+        if not conf.in_check or self.dry_run or self.rec.store is None:
+            return
+        from .logs.checkstep import ingest_in_check
+
+        for app in self.apps:
+
+            def discover(app: AppConfig = app) -> tuple[str, ...]:
+                """A full sample (recorded like any other) for the log paths, when nothing else names them."""
+                view, _ = self.full_view(app, before_acting=False)
+                return view.logs if view is not None else ()
+
+            view = self.full_views.get(app.name)
+            seen = view.logs if view is not None else ()
+            store = self.rec.store
+            if store is None:
+                return
+            try:
+                ingest_in_check(store, app, conf, seen=seen, discover=discover, run_id=self.run_id)
+            except (RecoveryError, OSError, sqlite3.Error) as exc:
+                self.emit("log.failed", app.name, error=str(exc))
+
+
+def open_run(
+    config: Config,
+    *,
+    trigger: str = "manual",
+    dry_run: bool = False,
+    apps: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    transport: Any = None,
+    clock: Clock | None = None,
+) -> CheckRun:
+    """A check run with the real parts: the store (or its spool), PM2 found as cron would, httpx."""
+    from .pm2 import Pm2, find_pm2
+
+    clock = clock or SystemClock()
+    env = os.environ if environ is None else environ
+    recorder = Recorder(config.store.path, busy_timeout=config.store.busy_timeout, now=clock.now)
+    pm2: Pm2Port
+    problem = None
+    try:
+        pm2 = Pm2(find_pm2(config.pm2.bin, env), env)
+    except Pm2Error as exc:
+        pm2, problem = MissingPm2(str(exc)), str(exc)
+    return CheckRun(
+        config,
+        pm2=pm2,
+        prober=HttpProber(transport),
+        recorder=recorder,
+        clock=clock,
+        trigger=trigger,
+        dry_run=dry_run,
+        apps=apps,
+        pm2_problem=problem,
+    )
+
+
+class Checker:
+    """A fresh `CheckRun` with the real parts for each `run()`: what `recovery watch` loops."""
+
+    def __init__(self, config: Config, **options: Any) -> None:
+        self.config = config
+        self.options = options
+
+    def run(self) -> CheckResult:
+        return open_run(self.config, **self.options).run()
+
+    def restart_now(self, name: str, *, by: str, reason: str) -> CheckResult:
+        return open_run(self.config, **self.options).restart_now(name, by=by, reason=reason)

@@ -26,5 +26,16 @@ class History:
     suspended_at: str | None = None
     suspend_reason: str | None = None
     last_restart_at: str | None = None  # our last automatic restart
-    recent_restarts: tuple[tuple[str, str], ...] = ()  # (at, reason) of automatic restarts counted for the ceiling
+    recent_restarts: tuple[
+        tuple[str, str], ...
+    ] = ()  # (at, decision code) of automatic restarts counted for the ceiling
     open_incident: int | None = None
+
+
+def legacy_code(reason: str | None) -> str:
+    """The decision code of a restart recorded before restarts carried one (its reason began with it).
+
+    The only place reason text is read, and only for records older than decision codes.
+    """
+    head = (reason or "").split(":", 1)[0].strip()
+    return head if head in ("hung", "errored") else "unknown"

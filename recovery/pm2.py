@@ -11,19 +11,17 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import Pm2Error, Pm2NotFound
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Instance, ProcessView
+
+__all__ = ["ERRORED", "RESTARTING", "RUNNING", "STOPPED", "Instance", "ProcessView"]
+
 
 # PM2 states, grouped by what the watchdog should do about them.
-RUNNING = {"online"}
-RESTARTING = {"launching", "waiting restart", "one-launch-status"}
-STOPPED = {"stopped", "stopping"}
-ERRORED = {"errored"}
-
-
 def _candidates(environ: Mapping[str, str]) -> list[str]:
     """Where pm2 usually lives when it is not on cron's short PATH."""
     home = environ.get("HOME") or os.path.expanduser("~")
@@ -94,72 +92,6 @@ class CommandResult:
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-@dataclass(frozen=True)
-class Instance:
-    """One PM2 process (cluster mode has several per name)."""
-
-    name: str
-    pm_id: int | None
-    pid: int | None
-    status: str
-    memory: int | None = None  # bytes
-    cpu: float | None = None  # percent, as PM2 or /proc reports it
-    restart_time: int | None = None
-    unstable_restarts: int | None = None
-    uptime_s: float | None = None
-    exit_code: int | None = None
-    exec_mode: str | None = None
-    max_memory_restart: int | None = None  # bytes, when PM2 restarts it at a memory limit
-    # PM2's own metrics (pm2_env.axm_monitor), when @pm2/io runs in the app
-    heap_used: int | None = None  # bytes
-    heap_total: int | None = None  # bytes
-    loop_delay_ms: float | None = None  # event-loop latency, p50
-    loop_delay_p95_ms: float | None = None
-
-    def data(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None and k != "name"}
-
-
-@dataclass(frozen=True)
-class ProcessView:
-    """What PM2 says about one app name; `instances` is empty when PM2 does not know it."""
-
-    name: str
-    source: str  # "jlist" or "pidfile"
-    instances: tuple[Instance, ...] = field(default_factory=tuple)
-    logs: tuple[str, ...] = ()  # the log files PM2 writes for it (jlist only)
-
-    @property
-    def known(self) -> bool:
-        return bool(self.instances)
-
-    @property
-    def status(self) -> str:
-        """One status for the app: the most hopeful one that PM2 reports for any instance."""
-        statuses = {i.status for i in self.instances}
-        if not statuses:
-            return "unknown"
-        for group in (RUNNING, RESTARTING, ERRORED, STOPPED):
-            hit = statuses & group
-            if hit:
-                return sorted(hit)[0]
-        return sorted(statuses)[0]
-
-    def data(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"source": self.source, "status": self.status, "known": self.known}
-        if len(self.instances) == 1:
-            d.update(self.instances[0].data())
-        elif self.instances:
-            d["instances"] = [i.data() for i in self.instances]
-            d["pids"] = [i.pid for i in self.instances]
-            mem = [i.memory for i in self.instances if i.memory is not None]
-            if mem:
-                d["memory"] = sum(mem)
-        if self.logs:
-            d["logs"] = list(self.logs)
-        return d
-
-
 def parse_jlist(text: str) -> list[dict[str, Any]]:
     """The process array from `pm2 jlist` output, which may carry banners or warnings around it."""
     text = _ANSI.sub("", text)
@@ -180,7 +112,7 @@ def parse_jlist(text: str) -> list[dict[str, Any]]:
     raise Pm2Error(f"pm2 jlist did not print a process list: {text.strip()[:160]!r}")
 
 
-def log_paths(entries: list[Mapping[str, Any]]) -> tuple[str, ...]:
+def log_paths(entries: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """The log files PM2 writes for these jlist entries (every instance of a cluster), each once."""
     out: list[str] = []
     for entry in entries:
@@ -249,8 +181,8 @@ def axm_metrics(monitor: Any) -> dict[str, Any]:
         if not isinstance(metric, dict):
             continue
         try:
-            value = float(metric.get("value"))
-        except (TypeError, ValueError):
+            value = float(metric["value"])
+        except (KeyError, TypeError, ValueError):
             continue
         factor = _UNITS.get(str(metric.get("unit") or "").lower(), default)
         if key.endswith("_ms"):
@@ -323,6 +255,16 @@ class Pm2:
         if command not in ("restart", "reload"):
             raise Pm2Error(f"unknown restart command {command!r} (use restart or reload)")
         return self.run([command, name])
+
+    def quick_view(self, name: str) -> ProcessView | None:
+        """The cheap sample: pid files and /proc, no pm2 call; None when that is not enough."""
+        return pidfile_view(name, self.home)
+
+    def cpu_mark(self, name: str) -> CpuMark | None:
+        return cpu_mark(name, self.home)
+
+    def cpu_window(self, mark: CpuMark | None) -> dict[str, Any]:
+        return cpu_window(mark)
 
 
 # -- the cheap sample: PM2's pid files and /proc, no Node start-up ------------------------
@@ -441,3 +383,52 @@ def pidfile_view(name: str, home: Path) -> ProcessView | None:
         return None
     instances.sort(key=lambda i: i.pm_id or 0)
     return ProcessView(name, "pidfile", tuple(instances))
+
+
+# -- CPU during the probes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuMark:
+    """What the app's processes had used when the probes began: CPU seconds, and the event-loop
+    thread's (run, wait) scheduler seconds."""
+
+    at: float
+    used: dict[int, float]
+    sched: dict[int, tuple[float, float]]
+
+
+def cpu_mark(name: str, home: Path) -> CpuMark | None:
+    """Read before probing: a few /proc reads, no pm2 call."""
+    pids = pidfile_pids(name, home)
+    used = {pid: s for pid in pids if (s := cpu_seconds(pid)) is not None}
+    sched = {pid: t for pid in used if (t := sched_seconds(pid)) is not None}
+    return CpuMark(time.monotonic(), used, sched) if used else None
+
+
+def cpu_window(mark: CpuMark | None) -> dict[str, Any]:
+    """The CPU of the app's busiest process since `mark`, taken right after the probes: it tells
+    a blocked event loop (near 100) from a stalled one (near 0).
+
+    `cpu_window` is the share of the time it ran; `cpu_demand` adds the time its event-loop
+    thread waited for a CPU, so a loop spinning on a busy host still reads near 100.
+    """
+    if mark is None:
+        return {}
+    seconds = time.monotonic() - mark.at
+    if seconds <= 0.05:
+        return {}
+    ran, wanted = [], []
+    for pid, before in mark.used.items():
+        now = cpu_seconds(pid)
+        if now is not None and now >= before:
+            ran.append(100 * (now - before) / seconds)
+        s0, s1 = mark.sched.get(pid), sched_seconds(pid)
+        if s0 is not None and s1 is not None and s1[0] >= s0[0]:
+            wanted.append(100 * ((s1[0] - s0[0]) + (s1[1] - s0[1])) / seconds)
+    out: dict[str, Any] = {}
+    if ran:
+        out.update(cpu_window=round(max(ran), 1), cpu_window_s=round(seconds, 2))
+    if wanted:
+        out["cpu_demand"] = round(min(100.0, max(wanted)), 1)
+    return out

@@ -1,25 +1,63 @@
-"""The policy: pure functions from what was observed to what to do. No clock, network or PM2."""
+"""The policy: pure functions from what was observed and what happened before to what to do.
+
+Every input is an argument (the observations, the app's history, its configuration, the time):
+no clock, network, PM2 or store. This module imports nothing that does I/O; a test walks its
+imports. A decision carries a machine `code` (compared by code) and a `reason` for people
+(never parsed).
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .config import AppConfig, format_duration
+from .config import AppConfig
 from .events import Event, format_ts, parse_ts
-from .model import History
-from .pm2 import ERRORED, RESTARTING, RUNNING, STOPPED, ProcessView
-from .probe import Attempt
+from .model import STATE_CODES, History
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations
+from .units import format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
+
+# code -> what it means. A decision's code says why it was taken; `state` what the app is now.
+CODES: dict[str, str] = {
+    "healthy": "the app answered in time",
+    "degraded": "the app answered, slower than slow_threshold",
+    "paused": "an operator paused recovery for the app",
+    "hung": "PM2 says online but the probes failed: restart",
+    "errored": "PM2 gave up restarting the app (crash loop): restart",
+    "stopped": "an operator stopped the app in PM2: left alone",
+    "pm2_restarting": "PM2 is restarting the app itself: wait and verify",
+    "unknown_app": "PM2 has no process of that name",
+    "pm2_unreadable": "PM2 could not be read",
+    "unknown_status": "PM2 reports a status this tool does not act on",
+    "warming_up": "failures within restart_grace of our last restart: not counted",
+    "backoff": "the next restart is not allowed yet (exponential backoff)",
+    "restart_loop": "max_restarts reached within window: restarts suspended",
+    "suspended": "restarts are suspended since an earlier restart loop",
+    "already_recovered": "another run restarted the app meanwhile and verified it",
+    "already_restarted": "another run restarted the app meanwhile without recovery",
+    "lock_timeout": "another run held the app's lock too long",
+}
+# The word in an app's result line for each state a decision concludes (anything else: DOWN).
+LABELS = {
+    "healthy": "OK",
+    "paused": "PAUSED",
+    "degraded": "DEGRADED",
+    "suspended": "SUSPENDED",
+    "recovering": "RECOVERING",
+    "stopped": "CRITICAL",
+}
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3  # Nagios plugin exit codes
 
 
 @dataclass(frozen=True)
 class Decision:
     action: str  # one of ACTIONS
+    code: str  # one of CODES
     reason: str
     inputs: dict[str, Any] = field(default_factory=dict)
     # The app state this decision concludes (projections fold it): healthy, degraded, down,
@@ -27,9 +65,28 @@ class Decision:
     state: str = "down"
     # After a "wait": whether to probe until healthy (PM2 is restarting it) or just report.
     verify: bool = False
+    dry_run: bool = False
 
     def data(self) -> dict[str, Any]:
-        return {"action": self.action, "reason": self.reason, "state": self.state, "inputs": self.inputs}
+        d: dict[str, Any] = {"action": self.action, "code": self.code, "reason": self.reason, "state": self.state}
+        d["inputs"] = self.inputs
+        if self.dry_run:
+            d["dry_run"] = True
+        return d
+
+    @property
+    def exit_code(self) -> int:
+        """The Nagios exit code of a decision that is not followed by a restart."""
+        if self.action == "escalate":
+            return CRITICAL
+        return STATE_CODES.get(self.state, CRITICAL)
+
+    @property
+    def label(self) -> str:
+        """The word in the app's result line."""
+        if self.action == "escalate":
+            return "CRITICAL"
+        return LABELS.get(self.state, "DOWN")
 
 
 def failure_summary(attempts: Sequence[Attempt]) -> str:
@@ -42,30 +99,18 @@ def failure_summary(attempts: Sequence[Attempt]) -> str:
 
 
 def _causes(restarts: Sequence[tuple[str, str]]) -> str:
-    """'hung x2, errored x1' from the reasons of the counted restarts."""
-    counts = Counter((reason.split(":")[0].strip() or "unknown") for _, reason in restarts)
+    """'hung x2, errored x1' from the codes of the counted restarts."""
+    counts = Counter(code or "unknown" for _, code in restarts)
     return ", ".join(f"{cause} x{n}" for cause, n in counts.most_common())
 
 
-def _ago(now: _dt.datetime, ts: str | None) -> float | None:
+def _seconds_since(now: _dt.datetime, ts: str | None) -> float | None:
     return (now - parse_ts(ts)).total_seconds() if ts else None
 
 
-def decide(
-    attempts: Sequence[Attempt],
-    view: ProcessView | None,
-    pm2_problem: str | None = None,
-    *,
-    app: AppConfig | None = None,
-    history: History | None = None,
-    now: _dt.datetime | None = None,
-) -> Decision:
-    """What to do about one app, from this run's probes, PM2's view and the app's history.
-
-    Pure: the clock arrives as `now`, the past as `history` (a projection of the events).
-    """
-    history = history or History()
-    now = now or _dt.datetime.now(_dt.UTC)
+def decide(observed: Observations, history: History, app: AppConfig, now: _dt.datetime) -> Decision:
+    """What to do about one app, from this run's probes, PM2's view and the app's history."""
+    attempts, view = observed.attempts, observed.view
     inputs: dict[str, Any] = {
         "probes": len(attempts),
         "failed": sum(1 for a in attempts if not a.ok),
@@ -81,73 +126,105 @@ def decide(
     if last is not None and last.ok:
         inputs["latency_ms"] = round(last.latency_ms, 1)
         if view is not None and not view.known:
-            return Decision("escalate", f"answers, but PM2 has no process named {view.name!r}", inputs, "healthy")
+            reason = f"answers, but PM2 has no process named {view.name!r}"
+            return Decision("escalate", "unknown_app", reason, inputs, "healthy")
         if paused:
-            return Decision(
-                "none", f"paused until {history.paused_until} ({history.pause_reason or 'no reason'})", inputs, "paused"
-            )
-        slow = app.slow_threshold if app is not None else None
+            reason = f"paused until {history.paused_until} ({history.pause_reason or 'no reason'})"
+            return Decision("none", "paused", reason, inputs, "paused")
+        slow = app.slow_threshold
         if slow is not None and last.latency_ms > slow * 1000:
             inputs["slow_threshold_ms"] = slow * 1000
-            return Decision(
-                "none",
-                f"degraded: answered in {last.latency_ms:.0f}ms, slower than slow_threshold {slow * 1000:.0f}ms",
-                inputs,
-                "degraded",
-            )
-        return Decision("none", "healthy", inputs, "healthy")
+            reason = f"degraded: answered in {last.latency_ms:.0f}ms, slower than slow_threshold {slow * 1000:.0f}ms"
+            return Decision("none", "degraded", reason, inputs, "degraded")
+        return Decision("none", "healthy", "healthy", inputs, "healthy")
 
     failures = failure_summary(attempts)
     if paused:
         reason = f"paused until {history.paused_until} ({history.pause_reason or 'no reason'}); {failures}, nothing restarted"
-        return Decision("none", reason, inputs, "paused")
+        return Decision("none", "paused", reason, inputs, "paused")
     if view is None:
-        return Decision("escalate", f"{failures}, and PM2 could not be read: {pm2_problem}", inputs, "down")
+        reason = f"{failures}, and PM2 could not be read: {observed.pm2_problem}"
+        return Decision("escalate", "pm2_unreadable", reason, inputs, "down")
     if not view.known:
-        return Decision("escalate", f"{failures}, and PM2 has no process named {view.name!r}", inputs, "down")
+        return Decision("escalate", "unknown_app", f"{failures}, and PM2 has no process named {view.name!r}", inputs)
     status = view.status
     if status in STOPPED:
-        return Decision("none", f"stopped by an operator (pm2 status {status!r}); left alone", inputs, "stopped")
+        reason = f"stopped by an operator (pm2 status {status!r}); left alone"
+        return Decision("none", "stopped", reason, inputs, "stopped")
     if status in RESTARTING:
-        return Decision(
-            "wait", f"PM2 is already restarting it (status {status!r}), {failures}", inputs, "recovering", verify=True
-        )
+        reason = f"PM2 is already restarting it (status {status!r}), {failures}"
+        return Decision("wait", "pm2_restarting", reason, inputs, "recovering", verify=True)
     if status in RUNNING:
-        cause = f"hung: PM2 says {status} but {failures}"
+        code, cause = "hung", f"hung: PM2 says {status} but {failures}"
     elif status in ERRORED:
-        cause = f"errored: PM2 gave up restarting it (crash loop), {failures}"
+        code, cause = "errored", f"errored: PM2 gave up restarting it (crash loop), {failures}"
     else:
-        return Decision("escalate", f"{failures}, PM2 status {status!r} is not one this tool acts on", inputs, "down")
+        reason = f"{failures}, PM2 status {status!r} is not one this tool acts on"
+        return Decision("escalate", "unknown_status", reason, inputs, "down")
+    return _guarded_restart(code, cause, failures, history, app, now, inputs)
 
-    if app is None:
-        return Decision("restart", cause, inputs, "recovering")
-    since_last = _ago(now, history.last_restart_at)
+
+def _guarded_restart(
+    code: str,
+    cause: str,
+    failures: str,
+    history: History,
+    app: AppConfig,
+    now: _dt.datetime,
+    inputs: dict[str, Any],
+) -> Decision:
+    """A restart, unless warm-up, a suspension, the ceiling or the backoff says otherwise."""
+    since_last = _seconds_since(now, history.last_restart_at)
     inputs["restarts_in_window"] = len(history.recent_restarts)
     if since_last is not None:
         inputs["seconds_since_restart"] = round(since_last, 1)
     if since_last is not None and since_last < app.restart_grace:
-        reason = f"warming up: restarted {since_last:.0f}s ago (restart_grace {format_duration(app.restart_grace)}); {failures}"
-        return Decision("wait", reason, inputs, "recovering")
+        reason = (
+            f"warming up: restarted {since_last:.0f}s ago "
+            f"(restart_grace {format_duration(app.restart_grace)}); {failures}"
+        )
+        return Decision("wait", "warming_up", reason, inputs, "recovering")
     if history.suspended_at:
-        reason = f"restart loop: suspended since {history.suspended_at} ({history.suspend_reason}); `recovery resume {app.name}` allows restarts again"
-        return Decision("suppress", reason, inputs, "suspended")
+        reason = (
+            f"restart loop: suspended since {history.suspended_at} ({history.suspend_reason}); "
+            f"`recovery resume {app.name}` allows restarts again"
+        )
+        return Decision("suppress", "suspended", reason, inputs, "suspended")
     n = len(history.recent_restarts)
     if n >= app.max_restarts:
         reason = (
             f"restart loop: {n} restarts in {format_duration(app.window)}, last causes: "
             f"{_causes(history.recent_restarts)}; not restarting again"
         )
-        return Decision("suppress", reason, inputs, "suspended")
+        return Decision("suppress", "restart_loop", reason, inputs, "suspended")
     if n >= 1 and since_last is not None:
         needed = app.restart_grace * 2 ** (n - 1)
         inputs["backoff_s"] = needed
         if since_last < needed:
             reason = f"backoff: restart {n + 1} of {app.max_restarts} allowed in {needed - since_last:.0f}s; {failures}"
-            return Decision("wait", reason, inputs, "down")
-    return Decision("restart", cause, inputs, "recovering")
+            return Decision("wait", "backoff", reason, inputs, "down")
+    return Decision("restart", code, cause, inputs, "recovering")
 
 
-def decide_under_lock(first: Decision, since_start: Sequence[Event], run_id: str) -> Decision:
+def dry_run(decision: Decision) -> Decision:
+    """The decision of a dry run: a restart is decided and recorded, but not made; the app stays down."""
+    if decision.action != "restart":
+        return decision
+    return replace(decision, state="down", dry_run=True)
+
+
+def needs_lock(decision: Decision) -> bool:
+    """Whether acting on the decision takes the app's lock (a restart, or waiting on PM2's own)."""
+    return not decision.dry_run and (decision.action == "restart" or (decision.action == "wait" and decision.verify))
+
+
+def lock_timed_out(decision: Decision, failures: str, waited: float) -> Decision:
+    """The decision when another run held the app's lock for longer than this run would wait."""
+    reason = f"{failures}; another recovery run held the lock for {waited:.0f}s"
+    return Decision("escalate", "lock_timeout", reason, decision.inputs, "down")
+
+
+def under_lock(first: Decision, since_start: Sequence[Event], run_id: str) -> Decision:
     """Re-take a restart decision once the app's lock is held, from the events another run wrote.
 
     Another run may have restarted the app while this one was probing or waiting for the lock,
@@ -164,7 +241,14 @@ def decide_under_lock(first: Decision, since_start: Sequence[Event], run_id: str
     other_run = last.run_id or "?"
     inputs = dict(first.inputs, other_run=other_run, other_event_seq=last.seq)
     if last.type == "verification.passed":
-        return Decision("none", f"already restarted by run {other_run[:8]} and verified healthy", inputs, "healthy")
-    return Decision(
-        "escalate", f"already restarted by run {other_run[:8]} without recovery ({last.type})", inputs, "down"
-    )
+        reason = f"already restarted by run {other_run[:8]} and verified healthy"
+        return Decision("none", "already_recovered", reason, inputs, "healthy")
+    reason = f"already restarted by run {other_run[:8]} without recovery ({last.type})"
+    return Decision("escalate", "already_restarted", reason, inputs, "down")
+
+
+def after_restart(by: str, passed: bool) -> tuple[int, str]:
+    """The exit code and label of a restart we made, once verified (`passed`) or not."""
+    if not passed:
+        return CRITICAL, "CRITICAL"
+    return (WARNING, "RECOVERED") if by == "check" else (OK, "RESTARTED")

@@ -7,7 +7,6 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 # httpx's package __init__ imports its command-line client (rich, click, pygments: ~70 ms)
@@ -15,31 +14,9 @@ from typing import Any
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402
 
-ERROR_KINDS = ("timeout", "refused", "reset", "status", "tls", "dns", "protocol", "error")
+from .observations import ERROR_KINDS, Attempt  # noqa: E402
 
-
-@dataclass(frozen=True)
-class Attempt:
-    """The outcome of one HTTP request."""
-
-    ok: bool
-    attempt: int
-    url: str
-    latency_ms: float
-    status: int | None = None
-    error: str | None = None  # one of ERROR_KINDS when not ok
-    detail: str | None = None
-
-    def data(self, **extra: Any) -> dict[str, Any]:
-        d: dict[str, Any] = {"url": self.url, "attempt": self.attempt, "latency_ms": round(self.latency_ms, 1)}
-        if self.status is not None:
-            d["status"] = self.status
-        if self.error:
-            d["error"] = self.error
-        if self.detail:
-            d["detail"] = self.detail
-        d.update(extra)
-        return d
+__all__ = ["ERROR_KINDS", "Attempt", "classify", "make_client", "probe_once"]
 
 
 def classify(exc: Exception) -> str:

@@ -21,12 +21,12 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, STATE_CODES, UP_STATES, History
+from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, legacy_code
 from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History"]
 
-VERSION = 2  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 3  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -84,7 +84,8 @@ CREATE TABLE IF NOT EXISTS restarts (
     reason TEXT,
     outcome TEXT,
     run_id TEXT,
-    incident_id INTEGER
+    incident_id INTEGER,
+    code TEXT
 );
 CREATE INDEX IF NOT EXISTS restarts_app_at ON restarts (app, at);
 CREATE TABLE IF NOT EXISTS probe_hourly (
@@ -304,8 +305,17 @@ class Folder:
                 inc["evidence"].append(seq)
             self.conn.execute(
                 "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id,"
-                " incident_id) VALUES (?, ?, ?, ?, 'recovery', 1, ?, 'requested', ?, ?)",
-                (seq, app_name, ts, data.get("by", "check"), data.get("reason"), run_id, iid),
+                " incident_id, code) VALUES (?, ?, ?, ?, 'recovery', 1, ?, 'requested', ?, ?, ?)",
+                (
+                    seq,
+                    app_name,
+                    ts,
+                    data.get("by", "check"),
+                    data.get("reason"),
+                    run_id,
+                    iid,
+                    data.get("code") or legacy_code(data.get("reason")),
+                ),
             )
             self.set_state(a, "recovering", ts, seq, data.get("reason"))
         elif type_ in ("restart.succeeded", "restart.failed", "verification.passed", "verification.failed"):
@@ -340,7 +350,7 @@ class Folder:
                 self.set_state(a, "down", ts, seq, "suspension lifted by an operator")
 
     def decided(self, a: _App, seq: int, ts: str, data: dict) -> None:
-        state = data.get("state") or _state_of_old_decision(data)
+        state = data.get("state") or "down"  # every landed version recorded the state
         if data.get("dry_run") and state == "recovering":
             state = "down"
         # Time since the last check counts for the state the app was in during it.
@@ -468,18 +478,6 @@ def app_before(conn: sqlite3.Connection, app: str) -> _App:
     return Folder(conn).app(app)
 
 
-def _state_of_old_decision(data: dict) -> str:
-    """The state a decision implies, for decisions recorded before they carried one."""
-    action, reason = data.get("action"), str(data.get("reason") or "")
-    if action == "none":
-        return "stopped" if reason.startswith("stopped") else ("down" if "already restarted" in reason else "healthy")
-    if action == "restart":
-        return "recovering"
-    if action == "suppress":
-        return "suspended"
-    return "down"
-
-
 # -- running the fold ---------------------------------------------------------------------
 
 
@@ -566,7 +564,7 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
     if lifted_at and lifted_at > counting_since:
         counting_since = lifted_at
     recent = conn.execute(
-        "SELECT at, coalesce(reason, '') FROM restarts WHERE app = ? AND source = 'recovery' AND by = 'check'"
+        "SELECT at, coalesce(code, '') FROM restarts WHERE app = ? AND source = 'recovery' AND by = 'check'"
         " AND at > ? ORDER BY at",
         (app, counting_since),
     ).fetchall()

@@ -7,17 +7,21 @@ sqlite-utils costs ~100 ms there.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import StoreError
-from .events import Event
+from .events import Event, format_ts
+from .events import new as new_event
+
+T = TypeVar("T")
 
 GENESIS = "0" * 64
 
@@ -212,7 +216,8 @@ class Store:
         limit: int | None = None,
     ) -> list[Event]:
         """Events matching every filter given, oldest first; `limit` keeps the newest."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if app is not None:
             where.append("app = ?")
             params.append(app)
@@ -377,16 +382,17 @@ def spool_replay(store: Store) -> int:
 class Recorder:
     """Where one run's events go: the store when it works, else the spool beside it.
 
-    The audit log never blocks recovery: a store that cannot be opened or written turns
-    this recorder into a spool writer, and `problem` says why.
+    Each event is written as it is emitted (its own short transaction), so a concurrent run sees
+    it at once. The audit log never blocks recovery: a store that cannot be opened, written or
+    read turns this recorder into a spool writer, and `problem` says why.
     """
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0, now: Callable[[], _dt.datetime] | None = None) -> None:
         self.path = path
         self.spool = spool_path(path)
+        self.now = now or (lambda: _dt.datetime.now(_dt.UTC))
         self.store: Store | None = None
         self.problem: str | None = None
-        self.buffer: list[Event] = []
         self.spooled = 0
         self.replayed = 0
         self.lost: list[Event] = []
@@ -403,15 +409,13 @@ class Recorder:
             self.store.close()
             self.store = None
 
-    def emit(self, type: str, app: str | None, run_id: str, **data: object) -> Event:
-        e = Event(type=type, app=app, run_id=run_id, data=dict(data))
-        self.buffer.append(e)
+    def emit(self, type: str, app: str | None, run_id: str | None, **data: Any) -> Event:
+        """Record a new event (checked against the registry) at once."""
+        e = new_event(type, app, run_id, data, ts=format_ts(self.now()))
+        self._write([e])
         return e
 
-    def flush(self) -> None:
-        events, self.buffer = self.buffer, []
-        if not events:
-            return
+    def _write(self, events: list[Event]) -> None:
         if self.store is not None:
             try:
                 self.store.append(events)
@@ -425,6 +429,35 @@ class Recorder:
             self.lost.extend(events)
             self.problem = f"{self.problem}; the spool {self.spool} cannot be written either ({exc.strerror or exc})"
 
+    def read(
+        self,
+        query: Callable[[sqlite3.Connection], T],
+        default: T,
+        *,
+        fatal: bool = True,
+        on_error: Callable[[str], None] | None = None,
+    ) -> T:
+        """`query(conn)` on the store, or `default` when the store is unusable or the query fails.
+
+        A failed query makes the store unusable for the rest of the run (`fatal`), or is only
+        handed to `on_error` (a read that must not change the run's verdict).
+        """
+        if self.store is None:
+            return default
+        try:
+            return query(self.store.conn)
+        except (StoreError, sqlite3.Error) as exc:
+            text = (
+                str(exc)
+                if isinstance(exc, StoreError)
+                else f"cannot read the event store {self.path}: {_describe(exc)}"
+            )
+            if fatal:
+                self._fail(text)
+            elif on_error is not None:
+                on_error(text)
+        return default
+
     def since(self, seq: int, app: str | None = None) -> list[Event]:
         """Stored events after `seq` (empty when the store is unusable)."""
         if self.store is None:
@@ -435,39 +468,9 @@ class Recorder:
             self._fail(str(exc))
             return []
 
-    def fold(self) -> None:
-        """Bring the projections up to date (the policy reads them); a failure makes the store unusable."""
-        if self.store is None:
-            return
-        from . import projections
-
-        try:
-            projections.fold(self.store.conn)
-        except StoreError as exc:
-            self._fail(str(exc))
-
-    def history(self, app: str, now: Any, window: float) -> Any:
-        """The app's `projections.History` (empty when the store is unusable)."""
-        from . import projections
-
-        if self.store is None:
-            return projections.History()
-        try:
-            return projections.history(self.store.conn, app, now, window)
-        except sqlite3.Error as exc:
-            self._fail(f"cannot read the projections: {exc}")
-            return projections.History()
-
     def last_seq(self) -> int:
-        if self.store is None:
-            return 0
-        try:
-            return self.store.last_seq()
-        except StoreError as exc:
-            self._fail(str(exc))
-            return 0
+        return self.read(lambda conn: conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0], 0)
 
     def close(self) -> None:
-        self.flush()
         if self.store is not None:
             self.store.close()

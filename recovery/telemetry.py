@@ -1,5 +1,4 @@
-"""Telemetry for `recovery check`: when a full PM2 sample is due, CPU over the probe window,
-host memory and load, and PM2's own restarts with their likely cause.
+"""Telemetry for `recovery check`: when a full PM2 sample is due, host memory and load, and PM2's own restarts with their likely cause.
 
 Everything here is cheap (an indexed query or a few /proc reads) and never raises on a bad
 store or an odd /proc: telemetry must not change a check's verdict.
@@ -11,13 +10,11 @@ import datetime as _dt
 import json
 import os
 import sqlite3
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .events import format_ts
-from .pm2 import ProcessView, cpu_seconds, pidfile_pids, sched_seconds
+from .observations import ProcessView
 from .store import recorded_since
 
 FULL_EVERY_S = 60.0  # a `pm2 jlist` sample of each app at least this often
@@ -54,55 +51,6 @@ def full_sample_due(
         )
     except sqlite3.Error:
         return False
-
-
-# -- CPU during the probes ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CpuMark:
-    """What the app's processes had used when the probes began: CPU seconds, and the event-loop
-    thread's (run, wait) scheduler seconds."""
-
-    at: float
-    used: dict[int, float]
-    sched: dict[int, tuple[float, float]]
-
-
-def cpu_mark(name: str, home: Path) -> CpuMark | None:
-    """Read before probing: a few /proc reads, no pm2 call."""
-    pids = pidfile_pids(name, home)
-    used = {pid: s for pid in pids if (s := cpu_seconds(pid)) is not None}
-    sched = {pid: s for pid in used if (s := sched_seconds(pid)) is not None}
-    return CpuMark(time.monotonic(), used, sched) if used else None
-
-
-def cpu_window(mark: CpuMark | None) -> dict[str, Any]:
-    """The CPU of the app's busiest process since `mark`, taken right after the probes: it tells
-    a blocked event loop (near 100) from a stalled one (near 0).
-
-    `cpu_window` is the share of the time it ran; `cpu_demand` adds the time its event-loop
-    thread waited for a CPU, so a loop spinning on a busy host still reads near 100.
-    """
-    if mark is None:
-        return {}
-    seconds = time.monotonic() - mark.at
-    if seconds <= 0.05:
-        return {}
-    ran, wanted = [], []
-    for pid, before in mark.used.items():
-        now = cpu_seconds(pid)
-        if now is not None and now >= before:
-            ran.append(100 * (now - before) / seconds)
-        s0, s1 = mark.sched.get(pid), sched_seconds(pid)
-        if s0 is not None and s1 is not None and s1[0] >= s0[0]:
-            wanted.append(100 * ((s1[0] - s0[0]) + (s1[1] - s0[1])) / seconds)
-    out: dict[str, Any] = {}
-    if ran:
-        out.update(cpu_window=round(max(ran), 1), cpu_window_s=round(seconds, 2))
-    if wanted:
-        out["cpu_demand"] = round(min(100.0, max(wanted)), 1)
-    return out
 
 
 # -- the host -------------------------------------------------------------------------------

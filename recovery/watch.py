@@ -17,7 +17,7 @@ from typing import Any, Protocol, TextIO
 
 from .check import OK, Checker, CheckResult
 from .config import Config, format_duration
-from .events import utc_now
+from .events import now_ts
 
 
 class _Check(Protocol):
@@ -49,7 +49,7 @@ class Journal:
     every line carries a UTC timestamp and stdout is flushed after each step.
     """
 
-    def __init__(self, out: TextIO | None = None, now: Callable[[], str] = utc_now) -> None:
+    def __init__(self, out: TextIO | None = None, now: Callable[[], str] = now_ts) -> None:
         self.out = out
         self.now = now
         self.last: tuple[Any, ...] | None = None

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from recovery.errors import StoreError
-from recovery.events import Event
+from recovery.events import Event, EventError
 from recovery.store import Recorder, Store, spool_path, spool_replay, spool_write
 
 
@@ -131,12 +131,26 @@ def test_a_store_locked_beyond_the_busy_timeout_is_a_store_error(db_path, store)
         holder.execute("ROLLBACK")
 
 
+URL = "http://127.0.0.1:3000/"
+
+
+def test_the_recorder_refuses_an_event_of_an_unknown_type_or_without_a_required_field(tmp_path):
+    rec = Recorder(tmp_path / "recovery.db")
+    with pytest.raises(EventError, match=r"unknown event type 'probe\.lost'"):
+        rec.emit("probe.lost", "web", "r1")
+    with pytest.raises(EventError, match="lacks code"):
+        rec.emit("restart.requested", "web", "r1", by="check", reason="hung", command=["pm2", "restart"])
+    rec.close()
+    with Store.open(tmp_path / "recovery.db") as s:
+        assert s.query() == []
+
+
 def test_the_recorder_spools_when_the_store_is_unusable_and_says_why(tmp_path):
     bad = tmp_path / "recovery.db"
     bad.write_bytes(b"garbage" * 1000)
     rec = Recorder(bad)
-    rec.emit("probe.failed", "web", "r1", attempt=1)
-    rec.emit("restart.requested", "web", "r1", by="check")
+    rec.emit("probe.failed", "web", "r1", url=URL, attempt=1, latency_ms=1.0, error="timeout", phase="check")
+    rec.emit("restart.requested", "web", "r1", by="check", code="hung", reason="hung", command=["pm2", "restart"])
     rec.close()
     assert "not a SQLite database" in rec.problem
     lines = spool_path(bad).read_text().splitlines()
@@ -148,7 +162,7 @@ def test_the_spool_is_replayed_in_order_exactly_once(tmp_path):
     spooled = [ev(attempt=1), ev("restart.requested", by="check"), ev("verification.passed", attempts=2)]
     spool_write(spool_path(path), spooled)
     rec = Recorder(path)
-    rec.emit("check.started", None, "r2")
+    rec.emit("check.started", None, "r2", trigger="manual", apps=["web"], dry_run=False)
     rec.close()
     again = Recorder(path)
     again.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from datasette import hookimpl
+from datasette import hookimpl  # type: ignore[attr-defined]
 from markupsafe import Markup, escape
 
 # The one stored form of a time (recovery.events.format_ts), and hours in probe_hourly / log_counts.

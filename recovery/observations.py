@@ -1,0 +1,115 @@
+"""Observations: the plain values the adapters (probe, pm2) return and the policy reads.
+
+Nothing here does I/O, so the pure core can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RUNNING = {"online"}
+RESTARTING = {"launching", "waiting restart", "one-launch-status"}
+STOPPED = {"stopped", "stopping"}
+ERRORED = {"errored"}
+
+ERROR_KINDS = ("timeout", "refused", "reset", "status", "tls", "dns", "protocol", "error")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one HTTP request."""
+
+    ok: bool
+    attempt: int
+    url: str
+    latency_ms: float
+    status: int | None = None
+    error: str | None = None  # one of ERROR_KINDS when not ok
+    detail: str | None = None
+
+    def data(self, **extra: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {"url": self.url, "attempt": self.attempt, "latency_ms": round(self.latency_ms, 1)}
+        if self.status is not None:
+            d["status"] = self.status
+        if self.error:
+            d["error"] = self.error
+        if self.detail:
+            d["detail"] = self.detail
+        d.update(extra)
+        return d
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One PM2 process (cluster mode has several per name)."""
+
+    name: str
+    pm_id: int | None
+    pid: int | None
+    status: str
+    memory: int | None = None  # bytes
+    cpu: float | None = None  # percent, as PM2 or /proc reports it
+    restart_time: int | None = None
+    unstable_restarts: int | None = None
+    uptime_s: float | None = None
+    exit_code: int | None = None
+    exec_mode: str | None = None
+    max_memory_restart: int | None = None  # bytes, when PM2 restarts it at a memory limit
+    # PM2's own metrics (pm2_env.axm_monitor), when @pm2/io runs in the app
+    heap_used: int | None = None  # bytes
+    heap_total: int | None = None  # bytes
+    loop_delay_ms: float | None = None  # event-loop latency, p50
+    loop_delay_p95_ms: float | None = None
+
+    def data(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "name"}
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    """What PM2 says about one app name; `instances` is empty when PM2 does not know it."""
+
+    name: str
+    source: str  # "jlist" or "pidfile"
+    instances: tuple[Instance, ...] = field(default_factory=tuple)
+    logs: tuple[str, ...] = ()  # the log files PM2 writes for it (jlist only)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.instances)
+
+    @property
+    def status(self) -> str:
+        """One status for the app: the most hopeful one that PM2 reports for any instance."""
+        statuses = {i.status for i in self.instances}
+        if not statuses:
+            return "unknown"
+        for group in (RUNNING, RESTARTING, ERRORED, STOPPED):
+            hit = statuses & group
+            if hit:
+                return sorted(hit)[0]
+        return sorted(statuses)[0]
+
+    def data(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self.source, "status": self.status, "known": self.known}
+        if len(self.instances) == 1:
+            d.update(self.instances[0].data())
+        elif self.instances:
+            d["instances"] = [i.data() for i in self.instances]
+            d["pids"] = [i.pid for i in self.instances]
+            mem = [i.memory for i in self.instances if i.memory is not None]
+            if mem:
+                d["memory"] = sum(mem)
+        if self.logs:
+            d["logs"] = list(self.logs)
+        return d
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What one check run saw of one app before deciding: its probes and PM2's view of it."""
+
+    attempts: tuple[Attempt, ...]
+    view: ProcessView | None  # None when PM2 could not be read
+    pm2_problem: str | None = None  # why PM2 could not be read
