@@ -16,28 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from recovery.errors import ConfigError
-from recovery.units import format_duration, parse_duration
-
-__all__ = ["format_duration", "parse_duration"]  # kept importable from here
-
-__all__ = [
-    "DEFAULT_FILENAME",
-    "ENV_VAR",
-    "AppConfig",
-    "Config",
-    "LogsConfig",
-    "Pm2Config",
-    "Problem",
-    "StoreConfig",
-    "check_file",
-    "find_config_path",
-    "format_duration",
-    "format_status_ranges",
-    "load",
-    "parse_duration",
-    "parse_status_ranges",
-    "sample",
-]
+from recovery.units import parse_duration
 
 DEFAULT_FILENAME = "recovery.toml"
 ENV_VAR = "RECOVERY_CONFIG"
