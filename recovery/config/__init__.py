@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from recovery.units import format_duration, parse_duration
 
-from .loading import (
+from .loading import check_file, find_config_path, format_status_ranges, load, parse_status_ranges, sample
+from .schema import (
     ALERT_KINDS,
     DEFAULT_FILENAME,
     ENV_VAR,
@@ -18,12 +19,6 @@ from .loading import (
     Problem,
     StoreConfig,
     WatchConfig,
-    check_file,
-    find_config_path,
-    format_status_ranges,
-    load,
-    parse_status_ranges,
-    sample,
 )
 
 __all__ = [
