@@ -31,6 +31,8 @@ from .schema import (
     Problem,
     StoreConfig,
     WatchConfig,
+    defaults,
+    keys,
 )
 
 # --- durations and status codes -------------------------------------------------------------
@@ -206,7 +208,6 @@ def _duration(*, allow_zero: bool = False) -> Callable[[Any], float]:
     return convert
 
 
-_LOGS_KEYS = ("keep_raw", "in_check", "check_budget", "check_every", "first_read", "keep_stdout")
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "m": 1 << 20, "gb": 1 << 30, "g": 1 << 30}
 
 
@@ -221,8 +222,6 @@ def _size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         n = value
     elif isinstance(value, str):
-        import re
-
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
         unit = m.group(2).lower() if m else ""
         if not m or unit not in _SIZE_UNITS:
@@ -326,6 +325,65 @@ def _restart_command(value: Any) -> str:
     return command
 
 
+def _paths(value: Any) -> tuple[str, ...]:
+    "An app's `logs`: a list of file paths (the checker resolves them against the file's folder)."
+    if not isinstance(value, list):
+        raise ValueError(f'expected a list of paths like ["/home/me/.pm2/logs/web-error.log"], got {_describe(value)}')
+    for n, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"item {n}: expected a non-empty string, got {_describe(item)}")
+    return tuple(value)
+
+
+# How each key of a table is read. A schema field missing here fails every load (KeyError), so a new
+# field cannot be forgotten; problems within a table are reported in the schema's field order.
+_CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
+    StoreConfig: {"path": _string, "busy_timeout": _duration()},
+    Pm2Config: {"bin": _string},
+    PolicyConfig: {"max_restarts": _retries, "window": _duration(), "restart_grace": _duration(allow_zero=True)},
+    WatchConfig: {
+        "interval": _duration(),
+        "timeout": _duration(),
+        "retries": _retries,
+        "retry_delay": _duration(allow_zero=True),
+    },
+    LogsConfig: {
+        "keep_raw": _duration(),
+        "in_check": _boolean,
+        "check_budget": _size,
+        "check_every": _duration(allow_zero=True),
+        "first_read": _first_read,
+        "keep_stdout": _boolean,
+    },
+    AlertsConfig: {
+        "urls": _alert_urls,
+        "off": _alert_kinds,
+        "remind_every": _duration(allow_zero=True),
+        "timeout": _duration(),
+        "retries": _retries,
+        "heartbeat_url": _secret_http_url,
+        "heartbeat_fail_url": _secret_http_url,
+        "host": _string,
+    },
+    AppConfig: {
+        "name": _app_name,
+        "url": _url,
+        "timeout": _duration(),
+        "retries": _retries,
+        "retry_delay": _duration(allow_zero=True),
+        "expect_status": parse_status_ranges,
+        "verify_timeout": _duration(),
+        "restart_command": _restart_command,
+        "max_restarts": _retries,
+        "window": _duration(),
+        "restart_grace": _duration(allow_zero=True),
+        "slow_threshold": _duration(),
+        "logs": _paths,
+        "alerts": _alert_urls,
+    },
+}
+
+
 class _Checker:
     "Walks the parsed document, converting values and collecting a Problem for each fault."
 
@@ -339,77 +397,44 @@ class _Checker:
         self.problems.append(Problem(self.locator.line(parts), _dotted(parts), message, self.path))
 
     def check(self, document: dict[str, Any]) -> Config | None:
-        self.unknown_keys(document, (), ("store", "pm2", "policy", "watch", "logs", "alerts", "apps"))
-        store = self.store(self.table(document, "store"))
-        pm2 = self.pm2(self.table(document, "pm2"))
-        self.policy_defaults = policy = self.policy(self.table(document, "policy"))
-        watch = self.watch(self.table(document, "watch"))
-        logs = self.logs(self.table(document, "logs"))
-        alerts = self.alerts(self.table(document, "alerts"))
-        apps = self.apps(document.get("apps", _MISSING))
+        self.unknown_keys(document, (), keys(Config))
+        store = self.section(StoreConfig, document, "store")
+        if store["path"] is not _MISSING:
+            store["path"] = self.resolve(store["path"])
+        pm2 = self.section(Pm2Config, document, "pm2")
+        if isinstance(pm2["bin"], str):
+            # A bare name is looked up on PATH; anything with a slash is a path like store.path.
+            expanded = os.path.expanduser(pm2["bin"])
+            pm2["bin"] = str(self.resolve(pm2["bin"])) if os.sep in expanded else expanded
+        policy = self.section(PolicyConfig, document, "policy")
+        watch = self.section(WatchConfig, document, "watch")
+        logs = self.section(LogsConfig, document, "logs")
+        alerts = self.section(AlertsConfig, document, "alerts")
+        apps = self.apps(document.get("apps", _MISSING), policy)
         if self.problems:
             return None
         return Config(
-            source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs, alerts=alerts
+            source=self.path,
+            store=StoreConfig(**store),
+            pm2=Pm2Config(**pm2),
+            apps=apps,
+            policy=PolicyConfig(**policy),
+            watch=WatchConfig(**watch),
+            logs=LogsConfig(**logs),
+            alerts=AlertsConfig(**alerts),
         )
 
-    def alerts(self, table: dict[str, Any]) -> AlertsConfig:
-        self.unknown_keys(table, ("alerts",), _ALERTS_KEYS)
-        d, at = AlertsConfig(), ("alerts",)
-        return AlertsConfig(
-            urls=self.field(table, at, "urls", _alert_urls, d.urls),
-            off=self.field(table, at, "off", _alert_kinds, d.off),
-            remind_every=self.field(table, at, "remind_every", _duration(allow_zero=True), d.remind_every),
-            timeout=self.field(table, at, "timeout", _duration(), d.timeout),
-            retries=self.field(table, at, "retries", _retries, d.retries),
-            heartbeat_url=self.field(table, at, "heartbeat_url", _secret_http_url, None),
-            heartbeat_fail_url=self.field(table, at, "heartbeat_fail_url", _secret_http_url, None),
-            host=self.field(table, at, "host", _string, None),
-        )
+    def section(self, kind: type[Any], document: dict[str, Any], name: str) -> dict[str, Any]:
+        "The [name] table's values for the dataclass `kind`: each key converted, or its schema default."
+        return self.values(kind, self.table(document, name), (name,), defaults(kind))
 
-    def logs(self, table: dict[str, Any]) -> LogsConfig:
-        self.unknown_keys(table, ("logs",), _LOGS_KEYS)
-        d, at = LogsConfig(), ("logs",)
-        return LogsConfig(
-            keep_raw=self.field(table, at, "keep_raw", _duration(), d.keep_raw),
-            in_check=self.field(table, at, "in_check", _boolean, d.in_check),
-            check_budget=self.field(table, at, "check_budget", _size, d.check_budget),
-            check_every=self.field(table, at, "check_every", _duration(allow_zero=True), d.check_every),
-            first_read=self.field(table, at, "first_read", _first_read, d.first_read),
-            keep_stdout=self.field(table, at, "keep_stdout", _boolean, d.keep_stdout),
-        )
-
-    def log_paths(self, value: Any) -> tuple[str, ...]:
-        "An app's `logs`: a list of file paths, `~` expanded, relative to this file's folder."
-        if not isinstance(value, list):
-            raise ValueError(
-                f'expected a list of paths like ["/home/me/.pm2/logs/web-error.log"], got {_describe(value)}'
-            )
-        paths = []
-        for n, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip():
-                raise ValueError(f"item {n}: expected a non-empty string, got {_describe(item)}")
-            paths.append(str(self.resolve(item)))
-        return tuple(paths)
-
-    def policy(self, table: dict[str, Any]) -> PolicyConfig:
-        self.unknown_keys(table, ("policy",), _POLICY_KEYS)
-        d = PolicyConfig()
-        return PolicyConfig(
-            max_restarts=self.field(table, ("policy",), "max_restarts", _retries, d.max_restarts),
-            window=self.field(table, ("policy",), "window", _duration(), d.window),
-            restart_grace=self.field(table, ("policy",), "restart_grace", _duration(allow_zero=True), d.restart_grace),
-        )
-
-    def watch(self, table: dict[str, Any]) -> WatchConfig:
-        self.unknown_keys(table, ("watch",), ("interval", "timeout", "retries", "retry_delay"))
-        d = WatchConfig()
-        return WatchConfig(
-            interval=self.field(table, ("watch",), "interval", _duration(), d.interval),
-            timeout=self.field(table, ("watch",), "timeout", _duration(), d.timeout),
-            retries=self.field(table, ("watch",), "retries", _retries, d.retries),
-            retry_delay=self.field(table, ("watch",), "retry_delay", _duration(allow_zero=True), d.retry_delay),
-        )
+    def values(
+        self, kind: type[Any], table: dict[str, Any], parts: _KeyPath, fallback: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        "Each key of `kind` in `table`, converted; `fallback` holds the values of the keys it may leave out."
+        self.unknown_keys(table, parts, keys(kind))
+        convert = _CONVERTERS[kind]
+        return {key: self.field(table, parts, key, convert[key], fallback.get(key, _MISSING)) for key in keys(kind)}
 
     def table(self, document: dict[str, Any], key: str) -> dict[str, Any]:
         value = document.get(key, {})
@@ -442,29 +467,12 @@ class _Checker:
             self.report((*parts, key), str(exc))
             return _MISSING
 
-    def store(self, table: dict[str, Any]) -> StoreConfig:
-        self.unknown_keys(table, ("store",), ("path", "busy_timeout"))
-        path = self.field(table, ("store",), "path", _string, "data/recovery.db")
-        busy_timeout = self.field(table, ("store",), "busy_timeout", _duration(), 5.0)
-        if path is not _MISSING:
-            path = self.resolve(path)
-        return StoreConfig(path=path, busy_timeout=busy_timeout)
-
-    def pm2(self, table: dict[str, Any]) -> Pm2Config:
-        self.unknown_keys(table, ("pm2",), ("bin",))
-        binary = self.field(table, ("pm2",), "bin", _string, None)
-        if isinstance(binary, str):
-            # A bare name is looked up on PATH; anything with a slash is a path like store.path.
-            expanded = os.path.expanduser(binary)
-            binary = str(self.resolve(binary)) if os.sep in expanded else expanded
-        return Pm2Config(bin=binary)
-
-    def resolve(self, value: str) -> Path:
+    def resolve(self, value: str | Path) -> Path:
         "A path from the file: `~` expanded, relative to the file's folder rather than the cwd."
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base / path
 
-    def apps(self, value: Any) -> tuple[AppConfig, ...]:
+    def apps(self, value: Any, policy: dict[str, Any]) -> tuple[AppConfig, ...]:
         if value is _MISSING or value == []:
             self.report(("apps",), "no apps configured: add an [[apps]] table with a name and a url")
             return ()
@@ -472,6 +480,9 @@ class _Checker:
             got = _describe(value)
             self.report(("apps",), f"expected [[apps]] tables, got {got} (write [[apps]], not [apps])")
             return ()
+        # An app leaves out a [policy] key: it takes the [policy] value. Where that value was wrong
+        # (_MISSING), the app's key reads as missing, as it always has.
+        fallback = {**defaults(AppConfig), **policy}
         apps = []
         seen: dict[str, int] = {}
         for index, table in enumerate(value):
@@ -479,55 +490,17 @@ class _Checker:
             if not isinstance(table, dict):
                 self.report(parts, f"expected a table, got {_describe(table)}")
                 continue
-            app = self.app(table, parts)
-            if isinstance(app.name, str):
-                if app.name in seen:
-                    message = f"duplicate app name {app.name!r} (also apps[{seen[app.name]}])"
-                    self.report((*parts, "name"), message)
+            app = self.values(AppConfig, table, parts, fallback)
+            if app["logs"] is not _MISSING:
+                app["logs"] = tuple(str(self.resolve(item)) for item in app["logs"])
+            name = app["name"]
+            if isinstance(name, str):
+                if name in seen:
+                    self.report((*parts, "name"), f"duplicate app name {name!r} (also apps[{seen[name]}])")
                 else:
-                    seen[app.name] = index
-            apps.append(app)
+                    seen[name] = index
+            apps.append(AppConfig(**app, explicit=frozenset(k for k in table if k in keys(AppConfig))))
         return tuple(apps)
-
-    def app(self, table: dict[str, Any], parts: _KeyPath) -> AppConfig:
-        self.unknown_keys(table, parts, _APP_KEYS)
-        return AppConfig(
-            name=self.field(table, parts, "name", _app_name),
-            url=self.field(table, parts, "url", _url),
-            timeout=self.field(table, parts, "timeout", _duration(), 10.0),
-            retries=self.field(table, parts, "retries", _retries, 3),
-            retry_delay=self.field(table, parts, "retry_delay", _duration(allow_zero=True), 5.0),
-            expect_status=self.field(table, parts, "expect_status", parse_status_ranges, ((200, 399),)),
-            verify_timeout=self.field(table, parts, "verify_timeout", _duration(), 60.0),
-            restart_command=self.field(table, parts, "restart_command", _restart_command, "restart"),
-            max_restarts=self.field(table, parts, "max_restarts", _retries, self.policy_defaults.max_restarts),
-            window=self.field(table, parts, "window", _duration(), self.policy_defaults.window),
-            restart_grace=self.field(
-                table, parts, "restart_grace", _duration(allow_zero=True), self.policy_defaults.restart_grace
-            ),
-            slow_threshold=self.field(table, parts, "slow_threshold", _duration(), None),
-            logs=self.field(table, parts, "logs", self.log_paths, ()),
-            alerts=self.field(table, parts, "alerts", _alert_urls, None),
-            explicit=frozenset(k for k in table if k in _APP_KEYS),
-        )
-
-
-_POLICY_KEYS = ("max_restarts", "window", "restart_grace")
-_APP_KEYS = (
-    *_POLICY_KEYS,
-    "slow_threshold",
-    "name",
-    "url",
-    "timeout",
-    "retries",
-    "retry_delay",
-    "expect_status",
-    "verify_timeout",
-    "restart_command",
-    "logs",
-    "alerts",
-)
-_ALERTS_KEYS = ("urls", "off", "remind_every", "timeout", "retries", "heartbeat_url", "heartbeat_fail_url", "host")
 
 
 # --- line numbers ---------------------------------------------------------------------------

@@ -1,37 +1,70 @@
-"""The configuration's shape: frozen dataclasses and the constants they use, without I/O."""
+"""The configuration's shape: frozen dataclasses and the constants they use, without I/O.
+
+A field's default here is the only place that default is written: the loader fills in keys a
+file leaves out from `defaults()`, and `recovery init`'s sample prints them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_FILENAME = "recovery.toml"
 ENV_VAR = "RECOVERY_CONFIG"
 
 RESTART_COMMANDS = ("restart", "reload")
+ALERT_KINDS = ("down", "recovered", "failed", "suspended", "pm2_restarts", "leak", "reminder")
+
+# The metadata of a field that no TOML key sets (the loader derives it).
+_NOT_A_KEY = {"key": False}
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # Relative to the config file's folder, not the cwd: the loader resolves it.
+    path: Path = Path("data/recovery.db")
+    busy_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Pm2Config:
+    bin: str | None = None  # None: found automatically
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    "Restart-loop protection; an [[apps]] table may repeat any of these keys."
+
+    max_restarts: int = 3
+    window: float = 1800.0
+    restart_grace: float = 60.0
+
+
+_POLICY = PolicyConfig()
 
 
 @dataclass(frozen=True)
 class AppConfig:
     name: str
     url: str
-    timeout: float
-    retries: int
-    retry_delay: float
-    expect_status: tuple[tuple[int, int], ...]
-    verify_timeout: float
-    restart_command: str
+    timeout: float = 10.0
+    retries: int = 3
+    retry_delay: float = 5.0
+    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)
+    verify_timeout: float = 60.0
+    restart_command: str = "restart"
     # Loop protection ([policy], overridable per app) and the degraded threshold.
-    max_restarts: int = 3
-    window: float = 1800.0
-    restart_grace: float = 60.0
+    max_restarts: int = _POLICY.max_restarts
+    window: float = _POLICY.window
+    restart_grace: float = _POLICY.restart_grace
     slow_threshold: float | None = None
     # Log files to ingest (absolute paths); empty: the paths `pm2 jlist` gives.
     logs: tuple[str, ...] = ()
     # Alert channels (apprise URLs) for this app; None: [alerts] urls.
     alerts: tuple[str, ...] | None = None
     # Keys the app's own table set, so `recovery watch` knows which probe settings it may tighten.
-    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False, metadata=_NOT_A_KEY)
 
     def for_watch(self, watch: WatchConfig) -> AppConfig:
         "This app as `recovery watch` probes it: [watch] probe settings unless the app set its own."
@@ -41,24 +74,6 @@ class AppConfig:
     def status_ok(self, code: int) -> bool:
         "Whether an HTTP status code counts as healthy for this app."
         return any(low <= code <= high for low, high in self.expect_status)
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    path: Path
-    busy_timeout: float
-
-
-@dataclass(frozen=True)
-class Pm2Config:
-    bin: str | None
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    max_restarts: int = 3
-    window: float = 1800.0
-    restart_grace: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,9 +99,6 @@ class LogsConfig:
     keep_stdout: bool = False  # store every stdout line, not only those that look like errors
 
 
-ALERT_KINDS = ("down", "recovered", "failed", "suspended", "pm2_restarts", "leak", "reminder")
-
-
 @dataclass(frozen=True)
 class AlertsConfig:
     "Where and what to alert; every URL is an apprise URL, a secret, never printed or stored whole."
@@ -106,7 +118,7 @@ class AlertsConfig:
 
 @dataclass(frozen=True)
 class Config:
-    source: Path | None
+    source: Path | None = field(metadata=_NOT_A_KEY)
     store: StoreConfig
     pm2: Pm2Config
     apps: tuple[AppConfig, ...]
@@ -117,6 +129,16 @@ class Config:
 
     def app(self, name: str) -> AppConfig | None:
         return next((a for a in self.apps if a.name == name), None)
+
+
+def keys(table: type[Any]) -> tuple[str, ...]:
+    "The keys a TOML table read into the dataclass `table` may hold, in field order."
+    return tuple(f.name for f in fields(table) if f.metadata.get("key", True))
+
+
+def defaults(table: type[Any]) -> dict[str, Any]:
+    "The keys of `table` a file may leave out, with the value each then takes."
+    return {f.name: f.default for f in fields(table) if f.default is not MISSING and f.metadata.get("key", True)}
 
 
 @dataclass(frozen=True)
