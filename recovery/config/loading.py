@@ -170,8 +170,8 @@ def _describe(value: Any) -> str:
     return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def _toml_string(value: str) -> str:
-    "A TOML basic string holding `value`."
+def toml_string(value: str) -> str:
+    "A TOML basic string holding `value` (for keys in messages, and the sample's values)."
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     escaped = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", escaped)
     return f'"{escaped}"'
@@ -184,7 +184,7 @@ def _dotted(parts: _KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            name = part if _BARE_KEY.fullmatch(part) else _toml_string(part)
+            name = part if _BARE_KEY.fullmatch(part) else toml_string(part)
             out += f".{name}" if out else name
     return out
 
@@ -232,6 +232,14 @@ def _size(value: Any) -> int:
     if n < 1024:
         raise ValueError(f"must be at least 1KB, got {n} bytes")
     return n
+
+
+def format_size(n: int) -> str:
+    "The inverse of `_size`, in the largest whole unit: 2 << 20 -> '2MB'."
+    for unit, factor in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
 
 
 def _first_read(value: Any) -> str:
@@ -641,67 +649,3 @@ def _skip_value(text: str, i: int, depth: int, quote: str | None) -> tuple[int, 
             depth -= 1
         i += 1
     return depth, quote
-
-
-# --- the sample `recovery init` writes ------------------------------------------------------
-
-
-def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
-    "A commented configuration with every key and its default, for `recovery init` to write."
-    rows = [
-        ("[store]", ""),
-        ('path = "data/recovery.db"', "the event store; relative to this file's folder"),
-        ('busy_timeout = "5s"', "how long to wait for a locked database"),
-        ("", ""),
-        ("[pm2]", ""),
-        ('# bin = "pm2"', "pm2 name or path; leave out to find it automatically"),
-        ("", ""),
-        ("[policy]", "restart-loop protection; an [[apps]] table may repeat any of these"),
-        ("max_restarts = 3", "restarts allowed inside `window`; then the app is suspended"),
-        ('window = "30m"', "the window restarts are counted in"),
-        ('restart_grace = "60s"', "warm-up after a restart: failures inside it restart nothing"),
-        ("", ""),
-        ("[watch]", "how `recovery watch` probes apps that set no timeout/retries of their own"),
-        ('interval = "2s"', "from the start of one check to the next"),
-        ('timeout = "1s"', "per attempt"),
-        ("retries = 2", "failed attempts before the app counts as down"),
-        ('retry_delay = "0s"', "pause between attempts"),
-        ("", ""),
-        ("# [logs]", "error-log ingestion (`recovery ingest`, `recovery errors`)"),
-        (
-            '# keep_raw = "30d"',
-            "`recovery errors prune` deletes raw entries older than this; templates and counts stay",
-        ),
-        ("# in_check = true", "`recovery check` ingests new log lines too, after its probe work"),
-        ('# check_budget = "2MB"', "at most this much per app and check; a backlog is worked off over runs"),
-        ('# check_every = "1m"', "a check ingests an app's logs at most this often"),
-        ('# first_read = "beginning"', 'a log file seen for the first time: "beginning" or "end"'),
-        ("# keep_stdout = false", "store every stdout line, not only those that look like errors"),
-        ("", ""),
-        ("# [alerts]", "who is told, once per incident (`recovery alert test` tries the channels)"),
-        ('# urls = ["slack://TokenA/TokenB/TokenC"]', "apprise URLs: slack://, discord://, mailtos://, json://, ..."),
-        ('# remind_every = "1h"', "while an incident stays open; 0s: never"),
-        ('# heartbeat_url = "https://hc-ping.com/UUID"', "pinged after every run (/fail when it ended CRITICAL)"),
-        ("", ""),
-        ("[[apps]]", "one table per PM2 process to watch"),
-        (f"name = {_toml_string(name)}", "the PM2 process name"),
-        (f"url = {_toml_string(url)}", "what to probe (http or https)"),
-        ('# timeout = "10s"', "per attempt"),
-        ("# retries = 3", "failed attempts before the app counts as down"),
-        ('# retry_delay = "5s"', "pause between attempts"),
-        ('# expect_status = "200-399"', 'healthy status codes, e.g. "200" or "200-299,301"'),
-        ('# verify_timeout = "60s"', "how long to wait for the app to answer after a restart"),
-        ('# restart_command = "restart"', '"restart", or "reload" for zero-downtime cluster mode'),
-        ('# slow_threshold = "2s"', "answers slower than this mark the app degraded (exit 1)"),
-        ('# logs = ["logs/web-error.log"]', "log files to ingest; leave out to use the paths PM2 reports"),
-    ]
-    width = max(len(code) for code, _ in rows)
-    lines = [
-        "# recovery configuration (TOML). Durations: 500ms, 30s, 5m, 1h, 7d.",
-        "# Copy the [[apps]] table once per app to watch more than one. Commented keys show",
-        "# the defaults; an app that sets timeout/retries/retry_delay keeps them in `recovery watch`.",
-        "",
-    ]
-    for code, comment in rows:
-        lines.append(f"{code:<{width}}  # {comment}" if comment else code)
-    return "\n".join(lines) + "\n"
