@@ -10,169 +10,30 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from recovery.errors import ConfigError
-from recovery.units import format_duration, parse_duration
+from recovery.units import parse_duration
 
-__all__ = ["format_duration", "parse_duration"]  # kept importable from here
-
-__all__ = [
-    "DEFAULT_FILENAME",
-    "ENV_VAR",
-    "AppConfig",
-    "Config",
-    "LogsConfig",
-    "Pm2Config",
-    "Problem",
-    "StoreConfig",
-    "check_file",
-    "find_config_path",
-    "format_duration",
-    "format_status_ranges",
-    "load",
-    "parse_duration",
-    "parse_status_ranges",
-    "sample",
-]
-
-DEFAULT_FILENAME = "recovery.toml"
-ENV_VAR = "RECOVERY_CONFIG"
-
-RESTART_COMMANDS = ("restart", "reload")
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    name: str
-    url: str
-    timeout: float
-    retries: int
-    retry_delay: float
-    expect_status: tuple[tuple[int, int], ...]
-    verify_timeout: float
-    restart_command: str
-    # Loop protection ([policy], overridable per app) and the degraded threshold.
-    max_restarts: int = 3
-    window: float = 1800.0
-    restart_grace: float = 60.0
-    slow_threshold: float | None = None
-    # Log files to ingest (absolute paths); empty: the paths `pm2 jlist` gives.
-    logs: tuple[str, ...] = ()
-    # Alert channels (apprise URLs) for this app; None: [alerts] urls.
-    alerts: tuple[str, ...] | None = None
-    # Keys the app's own table set, so `recovery watch` knows which probe settings it may tighten.
-    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
-
-    def for_watch(self, watch: WatchConfig) -> AppConfig:
-        "This app as `recovery watch` probes it: [watch] probe settings unless the app set its own."
-        changes = {k: getattr(watch, k) for k in ("timeout", "retries", "retry_delay") if k not in self.explicit}
-        return replace(self, **changes) if changes else self
-
-    def status_ok(self, code: int) -> bool:
-        "Whether an HTTP status code counts as healthy for this app."
-        return any(low <= code <= high for low, high in self.expect_status)
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    path: Path
-    busy_timeout: float
-
-
-@dataclass(frozen=True)
-class Pm2Config:
-    bin: str | None
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    max_restarts: int = 3
-    window: float = 1800.0
-    restart_grace: float = 60.0
-
-
-@dataclass(frozen=True)
-class WatchConfig:
-    "How `recovery watch` probes: detection in seconds, not cron's minutes."
-
-    interval: float = 2.0
-    # 1s, not 2s: a hang to answering again in ~6 s median (bench/watch_mttr.py), under 8 s.
-    timeout: float = 1.0
-    retries: int = 2
-    retry_delay: float = 0.0
-
-
-@dataclass(frozen=True)
-class LogsConfig:
-    "Error-log ingestion: how long raw entries are kept (templates and counts are kept for good)."
-
-    keep_raw: float = 30 * 86400.0
-    in_check: bool = True  # `recovery check` ingests too, after its probe work
-    check_budget: int = 2 << 20  # bytes per app a check reads at most (the rest waits for the next run)
-    check_every: float = 60.0  # a check ingests an app's logs at most this often (watch steps are seconds apart)
-    first_read: str = "beginning"  # a file seen for the first time: "beginning" or "end"
-    keep_stdout: bool = False  # store every stdout line, not only those that look like errors
-
-
-ALERT_KINDS = ("down", "recovered", "failed", "suspended", "pm2_restarts", "leak", "reminder")
-
-
-@dataclass(frozen=True)
-class AlertsConfig:
-    "Where and what to alert; every URL is an apprise URL, a secret, never printed or stored whole."
-
-    urls: tuple[str, ...] = ()
-    off: frozenset[str] = frozenset()  # kinds switched off
-    remind_every: float = 0.0  # 0: no reminders while an incident stays open
-    timeout: float = 10.0  # all deliveries of one run together
-    retries: int = 3  # attempts per alert and channel within a run (owed ones are retried next run)
-    heartbeat_url: str | None = None
-    heartbeat_fail_url: str | None = None  # default: heartbeat_url + "/fail"
-    host: str | None = None  # the name messages give this server; default: the hostname
-
-    def channels(self, app: AppConfig) -> tuple[str, ...]:
-        return self.urls if app.alerts is None else app.alerts
-
-
-@dataclass(frozen=True)
-class Config:
-    source: Path | None
-    store: StoreConfig
-    pm2: Pm2Config
-    apps: tuple[AppConfig, ...]
-    policy: PolicyConfig = PolicyConfig()
-    watch: WatchConfig = WatchConfig()
-    logs: LogsConfig = LogsConfig()
-    alerts: AlertsConfig = AlertsConfig()
-
-    def app(self, name: str) -> AppConfig | None:
-        return next((a for a in self.apps if a.name == name), None)
-
-
-@dataclass(frozen=True)
-class Problem:
-    "One thing wrong with a configuration file, where it is, and what to do about it."
-
-    line: int | None
-    key: str
-    message: str
-    path: Path | None = None
-
-    def __str__(self) -> str:
-        parts = []
-        if self.path is not None:
-            parts.append(str(self.path) + (f":{self.line}" if self.line is not None else ""))
-        elif self.line is not None:
-            parts.append(f"line {self.line}")
-        if self.key:
-            parts.append(self.key)
-        parts.append(self.message)
-        return ": ".join(parts)
-
+from .schema import (
+    ALERT_KINDS,
+    DEFAULT_FILENAME,
+    ENV_VAR,
+    RESTART_COMMANDS,
+    AlertsConfig,
+    AppConfig,
+    Config,
+    LogsConfig,
+    Pm2Config,
+    PolicyConfig,
+    Problem,
+    StoreConfig,
+    WatchConfig,
+    defaults,
+    keys,
+)
 
 # --- durations and status codes -------------------------------------------------------------
 
@@ -309,8 +170,8 @@ def _describe(value: Any) -> str:
     return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def _toml_string(value: str) -> str:
-    "A TOML basic string holding `value`."
+def toml_string(value: str) -> str:
+    "A TOML basic string holding `value` (for keys in messages, and the sample's values)."
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     escaped = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", escaped)
     return f'"{escaped}"'
@@ -323,7 +184,7 @@ def _dotted(parts: _KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            name = part if _BARE_KEY.fullmatch(part) else _toml_string(part)
+            name = part if _BARE_KEY.fullmatch(part) else toml_string(part)
             out += f".{name}" if out else name
     return out
 
@@ -347,7 +208,6 @@ def _duration(*, allow_zero: bool = False) -> Callable[[Any], float]:
     return convert
 
 
-_LOGS_KEYS = ("keep_raw", "in_check", "check_budget", "check_every", "first_read", "keep_stdout")
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "m": 1 << 20, "gb": 1 << 30, "g": 1 << 30}
 
 
@@ -362,8 +222,6 @@ def _size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         n = value
     elif isinstance(value, str):
-        import re
-
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
         unit = m.group(2).lower() if m else ""
         if not m or unit not in _SIZE_UNITS:
@@ -374,6 +232,14 @@ def _size(value: Any) -> int:
     if n < 1024:
         raise ValueError(f"must be at least 1KB, got {n} bytes")
     return n
+
+
+def format_size(n: int) -> str:
+    "The inverse of `_size`, in the largest whole unit: 2 << 20 -> '2MB'."
+    for unit, factor in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
 
 
 def _first_read(value: Any) -> str:
@@ -467,6 +333,65 @@ def _restart_command(value: Any) -> str:
     return command
 
 
+def _paths(value: Any) -> tuple[str, ...]:
+    "An app's `logs`: a list of file paths (the checker resolves them against the file's folder)."
+    if not isinstance(value, list):
+        raise ValueError(f'expected a list of paths like ["/home/me/.pm2/logs/web-error.log"], got {_describe(value)}')
+    for n, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"item {n}: expected a non-empty string, got {_describe(item)}")
+    return tuple(value)
+
+
+# How each key of a table is read. A schema field missing here fails every load (KeyError), so a new
+# field cannot be forgotten; problems within a table are reported in the schema's field order.
+_CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
+    StoreConfig: {"path": _string, "busy_timeout": _duration()},
+    Pm2Config: {"bin": _string},
+    PolicyConfig: {"max_restarts": _retries, "window": _duration(), "restart_grace": _duration(allow_zero=True)},
+    WatchConfig: {
+        "interval": _duration(),
+        "timeout": _duration(),
+        "retries": _retries,
+        "retry_delay": _duration(allow_zero=True),
+    },
+    LogsConfig: {
+        "keep_raw": _duration(),
+        "in_check": _boolean,
+        "check_budget": _size,
+        "check_every": _duration(allow_zero=True),
+        "first_read": _first_read,
+        "keep_stdout": _boolean,
+    },
+    AlertsConfig: {
+        "urls": _alert_urls,
+        "off": _alert_kinds,
+        "remind_every": _duration(allow_zero=True),
+        "timeout": _duration(),
+        "retries": _retries,
+        "heartbeat_url": _secret_http_url,
+        "heartbeat_fail_url": _secret_http_url,
+        "host": _string,
+    },
+    AppConfig: {
+        "name": _app_name,
+        "url": _url,
+        "timeout": _duration(),
+        "retries": _retries,
+        "retry_delay": _duration(allow_zero=True),
+        "expect_status": parse_status_ranges,
+        "verify_timeout": _duration(),
+        "restart_command": _restart_command,
+        "max_restarts": _retries,
+        "window": _duration(),
+        "restart_grace": _duration(allow_zero=True),
+        "slow_threshold": _duration(),
+        "logs": _paths,
+        "alerts": _alert_urls,
+    },
+}
+
+
 class _Checker:
     "Walks the parsed document, converting values and collecting a Problem for each fault."
 
@@ -480,77 +405,44 @@ class _Checker:
         self.problems.append(Problem(self.locator.line(parts), _dotted(parts), message, self.path))
 
     def check(self, document: dict[str, Any]) -> Config | None:
-        self.unknown_keys(document, (), ("store", "pm2", "policy", "watch", "logs", "alerts", "apps"))
-        store = self.store(self.table(document, "store"))
-        pm2 = self.pm2(self.table(document, "pm2"))
-        self.policy_defaults = policy = self.policy(self.table(document, "policy"))
-        watch = self.watch(self.table(document, "watch"))
-        logs = self.logs(self.table(document, "logs"))
-        alerts = self.alerts(self.table(document, "alerts"))
-        apps = self.apps(document.get("apps", _MISSING))
+        self.unknown_keys(document, (), keys(Config))
+        store = self.section(StoreConfig, document, "store")
+        if store["path"] is not _MISSING:
+            store["path"] = self.resolve(store["path"])
+        pm2 = self.section(Pm2Config, document, "pm2")
+        if isinstance(pm2["bin"], str):
+            # A bare name is looked up on PATH; anything with a slash is a path like store.path.
+            expanded = os.path.expanduser(pm2["bin"])
+            pm2["bin"] = str(self.resolve(pm2["bin"])) if os.sep in expanded else expanded
+        policy = self.section(PolicyConfig, document, "policy")
+        watch = self.section(WatchConfig, document, "watch")
+        logs = self.section(LogsConfig, document, "logs")
+        alerts = self.section(AlertsConfig, document, "alerts")
+        apps = self.apps(document.get("apps", _MISSING), policy)
         if self.problems:
             return None
         return Config(
-            source=self.path, store=store, pm2=pm2, apps=apps, policy=policy, watch=watch, logs=logs, alerts=alerts
+            source=self.path,
+            store=StoreConfig(**store),
+            pm2=Pm2Config(**pm2),
+            apps=apps,
+            policy=PolicyConfig(**policy),
+            watch=WatchConfig(**watch),
+            logs=LogsConfig(**logs),
+            alerts=AlertsConfig(**alerts),
         )
 
-    def alerts(self, table: dict[str, Any]) -> AlertsConfig:
-        self.unknown_keys(table, ("alerts",), _ALERTS_KEYS)
-        d, at = AlertsConfig(), ("alerts",)
-        return AlertsConfig(
-            urls=self.field(table, at, "urls", _alert_urls, d.urls),
-            off=self.field(table, at, "off", _alert_kinds, d.off),
-            remind_every=self.field(table, at, "remind_every", _duration(allow_zero=True), d.remind_every),
-            timeout=self.field(table, at, "timeout", _duration(), d.timeout),
-            retries=self.field(table, at, "retries", _retries, d.retries),
-            heartbeat_url=self.field(table, at, "heartbeat_url", _secret_http_url, None),
-            heartbeat_fail_url=self.field(table, at, "heartbeat_fail_url", _secret_http_url, None),
-            host=self.field(table, at, "host", _string, None),
-        )
+    def section(self, kind: type[Any], document: dict[str, Any], name: str) -> dict[str, Any]:
+        "The [name] table's values for the dataclass `kind`: each key converted, or its schema default."
+        return self.values(kind, self.table(document, name), (name,), defaults(kind))
 
-    def logs(self, table: dict[str, Any]) -> LogsConfig:
-        self.unknown_keys(table, ("logs",), _LOGS_KEYS)
-        d, at = LogsConfig(), ("logs",)
-        return LogsConfig(
-            keep_raw=self.field(table, at, "keep_raw", _duration(), d.keep_raw),
-            in_check=self.field(table, at, "in_check", _boolean, d.in_check),
-            check_budget=self.field(table, at, "check_budget", _size, d.check_budget),
-            check_every=self.field(table, at, "check_every", _duration(allow_zero=True), d.check_every),
-            first_read=self.field(table, at, "first_read", _first_read, d.first_read),
-            keep_stdout=self.field(table, at, "keep_stdout", _boolean, d.keep_stdout),
-        )
-
-    def log_paths(self, value: Any) -> tuple[str, ...]:
-        "An app's `logs`: a list of file paths, `~` expanded, relative to this file's folder."
-        if not isinstance(value, list):
-            raise ValueError(
-                f'expected a list of paths like ["/home/me/.pm2/logs/web-error.log"], got {_describe(value)}'
-            )
-        paths = []
-        for n, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip():
-                raise ValueError(f"item {n}: expected a non-empty string, got {_describe(item)}")
-            paths.append(str(self.resolve(item)))
-        return tuple(paths)
-
-    def policy(self, table: dict[str, Any]) -> PolicyConfig:
-        self.unknown_keys(table, ("policy",), _POLICY_KEYS)
-        d = PolicyConfig()
-        return PolicyConfig(
-            max_restarts=self.field(table, ("policy",), "max_restarts", _retries, d.max_restarts),
-            window=self.field(table, ("policy",), "window", _duration(), d.window),
-            restart_grace=self.field(table, ("policy",), "restart_grace", _duration(allow_zero=True), d.restart_grace),
-        )
-
-    def watch(self, table: dict[str, Any]) -> WatchConfig:
-        self.unknown_keys(table, ("watch",), ("interval", "timeout", "retries", "retry_delay"))
-        d = WatchConfig()
-        return WatchConfig(
-            interval=self.field(table, ("watch",), "interval", _duration(), d.interval),
-            timeout=self.field(table, ("watch",), "timeout", _duration(), d.timeout),
-            retries=self.field(table, ("watch",), "retries", _retries, d.retries),
-            retry_delay=self.field(table, ("watch",), "retry_delay", _duration(allow_zero=True), d.retry_delay),
-        )
+    def values(
+        self, kind: type[Any], table: dict[str, Any], parts: _KeyPath, fallback: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        "Each key of `kind` in `table`, converted; `fallback` holds the values of the keys it may leave out."
+        self.unknown_keys(table, parts, keys(kind))
+        convert = _CONVERTERS[kind]
+        return {key: self.field(table, parts, key, convert[key], fallback.get(key, _MISSING)) for key in keys(kind)}
 
     def table(self, document: dict[str, Any], key: str) -> dict[str, Any]:
         value = document.get(key, {})
@@ -583,29 +475,12 @@ class _Checker:
             self.report((*parts, key), str(exc))
             return _MISSING
 
-    def store(self, table: dict[str, Any]) -> StoreConfig:
-        self.unknown_keys(table, ("store",), ("path", "busy_timeout"))
-        path = self.field(table, ("store",), "path", _string, "data/recovery.db")
-        busy_timeout = self.field(table, ("store",), "busy_timeout", _duration(), 5.0)
-        if path is not _MISSING:
-            path = self.resolve(path)
-        return StoreConfig(path=path, busy_timeout=busy_timeout)
-
-    def pm2(self, table: dict[str, Any]) -> Pm2Config:
-        self.unknown_keys(table, ("pm2",), ("bin",))
-        binary = self.field(table, ("pm2",), "bin", _string, None)
-        if isinstance(binary, str):
-            # A bare name is looked up on PATH; anything with a slash is a path like store.path.
-            expanded = os.path.expanduser(binary)
-            binary = str(self.resolve(binary)) if os.sep in expanded else expanded
-        return Pm2Config(bin=binary)
-
-    def resolve(self, value: str) -> Path:
+    def resolve(self, value: str | Path) -> Path:
         "A path from the file: `~` expanded, relative to the file's folder rather than the cwd."
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base / path
 
-    def apps(self, value: Any) -> tuple[AppConfig, ...]:
+    def apps(self, value: Any, policy: dict[str, Any]) -> tuple[AppConfig, ...]:
         if value is _MISSING or value == []:
             self.report(("apps",), "no apps configured: add an [[apps]] table with a name and a url")
             return ()
@@ -613,6 +488,9 @@ class _Checker:
             got = _describe(value)
             self.report(("apps",), f"expected [[apps]] tables, got {got} (write [[apps]], not [apps])")
             return ()
+        # An app leaves out a [policy] key: it takes the [policy] value. Where that value was wrong
+        # (_MISSING), the app's key reads as missing, as it always has.
+        fallback = {**defaults(AppConfig), **policy}
         apps = []
         seen: dict[str, int] = {}
         for index, table in enumerate(value):
@@ -620,55 +498,17 @@ class _Checker:
             if not isinstance(table, dict):
                 self.report(parts, f"expected a table, got {_describe(table)}")
                 continue
-            app = self.app(table, parts)
-            if isinstance(app.name, str):
-                if app.name in seen:
-                    message = f"duplicate app name {app.name!r} (also apps[{seen[app.name]}])"
-                    self.report((*parts, "name"), message)
+            app = self.values(AppConfig, table, parts, fallback)
+            if app["logs"] is not _MISSING:
+                app["logs"] = tuple(str(self.resolve(item)) for item in app["logs"])
+            name = app["name"]
+            if isinstance(name, str):
+                if name in seen:
+                    self.report((*parts, "name"), f"duplicate app name {name!r} (also apps[{seen[name]}])")
                 else:
-                    seen[app.name] = index
-            apps.append(app)
+                    seen[name] = index
+            apps.append(AppConfig(**app, explicit=frozenset(k for k in table if k in keys(AppConfig))))
         return tuple(apps)
-
-    def app(self, table: dict[str, Any], parts: _KeyPath) -> AppConfig:
-        self.unknown_keys(table, parts, _APP_KEYS)
-        return AppConfig(
-            name=self.field(table, parts, "name", _app_name),
-            url=self.field(table, parts, "url", _url),
-            timeout=self.field(table, parts, "timeout", _duration(), 10.0),
-            retries=self.field(table, parts, "retries", _retries, 3),
-            retry_delay=self.field(table, parts, "retry_delay", _duration(allow_zero=True), 5.0),
-            expect_status=self.field(table, parts, "expect_status", parse_status_ranges, ((200, 399),)),
-            verify_timeout=self.field(table, parts, "verify_timeout", _duration(), 60.0),
-            restart_command=self.field(table, parts, "restart_command", _restart_command, "restart"),
-            max_restarts=self.field(table, parts, "max_restarts", _retries, self.policy_defaults.max_restarts),
-            window=self.field(table, parts, "window", _duration(), self.policy_defaults.window),
-            restart_grace=self.field(
-                table, parts, "restart_grace", _duration(allow_zero=True), self.policy_defaults.restart_grace
-            ),
-            slow_threshold=self.field(table, parts, "slow_threshold", _duration(), None),
-            logs=self.field(table, parts, "logs", self.log_paths, ()),
-            alerts=self.field(table, parts, "alerts", _alert_urls, None),
-            explicit=frozenset(k for k in table if k in _APP_KEYS),
-        )
-
-
-_POLICY_KEYS = ("max_restarts", "window", "restart_grace")
-_APP_KEYS = (
-    *_POLICY_KEYS,
-    "slow_threshold",
-    "name",
-    "url",
-    "timeout",
-    "retries",
-    "retry_delay",
-    "expect_status",
-    "verify_timeout",
-    "restart_command",
-    "logs",
-    "alerts",
-)
-_ALERTS_KEYS = ("urls", "off", "remind_every", "timeout", "retries", "heartbeat_url", "heartbeat_fail_url", "host")
 
 
 # --- line numbers ---------------------------------------------------------------------------
@@ -809,67 +649,3 @@ def _skip_value(text: str, i: int, depth: int, quote: str | None) -> tuple[int, 
             depth -= 1
         i += 1
     return depth, quote
-
-
-# --- the sample `recovery init` writes ------------------------------------------------------
-
-
-def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
-    "A commented configuration with every key and its default, for `recovery init` to write."
-    rows = [
-        ("[store]", ""),
-        ('path = "data/recovery.db"', "the event store; relative to this file's folder"),
-        ('busy_timeout = "5s"', "how long to wait for a locked database"),
-        ("", ""),
-        ("[pm2]", ""),
-        ('# bin = "pm2"', "pm2 name or path; leave out to find it automatically"),
-        ("", ""),
-        ("[policy]", "restart-loop protection; an [[apps]] table may repeat any of these"),
-        ("max_restarts = 3", "restarts allowed inside `window`; then the app is suspended"),
-        ('window = "30m"', "the window restarts are counted in"),
-        ('restart_grace = "60s"', "warm-up after a restart: failures inside it restart nothing"),
-        ("", ""),
-        ("[watch]", "how `recovery watch` probes apps that set no timeout/retries of their own"),
-        ('interval = "2s"', "from the start of one check to the next"),
-        ('timeout = "1s"', "per attempt"),
-        ("retries = 2", "failed attempts before the app counts as down"),
-        ('retry_delay = "0s"', "pause between attempts"),
-        ("", ""),
-        ("# [logs]", "error-log ingestion (`recovery ingest`, `recovery errors`)"),
-        (
-            '# keep_raw = "30d"',
-            "`recovery errors prune` deletes raw entries older than this; templates and counts stay",
-        ),
-        ("# in_check = true", "`recovery check` ingests new log lines too, after its probe work"),
-        ('# check_budget = "2MB"', "at most this much per app and check; a backlog is worked off over runs"),
-        ('# check_every = "1m"', "a check ingests an app's logs at most this often"),
-        ('# first_read = "beginning"', 'a log file seen for the first time: "beginning" or "end"'),
-        ("# keep_stdout = false", "store every stdout line, not only those that look like errors"),
-        ("", ""),
-        ("# [alerts]", "who is told, once per incident (`recovery alert test` tries the channels)"),
-        ('# urls = ["slack://TokenA/TokenB/TokenC"]', "apprise URLs: slack://, discord://, mailtos://, json://, ..."),
-        ('# remind_every = "1h"', "while an incident stays open; 0s: never"),
-        ('# heartbeat_url = "https://hc-ping.com/UUID"', "pinged after every run (/fail when it ended CRITICAL)"),
-        ("", ""),
-        ("[[apps]]", "one table per PM2 process to watch"),
-        (f"name = {_toml_string(name)}", "the PM2 process name"),
-        (f"url = {_toml_string(url)}", "what to probe (http or https)"),
-        ('# timeout = "10s"', "per attempt"),
-        ("# retries = 3", "failed attempts before the app counts as down"),
-        ('# retry_delay = "5s"', "pause between attempts"),
-        ('# expect_status = "200-399"', 'healthy status codes, e.g. "200" or "200-299,301"'),
-        ('# verify_timeout = "60s"', "how long to wait for the app to answer after a restart"),
-        ('# restart_command = "restart"', '"restart", or "reload" for zero-downtime cluster mode'),
-        ('# slow_threshold = "2s"', "answers slower than this mark the app degraded (exit 1)"),
-        ('# logs = ["logs/web-error.log"]', "log files to ingest; leave out to use the paths PM2 reports"),
-    ]
-    width = max(len(code) for code, _ in rows)
-    lines = [
-        "# recovery configuration (TOML). Durations: 500ms, 30s, 5m, 1h, 7d.",
-        "# Copy the [[apps]] table once per app to watch more than one. Commented keys show",
-        "# the defaults; an app that sets timeout/retries/retry_delay keeps them in `recovery watch`.",
-        "",
-    ]
-    for code, comment in rows:
-        lines.append(f"{code:<{width}}  # {comment}" if comment else code)
-    return "\n".join(lines) + "\n"
