@@ -404,12 +404,14 @@ def demo(
 # Command modules of their own; they use `fail` and `load_config` above.
 from .alerts import alert_app  # noqa: E402
 from .errors import errors_app, ingest  # noqa: E402
+from .replay import replay  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .serve import serve  # noqa: E402
 from .watch import watch  # noqa: E402
 
 app.command()(guarded(report))
 app.command()(guarded(why))
+app.command()(guarded(replay))
 app.command()(guarded(ingest))
 app.add_typer(errors_app, name="errors")
 app.add_typer(alert_app, name="alert")

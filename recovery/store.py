@@ -246,6 +246,31 @@ class Store:
             raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
         return [_row_to_event(r) for r in rows]
 
+    def scan(
+        self,
+        types: Sequence[str],
+        fields: Sequence[str],
+        *,
+        apps: Sequence[str] | None = None,
+        since: str | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        """(seq, ts, app, type, run_id, *fields) of the events of `types`, oldest first, each field
+        read from the data by SQLite (`json_extract`): fast over months of history."""
+        columns = "".join(f", json_extract(data, '$.{f}')" for f in fields)
+        where = [f"type IN ({','.join('?' * len(types))})"]
+        params: list[Any] = list(types)
+        if apps:
+            where.append(f"app IN ({','.join('?' * len(apps))})")
+            params.extend(apps)
+        if since is not None:
+            where.append("seq >= ?")
+            params.append(first_seq_since(self.conn, since))
+        sql = f"SELECT seq, ts, app, type, run_id{columns} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        try:
+            yield from self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
+
     def last_seq(self) -> int:
         try:
             row = self.conn.execute("SELECT max(seq) FROM events").fetchone()

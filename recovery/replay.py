@@ -1,0 +1,513 @@
+"""`recovery replay`: the recorded history run through the policy again, under other settings.
+
+At each point where a recorded check decided about an app, the policy decides again from the
+same observations (re-judged under the new timeout, retries and expected status) and from a
+history folded in memory from the replayed decisions. Possible because the policy is pure:
+the same inputs give the same decision, so a replay with no changed setting changes nothing.
+
+`load` reads the store; everything after it is pure.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as _dt
+import heapq
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import policy
+from .config import AppConfig, parse_status_ranges
+from .errors import ConfigError
+from .events import format_ts, parse_ts
+from .model import DOWN_STATES, UP_STATES, History
+from .observations import Attempt, Instance, Observations, ProcessView
+from .units import parse_duration
+
+MAX_GAP_S = 900.0  # as in the projections: a longer gap between checks counts neither up nor down
+LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+def _duration(positive: bool) -> Any:
+    def convert(text: str) -> float:
+        seconds = parse_duration(text)
+        if positive and seconds <= 0:
+            raise ValueError("must be longer than 0")
+        return seconds
+
+    return convert
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError("use a whole number of at least 1")
+    return int(text)
+
+
+def _optional_duration(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "off", "none") else _duration(True)(text)
+
+
+SETTINGS: dict[str, Any] = {
+    "timeout": _duration(True),
+    "retries": _count,
+    "retry_delay": _duration(False),
+    "expect_status": parse_status_ranges,
+    "slow_threshold": _optional_duration,
+    "verify_timeout": _duration(True),
+    "max_restarts": _count,
+    "window": _duration(True),
+    "restart_grace": _duration(False),
+}
+
+
+def parse_settings(pairs: Iterable[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` options as AppConfig fields; a ConfigError names the bad one."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(f"--set {pair!r}: use KEY=VALUE, e.g. timeout=1s")
+        if key not in SETTINGS:
+            raise ConfigError(f"--set {pair!r}: {key!r} cannot be replayed (use {', '.join(SETTINGS)})")
+        try:
+            out[key] = SETTINGS[key](value.strip())
+        except ValueError as exc:
+            raise ConfigError(f"--set {pair!r}: {exc}") from None
+    return out
+
+
+# -- what was recorded ----------------------------------------------------------------------------
+
+
+@dataclass
+class Point:
+    """One recorded decision about an app, with what it was decided on and what followed.
+
+    Probes and the PM2 sample are kept as the rows read (ok, attempt, latency_ms, status, error)
+    and (status, known, source, pid, instances, error): most points are plain healthy checks,
+    replayed without building them.
+    """
+
+    seq: int
+    ts: str
+    run_id: str
+    probes: list[tuple[Any, ...]]
+    sample: tuple[Any, ...] | None
+    action: str
+    code: str
+    state: str
+    dry_run: bool = False
+    restarted_at: str | None = None  # our restart after it (restart.requested by the check)
+    verified: bool | None = None  # its verification, when there was one
+
+    def attempts(self) -> tuple[Attempt, ...]:
+        return tuple(
+            Attempt(bool(ok), int(n or 1), "", float(ms or 0.0), status=status, error=None if ok else error or "error")
+            for ok, n, ms, status, error in self.probes
+        )
+
+    def observed(self, app: str, attempts: tuple[Attempt, ...]) -> Observations:
+        if self.sample is None:
+            return Observations(attempts, None, "no PM2 sample recorded")
+        status, known, source, pid, instances, error = self.sample
+        if error:
+            return Observations(attempts, None, str(error))
+        if known is not None and not known:
+            return Observations(attempts, ProcessView(app, source or "jlist", ()))
+        count = len(json.loads(instances)) if isinstance(instances, str) else 1
+        members = tuple(Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count))
+        return Observations(attempts, ProcessView(app, source or "jlist", members))
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Something an operator did that the policy's history remembers."""
+
+    ts: str
+    type: str  # maintenance.started, maintenance.ended, suspension.lifted, verification.passed
+    until: str | None = None
+    reason: str | None = None
+
+
+Step = Point | Operator
+
+# What is read of each kind of event, by SQLite (Store.scan), so months of history load fast.
+_PROBES = (("probe.succeeded", "probe.failed"), ("phase", "attempt", "latency_ms", "status", "error"))
+_SAMPLES = (("process.sampled",), ("after_restart", "status", "known", "source", "pid", "instances", "error"))
+_DECISIONS = (("decision.made",), ("action", "code", "state", "dry_run"))
+_OTHERS = (
+    (
+        "restart.requested",
+        "restart.failed",
+        "verification.passed",
+        "verification.failed",
+        "maintenance.started",
+        "maintenance.ended",
+        "suspension.lifted",
+    ),
+    ("by", "until", "reason"),
+)
+
+
+def steps_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Step]]:
+    """Each app's replayable steps from the `load` rows (seq, ts, app, type, run_id, *fields), in seq order."""
+    out: dict[str, list[Step]] = {}
+    probes: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    samples: dict[tuple[str, str], tuple[Any, ...]] = {}
+    points: dict[tuple[str, str], Point] = {}
+    for seq, ts, app, type_, run_id, *v in rows:
+        if app is None:
+            continue
+        key = (app, run_id or "")
+        if type_ == "probe.succeeded" or type_ == "probe.failed":
+            if (v[0] or "check") == "check" and key not in points:
+                probes.setdefault(key, []).append((type_ == "probe.succeeded", v[1], v[2], v[3], v[4]))
+        elif type_ == "process.sampled":
+            if not v[0] and key not in points:
+                samples[key] = tuple(v[1:])
+        elif type_ == "decision.made":
+            point = Point(
+                seq,
+                ts,
+                run_id or "",
+                probes.pop(key, []),
+                samples.pop(key, None),
+                v[0] or "none",
+                v[1] or "",
+                v[2] or "down",
+                bool(v[3]),
+            )
+            points[key] = point
+            out.setdefault(app, []).append(point)
+        elif type_ == "restart.requested":
+            if key in points and (v[0] or "check") == "check":
+                points[key].restarted_at = ts
+        elif type_ in ("restart.failed", "verification.failed", "verification.passed"):
+            if key in points:
+                points[key].verified = type_ == "verification.passed"
+            elif type_ == "verification.passed":
+                out.setdefault(app, []).append(Operator(ts, type_))  # an operator's restart came back
+        else:
+            out.setdefault(app, []).append(Operator(ts, type_, until=v[1], reason=v[2]))
+    return out
+
+
+def load(store: Any, apps: Sequence[str], since: str | None) -> dict[str, list[Step]]:
+    """The replayable steps of `apps` recorded since `since`."""
+    scans = [
+        store.scan(types, fields, apps=apps, since=since) for types, fields in (_PROBES, _SAMPLES, _DECISIONS, _OTHERS)
+    ]
+    return steps_from(heapq.merge(*scans, key=lambda row: row[0]))
+
+
+# -- the replay -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Totals:
+    failed_probes: int = 0
+    restarts: int = 0
+    incidents: int = 0
+    downtime_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "downtime_s": round(self.downtime_s, 1)}
+
+
+class Fold:
+    """The app's history as the policy reads it, folded in memory like the projections fold it."""
+
+    def __init__(self) -> None:
+        self.state = "unknown"
+        self.paused_until: str | None = None
+        self.pause_reason: str | None = None
+        self.suspended_at: str | None = None
+        self.suspend_reason: str | None = None
+        self.lifted_at: str | None = None
+        self.restarts: list[tuple[str, str]] = []  # (at, code) of our automatic restarts, oldest first
+        self.restart_ats: list[str] = []  # their times, for bisect
+        self.last_check_at: str | None = None
+        self.incident_open = False
+        self.totals = Totals()
+
+    def history(self, now: _dt.datetime, window: float) -> History:
+        counting_since = format_ts(now - _dt.timedelta(seconds=window))
+        if self.lifted_at and self.lifted_at > counting_since:
+            counting_since = self.lifted_at
+        return History(
+            state=self.state,
+            paused_until=self.paused_until,
+            pause_reason=self.pause_reason,
+            suspended_at=self.suspended_at,
+            suspend_reason=self.suspend_reason,
+            last_restart_at=self.restarts[-1][0] if self.restarts else None,
+            recent_restarts=tuple(self.restarts[bisect.bisect_right(self.restart_ats, counting_since) :]),
+        )
+
+    def decided(self, ts: str, state: str, reason: str) -> None:
+        if self.last_check_at is not None and self.state in DOWN_STATES and state != "paused":
+            gap = (parse_ts(ts) - parse_ts(self.last_check_at)).total_seconds()
+            if 0 < gap <= MAX_GAP_S:
+                self.totals.downtime_s += gap
+        self.last_check_at = ts
+        if state == "paused":
+            return
+        if state in UP_STATES:
+            self.incident_open = False
+            self._lift(ts)
+        elif state in ("down", "recovering", "suspended"):
+            if not self.incident_open:
+                self.incident_open = True
+                self.totals.incidents += 1
+            if state == "suspended" and self.suspended_at is None:
+                self.suspended_at, self.suspend_reason = ts, reason
+        elif state == "stopped":
+            self.incident_open = False
+        self.state = state
+
+    def restarted(self, ts: str, code: str) -> None:
+        self.restarts.append((ts, code))
+        self.restart_ats.append(ts)
+        self.totals.restarts += 1
+        self.state = "recovering"
+
+    def verified(self, ts: str, passed: bool) -> None:
+        if passed:
+            self.state = "healthy"
+            self.incident_open = False
+            self._lift(ts)
+        else:
+            self.state = "down"
+
+    def operator(self, step: Operator) -> None:
+        if step.type == "maintenance.started":
+            self.paused_until, self.pause_reason = step.until, step.reason
+        elif step.type == "maintenance.ended":
+            self.paused_until = self.pause_reason = None
+        elif step.type == "suspension.lifted":
+            self._lift(step.ts)
+            if self.state == "suspended":
+                self.state = "down"
+        elif step.type == "verification.passed":
+            self.verified(step.ts, True)
+
+    def _lift(self, ts: str) -> None:
+        if self.suspended_at is not None:
+            self.suspended_at, self.suspend_reason, self.lifted_at = None, None, ts
+
+
+@dataclass(frozen=True)
+class Change:
+    at: str
+    recorded: tuple[str, str]  # (action, code)
+    replayed: tuple[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "recorded": {"action": self.recorded[0], "code": self.recorded[1]},
+            "replayed": {"action": self.replayed[0], "code": self.replayed[1]},
+        }
+
+
+@dataclass
+class AppReplay:
+    app: str
+    decisions: int = 0
+    recorded: Totals = field(default_factory=Totals)
+    replayed: Totals = field(default_factory=Totals)
+    changed: list[Change] = field(default_factory=list)
+    assumed: dict[str, int] = field(default_factory=dict)  # what the replay had to assume, and how often
+
+    @property
+    def exact_until(self) -> str | None:
+        """After the first decision that differs, the recorded world no longer follows the replayed one."""
+        return self.changed[0].at if self.changed else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decisions": self.decisions,
+            "recorded": self.recorded.to_dict(),
+            "replayed": self.replayed.to_dict(),
+            "changed": [c.to_dict() for c in self.changed],
+            "exact_until": self.exact_until,
+            "assumed": self.assumed,
+        }
+
+
+ASSUMPTIONS = {
+    "extra_attempts": "attempts beyond those recorded were taken to answer like the last recorded one",
+    "longer_timeout": "a recorded timeout was kept as a failure, though a longer timeout might have let it answer",
+    "status_unknown": "a recorded failure without an HTTP status stays a failure under the new expected status",
+    "lock": "decisions another run's restart settled were kept as recorded",
+}
+
+
+def rejudge(recorded: Sequence[Attempt], app: AppConfig, assumed: dict[str, int]) -> tuple[Attempt, ...]:
+    """The attempts a check with `app`'s settings would have made, from the recorded ones."""
+    if not recorded:
+        return ()
+    out: list[Attempt] = []
+    for n in range(1, app.retries + 1):
+        if n <= len(recorded):
+            r = recorded[n - 1]
+        else:
+            r = recorded[-1]
+            assumed["extra_attempts"] = assumed.get("extra_attempts", 0) + 1
+        a = _judge(r, n, app, assumed)
+        out.append(a)
+        if a.ok:
+            break
+    return tuple(out)
+
+
+def _judge(r: Attempt, n: int, app: AppConfig, assumed: dict[str, int]) -> Attempt:
+    limit_ms = app.timeout * 1000
+    if r.status is None:  # no answer: refused, reset, timed out ...
+        if r.error == "timeout" and limit_ms > r.latency_ms * 1.05:
+            assumed["longer_timeout"] = assumed.get("longer_timeout", 0) + 1
+        return dataclasses.replace(r, attempt=n)
+    if r.latency_ms > limit_ms:
+        return Attempt(False, n, r.url, limit_ms, error="timeout", detail="replayed: slower than the timeout")
+    if app.status_ok(r.status):
+        return Attempt(True, n, r.url, r.latency_ms, status=r.status)
+    return Attempt(False, n, r.url, r.latency_ms, status=r.status, error="status", detail=f"HTTP {r.status}")
+
+
+def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
+    """Decide again at every recorded decision of one app under `app`'s settings."""
+    out = AppReplay(name)
+    recorded, replayed = Fold(), Fold()
+    limit_ms = app.timeout * 1000
+    slow_ms = app.slow_threshold * 1000 if app.slow_threshold is not None else None
+    for step in steps:
+        if isinstance(step, Operator):
+            recorded.operator(step)
+            replayed.operator(step)
+            continue
+        out.decisions += 1
+        # The recorded world, as it went.
+        recorded.totals.failed_probes += sum(1 for p in step.probes if not p[0])
+        recorded.decided(step.ts, step.state, step.code)
+        if step.restarted_at:
+            recorded.restarted(step.restarted_at, step.code)
+        if step.verified is not None:
+            recorded.verified(step.ts, step.verified)
+        # A recorded healthy answer that is still one in time, with the expected status and not
+        # slow, is healthy again: for an answered probe the policy reads only the pause (the same
+        # in both worlds), PM2's knowing the app (the same sample) and slow_threshold.
+        first = step.probes[0] if len(step.probes) == 1 else None
+        if (
+            step.code == "healthy"
+            and first is not None
+            and first[0]
+            and (first[2] or 0.0) <= limit_ms
+            and (slow_ms is None or (first[2] or 0.0) <= slow_ms)
+            and first[3] is not None
+            and app.status_ok(first[3])
+        ):
+            replayed.decided(step.ts, "healthy", "healthy")
+            continue
+        # The replayed world: the same observations, re-judged, and the replayed history.
+        now = parse_ts(step.ts)
+        attempts = rejudge(step.attempts(), app, out.assumed)
+        replayed.totals.failed_probes += sum(1 for a in attempts if not a.ok)
+        decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window), app, now)
+        if step.dry_run:
+            decision = policy.dry_run(decision)
+        if step.code in LOCK_CODES and decision.action == "restart":
+            out.assumed["lock"] = out.assumed.get("lock", 0) + 1
+            decision = dataclasses.replace(decision, action=step.action, code=step.code, state=step.state)
+        replayed.decided(step.ts, decision.state, decision.code)
+        acted = decision.action == "restart" and not decision.dry_run
+        if acted:
+            replayed.restarted(step.restarted_at or step.ts, decision.code)
+        if (acted or (decision.action == "wait" and decision.verify)) and step.verified is not None:
+            replayed.verified(step.ts, step.verified)
+        if (decision.action, decision.code) != (step.action, step.code):
+            out.changed.append(Change(step.ts, (step.action, step.code), (decision.action, decision.code)))
+    out.recorded, out.replayed = recorded.totals, replayed.totals
+    return out
+
+
+@dataclass
+class Replay:
+    since: str | None
+    settings: dict[str, Any]
+    apps: list[AppReplay]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since,
+            "settings": {k: _setting_json(v) for k, v in self.settings.items()},
+            "apps": {a.app: a.to_dict() for a in self.apps},
+        }
+
+
+def _setting_json(value: Any) -> Any:
+    return [list(r) for r in value] if isinstance(value, tuple) else value
+
+
+def replay(
+    steps: dict[str, list[Step]], apps: Sequence[AppConfig], settings: dict[str, Any], since: str | None
+) -> Replay:
+    """Every app's replay under its own settings with `settings` laid over them."""
+    return Replay(
+        since,
+        settings,
+        [replay_app(a.name, steps.get(a.name, []), dataclasses.replace(a, **settings)) for a in apps],
+    )
+
+
+def replay_store(store: Any, apps: Sequence[AppConfig], settings: dict[str, Any], since: str | None) -> Replay:
+    """Load the recorded history of `apps` since `since` and replay it under `settings`."""
+    return replay(load(store, [a.name for a in apps], since), apps, settings, since)
+
+
+# -- text -------------------------------------------------------------------------------------------
+
+
+def _action(pair: tuple[str, str]) -> str:
+    return f"{pair[0]} ({pair[1]})" if pair[1] else pair[0]
+
+
+def replay_text(r: Replay) -> str:
+    """The replay for people: per app a recorded/replayed table, the decisions that differ, the caveats."""
+    from .units import span
+
+    settings = ", ".join(f"{k}={v}" for k, v in r.settings.items()) or "the configured settings"
+    lines = [f"replay since {r.since} with {settings}"]
+    for a in r.apps:
+        lines += ["", f"{a.app}: {a.decisions} recorded decision{'s' if a.decisions != 1 else ''}"]
+        head = ("", "FAILED PROBES", "RESTARTS", "INCIDENTS", "DOWNTIME")
+        rows = [
+            (label, str(t.failed_probes), str(t.restarts), str(t.incidents), span(t.downtime_s))
+            for label, t in (("recorded", a.recorded), ("replayed", a.replayed))
+        ]
+        widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
+        lines += [
+            "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (head, *rows)
+        ]
+        if not a.changed:
+            lines.append("  no decision differs")
+        else:
+            lines.append(f"  decisions that differ ({len(a.changed)}):")
+            shown = a.changed[:20]
+            lines += [f"    {c.at}  {_action(c.recorded)} -> {_action(c.replayed)}" for c in shown]
+            if len(a.changed) > len(shown):
+                lines.append(f"    ... and {len(a.changed) - len(shown)} more (--json lists every one)")
+            lines.append(
+                f"  exact until {a.exact_until}: after the first decision that differs, the recorded world no "
+                "longer follows (it did not see the replayed restarts and their outcomes)"
+            )
+        for key, n in a.assumed.items():
+            lines.append(f"  assumed {n} time{'s' if n != 1 else ''}: {ASSUMPTIONS[key]}")
+    return "\n".join(lines)
