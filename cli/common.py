@@ -1,4 +1,4 @@
-"""What every command module shares: options, one-line errors, config loading.
+"""What every command module shares: options, one-line errors, loading the config and opening the store.
 
 Only typer and the standard library at import time: `recovery check` starts from here.
 """
