@@ -412,7 +412,7 @@ app.command(name="serve")(guarded(serve))
 def _only(name: str) -> typer.Typer | None:
     """A group holding just the command `name`: Typer builds the Click tree of every registered
     command on each start, and `recovery check` runs every few minutes on small servers."""
-    info = next((c for c in app.registered_commands if (c.name or c.callback.__name__) == name), None)
+    info = next((c for c in app.registered_commands if (c.name or getattr(c.callback, "__name__", None)) == name), None)
     if info is None:
         return None
     single = typer.Typer(
