@@ -5,22 +5,13 @@ Only typer and the standard library at import time; apprise is imported by the c
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from .common import ConfigOption, guarded
 
 alert_app = typer.Typer(help="Alert channels: send a test message through them.", no_args_is_help=True)
-
-
-def configured_channels(conf: object) -> list[str]:
-    """Every distinct channel URL of the config: [alerts] urls, then each app's own, in order."""
-    seen: list[str] = []
-    for url in [*conf.alerts.urls, *(u for a in conf.apps for u in (a.alerts or ()))]:  # type: ignore[attr-defined]
-        if url not in seen:
-            seen.append(url)
-    return seen
 
 
 @alert_app.command("test")
@@ -43,46 +34,34 @@ def test(
     Example: recovery alert test --channel 2
     """
     from recovery import alerts
-    from recovery.events import Event
-    from recovery.store import Store
 
-    from .common import fail, load_config
+    from .common import fail, load_config, open_store
 
     conf = load_config(config)
-    channels = configured_channels(conf)
-    if not channels:
+    urls = alerts.channels(conf)
+    if not urls:
         fail(f'no alert channels in {conf.source}: add [alerts] urls = ["slack://…"]')
-    if channel is not None:
-        if not 1 <= channel <= len(channels):
-            fail(f"--channel {channel}: there {'is' if len(channels) == 1 else 'are'} {len(channels)} channel(s)")
-        channels = [channels[channel - 1]]
-    host = alerts.hostname(conf.alerts)
-    test_alert = alerts.Alert(
-        None,
-        "test",
-        "test",
-        f"recovery test alert from {host}",  # type: ignore[arg-type]
-        f"This is a test message from recovery on {host}. Alerts for {', '.join(a.name for a in conf.apps)} come here.",
-        channels=channels,
-    )
-    events: list[Event] = []
-    deliveries = alerts.deliver(
-        [test_alert],
-        retries=1,
-        budget=max(conf.alerts.timeout, 5.0 * len(channels)),
-        emit=lambda d: events.append(Event("alert.sent" if d.ok else "alert.failed", None, None, d.event_data())),
-    )
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
-        store.append(events)
-    failed = 0
-    for d in deliveries:
-        n = channels.index(d.url) + 1 if channel is None else channel
-        if d.ok:
-            typer.echo(f"✓ #{n} {alerts.redact(d.url)} sent in {d.seconds:.1f}s")
+    if channel is not None and not 1 <= channel <= len(urls):
+        fail(f"--channel {channel}: there {'is' if len(urls) == 1 else 'are'} {len(urls)} channel(s)")
+    with open_store(conf) as store:
+        deliveries = alerts.send_test(conf, store, channel)
+    numbered = [(channel, urls[channel - 1])] if channel is not None else list(enumerate(urls, 1))
+    lines = _lines(numbered, deliveries, alerts.redact)
+    for line in lines:
+        typer.echo(line)
+    raise typer.Exit(1 if any(not line.startswith("✓") for line in lines) else 0)
+
+
+def _lines(numbered: list[tuple[int, str]], deliveries: list[Any], redact: Any) -> list[str]:
+    """One line per channel, in order: its delivery, or that the time ran out before it."""
+    done = {d.url: d for d in deliveries}
+    out = []
+    for n, url in numbered:
+        d = done.get(url)
+        if d is None:
+            out.append(f"✗ #{n} {redact(url)} not tried: out of time")
+        elif d.ok:
+            out.append(f"✓ #{n} {redact(url)} sent in {d.seconds:.1f}s")
         else:
-            failed += 1
-            typer.echo(f"✗ #{n} {alerts.redact(d.url)} failed: {d.error}")
-    for url in channels[len(deliveries) :]:
-        failed += 1
-        typer.echo(f"✗ #{channels.index(url) + 1} {alerts.redact(url)} not tried: out of time")
-    raise typer.Exit(1 if failed else 0)
+            out.append(f"✗ #{n} {redact(url)} failed: {d.error}")
+    return out

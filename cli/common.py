@@ -1,4 +1,4 @@
-"""What every command module shares: options, one-line errors, config loading.
+"""What every command module shares: options, one-line errors, loading the config and opening the store.
 
 Only typer and the standard library at import time: `recovery check` starts from here.
 """
@@ -6,12 +6,14 @@ Only typer and the standard library at import time: `recovery check` starts from
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from recovery.store import Store
 
 UNKNOWN = 3
 
@@ -30,7 +32,7 @@ def fail(message: str, code: int = UNKNOWN) -> NoReturn:
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the domain's errors into one line on stderr and exit 3, for every command."""
+    """Turn the domain's errors into one line on stderr and exit 3: the one place that formats them."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,8 +42,6 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except RecoveryError as exc:
             fail(str(exc))
-        except sqlite3.Error as exc:  # e.g. a store another tool left half-written
-            fail(f"the event store cannot be used: {exc}")
 
     return wrapper
 
@@ -50,6 +50,13 @@ def load_config(path: Path | None) -> Any:
     from recovery import config as cfg
 
     return cfg.load(cfg.find_config_path(path))
+
+
+def open_store(conf: Any, *, readonly: bool = False) -> Store:
+    """The configured event store, with its busy timeout: the one way a command opens it."""
+    from recovery.store import Store
+
+    return Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=readonly)
 
 
 def configured_app(conf: Any, name: str, flag: str = "app ") -> Any:

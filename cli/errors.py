@@ -6,8 +6,6 @@ Only typer and the standard library are imported here; `recovery.*` inside each 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -35,38 +33,21 @@ def ingest(
     Example: recovery ingest --app web
     """
     from recovery import logs
-    from recovery.store import Store
 
-    from .common import configured_app, load_config
+    from .common import configured_app, load_config, open_store
 
     conf = load_config(config)
     apps = [configured_app(conf, app_name, flag="--app ")] if app_name is not None else list(conf.apps)
-    from_pm2: dict[str, list[str]] | None = None
-    if any(not a.logs for a in apps):
-        from_pm2 = _pm2_log_paths(conf)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
-        for a in apps:
-            paths = list(a.logs) if a.logs else (from_pm2 or {}).get(a.name, [])
+    files = logs.log_files(apps, conf.pm2.bin)  # before the store opens: pm2 trouble leaves it untouched
+    with open_store(conf) as store:
+        for name, paths in files.items():
             if not paths:
-                typer.echo(f"{a.name}: no log files (not in `pm2 jlist`, and no logs = [...] in the config)")
+                typer.echo(f"{name}: no log files (not in `pm2 jlist`, and no logs = [...] in the config)")
                 continue
-            result = logs.ingest(store, a.name, paths)
-            typer.echo(_ingest_line(result, len(paths)))
-            for w in result.warnings:
-                typer.echo(f"  warning: {w.path}: {w.message}")
+            typer.echo(_ingest_text(logs.ingest(store, name, paths), len(paths)))
 
 
-def _pm2_log_paths(conf: Any) -> dict[str, list[str]]:
-    """Log paths per process name from `pm2 jlist` (every instance of a cluster, each path once)."""
-    from recovery.pm2 import Pm2, find_pm2, log_paths
-
-    by_name: dict[str, list[Any]] = {}
-    for entry in Pm2(find_pm2(conf.pm2.bin)).jlist():
-        by_name.setdefault(str(entry.get("name")), []).append(entry)
-    return {name: list(log_paths(entries)) for name, entries in by_name.items()}
-
-
-def _ingest_line(result: Any, files: int) -> str:
+def _ingest_text(result: Any, files: int) -> str:
     parts = [
         f"{result.entries} entr{'y' if result.entries == 1 else 'ies'}",
         f"{len(result.new_templates)} new template{'' if len(result.new_templates) == 1 else 's'}",
@@ -75,7 +56,7 @@ def _ingest_line(result: Any, files: int) -> str:
     line = f"{result.app}: " + ", ".join(parts) + f" from {files} file{'' if files == 1 else 's'}"
     if not result.complete:
         line += " (more waiting: run again)"
-    return line
+    return "\n".join([line, *(f"  warning: {w.path}: {w.message}" for w in result.warnings)])
 
 
 # -- recovery errors ---------------------------------------------------------------------------
@@ -86,18 +67,14 @@ errors_app = typer.Typer(
 )
 
 
-@contextlib.contextmanager
-def _reading(config: Path | None, app_name: str | None = None) -> Iterator[Any]:
-    """The store's connection, read-only, for one command; `app_name` must be in the config."""
-    from recovery.store import Store
-
-    from .common import configured_app, load_config
+def _reading(config: Path | None, app_name: str | None = None) -> Any:
+    """The store, read-only, for one command; `app_name` must be in the config."""
+    from .common import configured_app, load_config, open_store
 
     conf = load_config(config)
     if app_name is not None:
         configured_app(conf, app_name, flag="--app ")
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True) as store:
-        yield store.conn
+    return open_store(conf, readonly=True)
 
 
 @errors_app.callback(invoke_without_command=True)
@@ -143,7 +120,7 @@ def errors(
     import json
 
     from recovery.events import parse_ts
-    from recovery.logs import top_templates
+    from recovery.logs import queries
 
     from .common import fail, since_bound
 
@@ -153,38 +130,30 @@ def errors(
         fail(f"--minutes {minutes:g}: must be more than 0 and at most 1440")
     now = dt.datetime.now(dt.UTC)
     since_ts = since_bound(since or ("30d" if around_incidents else "24h"), now)
-    start = parse_ts(since_ts)
-    if around_incidents:
-        from recovery.logs.incidents import around_incidents as around
+    with _reading(config, app_name) as store:
+        if around_incidents:
+            found = queries.around(store, parse_ts(since_ts), now, minutes=minutes, app=app_name, top=top)
+            typer.echo(json.dumps(found) if json_out else _around_text(found, app_name))
+            return
+        rows = queries.ranked(store, parse_ts(since_ts), now, app=app_name, top=top)
+    typer.echo(json.dumps(rows) if json_out else _ranked_text(rows, since_ts, app_name))
 
-        with _reading(config, app_name) as conn:
-            found = around(conn, start, now, minutes=minutes, app=app_name)
-        found["templates"] = found["templates"][:top]
-        typer.echo(json.dumps(found) if json_out else _around_text(found, app_name))
-        return
-    with _reading(config, app_name) as conn:
-        rows = top_templates(conn, start, app=app_name, top=top, until=now)
-        before = top_templates(conn, start - (now - start), app=app_name, top=1 << 30, until=start)
-    previous = {(r["app"], r["template_id"]): r["count"] for r in before}
-    for r in rows:
-        r["previous_count"] = previous.get((r["app"], r["template_id"]), 0)
-        r["change"] = r["count"] - r["previous_count"]
-    if json_out:
-        typer.echo(json.dumps(rows))
-        return
+
+def _ranked_text(rows: list[dict[str, Any]], since_ts: str, app_name: str | None) -> str:
     if not rows:
-        typer.echo(f"no errors since {since_ts}" + (f" for {app_name}" if app_name else ""))
-        return
+        return f"no errors since {since_ts}" + (f" for {app_name}" if app_name else "")
+    lines = []
     for r in rows:
-        typer.echo(
+        lines.append(
             f"{r['template_id']}  {r['app']}  {r['count']}×  {_change(r['count'], r['previous_count'])}"
             f"  first {r['first_seen']}  last {r['last_seen']}"
         )
-        typer.echo(f"    {r['template']}")
+        lines.append(f"    {r['template']}")
         if r.get("example"):
-            typer.echo(f"    e.g. {_short(r['example'])}")
+            lines.append(f"    e.g. {_short(r['example'])}")
         if r.get("stack_top"):
-            typer.echo(f"         {_short(r['stack_top'])}")
+            lines.append(f"         {_short(r['stack_top'])}")
+    return "\n".join(lines)
 
 
 def _around_text(found: dict[str, Any], app_name: str | None) -> str:
@@ -247,32 +216,35 @@ def show(
     """
     import json
 
-    from recovery.logs.storage import template_detail
+    from recovery.logs import queries
 
     from .common import fail
 
     if examples < 0:
         fail("--examples must be 0 or more")
-    with _reading(config) as conn:
-        detail = template_detail(conn, template_id, app=app_name, examples=examples)
+    with _reading(config) as store:
+        detail = queries.detail(store, template_id, app=app_name, examples=examples)
     if detail is None:
         fail(f"no error template {template_id!r} in the store (see `recovery errors --since 30d`)")
-    if json_out:
-        typer.echo(json.dumps(detail))
-        return
-    typer.echo(f"{detail['template_id']}  {detail['template']}")
-    typer.echo(f"  {detail['count']} entries, first {detail['first_seen']}, last {detail['last_seen']}")
+    typer.echo(json.dumps(detail) if json_out else _detail_text(detail, examples))
+
+
+def _detail_text(detail: dict[str, Any], examples: int) -> str:
+    lines = [
+        f"{detail['template_id']}  {detail['template']}",
+        f"  {detail['count']} entries, first {detail['first_seen']}, last {detail['last_seen']}",
+    ]
     if len(detail["versions"]) > 1:
-        typer.echo(f"  first seen as: {detail['first_text']}")
-    typer.echo("per day (UTC):")
-    for d in detail["days"]:
-        typer.echo(f"  {d['day']}  {d['app']}  {d['count']}")
-    typer.echo("recent examples:")
+        lines.append(f"  first seen as: {detail['first_text']}")
+    lines.append("per day (UTC):")
+    lines += [f"  {d['day']}  {d['app']}  {d['count']}" for d in detail["days"]]
+    lines.append("recent examples:")
     for e in detail["examples"][:examples]:
         head = f"  {e['ts']}  {e['app']}  " if e.get("ts") else "  "
-        typer.echo(head + _short(e["message"]))
+        lines.append(head + _short(e["message"]))
         if e.get("stack_top"):
-            typer.echo(f"      {_short(e['stack_top'])}")
+            lines.append(f"      {_short(e['stack_top'])}")
+    return "\n".join(lines)
 
 
 @errors_app.command("search")
@@ -297,7 +269,7 @@ def search(
     """
     import json
 
-    from recovery.logs import search as fts
+    from recovery.logs import queries
 
     from .common import fail
 
@@ -305,13 +277,10 @@ def search(
         fail("--limit must be 1 or more")
     if not text.strip():
         fail("give some text to search for")
-    with _reading(config) as conn:
-        rows = fts(conn, text, limit=limit, app=app_name)
-    if json_out:
-        typer.echo(json.dumps(rows))
-        return
-    if not rows:
-        typer.echo(f"no entries match {text!r}")
+    with _reading(config) as store:
+        rows = queries.find(store, text, limit=limit, app=app_name)
+    if json_out or not rows:
+        typer.echo(json.dumps(rows) if json_out else f"no entries match {text!r}")
         return
     for r in rows:
         typer.echo(f"{r['ts']}  {r['app']}  {r['template_id']}  {_short(r['message'])}")
@@ -340,28 +309,19 @@ def prune(
     """
     import datetime as dt
 
-    from recovery.config import format_duration
+    from recovery import logs
     from recovery.events import format_ts
-    from recovery.store import Store
+    from recovery.units import format_duration
 
-    from .common import load_config, positive_duration
+    from .common import load_config, open_store, positive_duration
 
     conf = load_config(config)
     seconds = positive_duration("--keep", keep) if keep is not None else conf.logs.keep_raw
     before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
-        if dry_run:
-            from recovery.logs import count_before
-
-            n = count_before(store.conn, before)
-            typer.echo(
-                f"would prune {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})"
-            )
-            return
-        from recovery.logs import prune as prune_entries
-
-        n = prune_entries(store, before)
-    typer.echo(
-        f"pruned {n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})"
-        + ("; recorded as log.pruned" if n else "")
-    )
+    with open_store(conf) as store:
+        n = logs.count_before(store, before) if dry_run else logs.prune(store, before)
+    what = f"{n} entr{'y' if n == 1 else 'ies'} older than {format_ts(before)} (keep {format_duration(seconds)})"
+    if dry_run:
+        typer.echo(f"would prune {what}")
+    else:
+        typer.echo(f"pruned {what}" + ("; recorded as log.pruned" if n else ""))

@@ -6,6 +6,7 @@ Domain modules are imported inside each command so that `recovery check` loads o
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -19,6 +20,7 @@ from .common import (  # shared by every command module
     fail,
     guarded,
     load_config,
+    open_store,
     positive_duration,
 )
 
@@ -127,12 +129,11 @@ def pause(
     Example: recovery pause web --for 15m --reason deploy
     """
     from recovery.maintenance import pause as do_pause
-    from recovery.store import Store
 
     seconds = positive_duration("--for", duration)
     conf = load_config(config)
     configured_app(conf, name)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+    with open_store(conf) as store:
         typer.echo(do_pause(store, name, seconds=seconds, reason=reason).message)
 
 
@@ -148,11 +149,10 @@ def resume(
     Example: recovery resume web
     """
     from recovery.maintenance import resume as do_resume
-    from recovery.store import Store
 
     conf = load_config(config)
     configured_app(conf, name)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+    with open_store(conf) as store:
         typer.echo(do_resume(store, name, reason=reason).message)
 
 
@@ -193,11 +193,10 @@ def rebuild(config: ConfigOption = None) -> None:
     import time
 
     from recovery import projections
-    from recovery.store import Store
 
     conf = load_config(config)
     start = time.perf_counter()
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+    with open_store(conf) as store:
         n = projections.rebuild(store.conn)
     typer.echo(f"rebuilt the projections from {n} events in {time.perf_counter() - start:.1f}s")
 
@@ -235,7 +234,6 @@ def events(
 
     from recovery.events import TYPES
     from recovery.report import format_event, since_to_ts
-    from recovery.store import Store
 
     conf = load_config(config)
     try:
@@ -245,30 +243,29 @@ def events(
     if limit < 0:
         fail("--limit must be 0 or more")
     wanted = _expand_types(types or [], TYPES)
-    store = Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True)
+    with open_store(conf, readonly=True) as store:
+        for e in _tail(store, follow, app=app_name, types=wanted, since=since_ts, limit=limit or None):
+            typer.echo(json.dumps(e.to_dict(), sort_keys=True) if json_out else format_event(e))
 
-    def out(e: Any) -> str:
-        return json.dumps(e.to_dict(), sort_keys=True) if json_out else format_event(e)
 
-    rows = store.query(app=app_name, types=wanted, since=since_ts, limit=limit or None)
-    for e in rows:
-        typer.echo(out(e))
-    if not follow:
-        return
+def _tail(store: Any, follow: bool, *, limit: int | None, **where: Any) -> Iterator[Any]:
+    """The newest `limit` matching events; with `follow`, then each new one as it arrives, until Ctrl-C."""
     import time
 
+    rows = store.query(**where, limit=limit)
+    yield from rows
+    if not follow:
+        return
     last = rows[-1].seq if rows else store.last_seq()
     try:
         while True:
-            for e in store.query(app=app_name, types=wanted, since=since_ts, after_seq=last):
-                typer.echo(out(e))
+            for e in store.query(**where, after_seq=last):
+                yield e
                 last = e.seq or last
             sys.stdout.flush()
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    finally:
-        store.close()
 
 
 def _expand_types(types: list[str], known: dict[str, str]) -> list[str]:
@@ -296,10 +293,8 @@ def verify(config: ConfigOption = None) -> None:
 
     Example: recovery verify
     """
-    from recovery.store import Store
-
     conf = load_config(config)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True) as store:
+    with open_store(conf, readonly=True) as store:
         result = store.verify()
     if result.ok:
         typer.echo(f"OK {conf.store.path}: hash chain intact, {result.count} events")
@@ -357,21 +352,18 @@ def config_validate(
     if problems:
         raise typer.Exit(UNKNOWN)
     assert conf is not None
-    from .alerts import configured_channels
+    from recovery import alerts
 
-    channels = configured_channels(conf)
-    if channels:
-        from recovery.alerts import known, redact
-
-        unknown = [n for n, url in enumerate(channels, 1) if not known(url)]
-        for n in unknown:
-            typer.echo(
-                f"{target}: alert channel #{n} {redact(channels[n - 1])}: apprise does not understand this URL"
-                " (see https://github.com/caronc/apprise/wiki)",
-                err=True,
-            )
-        if unknown:
-            raise typer.Exit(UNKNOWN)
+    channels = alerts.channels(conf)
+    unknown = [(n, url) for n, url in enumerate(channels, 1) if not alerts.known(url)]  # imports apprise
+    for n, url in unknown:
+        typer.echo(
+            f"{target}: alert channel #{n} {alerts.redact(url)}: apprise does not understand this URL"
+            " (see https://github.com/caronc/apprise/wiki)",
+            err=True,
+        )
+    if unknown:
+        raise typer.Exit(UNKNOWN)
     names = ", ".join(a.name for a in conf.apps)
     alerting = f"; {len(channels)} alert channel(s)" if channels else ""
     typer.echo(f"OK {target}: {len(conf.apps)} app(s): {names}; store {conf.store.path}{alerting}")
@@ -422,7 +414,7 @@ app.command(name="serve")(guarded(serve))
 def _only(name: str) -> typer.Typer | None:
     """A group holding just the command `name`: Typer builds the Click tree of every registered
     command on each start, and `recovery check` runs every few minutes on small servers."""
-    info = next((c for c in app.registered_commands if (c.name or c.callback.__name__) == name), None)
+    info = next((c for c in app.registered_commands if (c.name or getattr(c.callback, "__name__", None)) == name), None)
     if info is None:
         return None
     single = typer.Typer(
@@ -437,16 +429,11 @@ def _only(name: str) -> typer.Typer | None:
 
 
 def main() -> None:
-    """Console-script entry point: domain errors become one line and exit 3, never a traceback."""
-    from recovery.errors import RecoveryError
-
+    """Console-script entry point; every command is `guarded`, so domain errors are one line there."""
     args = sys.argv[1:]
     target = (_only(args[0]) if args and args[0] == "check" else None) or app
     try:
         target()
-    except RecoveryError as exc:
-        typer.echo(f"recovery: {exc}", err=True)
-        sys.exit(UNKNOWN)
     except KeyboardInterrupt:
         sys.exit(130)
 

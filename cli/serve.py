@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,33 +55,24 @@ def serve(
 
     if root and insecure:
         fail("use either --root or --insecure")
-    store = store_path if store_path is not None else load_config(config).store.path
+    store = Path(store_path if store_path is not None else load_config(config).store.path)
     rule = srv.access_rule(host, root=root, insecure=insecure)
     if print_command:
         typer.echo(srv.datasette_command(store, host, port, root=root))
-        if Path(store).stem != "recovery":
-            typer.echo(
-                f"# note: Datasette names a database after its file; the metadata expects recovery.db,"
-                f" so serve a link named recovery.db to {store}",
-                err=True,
-            )
+        note = srv.command_note(store)
+        if note:
+            typer.echo(f"# {note}", err=True)
         return
-    note = srv.check_store(Path(store))
+    note = srv.check_store(store)
     if note:
         typer.echo(f"recovery: {note}", err=True)
-    sock = srv.bind(host, port)
-    port = sock.getsockname()[1]
-    ds = srv.make_datasette(Path(store), require_actor=srv.ROOT if root else None)
-    dashboard = srv.url_of(host, port, "/-/dashboards/recovery")
-    typer.echo(f"serving {store} read-only at {srv.url_of(host, port)} (dashboard: {dashboard}); {rule}")
-    if root:
-        # Single use: Datasette forgets the token once it has signed someone in.
-        typer.echo(f"sign in as root: {srv.url_of(host, port, '/-/auth-token?token=' + ds._root_token)}")
+    server = srv.start(store, host, port, root=root)
+    typer.echo(f"serving {store} read-only at {server.url} (dashboard: {server.dashboard}); {rule}")
+    if server.sign_in:
+        typer.echo(f"sign in as root: {server.sign_in}")
     if open_browser:
         import webbrowser
 
-        webbrowser.open(dashboard)  # the socket already listens: the browser's request waits for it
-    import sys
-
+        webbrowser.open(server.dashboard)  # the socket already listens: the browser's request waits for it
     sys.stdout.flush()
-    srv.serve(ds, sock)
+    srv.serve(server.ds, server.sock)

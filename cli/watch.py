@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .common import ConfigOption
+
 
 def watch(
-    config: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False
-        ),
-    ] = None,
+    config: ConfigOption = None,
     interval: Annotated[
         Optional[str],
         typer.Option(

@@ -22,11 +22,15 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .events import format_ts, parse_ts
+from .events import Event, format_ts, parse_ts
 from .store import first_seq_since, recorded_since
+from .units import ago, span
+
+if TYPE_CHECKING:
+    from .store import Store
 
 OWED_FOR = 3600.0  # an alert not delivered within an hour of its cause is dropped
 PM2_RESTARTS = 3  # PM2's own restarts within PM2_WINDOW that owe a `pm2_restarts` alert
@@ -87,24 +91,13 @@ def scrub(text: str, urls: Iterable[str]) -> str:
 
 @dataclass
 class Alert:
-    app: str
+    app: str | None  # None: not about one app (a test message)
     kind: str  # down, recovered, failed, suspended, pm2_restarts, leak, reminder, test
     key: str  # what makes it once-only: e.g. "incident:7:down"
     title: str
     body: str
     incident: int | None = None
     channels: list[str] = field(default_factory=list)  # URLs still owed this alert
-
-
-def _ago(now: _dt.datetime, seconds: float) -> str:
-    return format_ts(now - _dt.timedelta(seconds=seconds))
-
-
-def _span(seconds: float | None) -> str:
-    """Durations as the report and `recovery why` write them (2.1s, 1m03s, 2h03m)."""
-    from .report import span  # only when a message is written
-
-    return span(seconds, decimals=True)
 
 
 def _clock(ts: str | None) -> str:
@@ -168,7 +161,7 @@ def _did(f: dict[str, Any]) -> str:
         command = " ".join(r.get("command") or []) or "pm2 restart"
         done = f"Restarted with `{command}` (by {r.get('by', 'check')})"
         if f.get("verified"):
-            done += f"; it answered again {_span(f['verified'].get('seconds'))} later."
+            done += f"; it answered again {span(f['verified'].get('seconds'), decimals=True)} later."
         elif f["failures"]:
             done += f"; {_failure_text(f['failures'][-1])}."
         else:
@@ -209,7 +202,7 @@ def plan(
     if not channels:
         return []
     ids = {channel_id(u): u for u in channels}
-    cutoff = _ago(now, OWED_FOR)
+    cutoff = ago(now, OWED_FOR)
     try:
         incidents = conn.execute(
             "SELECT id, started_at, started_seq, ended_at, ended_seq, duration_s, outcome, first_reason FROM incidents"
@@ -276,7 +269,7 @@ def plan(
                     f"incident:{iid}:recovered",
                     f"{name} RECOVERED on {host}",
                     _lines(
-                        f"{name} on {host} answers again since {_clock(ended)}, after {_span(duration)}"
+                        f"{name} on {host} answers again since {_clock(ended)}, after {span(duration, decimals=True)}"
                         f" down (from {_clock(started)}).",
                         _did(f),
                         likely,
@@ -296,7 +289,7 @@ def plan(
                         f"{name} still DOWN on {host}",
                         _lines(
                             f"{name} on {host} has not answered since {_clock(started)}"
-                            f" ({_span((now - parse_ts(started)).total_seconds())}).",
+                            f" ({span((now - parse_ts(started)).total_seconds(), decimals=True)}).",
                             _did(f),
                             likely,
                             more,
@@ -342,14 +335,14 @@ def _leak(found: list[Any], app: str, host: str, now: _dt.datetime, more: str) -
             app,
             "leak",
             f"leak:{now.date().isoformat()}",
-            f"{app} memory leak on {host}: limit in {_span(eta)}",
+            f"{app} memory leak on {host}: limit in {span(eta, decimals=True)}",
             _lines(f"{app} on {host}: {leak.message}.", f"More: recovery report --app {app}; {more}"),
         )
     ]
 
 
 def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: str, more: str) -> list[Alert]:
-    since = _ago(now, PM2_WINDOW)
+    since = ago(now, PM2_WINDOW)
     try:
         rows = conn.execute(
             "SELECT seq, at, count FROM restarts WHERE app = ? AND by = 'pm2' AND at >= ? ORDER BY seq", (app, since)
@@ -481,12 +474,55 @@ def hostname(conf: Any) -> str:
     return conf.host or socket.gethostname()
 
 
+def channels(conf: Any) -> list[str]:
+    """Every distinct channel URL of the config: [alerts] urls, then each app's own, in order."""
+    seen: list[str] = []
+    for url in [*conf.alerts.urls, *(u for a in conf.apps for u in (a.alerts or ()))]:
+        if url not in seen:
+            seen.append(url)
+    return seen
+
+
+def send_test(
+    conf: Any,
+    store: Store,
+    channel: int | None = None,
+    *,
+    send: Callable[[str, str, str, float], tuple[bool, str | None]] = send_one,
+) -> list[Delivery]:
+    """Send a test message through every channel, or only the `channel`th (from 1, as in
+    `channels(conf)`), and record each attempt in `store` as `alert.sent` / `alert.failed` (kind
+    `test`). One attempt per channel; channels left without a delivery ran out of time."""
+    urls = channels(conf)
+    if channel is not None:
+        urls = [urls[channel - 1]]
+    host = hostname(conf.alerts)
+    test = Alert(
+        None,
+        "test",
+        "test",
+        f"recovery test alert from {host}",
+        f"This is a test message from recovery on {host}. Alerts for {', '.join(a.name for a in conf.apps)} come here.",
+        channels=urls,
+    )
+    events: list[Event] = []
+    deliveries = deliver(
+        [test],
+        retries=1,
+        budget=max(conf.alerts.timeout, 5.0 * len(urls)),
+        emit=lambda d: events.append(Event("alert.sent" if d.ok else "alert.failed", None, None, d.event_data())),
+        send=send,
+    )
+    store.append(events)
+    return deliveries
+
+
 # -- heartbeat ---------------------------------------------------------------------------------
 
 
 def heartbeat_due(conn: sqlite3.Connection, failed: bool, now: _dt.datetime) -> bool:
     """Fail pings always; OK pings at most every HEARTBEAT_EVERY (a watch loop runs every few seconds)."""
-    return failed or not recorded_since(conn, None, "heartbeat.sent", _ago(now, HEARTBEAT_EVERY))
+    return failed or not recorded_since(conn, None, "heartbeat.sent", ago(now, HEARTBEAT_EVERY))
 
 
 def heartbeat_url(conf: Any, failed: bool) -> str | None:

@@ -1,13 +1,18 @@
-"""Operator actions that are only events: pausing recovery for a deploy, and resuming it."""
+"""Operator actions that are only events: pausing recovery for a deploy, and resuming it.
+
+Both raise StoreError when the store cannot be read or written.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import getpass
+import sqlite3
 import uuid
 from dataclasses import dataclass
 
 from . import projections
+from .errors import StoreError
 from .events import Event
 from .store import Store
 
@@ -36,9 +41,12 @@ def pause(store: Store, app: str, *, seconds: float, reason: str, now: _dt.datet
 
 
 def resume(store: Store, app: str, *, reason: str) -> Outcome:
-    """End a pause and lift a restart-loop suspension, whichever is in force."""
+    """End a pause and lift a restart-loop suspension, whichever is in force. Raises StoreError."""
     projections.fold(store.conn)
-    row = store.conn.execute("SELECT paused_until, suspended_at FROM app_state WHERE app = ?", (app,)).fetchone()
+    try:
+        row = store.conn.execute("SELECT paused_until, suspended_at FROM app_state WHERE app = ?", (app,)).fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the state of {app} in {store.path}: {exc}") from exc
     paused_until, suspended_at = row if row else (None, None)
     now = projections.format_ts(_dt.datetime.now(_dt.UTC))
     run_id = uuid.uuid4().hex

@@ -13,6 +13,7 @@ import os
 import shlex
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,39 @@ def make_datasette(store: Path, *, require_actor: str | None = None) -> Any:
     # connection query_only.
     ds.add_database(Database(ds, path=str(store), is_mutable=True), name=recovery_datasette.DATABASE)
     return ds
+
+
+@dataclass(frozen=True)
+class Server:
+    """A Datasette ready to serve on a bound socket, and where people find it."""
+
+    ds: Any
+    sock: socket.socket
+    url: str
+    dashboard: str
+    sign_in: str | None  # the one-time link that signs in Datasette's root actor (--root)
+
+
+def start(store: Path, host: str, port: int, *, root: bool = False) -> Server:
+    """Bind `host`:`port` (0: any free port) and make the Datasette that will serve `store` on it.
+
+    Raises ServeError when the port cannot be had."""
+    sock = bind(host, port)
+    port = sock.getsockname()[1]
+    ds = make_datasette(store, require_actor=ROOT if root else None)
+    # Single use: Datasette forgets the token once it has signed someone in.
+    sign_in = url_of(host, port, "/-/auth-token?token=" + ds._root_token) if root else None
+    return Server(ds, sock, url_of(host, port), url_of(host, port, "/-/dashboards/recovery"), sign_in)
+
+
+def command_note(store: Path) -> str | None:
+    """What to know before serving `store` with the printed `datasette serve` line."""
+    if Path(store).stem == "recovery":
+        return None
+    return (
+        "note: Datasette names a database after its file; the metadata expects recovery.db,"
+        f" so serve a link named recovery.db to {store}"
+    )
 
 
 def url_of(host: str, port: int, path: str = "/") -> str:

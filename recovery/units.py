@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import re
+
+from .events import format_ts
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)")
@@ -57,3 +60,8 @@ def span(seconds: float | None, *, decimals: bool = False) -> str:
     if s < 86400:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def ago(now: _dt.datetime, seconds: float) -> str:
+    """The event timestamp `seconds` before `now` (a bound for queries over the record)."""
+    return format_ts(now - _dt.timedelta(seconds=seconds))

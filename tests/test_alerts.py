@@ -424,6 +424,24 @@ def test_alert_test_sends_through_each_channel_and_says_what_happened(tmp_path, 
     assert SECRET.encode() not in store_bytes(conf.source) and PASSWORD.encode() not in store_bytes(conf.source)
 
 
+def test_send_test_records_one_attempt_per_channel_and_only_the_channel_asked_for(tmp_path):
+    conf, store, _, _ = history(tmp_path, f"json://127.0.0.1:9/hooks/{SECRET}", "json://127.0.0.1:9/other")
+    sent: list[str] = []
+
+    def send(url: str, title: str, body: str, timeout: float) -> tuple[bool, str | None]:
+        sent.append(title)
+        return url.endswith("other"), None if url.endswith("other") else "refused"
+
+    both = alerts.send_test(conf, store, send=send)
+    assert [(d.ok, d.alert.kind) for d in both] == [(False, "test"), (True, "test")]
+    assert sent == ["recovery test alert from web-1"] * 2
+    (second,) = alerts.send_test(conf, store, 2, send=send)
+    assert second.url.endswith("other")
+    recorded = [(e.type, e.app, e.data["kind"]) for e in store.query() if e.type.startswith("alert.")]
+    assert recorded == [("alert.failed", None, "test"), ("alert.sent", None, "test"), ("alert.sent", None, "test")]
+    store.close()
+
+
 def test_alert_test_without_channels_and_validate_with_an_unknown_scheme_are_one_line_exit_3(tmp_path):
     path = tmp_path / "recovery.toml"
     path.write_text('[[apps]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,46 @@ def test_the_entry_point_runs_check_as_a_named_subcommand():
         [sys.executable, "-m", "recovery_cli.main", "check", "--help"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and " check [OPTIONS]" in proc.stdout and "Probe every app" in proc.stdout
+
+
+CLI = Path(__file__).resolve().parent.parent / "cli"
+
+
+def test_the_cli_imports_no_sqlite3_and_builds_no_events():
+    for path in sorted(CLI.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules, names = [a.name for a in node.names], []
+            elif isinstance(node, ast.ImportFrom):
+                modules, names = [node.module or ""], [a.name for a in node.names]
+            else:
+                continue
+            where = f"{path.name}:{node.lineno}"
+            assert not any(m.split(".")[0] == "sqlite3" for m in modules), f"{where} imports sqlite3"
+            assert not (modules == ["recovery.events"] and "Event" in names), f"{where} builds events"
+
+
+NOT_A_DATABASE = GOOD_APP + 'logs = ["app.log"]\n\n[store]\npath = "bad.db"\n'
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("pause", "web"),
+        ("resume", "web"),
+        ("verify",),
+        ("rebuild",),
+        ("events",),
+        ("ingest",),
+        ("errors",),
+        ("errors", "search", "boom"),
+        ("errors", "show", "abc"),
+        ("errors", "prune"),
+    ],
+    ids=" ".join,
+)
+def test_a_store_that_is_not_a_database_is_one_line_and_exit_3(tmp_path, command):
+    p = write(tmp_path, NOT_A_DATABASE)
+    (tmp_path / "bad.db").write_bytes(b"this is not SQLite" * 100)
+    (tmp_path / "app.log").write_text("Error: boom\n")
+    assert_one_line_exit_3(invoke(*command, "--config", str(p)), "recovery: ", "bad.db", "not a SQLite database")

@@ -9,11 +9,14 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from recovery import logs
-from recovery.logs import reader
+from recovery.errors import StoreError
+from recovery.events import parse_ts
+from recovery.logs import queries, reader
 from recovery.logs.grouper import Grouper
 from recovery.logs.miner import Miner, mask
 from recovery.store import Store
@@ -541,6 +544,61 @@ def test_search_finds_entries_newest_first(tmp_path, store):
         "Error: payment declined for order 1",
     ]
     assert logs.search(store.conn, "node:net", 10) == []
+
+
+def test_ranked_templates_carry_their_count_in_the_window_before(tmp_path, store):
+    lines = [
+        "2026-11-27T01:00:00: Error: boom 1",
+        "2026-11-28T01:00:00: Error: boom 2",
+        "2026-11-28T02:00:00: Error: boom 3",
+        "2026-11-28T03:00:00: Error: fresh",
+    ]
+    logs.ingest(store, "web", [_err_log(tmp_path, "\n".join(lines) + "\n")])
+    since, until = parse_ts("2026-11-28T00:00:00Z"), parse_ts("2026-11-29T00:00:00Z")
+    rows = queries.ranked(store, since, until)
+    assert [(r["template"], r["count"], r["previous_count"], r["change"]) for r in rows] == [
+        ("Error: boom <NUM>", 2, 1, 1),
+        ("Error: fresh", 1, 0, 1),
+    ]
+    assert [r["template"] for r in queries.ranked(store, since, until, top=1)] == ["Error: boom <NUM>"]
+
+
+def test_broken_log_tables_are_a_store_error_for_the_commands(tmp_path, store):
+    logs.ingest(store, "web", [_err_log(tmp_path, "2026-11-28T01:00:00: Error: x\n")])
+    (template_id,) = store.conn.execute("SELECT id FROM log_templates").fetchone()
+    store.conn.execute("DROP TABLE log_counts")  # as a store another tool left half-written would be
+    since, until = parse_ts("2026-11-28T00:00:00Z"), parse_ts("2026-11-29T00:00:00Z")
+    with pytest.raises(StoreError, match=r"cannot read the error-log tables in .*recovery\.db: .*log_counts"):
+        queries.ranked(store, since, until)
+    with pytest.raises(StoreError, match="log_counts"):
+        queries.detail(store, template_id)
+    store.conn.execute("DROP TABLE log_entries_fts")
+    with pytest.raises(StoreError):
+        queries.find(store, "x")
+    store.conn.execute("DROP TABLE log_entries")
+    with pytest.raises(StoreError):
+        logs.count_before(store, "2026-11-29T00:00:00Z")
+
+
+def test_log_files_come_from_the_config_and_pm2_is_asked_only_for_the_others(monkeypatch):
+    from recovery.logs import ingestion
+
+    asked: list[str | None] = []
+
+    def jlist_paths(pm2_bin: str | None) -> dict[str, list[str]]:
+        asked.append(pm2_bin)
+        return {"api": ["/pm2/api-error.log", "/pm2/api-out.log"]}
+
+    monkeypatch.setattr(ingestion, "pm2_log_paths", jlist_paths)
+    web = SimpleNamespace(name="web", logs=("/var/log/web.log",))
+    api, gone = SimpleNamespace(name="api", logs=()), SimpleNamespace(name="gone", logs=())
+    assert logs.log_files([web], "pm2") == {"web": ["/var/log/web.log"]} and asked == []
+    assert logs.log_files([web, api, gone], "pm2") == {
+        "web": ["/var/log/web.log"],
+        "api": ["/pm2/api-error.log", "/pm2/api-out.log"],
+        "gone": [],
+    }
+    assert asked == ["pm2"]
 
 
 def test_log_rows_refuse_update_and_unrecorded_delete(tmp_path, store):

@@ -163,6 +163,25 @@ def test_the_command_says_which_access_control_applies():
     assert "root" in srv.access_rule("10.0.0.5", root=True, insecure=False)
 
 
+def test_start_binds_a_free_port_and_makes_the_one_time_root_link(store_path):
+    server = srv.start(store_path, "127.0.0.1", 0, root=True)
+    try:
+        port = server.sock.getsockname()[1]
+        assert port and server.url == f"http://127.0.0.1:{port}/"
+        assert server.dashboard == f"http://127.0.0.1:{port}/-/dashboards/recovery"
+        assert server.sign_in == f"http://127.0.0.1:{port}/-/auth-token?token={server.ds._root_token}"
+    finally:
+        server.sock.close()
+    plain = srv.start(store_path, "127.0.0.1", 0)
+    plain.sock.close()
+    assert plain.sign_in is None
+
+
+def test_a_store_not_named_recovery_db_gets_a_note_with_the_printed_command(tmp_path):
+    assert srv.command_note(tmp_path / "recovery.db") is None
+    assert "recovery.db" in (srv.command_note(tmp_path / "events.db") or "")
+
+
 def test_root_and_insecure_together_are_refused(store_path):
     one_line_error(
         runner.invoke(app, ["serve", "--store", str(store_path), "--root", "--insecure"]), "--root", "--insecure"

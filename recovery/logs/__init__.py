@@ -4,7 +4,8 @@ reader    incremental reading that survives rotation, truncation and bad bytes
 grouper   lines -> entries (a message with its stack frames and `{ code: … }` block)
 miner     a small Drain template miner with masks for Node logs
 storage   the append-only log tables and the queries over them (top_templates, search)
-ingestion one run: read, group, mine, store, and record a `log.ingested` event
+ingestion one run: read, group, mine, store, and record a `log.ingested` event; which files
+queries   what `recovery errors` asks, with the store's errors raised as StoreError
 pruning   the recorded deletion of old raw entries (`log.pruned`)
 checkstep the small, rate-limited ingestion at the end of `recovery check`
 """
@@ -21,6 +22,8 @@ _WHERE = {
     "FileReport": "ingestion",
     "IngestResult": "ingestion",
     "ingest": "ingestion",
+    "log_files": "ingestion",
+    "pm2_log_paths": "ingestion",
     "stream_of": "ingestion",
     "prune": "pruning",
     "count_before": "pruning",

@@ -66,6 +66,23 @@ def stream_of(path: str) -> str:
     return "err" if "-err" in base or "error" in base or base.startswith("err") else "out"
 
 
+def pm2_log_paths(pm2_bin: str | None) -> dict[str, list[str]]:
+    """Log paths per process name from `pm2 jlist` (every instance of a cluster, each path once)."""
+    from ..pm2 import Pm2, find_pm2, log_paths
+
+    by_name: dict[str, list[Any]] = {}
+    for entry in Pm2(find_pm2(pm2_bin)).jlist():
+        by_name.setdefault(str(entry.get("name")), []).append(entry)
+    return {name: list(log_paths(entries)) for name, entries in by_name.items()}
+
+
+def log_files(apps: Sequence[Any], pm2_bin: str | None) -> dict[str, list[str]]:
+    """Each app's log files: its `logs = [...]` from the config, else what `pm2 jlist` gives (run
+    only when an app needs it); an empty list when neither names one. Raises Pm2Error."""
+    from_pm2 = pm2_log_paths(pm2_bin) if any(not a.logs for a in apps) else {}
+    return {a.name: list(a.logs) if a.logs else from_pm2.get(a.name, []) for a in apps}
+
+
 def _now_iso(now: Any) -> str:
     if now is None:
         now = _dt.datetime.now(_dt.UTC)

@@ -9,13 +9,17 @@ from ..errors import StoreError
 from .storage import _iso, ensure_schema
 
 
-def count_before(conn: sqlite3.Connection, before: Any) -> int:
+def count_before(store: Any, before: Any) -> int:
     """How many raw entries a prune at `before` would delete."""
     from .storage import schema_version
 
-    if not schema_version(conn):
-        return 0
-    return conn.execute("SELECT count(*) FROM log_entries WHERE ts < ?", (_iso(before),)).fetchone()[0]
+    conn: sqlite3.Connection = store.conn
+    try:
+        if not schema_version(conn):
+            return 0
+        return conn.execute("SELECT count(*) FROM log_entries WHERE ts < ?", (_iso(before),)).fetchone()[0]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the error-log tables in {getattr(store, 'path', '?')}: {exc}") from exc
 
 
 def prune(store: Any, before: Any, *, now: Any = None, run_id: str | None = None, record: bool = True) -> int:
