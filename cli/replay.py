@@ -40,14 +40,13 @@ def replay(
     import json
 
     from recovery.replay import parse_settings, replay_store, replay_text
-    from recovery.store import Store
 
-    from .common import configured_app, load_config, since_bound
+    from .common import configured_app, load_config, open_store, since_bound
 
     changes = parse_settings(settings or [])
     since_ts = since_bound(since, dt.datetime.now(dt.UTC))
     conf = load_config(config)
     apps = [configured_app(conf, app_name, flag="--app ")] if app_name else list(conf.apps)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=True) as store:
+    with open_store(conf, readonly=True) as store:
         result = replay_store(store, apps, changes, since_ts)
     typer.echo(json.dumps(result.to_dict(), indent=2) if json_out else replay_text(result))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .events import Event, format_ts, parse_ts
+from .events import new as new_event
 from .store import first_seq_since, recorded_since
 from .units import ago, span
 
@@ -510,7 +511,7 @@ def send_test(
         [test],
         retries=1,
         budget=max(conf.alerts.timeout, 5.0 * len(urls)),
-        emit=lambda d: events.append(Event("alert.sent" if d.ok else "alert.failed", None, None, d.event_data())),
+        emit=lambda d: events.append(new_event("alert.sent" if d.ok else "alert.failed", None, None, d.event_data())),
         send=send,
     )
     store.append(events)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import projections
 from .errors import StoreError
-from .events import Event
+from .events import new as new_event
 from .store import Store
 
 
@@ -35,7 +35,7 @@ def pause(store: Store, app: str, *, seconds: float, reason: str, now: _dt.datet
     now = now or _dt.datetime.now(_dt.UTC)
     until = projections.format_ts(now + _dt.timedelta(seconds=seconds))
     run_id = uuid.uuid4().hex
-    store.append([Event("maintenance.started", app, run_id, {"until": until, "reason": reason, "by": _who()})])
+    store.append([new_event("maintenance.started", app, run_id, {"until": until, "reason": reason, "by": _who()})])
     projections.fold(store.conn)
     return Outcome(app, f"{app} paused until {until} ({reason}): probes go on, restarts do not")
 
@@ -52,10 +52,12 @@ def resume(store: Store, app: str, *, reason: str) -> Outcome:
     run_id = uuid.uuid4().hex
     events, done = [], []
     if paused_until and paused_until > now:
-        events.append(Event("maintenance.ended", app, run_id, {"reason": reason, "by": _who()}))
+        events.append(new_event("maintenance.ended", app, run_id, {"reason": reason, "by": _who()}))
         done.append("pause ended")
     if suspended_at:
-        events.append(Event("suspension.lifted", app, run_id, {"reason": reason, "by": _who(), "since": suspended_at}))
+        events.append(
+            new_event("suspension.lifted", app, run_id, {"reason": reason, "by": _who(), "since": suspended_at})
+        )
         done.append("restart-loop suspension lifted")
     if not events:
         return Outcome(app, f"{app} was neither paused nor suspended; nothing to resume")

@@ -164,9 +164,9 @@ def ingest(
     except sqlite3.Error as exc:
         raise StoreError(f"cannot store log entries in {getattr(store, 'path', '?')}: {exc}") from exc
     if record and (result.lines or result.warnings or any(f.rotations for f in result.files)):
-        from ..events import Event
+        from ..events import new as new_event
 
-        store.append([Event(type="log.ingested", app=app, run_id=run_id, data=result.event_data())])
+        store.append([new_event("log.ingested", app, run_id, result.event_data())])
     return result
 
 

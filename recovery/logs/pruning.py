@@ -53,7 +53,7 @@ def prune(store: Any, before: Any, *, now: Any = None, run_id: str | None = None
     except sqlite3.Error as exc:
         raise StoreError(f"cannot prune log entries in {getattr(store, 'path', '?')}: {exc}") from exc
     if record and n:
-        from ..events import Event
+        from ..events import new as new_event
 
-        store.append([Event(type="log.pruned", app=None, run_id=run_id, data={"before": before_s, "entries": n})])
+        store.append([new_event("log.pruned", None, run_id, {"before": before_s, "entries": n})])
     return n
