@@ -16,15 +16,12 @@ from typing import Any
 from .events import format_ts
 from .observations import ProcessView
 from .store import recorded_since
+from .units import ago
 
 FULL_EVERY_S = 60.0  # a `pm2 jlist` sample of each app at least this often
 HOST_EVERY_S = 60.0  # host.sampled at most this often
 NEAR_LIMIT = 0.85  # memory at this share of max_memory_restart counts as "at the limit"
 CRASH_LOOKBACK_S = 120.0  # error entries this long before a PM2 restart point at a crash
-
-
-def _ago(now: _dt.datetime, seconds: float) -> str:
-    return format_ts(now - _dt.timedelta(seconds=seconds))
 
 
 def full_sample_due(
@@ -46,7 +43,7 @@ def full_sample_due(
             conn,
             app,
             "process.sampled",
-            _ago(now, FULL_EVERY_S),
+            ago(now, FULL_EVERY_S),
             "json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL",
         )
     except sqlite3.Error:
@@ -61,7 +58,7 @@ def host_due(conn: sqlite3.Connection | None, now: _dt.datetime | None = None) -
         return False
     now = now or _dt.datetime.now(_dt.UTC)
     try:
-        return not recorded_since(conn, None, "host.sampled", _ago(now, HOST_EVERY_S))
+        return not recorded_since(conn, None, "host.sampled", ago(now, HOST_EVERY_S))
     except sqlite3.Error:
         return False
 
@@ -144,7 +141,7 @@ def likely_cause(
     code = data.get("exit_code")
     if isinstance(code, int) and code != 0:
         return "crash", {"exit_code": code}
-    since = min(last_sampled or format_ts(now), _ago(now, CRASH_LOOKBACK_S))
+    since = min(last_sampled or format_ts(now), ago(now, CRASH_LOOKBACK_S))
     try:
         row = conn.execute(
             "SELECT template_id, count(*) AS n FROM log_entries WHERE app = ? AND ts >= ? AND stream = 'err'"
