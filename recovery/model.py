@@ -6,7 +6,10 @@ Imports nothing that does I/O.
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass
+
+from .events import format_ts
 
 # States an app can be in. `paused` is a state too, but only while `paused_until` lies ahead.
 UP_STATES = {"healthy", "degraded"}
@@ -39,3 +42,10 @@ def legacy_code(reason: str | None) -> str:
     """
     head = (reason or "").split(":", 1)[0].strip()
     return head if head in ("hung", "errored") else "unknown"
+
+
+def restarts_count_since(now: _dt.datetime, window: float, lifted_at: str | None) -> str:
+    """Our restarts count towards the ceiling from the window's start, or from the last lift of a
+    suspension when that is later (a lifted app starts afresh)."""
+    start = format_ts(now - _dt.timedelta(seconds=window))
+    return lifted_at if lifted_at and lifted_at > start else start

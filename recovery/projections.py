@@ -21,10 +21,10 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, legacy_code
+from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, legacy_code, restarts_count_since
 from .store import immediate
 
-__all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History"]
+__all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
 VERSION = 3  # bump when the fold changes: stale projections are rebuilt on open
 
@@ -560,9 +560,7 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
     if row is None:
         return History()
     state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident, last = row
-    counting_since = format_ts(now - _dt.timedelta(seconds=window))
-    if lifted_at and lifted_at > counting_since:
-        counting_since = lifted_at
+    counting_since = restarts_count_since(now, window, lifted_at)
     recent = conn.execute(
         "SELECT at, coalesce(code, '') FROM restarts WHERE app = ? AND source = 'recovery' AND by = 'check'"
         " AND at > ? ORDER BY at",

@@ -22,8 +22,8 @@ from typing import Any
 from . import policy
 from .config import AppConfig, parse_status_ranges
 from .errors import ConfigError
-from .events import format_ts, parse_ts
-from .model import DOWN_STATES, UP_STATES, History
+from .events import parse_ts
+from .model import DOWN_STATES, UP_STATES, History, restarts_count_since
 from .observations import Attempt, Instance, Observations, ProcessView
 from .units import parse_duration
 
@@ -239,9 +239,7 @@ class Fold:
         self.totals = Totals()
 
     def history(self, now: _dt.datetime, window: float) -> History:
-        counting_since = format_ts(now - _dt.timedelta(seconds=window))
-        if self.lifted_at and self.lifted_at > counting_since:
-            counting_since = self.lifted_at
+        counting_since = restarts_count_since(now, window, self.lifted_at)
         return History(
             state=self.state,
             paused_until=self.paused_until,
