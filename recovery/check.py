@@ -233,7 +233,7 @@ class CheckRun:
                     summary = f"another recovery run held the lock for {lock_wait:.0f}s"
                     result.apps.append(AppResult(app.name, CRITICAL, "CRITICAL", summary))
                     return
-                result.apps.append(self.restart(app, "", reason, code="operator", by=by))
+                result.apps.append(self.restart(app, "", reason, code=by, by=by))
 
         return self._session(body, heartbeat=False)
 

@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .events import parse_ts
 from .model import DOWN_STATES, UP_STATES, History, restarts_count_since
 from .observations import Attempt, Instance, Observations, ProcessView
-from .units import parse_duration
+from .units import format_duration, parse_duration
 
 MAX_GAP_S = 900.0  # as in the projections: a longer gap between checks counts neither up nor down
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
@@ -473,6 +473,16 @@ def replay_store(store: Any, apps: Sequence[AppConfig], settings: dict[str, Any]
 # -- text -------------------------------------------------------------------------------------------
 
 
+def _setting_text(value: Any) -> str:
+    from .config import format_status_ranges
+
+    if isinstance(value, tuple):
+        return format_status_ranges(value)
+    if isinstance(value, float):
+        return format_duration(value)
+    return "off" if value is None else str(value)
+
+
 def _action(pair: tuple[str, str]) -> str:
     return f"{pair[0]} ({pair[1]})" if pair[1] else pair[0]
 
@@ -481,8 +491,8 @@ def replay_text(r: Replay) -> str:
     """The replay for people: per app a recorded/replayed table, the decisions that differ, the caveats."""
     from .units import span
 
-    settings = ", ".join(f"{k}={v}" for k, v in r.settings.items()) or "the configured settings"
-    lines = [f"replay since {r.since} with {settings}"]
+    settings = ", ".join(f"{k}={_setting_text(v)}" for k, v in r.settings.items()) or "the configured settings"
+    lines = [f"replay of the record since {r.since or 'its start'} with {settings}"]
     for a in r.apps:
         lines += ["", f"{a.app}: {a.decisions} recorded decision{'s' if a.decisions != 1 else ''}"]
         head = ("", "FAILED PROBES", "RESTARTS", "INCIDENTS", "DOWNTIME")
