@@ -14,7 +14,7 @@ def replay(
         Optional[list[str]],
         typer.Option(
             "--set",
-            help="A setting to replay with, KEY=VALUE as in [[apps]] or [policy]: timeout=1s, retries=2, "
+            help="A setting to replay with, KEY=VALUE, keys as in an app's or the policy's config: timeout=1s, retries=2, "
             "retry_delay=0s, expect_status=200-299, slow_threshold=500ms, max_restarts=1, window=30m, "
             "restart_grace=30s (repeatable).",
             show_default=False,
