@@ -15,6 +15,8 @@ from . import projections
 from .config import parse_duration
 from .errors import RecoveryError, StoreError
 from .events import Event, format_ts
+from .hints import evaluate
+from .stats import clustered_hours
 from .store import Store
 from .units import span
 
@@ -272,8 +274,6 @@ def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: 
 
 def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | None = None) -> Report:
     """The report for `apps` from `since` (an event timestamp) to now, beside the period before it."""
-    from .hints import hints_for
-
     now = now or _dt.datetime.now(_dt.UTC)
     until = projections.format_ts(now)
     length = max(0.0, projections.seconds_between(since, until))
@@ -302,10 +302,14 @@ def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | 
                 latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
                 stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
                 top_errors=top_errors(conn, app, since, before, now),
-                hints=[h.to_dict() for h in hints_for(conn, app, now, since)],
+                hints=_hints(conn, app, now, since),
             )
         )
     return Report(since, until, until, out)
+
+
+def _hints(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: str) -> list[dict[str, Any]]:
+    return [h.to_dict() for h in evaluate(projections.hint_input(conn, app, now, since))]
 
 
 TOP_ERRORS = 5
@@ -398,39 +402,6 @@ def stands_out(
     if p95 is not None and was is not None and p95 >= 2 * was and p95 - was >= 20:
         notes.append(f"p95 latency {p95:g}ms, was {was:g}ms in the previous {label}")
     return notes
-
-
-def _binomial_tail(n: int, k: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), in log space so that thousands of incidents do not overflow."""
-    lp, lq, top = math.log(p), math.log1p(-p), math.lgamma(n + 1)
-    total = 0.0
-    for i in range(k, n + 1):
-        term = math.exp(top - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
-        total += term
-        if i > n * p and term < 1e-12 * total:
-            break  # past the mode the terms only shrink
-    return min(1.0, total)
-
-
-def clustered_hours(starts: list[str], alpha: float = 0.01) -> list[tuple[int, int, int]]:
-    """UTC hours of the day that hold far more incident starts than chance would, as (first, last, count).
-
-    An hour stands out when at least 3 incidents began in it and, were starts spread evenly over
-    the day, 24 hours would give that many in any one of them with probability under `alpha`.
-    Neighbouring hours that stand out are joined (02:00 to 04:00).
-    """
-    n = len(starts)
-    if n < 3:
-        return []
-    counts = Counter(int(ts[11:13]) for ts in starts)
-    hot = sorted(h for h, c in counts.items() if c >= 3 and 24 * _binomial_tail(n, c, 1 / 24) < alpha)
-    runs: list[list[int]] = []
-    for h in hot:
-        if runs and runs[-1][-1] == h - 1:
-            runs[-1].append(h)
-        else:
-            runs.append([h])
-    return [(r[0], r[-1], sum(counts[h] for h in r)) for r in runs]
 
 
 # -- formatting ---------------------------------------------------------------------------
@@ -669,12 +640,10 @@ def why(store: Store, app: str, incident_id: int | None = None, now: _dt.datetim
         data = json.loads(data_json) if data_json else {}
         offset = round((projections.parse_ts(ts) - start).total_seconds(), 3)
         steps.append(Step(seq, ts, offset, type_, app_name, facts(type_, data), data))
-    from .hints import hints_for
-
     # The history up to the incident's end (or now), over the week before it began.
     until = projections.parse_ts(inc.ended_at) if inc.ended_at else now
     since = projections.format_ts(start - _dt.timedelta(days=7))
-    return Timeline(app, inc, steps, [h.to_dict() for h in hints_for(conn, app, until, since)])
+    return Timeline(app, inc, steps, _hints(conn, app, until, since))
 
 
 def offset(seconds: float) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import projections
 from .config import Config
-from .hints import hints_for
+from .hints import strongest
 from .store import Store
 
 
@@ -112,7 +112,7 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
         if incident is not None:
             r = store.conn.execute("SELECT started_at FROM incidents WHERE id = ?", (incident,)).fetchone()
             incident_since = r[0] if r else None
-        found = hints_for(store.conn, app.name, now)
+        hint = strongest(projections.hint_input(store.conn, app.name, now))
         code = projections.STATE_CODES.get(state, 3)
         if stale:
             code = 3  # nobody is looking: the state above may be out of date
@@ -137,7 +137,7 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
                 incident_since,
                 paused,
                 code,
-                found[0].to_dict() if found else None,
+                hint.to_dict() if hint else None,
             )
         )
     return out

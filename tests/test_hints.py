@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recovery import projections
+from recovery import hints, projections
 from recovery.events import Event
-from recovery.hints import hints_for
 from recovery.logs.ingestion import ingest
 from recovery.store import Store
 
@@ -106,9 +105,10 @@ class History:
 
     def hints(self, now: float, since: float | None = None) -> list:
         projections.fold(self.store.conn)
-        return hints_for(
+        model = projections.hint_input(
             self.store.conn, "web", T0 + dt.timedelta(seconds=now), self.at(since) if since is not None else None
         )
+        return hints.evaluate(model)
 
 
 @pytest.fixture
@@ -327,7 +327,7 @@ def test_steady_restarts_are_not_rising(h):
 def test_hints_read_a_store_without_log_tables_or_incidents(tmp_path):
     with Store.open(tmp_path / "recovery.db") as store:
         projections.fold(store.conn)
-        assert hints_for(store.conn, "web") == []
+        assert hints.evaluate(projections.hint_input(store.conn, "web", dt.datetime.now(UTC))) == []
 
 
 def test_hints_carry_kind_message_confidence_and_evidence_as_json(h):
