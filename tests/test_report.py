@@ -15,16 +15,8 @@ from typer.testing import CliRunner
 
 from recovery import projections
 from recovery.events import Event
-from recovery.report import (
-    TIMELINE_MAX,
-    IncidentNotFound,
-    build_report,
-    merge_histograms,
-    report_markdown,
-    report_text,
-    timeline_text,
-    why,
-)
+from recovery.render import TIMELINE_MAX, ending, facts, report_markdown, report_text, timeline_text
+from recovery.report import IncidentNotFound, build_report, merge_histograms, why
 from recovery.store import Store
 
 UTC = dt.UTC
@@ -418,8 +410,8 @@ def test_why_shows_the_last_incident_from_the_check_that_opened_it(store):
         "verification.passed",
     ]
     assert [s.offset_s for s in t.steps] == [-4.5, -4.4, -2.4, -0.1, 0.0, 0.0, 1.5, 3.0, 3.0]
-    assert t.steps[4].facts == f"restart: {HANG}"
-    assert t.ending == "ended: restarted after 3.0s, 1 restart"
+    assert facts(t.steps[4].type, t.steps[4].data) == f"restart: {HANG}"
+    assert ending(t) == "ended: restarted after 3.0s, 1 restart"
 
 
 def test_why_shows_the_incident_asked_for(store):
@@ -449,7 +441,7 @@ def test_why_says_an_open_incident_is_still_open(store):
     t = why(store, "web", now=T0 + dt.timedelta(days=8, seconds=90))
     assert t is not None and t.incident.ended_at is None
     assert [s.type for s in t.steps][-2:] == ["probe.failed", "decision.made"] and t.steps[-1].offset_s == 60.0
-    assert t.ending == "still open, for 1m30s so far, 0 restarts"
+    assert ending(t) == "still open, for 1m30s so far, 0 restarts"
 
 
 def test_why_text_elides_the_middle_of_a_long_timeline(store):
@@ -465,12 +457,12 @@ def test_why_text_elides_the_middle_of_a_long_timeline(store):
 def test_why_gives_the_key_facts_of_each_event(store):
     Trail(store).hang(8 * DAY)
     projections.fold(store.conn)
-    facts = {s.type: s.facts for s in why(store, "web").steps}  # type: ignore[union-attr]
-    assert facts["probe.failed"] == "attempt 2/2, timeout, 2000ms"
-    assert facts["process.sampled"] == "online, pid 4242, 60.0MB, cpu 99.5%, restart_time 0"
-    assert facts["restart.requested"] == "by check: pm2 restart web"
-    assert facts["restart.succeeded"] == "pm2 restart web, exit 0, 1000ms"
-    assert facts["verification.passed"] == "3 attempts, 2.0s"
+    said = {s.type: facts(s.type, s.data) for s in why(store, "web").steps}  # type: ignore[union-attr]
+    assert said["probe.failed"] == "attempt 2/2, timeout, 2000ms"
+    assert said["process.sampled"] == "online, pid 4242, 60.0MB, cpu 99.5%, restart_time 0"
+    assert said["restart.requested"] == "by check: pm2 restart web"
+    assert said["restart.succeeded"] == "pm2 restart web, exit 0, 1000ms"
+    assert said["verification.passed"] == "3 attempts, 2.0s"
 
 
 def test_why_without_incidents_is_none(store):
