@@ -607,3 +607,24 @@ def test_every_report_command_has_help_text(workdir):
     for command in ("report", "why"):
         result = runner.invoke(cli(), [command, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output, result.output
+
+
+READ_SIDE = ("hints", "report", "render", "status", "units", "stats")
+
+
+def test_render_imports_report_and_nothing_it_renders_imports_render():
+    from tests.test_hints import imported_by
+
+    assert "recovery.report" in imported_by("recovery.render")
+    for module in ("report", "status", "hints", "projections"):
+        assert "recovery.render" not in imported_by(f"recovery.{module}"), module
+
+
+def test_the_read_side_modules_import_each_other_in_one_direction_only():
+    from tests.test_hints import imported_by
+
+    below = {m: imported_by(f"recovery.{m}") for m in READ_SIDE}
+    circles = [
+        (a, b) for a in READ_SIDE for b in READ_SIDE if f"recovery.{b}" in below[a] and f"recovery.{a}" in below[b]
+    ]
+    assert circles == []
