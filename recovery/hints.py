@@ -471,7 +471,8 @@ def database_trouble(model: HintInput, leak: _Leak) -> Hint | None:
 def _crash_loop(model: HintInput) -> tuple[list[Restart], int, list[Incident]] | None:
     """PM2's own restarts in the period, how many were not at the memory limit, and the errored
     incidents; None when that is not a crash loop (fewer than 3 such restarts, none errored)."""
-    theirs = [r for r in model.restarts if r.by == "pm2" and model.since <= r.at <= model.until]
+    since, until = model.since, model.until
+    theirs = [r for r in model.restarts if r.by == "pm2" and since <= r.at <= until]
     memory = sum(r.count for r in model.pm2_restarts if r.cause == "memory limit")
     n = sum(r.count for r in theirs) - memory
     errored = [i for i in model.incidents if i.code in ERRORED_CODES]
