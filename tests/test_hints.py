@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from recovery import hints, projections
+from recovery.errors import StoreError
 from recovery.events import Event
 from recovery.logs.ingestion import ingest
 from recovery.store import Store
@@ -444,6 +445,14 @@ def test_a_hint_input_from_the_store_carries_the_code_and_sample_of_the_opening_
     projections.fold(h.store.conn)
     (inc,) = projections.hint_input(h.store.conn, "web", T0 + dt.timedelta(seconds=120)).incidents
     assert inc.code == "hung" and inc.cpu == 98.5 and inc.sample is not None
+
+
+def test_a_store_without_the_restarts_projection_is_a_store_error_naming_it(h):
+    h.healthy(0)
+    projections.fold(h.store.conn)
+    h.store.conn.execute("DROP TABLE restarts")
+    with pytest.raises(StoreError, match=f"cannot read the event store {h.store.path}: no such table: restarts"):
+        projections.hint_input(h.store.conn, "web", T0 + dt.timedelta(seconds=60))
 
 
 # -- hints do no I/O --------------------------------------------------------------------------------

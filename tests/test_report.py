@@ -14,6 +14,7 @@ from recovery_cli.reports import why as why_command
 from typer.testing import CliRunner
 
 from recovery import projections
+from recovery.errors import StoreError
 from recovery.events import Event
 from recovery.render import TIMELINE_MAX, ending, facts, report_markdown, report_text, timeline_text
 from recovery.report import IncidentNotFound, build_report, merge_histograms, why
@@ -607,6 +608,20 @@ def test_every_report_command_has_help_text(workdir):
     for command in ("report", "why"):
         result = runner.invoke(cli(), [command, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output, result.output
+
+
+def test_a_store_the_report_cannot_read_is_a_store_error_naming_it(store):
+    projections.fold(store.conn)
+    store.conn.execute("DROP TABLE probe_hourly")
+    with pytest.raises(StoreError, match=f"cannot read the event store {store.path}: no such table: probe_hourly"):
+        build_report(store, ["web"], SINCE, NOW)
+
+
+def test_a_store_why_cannot_read_is_a_store_error_naming_it(store):
+    projections.fold(store.conn)
+    store.conn.execute("DROP TABLE incidents")
+    with pytest.raises(StoreError, match=f"cannot read the event store {store.path}"):
+        why(store, "web")
 
 
 READ_SIDE = ("hints", "report", "render", "status", "units", "stats")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
+from recovery import projections
 from recovery.config import AppConfig, Config, Pm2Config, StoreConfig
+from recovery.errors import StoreError
 from recovery.render import status_table
 from recovery.status import status
 from recovery.store import Store
@@ -67,3 +71,12 @@ def test_uptime_and_ages_are_written_like_every_other_duration(tmp_path):
     row.uptime_s = 479.6  # 7m59.6s: the old status wrote 7m60s
     text = status_table([row], now=T0 + dt.timedelta(seconds=60 + 59.6))
     assert "7m59s" in text and "7m60s" not in text and "1m59s ago" in text
+
+
+def test_a_store_status_cannot_read_is_a_store_error_naming_it(tmp_path):
+    with Store.open(tmp_path / "recovery.db") as store:
+        Timeline(store).healthy(0)
+        projections.fold(store.conn)
+        store.conn.execute("DROP TABLE restarts")
+        with pytest.raises(StoreError, match=f"cannot read the event store {store.path}"):
+            status(store, config_for(tmp_path, "web"), now=T0)
