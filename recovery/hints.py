@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .stats import clustered_hours, fit_line, unlikely_count
-from .units import MB, format_ts, mb, one_line, parse_ts, span, times
+from .units import MB, earlier, format_ts, mb, one_line, parse_ts, span, times
 
 LOOKBACK_S = 7 * 86400.0  # hints read this far back unless told otherwise
+WEEK_S = 7 * 86400.0
 WEEKS = 4  # restarts_treat_symptom compares the last four weeks, whatever the period
 
 PINNED_CPU = 80.0  # % of one core at the hang: the event loop is blocked
@@ -207,7 +208,7 @@ def crash_errors_from(model: HintInput) -> str | None:
         return None
     theirs, _, errored = loop
     first = min([r.at for r in theirs] + [i.started_at for i in errored])
-    return format_ts(parse_ts(first) - _dt.timedelta(minutes=BEFORE_INCIDENT_MIN))
+    return earlier(parse_ts(first), 60 * BEFORE_INCIDENT_MIN)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -567,8 +568,7 @@ def schedule(model: HintInput, leak: _Leak) -> Hint | None:
 
 def restarts_treat_symptom(model: HintInput, leak: _Leak) -> Hint | None:
     """Restarts per week over the last four weeks (whatever the period): rising means no fix."""
-    week = _dt.timedelta(days=7)
-    bounds = [format_ts(model.now - week * k) for k in range(WEEKS, -1, -1)]
+    bounds = [earlier(model.now, k * WEEK_S) for k in range(WEEKS, -1, -1)]
     weeks = [0] * WEEKS
     for r in model.restarts:
         if not bounds[0] <= r.at <= bounds[-1]:

@@ -592,6 +592,7 @@ from . import hints  # noqa: E402
 from .logs.incidents import around_incidents  # noqa: E402
 from .logs.storage import top_templates  # noqa: E402
 from .store import _describe, first_seq_since  # noqa: E402
+from .units import earlier  # noqa: E402
 
 HINT_INCIDENTS = 500  # newest incidents of the period the hints read
 HINT_SAMPLES = 5000  # newest process samples the hints read (for the memory rule)
@@ -639,7 +640,7 @@ def read_error(conn: sqlite3.Connection, exc: sqlite3.Error) -> StoreError:
 def hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: str | None = None) -> hints.HintInput:
     """The app's history from `since` (an event timestamp; default hints.LOOKBACK_S back) to `now`,
     as the hint rules read it. A store no check has folded yet has no history to give."""
-    since = since or format_ts(now - _dt.timedelta(seconds=hints.LOOKBACK_S))
+    since = since or earlier(now, hints.LOOKBACK_S)
     try:
         return _hint_input(conn, app, now, since)
     except sqlite3.Error as exc:
@@ -661,7 +662,7 @@ def _hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: st
         now,
         incidents=incidents,
         samples=_samples(conn, app, first, until),
-        restarts=_restarts(conn, app, min(since, format_ts(now - _dt.timedelta(weeks=hints.WEEKS))), until),
+        restarts=_restarts(conn, app, min(since, earlier(now, hints.WEEKS * hints.WEEK_S)), until),
         pm2_restarts=tuple(_pm2_restart(*e) for e in _events_of(conn, app, "process.restarted", first, until)),
         deploys=tuple(hints.Deploy(seq, ts) for seq, ts, _ in _events_of(conn, app, "maintenance.ended", first, until)),
         before_incidents=_errors_before_incidents(conn, app, since, until)

@@ -15,6 +15,7 @@ from . import projections
 from .config import Config
 from .hints import strongest
 from .store import Store
+from .units import earlier
 
 
 @dataclass
@@ -68,7 +69,7 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
 
 def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
     conn = store.conn
-    day_ago = projections.format_ts(now - _dt.timedelta(days=1))
+    day_ago = earlier(now, 86400)
     row = conn.execute(
         "SELECT state, since, reason, last_check_at, last_latency_ms, pm2_status, pid, uptime_s, memory, cpu,"
         " open_incident, paused_until, sampled_at FROM app_state WHERE app = ?",

@@ -96,6 +96,11 @@ def next_hour(ts: str) -> str:
     return (start + _dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H")
 
 
+def earlier(now: _dt.datetime, seconds: float) -> str:
+    """The timestamp `seconds` before `now`: the lower bound of a 'since' query."""
+    return format_ts(now - _dt.timedelta(seconds=seconds))
+
+
 def age(now: _dt.datetime, ts: str | None) -> float | None:
     """Seconds from the timestamp `ts` to `now`; None without a timestamp."""
     return (now - parse_ts(ts)).total_seconds() if ts else None
