@@ -16,11 +16,11 @@ from typing import Any
 from . import projections
 from .errors import RecoveryError, StoreError
 from .events import format_ts
-from .hints import evaluate
+from .hints import LOOKBACK_S, evaluate
 from .logs.storage import top_templates
 from .stats import clustered_hours
 from .store import Store
-from .units import next_hour, parse_duration, percent, period_label, span, times
+from .units import age, earlier, next_hour, parse_duration, percent, period_label, span, times
 from .units import one_line as one_line  # re-exported: cli/errors.py imports it from here
 
 
@@ -205,6 +205,11 @@ def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusi
     return w
 
 
+def _open_for(now: _dt.datetime, started: str) -> float:
+    """How long an incident still open has lasted by `now`."""
+    return round(max(0.0, age(now, started)), 3)
+
+
 def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: _dt.datetime) -> list[IncidentRow]:
     """Incidents that overlap [since, until], oldest first; an open one lasts until now."""
     out = []
@@ -214,7 +219,7 @@ def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: 
         (app, until, since),
     ):
         if ended is None:
-            duration = round(max(0.0, (now - projections.parse_ts(started)).total_seconds()), 3)
+            duration = _open_for(now, started)
         out.append(IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason))
     return out
 
@@ -235,7 +240,7 @@ def _hints(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: str) ->
 def _build_report(conn: sqlite3.Connection, apps: list[str], since: str, now: _dt.datetime) -> Report:
     until = projections.format_ts(now)
     length = max(0.0, projections.seconds_between(since, until))
-    before = projections.format_ts(projections.parse_ts(since) - _dt.timedelta(seconds=length))
+    before = earlier(projections.parse_ts(since), length)
     out = []
     for app in apps:
         cur = _window(conn, app, since, until, inclusive=True)
@@ -385,7 +390,7 @@ def _why(conn: sqlite3.Connection, app: str, incident_id: int | None, now: _dt.d
         return None
     inc, started_seq, ended_seq = found
     if inc.ended_at is None:
-        inc.duration_s = round(max(0.0, (now - projections.parse_ts(inc.started_at)).total_seconds()), 3)
+        inc.duration_s = _open_for(now, inc.started_at)
     end = ended_seq if ended_seq is not None else (conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0)
     # The run that opened the incident: its check.started, and the app's probes before the decision.
     first = started_seq
@@ -412,5 +417,5 @@ def _why(conn: sqlite3.Connection, app: str, incident_id: int | None, now: _dt.d
         steps.append(Step(seq, ts, offset, type_, app_name, data))
     # The history up to the incident's end (or now), over the week before it began.
     until = projections.parse_ts(inc.ended_at) if inc.ended_at else now
-    since = projections.format_ts(start - _dt.timedelta(days=7))
+    since = earlier(start, LOOKBACK_S)
     return Timeline(app, inc, steps, _hints(conn, app, until, since))

@@ -15,7 +15,7 @@ from . import projections
 from .config import Config
 from .hints import strongest
 from .store import Store
-from .units import earlier
+from .units import age, earlier
 
 
 @dataclass
@@ -108,10 +108,10 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
     interval = usual_interval(store, name)
     stale = False
     if last_check and interval:
-        stale = (now - projections.parse_ts(last_check)).total_seconds() > 2 * max(interval, 1.0)
+        stale = age(now, last_check) > 2 * max(interval, 1.0)
     if uptime is not None and sampled and pm2_status == "online":
         # The sample is as old as the last check; the process has been up that much longer.
-        uptime += max(0.0, (now - projections.parse_ts(sampled)).total_seconds())
+        uptime += max(0.0, age(now, sampled))
     incident_since = None
     if incident is not None:
         r = conn.execute("SELECT started_at FROM incidents WHERE id = ?", (incident,)).fetchone()

@@ -101,15 +101,14 @@ def earlier(now: _dt.datetime, seconds: float) -> str:
     return format_ts(now - _dt.timedelta(seconds=seconds))
 
 
-def age(now: _dt.datetime, ts: str | None) -> float | None:
-    """Seconds from the timestamp `ts` to `now`; None without a timestamp."""
-    return (now - parse_ts(ts)).total_seconds() if ts else None
+def age(now: _dt.datetime, ts: str) -> float:
+    """Seconds from the timestamp `ts` to `now` (negative when `ts` lies ahead)."""
+    return (now - parse_ts(ts)).total_seconds()
 
 
 def ago(now: _dt.datetime, ts: str | None) -> str:
     """'7m59s ago', or '-' without a timestamp."""
-    seconds = age(now, ts)
-    return "-" if seconds is None else f"{span(seconds)} ago"
+    return f"{span(age(now, ts))} ago" if ts else "-"
 
 
 # -- counts, sizes, shares, text -------------------------------------------------------------------
