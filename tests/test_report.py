@@ -13,7 +13,7 @@ from recovery_cli.reports import report as report_command
 from recovery_cli.reports import why as why_command
 from typer.testing import CliRunner
 
-from recovery import projections
+from recovery import projections, units
 from recovery.errors import StoreError
 from recovery.events import Event
 from recovery.render import TIMELINE_MAX, ending, facts, report_markdown, report_text, timeline_text
@@ -622,6 +622,33 @@ def test_a_store_why_cannot_read_is_a_store_error_naming_it(store):
     store.conn.execute("DROP TABLE incidents")
     with pytest.raises(StoreError, match=f"cannot read the event store {store.path}"):
         why(store, "web")
+
+
+# -- the units the report writes with -------------------------------------------------------------
+
+
+def test_counts_read_once_twice_then_n_times():
+    assert [units.times(n) for n in (1, 2, 3)] == ["once", "twice", "3 times"]
+
+
+def test_sizes_are_written_in_mebibytes():
+    assert units.mb(60 * 1048576) == "60MB" and units.mb(62914560 + 524288, 1) == "60.5MB"
+
+
+def test_percentages_round_down_so_99_899_never_reads_99_9():
+    assert units.percent(99.899) == "99.89" and units.percent(100.0) == "100" and units.percent(None) == "-"
+
+
+def test_one_line_collapses_whitespace_and_cuts_with_an_ellipsis():
+    assert units.one_line("a\n  b") == "a b" and units.one_line("x" * 10, 5) == "xxxx…" and units.one_line(None) == ""
+
+
+def test_the_hour_after_a_timestamp_crosses_midnight():
+    assert units.next_hour("2026-11-30T23:59:59.999Z") == "2026-12-01T00"
+
+
+def test_periods_are_named_in_days_hours_or_a_span():
+    assert [units.period_label(s) for s in (7 * DAY, 86400, 3600, 90061)] == ["7 days", "24 hours", "hour", "1d01h"]
 
 
 READ_SIDE = ("hints", "report", "render", "status", "units", "stats")
