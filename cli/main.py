@@ -165,8 +165,8 @@ def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
 
     Example: recovery status --json
     """
+    from recovery.render import status_table
     from recovery.status import status as app_status
-    from recovery.status import table
     from recovery.store import Store
 
     conf = load_config(config)
@@ -177,7 +177,7 @@ def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
 
         typer.echo(json.dumps({"apps": [r.to_dict() for r in rows], "code": max((r.code for r in rows), default=0)}))
     else:
-        typer.echo(table(rows))
+        typer.echo(status_table(rows))
     raise typer.Exit(max((r.code for r in rows), default=0))
 
 
@@ -233,7 +233,8 @@ def events(
     import json
 
     from recovery.events import TYPES
-    from recovery.report import format_event, since_to_ts
+    from recovery.render import format_event
+    from recovery.report import since_to_ts
 
     conf = load_config(config)
     try:

@@ -39,7 +39,8 @@ def report(
     import datetime as dt
     import json
 
-    from recovery.report import build_report, open_store, report_markdown, report_text
+    from recovery.render import report_markdown, report_text
+    from recovery.report import build_report, open_store
 
     from .common import fail, load_config, since_bound
 
@@ -89,7 +90,8 @@ def why(
     """
     import json
 
-    from recovery.report import open_store, timeline_text
+    from recovery.render import timeline_dict, timeline_text
+    from recovery.report import open_store
     from recovery.report import why as timeline
 
     from .common import fail, load_config
@@ -108,4 +110,4 @@ def why(
         else:
             typer.echo(f"{name}: no incident recorded")
         return
-    typer.echo(json.dumps(result.to_dict()) if json_out else timeline_text(result))
+    typer.echo(json.dumps(timeline_dict(result)) if json_out else timeline_text(result))

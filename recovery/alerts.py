@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .events import Event, format_ts, parse_ts
 from .events import new as new_event
 from .store import first_seq_since, recorded_since
-from .units import ago, span
+from .units import earlier, span
 
 if TYPE_CHECKING:
     from .store import Store
@@ -203,7 +203,7 @@ def plan(
     if not channels:
         return []
     ids = {channel_id(u): u for u in channels}
-    cutoff = ago(now, OWED_FOR)
+    cutoff = earlier(now, OWED_FOR)
     try:
         incidents = conn.execute(
             "SELECT id, started_at, started_seq, ended_at, ended_seq, duration_s, outcome, first_reason FROM incidents"
@@ -343,7 +343,7 @@ def _leak(found: list[Any], app: str, host: str, now: _dt.datetime, more: str) -
 
 
 def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: str, more: str) -> list[Alert]:
-    since = ago(now, PM2_WINDOW)
+    since = earlier(now, PM2_WINDOW)
     try:
         rows = conn.execute(
             "SELECT seq, at, count FROM restarts WHERE app = ? AND by = 'pm2' AND at >= ? ORDER BY seq", (app, since)
@@ -523,7 +523,7 @@ def send_test(
 
 def heartbeat_due(conn: sqlite3.Connection, failed: bool, now: _dt.datetime) -> bool:
     """Fail pings always; OK pings at most every HEARTBEAT_EVERY (a watch loop runs every few seconds)."""
-    return failed or not recorded_since(conn, None, "heartbeat.sent", ago(now, HEARTBEAT_EVERY))
+    return failed or not recorded_since(conn, None, "heartbeat.sent", earlier(now, HEARTBEAT_EVERY))
 
 
 def heartbeat_url(conf: Any, failed: bool) -> str | None:

@@ -508,7 +508,9 @@ class CheckRun:
         now, host = self.clock.now(), alerts.hostname(conf)
 
         def hints_of(name: str) -> Callable[[], list[Any]]:
-            return lambda: self.rec.read(lambda conn: hints.hints_for(conn, name, now), [], fatal=False)
+            return lambda: self.rec.read(
+                lambda conn: hints.evaluate(projections.hint_input(conn, name, now)), [], fatal=False
+            )
 
         def owed(conn: Any) -> list[Any]:
             # A leak forecast is looked at when this run took a full sample (at most once a minute).

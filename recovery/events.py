@@ -9,6 +9,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from .units import format_ts, parse_ts
+
+__all__ = ["REGISTRY", "TYPES", "Event", "EventError", "EventType", "format_ts", "new", "now_ts", "parse_ts"]
+
 
 class EventError(TypeError):
     """A programming error: an event of an unknown type, or without a field its type requires."""
@@ -111,23 +115,9 @@ REGISTRY: dict[str, EventType] = _types(
 TYPES: dict[str, str] = {name: t.meaning for name, t in REGISTRY.items()}
 
 
-def format_ts(when: _dt.datetime) -> str:
-    """The one stored form of a time: ISO 8601 UTC with milliseconds, e.g. 2026-11-28T14:42:15.123Z.
-
-    Strings in this form compare as the times they stand for, so SQL can range over them.
-    """
-    when = when.astimezone(_dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
 def now_ts() -> str:
     """The current time as an event timestamp."""
     return format_ts(_dt.datetime.now(_dt.UTC))
-
-
-def parse_ts(text: str) -> _dt.datetime:
-    """Parse an event timestamp back into an aware datetime."""
-    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # The machine's name as `hostname` prints it (os.uname: no socket module on the pure path).

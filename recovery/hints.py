@@ -1,6 +1,6 @@
-"""Root-cause hints: why does the app keep needing restarts? Small rules over the projections,
-the events and the error-log tables, each giving a kind, a one-line message, a confidence
-(0..1) and its evidence (event seqs, incident ids, template ids, numbers).
+"""Root-cause hints: why does the app keep needing restarts? Small rules over one app's history,
+each giving a kind, a one-line message, a confidence (0..1) and its evidence (event seqs,
+incident ids, template ids, numbers).
 
     memory_leak             memory grows steadily within uptime windows and hangs or restarts come near one level
     event_loop_blocked      hangs with the CPU pinned: a busy loop, a catastrophic regex, synchronous work
@@ -10,27 +10,25 @@ the events and the error-log tables, each giving a kind, a one-line message, a c
     schedule                incidents cluster at an hour of the day, or right after deploys
     restarts_treat_symptom  restarts rise week over week: restarting is not fixing anything
 
-`hints_for(conn, app, now)` is the one entry point (reports, `why`, `status`, alerts). Pure
-reads: nothing is written. A rule that meets a store without some table simply gives nothing.
+Pure: the history arrives as a `HintInput` (built from the store by `projections.hint_input`, or
+by hand in tests); `evaluate(model)` gives the hints, strongest first. This module imports
+nothing that does I/O, so a rule can be run on any history held in memory.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import math
 import re
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import format_ts, parse_ts
-from .store import first_seq_since
+from .stats import clustered_hours, fit_line, unlikely_count
+from .units import MB, earlier, format_ts, mb, one_line, parse_ts, span, times
 
 LOOKBACK_S = 7 * 86400.0  # hints read this far back unless told otherwise
-MAX_SAMPLES = 5000  # newest process samples read for the memory rule
-MB = 1048576
+WEEK_S = 7 * 86400.0
+WEEKS = 4  # restarts_treat_symptom compares the last four weeks, whatever the period
 
 PINNED_CPU = 80.0  # % of one core at the hang: the event loop is blocked
 IDLE_CPU = 15.0  # % at the hang: the loop is idle, waiting
@@ -41,6 +39,11 @@ LEAK_MIN_SHARE = 0.2
 SAME_LEVEL = 0.25  # hangs "near the same level": end levels within 25 % of each other
 AFTER_DEPLOY_S = 1800.0
 BEFORE_INCIDENT_MIN = 10.0
+CRASH_TEMPLATES = 20  # the crash-loop rule names the top error among this many
+
+# Decision codes (decision.made data["code"]) the rules compare; never the reason text.
+HANG_CODES = frozenset({"hung"})  # PM2 says the process runs, yet it does not answer
+ERRORED_CODES = frozenset({"errored"})  # PM2 gave up restarting it
 
 DB_ERRORS = re.compile(
     r"(ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH)\S*\s+\S*:(5432|5433|6432|3306|33060|27017|6379|1433|1521|26257|9042)\b"
@@ -64,155 +67,151 @@ class Hint:
         return {"kind": self.kind, "message": self.message, "confidence": self.confidence, "evidence": self.evidence}
 
 
-def hints_for(
-    conn: sqlite3.Connection, app: str, now: _dt.datetime | None = None, since: str | None = None
-) -> list[Hint]:
-    """The hints for `app` from `since` (an event timestamp; default 7 days back) to `now`, strongest first."""
-    now = now or _dt.datetime.now(_dt.UTC)
-    ctx = Context(conn, app, since or format_ts(now - _dt.timedelta(seconds=LOOKBACK_S)), now)
-    out: list[Hint] = []
-    for rule in RULES:
-        try:
-            hint = rule(ctx)
-        except sqlite3.OperationalError:  # a table this rule reads does not exist in this store
-            continue
-        if hint is not None:
-            out.append(hint)
-    out.sort(key=lambda h: (-h.confidence, h.kind))
-    return out
+# -- the read model: what the rules read -----------------------------------------------------------
 
 
-def strongest(conn: sqlite3.Connection, app: str, now: _dt.datetime | None = None) -> Hint | None:
-    """The strongest current hint, or None (for `recovery status` and alert messages)."""
-    found = hints_for(conn, app, now)
-    return found[0] if found else None
+@dataclass(frozen=True)
+class Sample:
+    """A process.sampled event that read PM2 (the ones that could not are left out)."""
+
+    seq: int
+    ts: str
+    data: Mapping[str, Any]
 
 
-# -- what the rules read -----------------------------------------------------------------------
-
-
-@dataclass
+@dataclass(frozen=True)
 class Incident:
+    """An incident that began in the period, with what the check that opened it saw."""
+
     id: int
     started_at: str
-    started_seq: int
-    reason: str
-    hang_sample: tuple[int, dict[str, Any]] | None = None  # the check's sample just before it opened
+    code: str  # the code of the decision that opened it: hung, errored, ...
+    sample: Sample | None = None  # that check's process sample, taken just before it decided
 
     @property
     def hung(self) -> bool:
-        return self.reason.startswith("hung")
+        return self.code in HANG_CODES
+
+    @property
+    def hang_sample(self) -> Sample | None:
+        return self.sample if self.hung else None
 
     @property
     def cpu(self) -> float | None:
-        """The CPU while the probes went unanswered (or PM2's figure when that was not measured)."""
+        """The CPU while the probes of a hang went unanswered (or PM2's figure when that was not measured)."""
         if self.hang_sample is None:
             return None
-        d = self.hang_sample[1]
+        d = self.hang_sample.data
         v = d.get("cpu_demand", d.get("cpu_window", d.get("cpu")))
         return float(v) if isinstance(v, (int, float)) else None
 
 
-class Context:
-    """One app's history from `since` to `now`, read lazily and once."""
+@dataclass(frozen=True)
+class Restart:
+    """A row of the restarts projection: ours (by check, schedule, operator) or PM2's own (by pm2)."""
 
-    def __init__(self, conn: sqlite3.Connection, app: str, since: str, now: _dt.datetime) -> None:
-        self.conn, self.app, self.since, self.now = conn, app, since, now
-        self.until = format_ts(now)
-        self._incidents: list[Incident] | None = None
-        self._samples: list[tuple[int, str, dict[str, Any]]] | None = None
-        self._leak: tuple[Hint | None, set[int]] | None = None
-        self._db: dict[str, Any] | None = None
+    seq: int
+    at: str
+    by: str
+    count: int = 1
 
-    def first_seq(self, ts: str) -> int:
-        return first_seq_since(self.conn, ts)
+
+@dataclass(frozen=True)
+class Pm2Restart:
+    """A process.restarted event: restarts PM2 made on its own, with their likely cause."""
+
+    seq: int
+    ts: str
+    count: int = 1
+    cause: str | None = None  # crash, memory limit, unknown
+    exit_code: int | None = None
+    template_id: str | None = None  # the error template that pointed at a crash
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """A maintenance.ended event: a pause (usually a deploy) ended."""
+
+    seq: int
+    ts: str
+
+
+@dataclass(frozen=True)
+class TemplateCount:
+    """An error template and how many entries it had in a window."""
+
+    template_id: str
+    template: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class TemplateBeforeIncidents:
+    """An error template seen in the minutes before incidents, against its rate elsewhere."""
+
+    template_id: str
+    template: str | None
+    example: str | None
+    before_incidents: int  # entries in the windows before incidents
+    expected: float  # entries due in those windows at its rate elsewhere
+    lift: float | None  # before_incidents / expected; None when never seen elsewhere
+    incident_ids: tuple[int, ...]  # the incidents it preceded
+
+
+@dataclass(frozen=True)
+class ErrorsBeforeIncidents:
+    """Error templates before the incidents of the period (see logs.incidents)."""
+
+    incidents: tuple[int, ...] = ()  # the incidents looked at (those with raw log entries kept)
+    templates: tuple[TemplateBeforeIncidents, ...] = ()  # ranked, most incidents preceded first
+
+
+@dataclass(frozen=True)
+class HintInput:
+    """One app's history from `since` to `now`, as the rules read it."""
+
+    app: str
+    since: str  # an event timestamp
+    now: _dt.datetime
+    incidents: tuple[Incident, ...] = ()  # begun in the period, oldest first
+    samples: tuple[Sample, ...] = ()  # the period's newest process samples, oldest first
+    restarts: tuple[Restart, ...] = ()  # from `since` or WEEKS before now, whichever is earlier, oldest first
+    pm2_restarts: tuple[Pm2Restart, ...] = ()  # in the period
+    deploys: tuple[Deploy, ...] = ()  # in the period
+    before_incidents: ErrorsBeforeIncidents = ErrorsBeforeIncidents()
+    crash_errors: tuple[TemplateCount, ...] = ()  # top templates from crash_errors_from(model) to now
 
     @property
-    def incidents(self) -> list[Incident]:
-        if self._incidents is None:
-            rows = self.conn.execute(
-                "SELECT id, started_at, started_seq, coalesce(first_reason, '') FROM incidents"
-                " WHERE app = ? AND started_at >= ? AND started_at <= ? ORDER BY started_at DESC LIMIT 500",
-                (self.app, self.since, self.until),
-            ).fetchall()
-            self._incidents = [Incident(*r) for r in reversed(rows)]
-            for inc in self._incidents:
-                if inc.hung:
-                    inc.hang_sample = self._sample_before(inc.started_seq)
-        return self._incidents
+    def until(self) -> str:
+        return format_ts(self.now)
 
-    def _sample_before(self, seq: int) -> tuple[int, dict[str, Any]] | None:
-        row = self.conn.execute(
-            "SELECT s.seq, s.data, s.run_id = d.run_id FROM events s, events d WHERE d.seq = ? AND s.app = ?"
-            " AND s.type = 'process.sampled' AND s.seq < ? ORDER BY s.seq DESC LIMIT 1",
-            (seq, self.app, seq),
-        ).fetchone()
-        if row is None or not row[2]:
-            return None
-        data = json.loads(row[1])
-        return None if data.get("error") else (row[0], data)
 
-    @property
-    def samples(self) -> list[tuple[int, str, dict[str, Any]]]:
-        """(seq, ts, data) of the app's process samples, oldest first."""
-        if self._samples is None:
-            rows = self.conn.execute(
-                "SELECT seq, ts, data FROM events WHERE app = ? AND type = 'process.sampled' AND seq >= ?"
-                " AND ts <= ? ORDER BY seq DESC LIMIT ?",
-                (self.app, self.first_seq(self.since), self.until, MAX_SAMPLES),
-            ).fetchall()
-            out = []
-            for seq, ts, data in reversed(rows):
-                d = json.loads(data)
-                if not d.get("error"):
-                    out.append((seq, ts, d))
-            self._samples = out
-        return self._samples
+def evaluate(model: HintInput) -> list[Hint]:
+    """Every hint the history gives, strongest first."""
+    leak = _leak(model)  # two rules set aside the hangs a leak explains: worked out once
+    found = [hint for rule in RULES if (hint := rule(model, leak)) is not None]
+    found.sort(key=lambda h: (-h.confidence, h.kind))
+    return found
 
-    def events(self, type_: str) -> list[tuple[int, str, dict[str, Any]]]:
-        rows = self.conn.execute(
-            "SELECT seq, ts, data FROM events WHERE app = ? AND type = ? AND seq >= ? AND ts <= ? ORDER BY seq",
-            (self.app, type_, self.first_seq(self.since), self.until),
-        ).fetchall()
-        return [(seq, ts, json.loads(d)) for seq, ts, d in rows]
 
-    def db_before_incidents(self) -> dict[str, Any]:
-        """Database error templates seen in the minutes before incidents (see logs.incidents)."""
-        if self._db is None:
-            from .logs.incidents import around_incidents
+def strongest(model: HintInput) -> Hint | None:
+    """The strongest hint, or None (for `recovery status` and alert messages)."""
+    found = evaluate(model)
+    return found[0] if found else None
 
-            self._db = {"templates": [], "incidents": []}
-            if self.incidents:
-                around = around_incidents(self.conn, self.since, self.until, minutes=BEFORE_INCIDENT_MIN, app=self.app)
-                db = [
-                    t
-                    for t in around["templates"]
-                    if DB_ERRORS.search(f"{t.get('template') or ''}\n{t.get('example') or ''}")
-                ]
-                self._db = {"templates": db, "incidents": around["incidents"]}
-        return self._db
+
+def crash_errors_from(model: HintInput) -> str | None:
+    """Where the crash-loop rule counts error templates from (`HintInput.crash_errors`): some minutes
+    before the first PM2 restart or errored incident; None when the history shows no crash loop."""
+    loop = _crash_loop(model)
+    if loop is None:
+        return None
+    theirs, _, errored = loop
+    first = min([r.at for r in theirs] + [i.started_at for i in errored])
+    return earlier(parse_ts(first), 60 * BEFORE_INCIDENT_MIN)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _fit(points: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """Least squares y = a + b x: (a, b, r²)."""
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    syy = sum((y - my) ** 2 for _, y in points)
-    sxy = sum((x - mx) * (y - my) for x, y in points)
-    if sxx <= 0:
-        return my, 0.0, 0.0
-    b = sxy / sxx
-    r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else 0.0
-    return my - b * mx, b, r2
-
-
-def _mb(v: float) -> str:
-    return f"{v / MB:.0f}MB"
 
 
 def _rate(bytes_per_s: float) -> str:
@@ -224,23 +223,16 @@ def _rate(bytes_per_s: float) -> str:
     return f"{per_min * 60:.1f}MB/h"
 
 
-def _times(n: int) -> str:
-    from .report import _times as times
-
-    return times(n)
-
-
-def _span(seconds: float) -> str:
-    from .report import span
-
-    return span(seconds)
-
-
 def _conf(x: float) -> float:
     return round(max(0.0, min(0.95, x)), 2)
 
 
-# -- the rules ---------------------------------------------------------------------------------
+def _db_templates(model: HintInput) -> list[TemplateBeforeIncidents]:
+    """The templates before incidents that are database connection errors."""
+    return [t for t in model.before_incidents.templates if DB_ERRORS.search(f"{t.template or ''}\n{t.example or ''}")]
+
+
+# -- memory ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -269,12 +261,13 @@ class _Window:
         return max(m for _, _, m in self.points[-2:])
 
 
-def _windows(samples: list[tuple[int, str, dict[str, Any]]], hung: set[int] = frozenset()) -> list[_Window]:  # type: ignore[assignment]
+def _windows(samples: tuple[Sample, ...], hung: frozenset[int] = frozenset()) -> list[_Window]:
     """Samples split by process; the line is fitted without the samples taken at a hang (`hung`
     seqs): a hung process serves nothing and stops allocating, which would bend the line."""
-    t0 = parse_ts(samples[0][1]) if samples else None
+    t0 = parse_ts(samples[0].ts) if samples else None
     out: list[_Window] = []
-    for seq, ts, d in samples:
+    for s in samples:
+        d = s.data
         key = tuple(d["pids"]) if isinstance(d.get("pids"), list) else d.get("pid")
         mem = d.get("memory")
         if not key or not isinstance(mem, int) or d.get("after_restart"):
@@ -284,32 +277,32 @@ def _windows(samples: list[tuple[int, str, dict[str, Any]]], hung: set[int] = fr
                 out[-1].ended = True
             out.append(_Window(key))
         assert t0 is not None
-        out[-1].points.append((seq, (parse_ts(ts) - t0).total_seconds(), mem))
+        out[-1].points.append((s.seq, (parse_ts(s.ts) - t0).total_seconds(), mem))
     for w in out:
         fitted = [(t, float(m)) for seq, t, m in w.points if seq not in hung]
         if len(fitted) >= 2:
-            w.fit = _fit(fitted)
+            w.fit = fit_line(fitted)
             w.fitted = len(fitted)
     return out
 
 
-def memory_leak(ctx: Context) -> Hint | None:
-    return _leak(ctx)[0]
-
-
-def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
+@dataclass(frozen=True)
+class _Leak:
     """The leak hint, and the incidents (ids) it explains: hangs at the end of a leaking window."""
-    if ctx._leak is not None:
-        return ctx._leak
-    ctx._leak = (None, set())
-    hang_at = {inc.hang_sample[0]: inc for inc in ctx.incidents if inc.hang_sample is not None}
-    windows = _windows(ctx.samples, set(hang_at))
+
+    hint: Hint | None = None
+    explained: frozenset[int] = frozenset()
+
+
+def _leak(model: HintInput) -> _Leak:
+    hang_at = {inc.hang_sample.seq: inc for inc in model.incidents if inc.hang_sample is not None}
+    windows = _windows(model.samples, frozenset(hang_at))
     leaking = [w for w in windows if w.leaking]
     if not leaking:
-        return ctx._leak
-    limits = [d["max_memory_restart"] for _, _, d in ctx.samples if d.get("max_memory_restart")]
+        return _Leak()
+    limits = [s.data["max_memory_restart"] for s in model.samples if s.data.get("max_memory_restart")]
     limit = limits[-1] if limits else None
-    limit_restarts = [(seq, d) for seq, _, d in ctx.events("process.restarted") if d.get("cause") == "memory limit"]
+    limit_restarts = [r for r in model.pm2_restarts if r.cause == "memory limit"]
     for w in leaking:  # a hang that we restarted ends its window too
         w.ended = w.ended or any(seq in hang_at for seq, _, _ in w.points[-2:])
     ended = [w for w in leaking if w.ended]
@@ -322,7 +315,7 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
                 hung_levels.append(w.end_level)
     current = windows[-1] if windows[-1].leaking and not windows[-1].ended else None
     if not ended and current is None:
-        return ctx._leak
+        return _Leak()
     rate = max(w.fit[1] for w in leaking)
     conf = 0.45 if not ended else 0.7
     levels = [w.end_level for w in ended]
@@ -336,25 +329,23 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
         f" (steady: a fitted line, r² {min(w.fit[2] for w in leaking):.2f})"
     ]
     if explained:
-        parts.append(
-            f"it hung at ~{_mb(max(hung_levels))}" + (f" {len(explained)} times" if len(explained) > 1 else "")
-        )
+        parts.append(f"it hung at ~{mb(max(hung_levels))}" + (f" {len(explained)} times" if len(explained) > 1 else ""))
     elif limit_restarts:
-        parts.append(f"PM2 restarted it at max_memory_restart {_mb(limit or 0)} {len(limit_restarts)} time(s)")
+        parts.append(f"PM2 restarted it at max_memory_restart {mb(limit or 0)} {len(limit_restarts)} time(s)")
     elif ended:
-        parts.append(f"it was restarted at ~{_mb(max(levels))}")
+        parts.append(f"it was restarted at ~{mb(max(levels))}")
     target, target_name = None, ""
     if limit:
-        target, target_name = limit, f"max_memory_restart {_mb(limit)}"
+        target, target_name = limit, f"max_memory_restart {mb(limit)}"
     elif hung_levels:
-        target, target_name = min(hung_levels), f"the level where it hung ({_mb(min(hung_levels))})"
+        target, target_name = min(hung_levels), f"the level where it hung ({mb(min(hung_levels))})"
     forecast = None
     if current is not None and target is not None:
         a, b, _ = current.fit
         now_level = a + b * current.points[-1][1]
         if target > now_level:
             forecast = (target - now_level) / b
-            parts.append(f"at this rate it reaches {target_name} in {_span(forecast)}")
+            parts.append(f"at this rate it reaches {target_name} in {span(forecast)}")
     message = "memory leak: " + "; ".join(parts) + " (a heap snapshot, node --inspect, shows what is kept)"
     evidence: dict[str, Any] = {
         "growth_bytes_per_s": round(rate, 1),
@@ -373,7 +364,7 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
             for w in leaking
         ],
         "incidents": sorted(explained),
-        "memory_limit_restarts": [seq for seq, _ in limit_restarts],
+        "memory_limit_restarts": [r.seq for r in limit_restarts],
     }
     if limit:
         evidence["max_memory_restart"] = limit
@@ -381,29 +372,34 @@ def _leak(ctx: Context) -> tuple[Hint | None, set[int]]:
         evidence["hang_level_bytes"] = min(hung_levels)
     if forecast is not None:
         evidence["forecast_s"] = round(forecast)
-    ctx._leak = (Hint("memory_leak", message, _conf(conf), evidence), explained)
-    return ctx._leak
+    return _Leak(Hint("memory_leak", message, _conf(conf), evidence), frozenset(explained))
 
 
-def _hangs(ctx: Context) -> tuple[list[Incident], set[int]]:
-    hung = [i for i in ctx.incidents if i.hung and i.cpu is not None]
-    return hung, _leak(ctx)[1]
+# -- the rules: (model, leak) -> Hint | None ------------------------------------------------------
 
 
-def event_loop_blocked(ctx: Context) -> Hint | None:
-    hung, by_leak = _hangs(ctx)
+def memory_leak(model: HintInput, leak: _Leak) -> Hint | None:
+    return leak.hint
+
+
+def _hangs(model: HintInput) -> list[Incident]:
+    return [i for i in model.incidents if i.hung and i.cpu is not None]
+
+
+def event_loop_blocked(model: HintInput, leak: _Leak) -> Hint | None:
+    hung = _hangs(model)
     pinned = [i for i in hung if i.cpu is not None and i.cpu >= PINNED_CPU]
     if not pinned:
         return None
-    own = [i for i in pinned if i.id not in by_leak]
+    own = [i for i in pinned if i.id not in leak.explained]
     evidence = {
         "incidents": [i.id for i in pinned],
-        "sample_seqs": [i.hang_sample[0] for i in pinned if i.hang_sample],
+        "sample_seqs": [i.hang_sample.seq for i in pinned if i.hang_sample],
         "cpu": [i.cpu for i in pinned],
         "hangs": len(hung),
     }
     delays = [
-        i.hang_sample[1]["loop_delay_ms"] for i in pinned if i.hang_sample and "loop_delay_ms" in i.hang_sample[1]
+        i.hang_sample.data["loop_delay_ms"] for i in pinned if i.hang_sample and "loop_delay_ms" in i.hang_sample.data
     ]
     if delays:
         evidence["loop_delay_ms"] = delays
@@ -422,13 +418,14 @@ def event_loop_blocked(ctx: Context) -> Hint | None:
     return Hint("event_loop_blocked", message, _conf(0.5 + 0.35 * share + (0.05 if len(own) >= 2 else 0)), evidence)
 
 
-def stalled_on_io(ctx: Context) -> Hint | None:
-    hung, by_leak = _hangs(ctx)
-    idle = [i for i in hung if i.cpu is not None and i.cpu <= IDLE_CPU and i.id not in by_leak]
+def stalled_on_io(model: HintInput, leak: _Leak) -> Hint | None:
+    hung = _hangs(model)
+    idle = [i for i in hung if i.cpu is not None and i.cpu <= IDLE_CPU and i.id not in leak.explained]
     if not idle:
         return None
-    db = ctx.db_before_incidents()["templates"]
-    with_db = sorted({iid for t in db for iid in t["incident_ids"] if iid in {i.id for i in idle}})
+    db = _db_templates(model)
+    idle_ids = {i.id for i in idle}
+    with_db = sorted({iid for t in db for iid in t.incident_ids if iid in idle_ids})
     share = len(idle) / len(hung)
     cpu = max(i.cpu or 0.0 for i in idle)
     message = (
@@ -440,103 +437,86 @@ def stalled_on_io(ctx: Context) -> Hint | None:
         message += f"; database errors came before {len(with_db)} of them"
     evidence = {
         "incidents": [i.id for i in idle],
-        "sample_seqs": [i.hang_sample[0] for i in idle if i.hang_sample],
+        "sample_seqs": [i.hang_sample.seq for i in idle if i.hang_sample],
         "cpu": [i.cpu for i in idle],
         "hangs": len(hung),
-        "db_templates": [t["template_id"] for t in db],
+        "db_templates": [t.template_id for t in db],
     }
     return Hint("stalled_on_io", message, _conf(0.45 + 0.3 * share + (0.1 if with_db else 0)), evidence)
 
 
-def database_trouble(ctx: Context) -> Hint | None:
-    found = ctx.db_before_incidents()
-    db = [t for t in found["templates"] if _unlikely(t["before_incidents"], t["expected"])]
+def database_trouble(model: HintInput, leak: _Leak) -> Hint | None:
+    db = [t for t in _db_templates(model) if unlikely_count(t.before_incidents, t.expected)]
     if not db:
         return None
-    n = len(found["incidents"])
-    preceded = sorted({iid for t in db for iid in t["incident_ids"]})
+    n = len(model.before_incidents.incidents)
+    preceded = sorted({iid for t in db for iid in t.incident_ids})
     top = db[0]
-    lift = "never seen otherwise" if top["lift"] is None else f"{top['lift']:g}x its usual rate"
+    lift = "never seen otherwise" if top.lift is None else f"{top.lift:g}x its usual rate"
     message = (
         f"database trouble: connection errors before {len(preceded)} of {n} incidents, e.g."
-        f" “{_short(top['template'] or top['example'])}” ({top['before_incidents']}x in the"
+        f" “{one_line(top.template or top.example, 80)}” ({top.before_incidents}x in the"
         f" {BEFORE_INCIDENT_MIN:g} min before, {lift}): check the database, its connection limit and the"
         " app's pool size and timeouts"
     )
-    conf = 0.55 + 0.3 * len(preceded) / max(n, 1) + (0.1 if top["lift"] is None or top["lift"] >= 5 else 0)
+    conf = 0.55 + 0.3 * len(preceded) / max(n, 1) + (0.1 if top.lift is None or top.lift >= 5 else 0)
     evidence = {
-        "templates": [t["template_id"] for t in db],
+        "templates": [t.template_id for t in db],
         "incidents": preceded,
-        "counts": {t["template_id"]: t["before_incidents"] for t in db},
-        "lift": {t["template_id"]: t["lift"] for t in db},
+        "counts": {t.template_id: t.before_incidents for t in db},
+        "lift": {t.template_id: t.lift for t in db},
     }
     return Hint("database_trouble", message, _conf(conf), evidence)
 
 
-def _unlikely(n: int, expected: float, alpha: float = 0.01) -> bool:
-    """`n` entries where `expected` were due (the template's rate elsewhere): a spike, not chance,
-    when a Poisson count that large has probability under `alpha`. Two at least."""
-    if n < 2:
-        return False
-    term = total = math.exp(-expected)
-    for k in range(1, n):
-        term *= expected / k
-        total += term
-    return 1 - total < alpha
-
-
-def _short(text: str | None, width: int = 80) -> str:
-    text = " ".join(str(text or "").split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def crash_loop(ctx: Context) -> Hint | None:
-    theirs = ctx.conn.execute(
-        "SELECT seq, at, count FROM restarts WHERE app = ? AND by = 'pm2' AND at >= ? AND at <= ? ORDER BY at",
-        (ctx.app, ctx.since, ctx.until),
-    ).fetchall()
-    restarted = ctx.events("process.restarted")
-    memory = sum(int(d.get("count") or 1) for _, _, d in restarted if d.get("cause") == "memory limit")
-    n = sum(int(c) for _, _, c in theirs) - memory
-    errored = [i for i in ctx.incidents if i.reason.startswith("errored")]
+def _crash_loop(model: HintInput) -> tuple[list[Restart], int, list[Incident]] | None:
+    """PM2's own restarts in the period, how many were not at the memory limit, and the errored
+    incidents; None when that is not a crash loop (fewer than 3 such restarts, none errored)."""
+    since, until = model.since, model.until
+    theirs = [r for r in model.restarts if r.by == "pm2" and since <= r.at <= until]
+    memory = sum(r.count for r in model.pm2_restarts if r.cause == "memory limit")
+    n = sum(r.count for r in theirs) - memory
+    errored = [i for i in model.incidents if i.code in ERRORED_CODES]
     if n < 3 and not errored:
         return None
-    crashes = [(seq, d) for seq, _, d in restarted if d.get("cause") == "crash"]
-    first = min([at for _, at, _ in theirs] + [i.started_at for i in errored])
-    lo = format_ts(parse_ts(first) - _dt.timedelta(minutes=BEFORE_INCIDENT_MIN))
-    from .logs.storage import top_templates
+    return theirs, n, errored
 
-    named = [d["evidence"]["template_id"] for _, d in crashes if (d.get("evidence") or {}).get("template_id")]
-    tops = top_templates(ctx.conn, lo, app=ctx.app, top=20, until=ctx.now)
-    top = next((t for t in tops if t["template_id"] in named), tops[0] if tops else None)
+
+def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
+    loop = _crash_loop(model)
+    if loop is None:
+        return None
+    theirs, n, errored = loop
+    crashes = [r for r in model.pm2_restarts if r.cause == "crash"]
+    named = [r.template_id for r in crashes if r.template_id]
+    tops = model.crash_errors
+    top = next((t for t in tops if t.template_id in named), tops[0] if tops else None)
     parts = [f"crash loop: PM2 restarted it {n} time{'s' if n != 1 else ''} on its own"]
     if errored:
-        parts[0] += f" and gave up (errored) {_times(len(errored))}"
-    codes = sorted({d["evidence"]["exit_code"] for _, d in crashes if "exit_code" in (d.get("evidence") or {})})
+        parts[0] += f" and gave up (errored) {times(len(errored))}"
+    codes = sorted({r.exit_code for r in crashes if r.exit_code is not None})
     if codes:
         parts.append(f"exit code {', '.join(map(str, codes))}")
     if top:
         parts.append(
-            f"top error “{_short(top['template'])}” ({top['count']}x; `recovery errors show {top['template_id']}`)"
+            f"top error “{one_line(top.template, 80)}” ({top.count}x; `recovery errors show {top.template_id}`)"
         )
     else:
         parts.append("no error logs ingested: `recovery ingest` and `pm2 logs` show why it exits")
     conf = 0.5 + (0.15 if errored else 0) + (0.1 if crashes else 0) + (0.15 if top else 0) + (0.05 if n >= 5 else 0)
     evidence = {
         "pm2_restarts": n,
-        "restart_seqs": [s for s, _, _ in theirs],
+        "restart_seqs": [r.seq for r in theirs],
         "errored_incidents": [i.id for i in errored],
-        "process_restarted": [s for s, _ in crashes],
+        "process_restarted": [r.seq for r in crashes],
         "exit_codes": codes,
-        "templates": [top["template_id"]] if top else [],
+        "templates": [top.template_id] if top else [],
     }
     return Hint("crash_loop", "; ".join(parts), _conf(conf), evidence)
 
 
-def schedule(ctx: Context) -> Hint | None:
-    from .report import clustered_hours
-
-    starts = [i.started_at for i in ctx.incidents]
+def schedule(model: HintInput, leak: _Leak) -> Hint | None:
+    starts = [i.started_at for i in model.incidents]
     best: Hint | None = None
     for first, last, k in clustered_hours(starts):
         hours = f"{first:02d}:00" if first == last else f"{first:02d}:00 and {(last + 1) % 24:02d}:00"
@@ -553,22 +533,22 @@ def schedule(ctx: Context) -> Hint | None:
                 "hours_utc": list(range(first, last + 1)),
                 "incidents": len(starts),
                 "in_cluster": k,
-                "incident_ids": [i.id for i in ctx.incidents if first <= int(i.started_at[11:13]) <= last],
+                "incident_ids": [i.id for i in model.incidents if first <= int(i.started_at[11:13]) <= last],
             },
         )
         if best is None or hint.confidence > best.confidence:
             best = hint
-    ends = [(seq, parse_ts(ts)) for seq, ts, _ in ctx.events("maintenance.ended")]
+    ends = [(d.seq, parse_ts(d.ts)) for d in model.deploys]
     if len(starts) >= 2 and ends:
         after = []
-        for inc in ctx.incidents:
+        for inc in model.incidents:
             t = parse_ts(inc.started_at)
             hit = [seq for seq, end in ends if 0 <= (t - end).total_seconds() <= AFTER_DEPLOY_S]
             if hit:
                 after.append((inc.id, hit[-1]))
         if len(after) >= 2 and 2 * len(after) >= len(starts):
             message = (
-                f"schedule: {len(after)} of {len(starts)} incidents began within {_span(AFTER_DEPLOY_S)} after"
+                f"schedule: {len(after)} of {len(starts)} incidents began within {span(AFTER_DEPLOY_S)} after"
                 " a maintenance window ended (a deploy?): the new release, or its warm-up, is the suspect"
             )
             hint = Hint(
@@ -586,20 +566,18 @@ def schedule(ctx: Context) -> Hint | None:
     return best
 
 
-def restarts_treat_symptom(ctx: Context) -> Hint | None:
+def restarts_treat_symptom(model: HintInput, leak: _Leak) -> Hint | None:
     """Restarts per week over the last four weeks (whatever the period): rising means no fix."""
-    week = _dt.timedelta(days=7)
-    bounds = [format_ts(ctx.now - week * k) for k in range(4, -1, -1)]
-    rows = ctx.conn.execute(
-        "SELECT at, count FROM restarts WHERE app = ? AND at >= ? AND at <= ?", (ctx.app, bounds[0], bounds[-1])
-    ).fetchall()
-    weeks = [0, 0, 0, 0]
-    for at, count in rows:
-        for k in range(4):
-            if bounds[k] <= at < bounds[k + 1] or (k == 3 and at == bounds[4]):
-                weeks[k] += int(count)
+    bounds = [earlier(model.now, k * WEEK_S) for k in range(WEEKS, -1, -1)]
+    weeks = [0] * WEEKS
+    for r in model.restarts:
+        if not bounds[0] <= r.at <= bounds[-1]:
+            continue
+        for k in range(WEEKS):
+            if bounds[k] <= r.at < bounds[k + 1] or (k == WEEKS - 1 and r.at == bounds[WEEKS]):
+                weeks[k] += r.count
                 break
-    w1, w2, w3 = weeks[1:]
+    w1, w2, w3 = weeks[-3:]
     steady = w1 < w2 < w3 and w1 >= 1
     doubled = w2 >= 1 and w3 >= 2 * w2
     if w3 < 3 or not (steady or doubled):
@@ -613,7 +591,8 @@ def restarts_treat_symptom(ctx: Context) -> Hint | None:
     return Hint("restarts_treat_symptom", message, _conf(conf), {"restarts_per_week": weeks, "weeks_from": bounds[0]})
 
 
-RULES: tuple[Callable[[Context], Hint | None], ...] = (
+Rule = Callable[[HintInput, _Leak], Hint | None]
+RULES: tuple[Rule, ...] = (
     memory_leak,
     event_loop_blocked,
     stalled_on_io,

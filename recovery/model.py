@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-from .events import format_ts
+from .units import format_ts
 
 # States an app can be in. `paused` is a state too, but only while `paused_until` lies ahead.
 UP_STATES = {"healthy", "degraded"}
@@ -33,15 +33,6 @@ class History:
         tuple[str, str], ...
     ] = ()  # (at, decision code) of automatic restarts counted for the ceiling
     open_incident: int | None = None
-
-
-def legacy_code(reason: str | None) -> str:
-    """The decision code of a restart recorded before restarts carried one (its reason began with it).
-
-    The only place reason text is read, and only for records older than decision codes.
-    """
-    head = (reason or "").split(":", 1)[0].strip()
-    return head if head in ("hung", "errored") else "unknown"
 
 
 def restarts_count_since(now: _dt.datetime, window: float, lifted_at: str | None) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, legacy_code, restarts_count_since
+from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, restarts_count_since
 from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
@@ -314,7 +314,7 @@ class Folder:
                     data.get("reason"),
                     run_id,
                     iid,
-                    data.get("code") or legacy_code(data.get("reason")),
+                    decision_code(data),
                 ),
             )
             self.set_state(a, "recovering", ts, seq, data.get("reason"))
@@ -577,3 +577,183 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         recent_restarts=tuple((r[0], r[1]) for r in recent),
         open_incident=open_incident,
     )
+
+
+# -- what the hints read ----------------------------------------------------------------------
+# Imported here, not at the top, so that this section merges apart from changes to the fold.
+
+from dataclasses import replace  # noqa: E402
+
+from . import hints  # noqa: E402
+from .logs.incidents import around_incidents  # noqa: E402
+from .logs.storage import top_templates  # noqa: E402
+from .store import _describe, first_seq_since  # noqa: E402
+from .units import earlier  # noqa: E402
+
+HINT_INCIDENTS = 500  # newest incidents of the period the hints read
+HINT_SAMPLES = 5000  # newest process samples the hints read (for the memory rule)
+
+# The code of a decision recorded before decisions carried one, from the start of its reason.
+_OLD_REASONS = (
+    ("healthy", "healthy"),
+    ("hung", "hung"),
+    ("errored", "errored"),
+    ("stopped", "stopped"),
+    ("degraded", "degraded"),
+    ("paused", "paused"),
+    ("restart loop", "suspended"),
+    ("warming up", "warming_up"),
+    ("backoff", "backoff"),
+)
+
+
+def decision_code(data: dict[str, Any] | None, reason: str | None = None) -> str:
+    """A decision's machine code: the one its data carries, or for older decisions one derived
+    from its reason (the data's, else `reason`), so that nothing downstream reads reason text."""
+    code = (data or {}).get("code")
+    if isinstance(code, str) and code:
+        return code
+    text = str((data or {}).get("reason") or reason or "")
+    for prefix, old in _OLD_REASONS:
+        if text.startswith(prefix):
+            return old
+    if "PM2 could not be read" in text:
+        return "pm2_unreadable"
+    if "PM2 has no process named" in text:
+        return "unknown_app"
+    return "unknown"
+
+
+def read_error(conn: sqlite3.Connection, exc: sqlite3.Error) -> StoreError:
+    """`exc` as one line naming the store that `conn` reads."""
+    try:
+        path = conn.execute("PRAGMA database_list").fetchone()[2] or "(in memory)"
+    except sqlite3.Error:
+        path = "(unknown path)"
+    return StoreError(f"cannot read the event store {path}: {_describe(exc)}")
+
+
+def hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: str | None = None) -> hints.HintInput:
+    """The app's history from `since` (an event timestamp; default hints.LOOKBACK_S back) to `now`,
+    as the hint rules read it. A store no check has folded yet has no history to give."""
+    since = since or earlier(now, hints.LOOKBACK_S)
+    try:
+        return _hint_input(conn, app, now, since)
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc
+
+
+def _hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: str) -> hints.HintInput:
+    until = format_ts(now)
+    try:
+        incidents = _incidents_begun(conn, app, since, until)
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return hints.HintInput(app, since, now)
+    first = first_seq_since(conn, since)
+    model = hints.HintInput(
+        app,
+        since,
+        now,
+        incidents=incidents,
+        samples=_samples(conn, app, first, until),
+        restarts=_restarts(conn, app, min(since, earlier(now, hints.WEEKS * hints.WEEK_S)), until),
+        pm2_restarts=tuple(_pm2_restart(*e) for e in _events_of(conn, app, "process.restarted", first, until)),
+        deploys=tuple(hints.Deploy(seq, ts) for seq, ts, _ in _events_of(conn, app, "maintenance.ended", first, until)),
+        before_incidents=_errors_before_incidents(conn, app, since, until)
+        if incidents
+        else hints.ErrorsBeforeIncidents(),
+    )
+    start = hints.crash_errors_from(model)
+    if start is None:
+        return model
+    tops = top_templates(conn, start, app=app, top=hints.CRASH_TEMPLATES, until=now)
+    return replace(
+        model, crash_errors=tuple(hints.TemplateCount(t["template_id"], t["template"], t["count"]) for t in tops)
+    )
+
+
+def _incidents_begun(conn: sqlite3.Connection, app: str, since: str, until: str) -> tuple[hints.Incident, ...]:
+    """The newest HINT_INCIDENTS incidents begun in [since, until], oldest first, with the code and
+    the process sample of the decision that opened each."""
+    rows = conn.execute(
+        "SELECT i.id, i.started_at, i.started_seq, i.first_reason, d.data, d.run_id FROM incidents i"
+        " LEFT JOIN events d ON d.seq = i.started_seq WHERE i.app = ? AND i.started_at >= ?"
+        " AND i.started_at <= ? ORDER BY i.started_at DESC, i.id DESC LIMIT ?",
+        (app, since, until, HINT_INCIDENTS),
+    ).fetchall()
+    return tuple(
+        hints.Incident(
+            iid,
+            started,
+            decision_code(json.loads(data) if data else None, reason),
+            _sample_before(conn, app, seq, run_id),
+        )
+        for iid, started, seq, reason, data, run_id in reversed(rows)
+    )
+
+
+def _sample_before(conn: sqlite3.Connection, app: str, seq: int, run_id: str | None) -> hints.Sample | None:
+    """The process sample the check run `run_id` took just before the event `seq`, if it read PM2."""
+    row = conn.execute(
+        "SELECT seq, ts, data, run_id FROM events WHERE app = ? AND type = 'process.sampled' AND seq < ?"
+        " ORDER BY seq DESC LIMIT 1",
+        (app, seq),
+    ).fetchone()
+    if row is None or run_id is None or row[3] != run_id:
+        return None
+    data = json.loads(row[2])
+    return None if data.get("error") else hints.Sample(row[0], row[1], data)
+
+
+def _samples(conn: sqlite3.Connection, app: str, first: int, until: str) -> tuple[hints.Sample, ...]:
+    """The newest HINT_SAMPLES process samples from seq `first` to `until` that read PM2, oldest first."""
+    rows = conn.execute(
+        "SELECT seq, ts, data FROM events WHERE app = ? AND type = 'process.sampled' AND seq >= ? AND ts <= ?"
+        " ORDER BY seq DESC LIMIT ?",
+        (app, first, until, HINT_SAMPLES),
+    ).fetchall()
+    samples = (hints.Sample(seq, ts, json.loads(data)) for seq, ts, data in reversed(rows))
+    return tuple(s for s in samples if not s.data.get("error"))
+
+
+def _restarts(conn: sqlite3.Connection, app: str, since: str, until: str) -> tuple[hints.Restart, ...]:
+    rows = conn.execute(
+        "SELECT seq, at, by, count FROM restarts WHERE app = ? AND at >= ? AND at <= ? ORDER BY at, seq",
+        (app, since, until),
+    ).fetchall()
+    return tuple(hints.Restart(seq, at, by, int(count)) for seq, at, by, count in rows)
+
+
+def _pm2_restart(seq: int, ts: str, d: dict[str, Any]) -> hints.Pm2Restart:
+    evidence = d.get("evidence") or {}
+    count = int(d.get("count") or 1)
+    return hints.Pm2Restart(seq, ts, count, d.get("cause"), evidence.get("exit_code"), evidence.get("template_id"))
+
+
+def _errors_before_incidents(conn: sqlite3.Connection, app: str, since: str, until: str) -> hints.ErrorsBeforeIncidents:
+    around = around_incidents(conn, since, until, minutes=hints.BEFORE_INCIDENT_MIN, app=app)
+    templates = tuple(
+        hints.TemplateBeforeIncidents(
+            t["template_id"],
+            t["template"],
+            t["example"],
+            t["before_incidents"],
+            t["expected"],
+            t["lift"],
+            tuple(t["incident_ids"]),
+        )
+        for t in around["templates"]
+    )
+    return hints.ErrorsBeforeIncidents(tuple(i["id"] for i in around["incidents"]), templates)
+
+
+def _events_of(
+    conn: sqlite3.Connection, app: str, type_: str, first: int, until: str
+) -> list[tuple[int, str, dict[str, Any]]]:
+    rows = conn.execute(
+        "SELECT seq, ts, data FROM events WHERE app = ? AND type = ? AND seq >= ? AND ts <= ? ORDER BY seq",
+        (app, type_, first, until),
+    ).fetchall()
+    return [(seq, ts, json.loads(d)) for seq, ts, d in rows]

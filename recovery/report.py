@@ -1,43 +1,27 @@
-"""Reading the record: time filters, event lines, `recovery report` and `recovery why`."""
+"""Reading the record: time filters, and the data of `recovery report` and `recovery why`.
+
+Computation only: `render` writes these results as text, Markdown or JSON.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import sqlite3
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import projections
-from .config import parse_duration
 from .errors import RecoveryError, StoreError
-from .events import Event, format_ts
+from .events import format_ts
+from .hints import LOOKBACK_S, evaluate
+from .logs.storage import top_templates
+from .stats import clustered_hours
 from .store import Store
-from .units import span
-
-# Shown first, in this order, when an event is printed as text; the rest follow sorted.
-_LEADING = (
-    "action",
-    "reason",
-    "attempt",
-    "phase",
-    "error",
-    "status",
-    "latency_ms",
-    "pid",
-    "memory",
-    "by",
-    "command",
-    "exit_code",
-    "duration_ms",
-    "attempts",
-    "seconds",
-    "outcome",
-    "code",
-)
+from .units import age, earlier, next_hour, parse_duration, percent, period_label, span, times
+from .units import one_line as one_line  # re-exported: cli/errors.py imports it from here
 
 
 def since_to_ts(text: str, now: _dt.datetime | None = None) -> str:
@@ -57,35 +41,6 @@ def since_to_ts(text: str, now: _dt.datetime | None = None) -> str:
     return format_ts(when)
 
 
-def _value(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return ",".join(_value(x) for x in v)
-    if isinstance(v, dict):
-        return "{" + " ".join(f"{k}={_value(x)}" for k, x in v.items()) + "}"
-    text = str(v)
-    return f'"{text}"' if (" " in text or not text) else text
-
-
-def _field(key: str, v: Any) -> str:
-    if key == "command" and isinstance(v, list):
-        return _value(" ".join(str(x) for x in v))
-    if key == "memory" and isinstance(v, int):
-        return f"{v / 1048576:.1f}MB"
-    return _value(v)
-
-
-def format_event(e: Event) -> str:
-    """One line: time, seq, app, type, then the data as key=value."""
-    keys = [k for k in _LEADING if k in e.data] + sorted(k for k in e.data if k not in _LEADING)
-    fields = " ".join(
-        f"{k}={_field(k, e.data[k])}" for k in keys if e.data[k] not in (None, "", [], {}) and k != "inputs"
-    )
-    ts = e.ts.replace("T", " ").rstrip("Z")
-    return f"{ts}  #{e.seq:<6} {(e.app or '-'):<12} {e.type:<20} {fields}".rstrip()
-
-
 # -- `recovery report`: availability, incidents, restarts, MTTR / MTBF, latency, what stands out -------
 #
 # Read from the projections only (never a scan of `events`), so a year of ten apps takes well
@@ -101,7 +56,6 @@ def format_event(e: Event) -> str:
 RECOVERED = ("restarted", "recovered without restart")
 WHO = ("check", "schedule", "operator", "pm2")
 AVAILABILITY_TARGET = 99.9
-SHOWN_INCIDENTS = 20  # per app in text and Markdown; --json lists every one
 
 
 class IncidentNotFound(RecoveryError):
@@ -232,7 +186,7 @@ def merge_histograms(joined: str | None) -> dict[int, int]:
 
 def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusive: bool) -> _Window:
     """The app's sums for [start, end) (or [start, end] when inclusive); hours cover start's whole hour."""
-    end_hour = end[:13] if not inclusive else _next_hour(end)
+    end_hour = end[:13] if not inclusive else next_hour(end)
     row = conn.execute(
         "SELECT sum(probes), sum(failures), sum(up_s), sum(down_s), group_concat(latency_hist, ', ')"
         " FROM probe_hourly WHERE app = ? AND hour >= ? AND hour < ?",
@@ -251,9 +205,9 @@ def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusi
     return w
 
 
-def _next_hour(ts: str) -> str:
-    when = projections.parse_ts(ts).replace(minute=0, second=0, microsecond=0) + _dt.timedelta(hours=1)
-    return when.strftime("%Y-%m-%dT%H")
+def _open_for(now: _dt.datetime, started: str) -> float:
+    """How long an incident still open has lasted by `now`."""
+    return round(max(0.0, age(now, started)), 3)
 
 
 def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: _dt.datetime) -> list[IncidentRow]:
@@ -265,20 +219,28 @@ def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: 
         (app, until, since),
     ):
         if ended is None:
-            duration = round(max(0.0, (now - projections.parse_ts(started)).total_seconds()), 3)
+            duration = _open_for(now, started)
         out.append(IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason))
     return out
 
 
 def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | None = None) -> Report:
     """The report for `apps` from `since` (an event timestamp) to now, beside the period before it."""
-    from .hints import hints_for
-
     now = now or _dt.datetime.now(_dt.UTC)
+    try:
+        return _build_report(store.conn, apps, since, now)
+    except sqlite3.Error as exc:
+        raise projections.read_error(store.conn, exc) from exc
+
+
+def _hints(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: str) -> list[dict[str, Any]]:
+    return [h.to_dict() for h in evaluate(projections.hint_input(conn, app, now, since))]
+
+
+def _build_report(conn: sqlite3.Connection, apps: list[str], since: str, now: _dt.datetime) -> Report:
     until = projections.format_ts(now)
     length = max(0.0, projections.seconds_between(since, until))
-    before = projections.format_ts(projections.parse_ts(since) - _dt.timedelta(seconds=length))
-    conn = store.conn
+    before = earlier(projections.parse_ts(since), length)
     out = []
     for app in apps:
         cur = _window(conn, app, since, until, inclusive=True)
@@ -302,7 +264,7 @@ def build_report(store: Store, apps: list[str], since: str, now: _dt.datetime | 
                 latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
                 stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
                 top_errors=top_errors(conn, app, since, before, now),
-                hints=[h.to_dict() for h in hints_for(conn, app, now, since)],
+                hints=_hints(conn, app, now, since),
             )
         )
     return Report(since, until, until, out)
@@ -313,43 +275,12 @@ TOP_ERRORS = 5
 
 def top_errors(conn: sqlite3.Connection, app: str, since: str, before: str, now: _dt.datetime) -> list[dict[str, Any]]:
     """The app's most frequent error templates in the period, with their count in the period before."""
-    from .logs.storage import top_templates
-
     rows = top_templates(conn, since, app=app, top=TOP_ERRORS, until=now)
     if not rows:
         return []
     previous = {r["template_id"]: r["count"] for r in top_templates(conn, before, app=app, top=1 << 30, until=since)}
     keys = ("template_id", "template", "count", "first_seen", "last_seen", "example")
     return [{**{k: r[k] for k in keys}, "previous_count": previous.get(r["template_id"], 0)} for r in rows]
-
-
-def _error_row(e: dict[str, Any]) -> list[str]:
-    prev = e["previous_count"]
-    change = "new" if prev == 0 else f"{e['count'] - prev:+d}"
-    return [str(e["count"]), change, _when(e["last_seen"])[:16], e["template_id"], one_line(e["template"] or "", 90)]
-
-
-def one_line(text: str, width: int = 160) -> str:
-    """`text` on one line, whitespace runs collapsed, cut to `width` with an ellipsis."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-_ERRORS_HEAD = ["COUNT", "VS BEFORE", "LAST SEEN", "TEMPLATE", "TEXT"]
-
-
-def period_label(seconds: float) -> str:
-    """'7 days', '24 hours', '3d04h': how long the period is, for 'vs the previous …'."""
-    s = round(seconds)
-    if s >= 2 * 86400 and s % 86400 == 0:
-        return f"{s // 86400} days"
-    if s % 3600 == 0 and s:
-        return "hour" if s == 3600 else f"{s // 3600} hours"
-    return span(s)
-
-
-def _times(n: int) -> str:
-    return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
 def _change(cur: int, prev: int) -> str | None:
@@ -391,7 +322,7 @@ def stands_out(
         notes.append(f"{n} restart{'s' if n > 1 else ''} did not bring {app} back (restart failed or not verified)")
     theirs = cur.restarts_by.get("pm2", 0)
     if theirs:
-        notes.append(f"PM2 restarted {app} {_times(theirs)} on its own (a crash or max_memory_restart?)")
+        notes.append(f"PM2 restarted {app} {times(theirs)} on its own (a crash or max_memory_restart?)")
     for first, last, n in clustered_hours([i.started_at for i in began]):
         notes.append(f"{n} of {len(began)} incidents between {first:02d}:00 and {(last + 1) % 24:02d}:00 UTC")
     p95, was = cur.percentile(0.95), prev.percentile(0.95)
@@ -400,177 +331,7 @@ def stands_out(
     return notes
 
 
-def _binomial_tail(n: int, k: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), in log space so that thousands of incidents do not overflow."""
-    lp, lq, top = math.log(p), math.log1p(-p), math.lgamma(n + 1)
-    total = 0.0
-    for i in range(k, n + 1):
-        term = math.exp(top - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
-        total += term
-        if i > n * p and term < 1e-12 * total:
-            break  # past the mode the terms only shrink
-    return min(1.0, total)
-
-
-def clustered_hours(starts: list[str], alpha: float = 0.01) -> list[tuple[int, int, int]]:
-    """UTC hours of the day that hold far more incident starts than chance would, as (first, last, count).
-
-    An hour stands out when at least 3 incidents began in it and, were starts spread evenly over
-    the day, 24 hours would give that many in any one of them with probability under `alpha`.
-    Neighbouring hours that stand out are joined (02:00 to 04:00).
-    """
-    n = len(starts)
-    if n < 3:
-        return []
-    counts = Counter(int(ts[11:13]) for ts in starts)
-    hot = sorted(h for h, c in counts.items() if c >= 3 and 24 * _binomial_tail(n, c, 1 / 24) < alpha)
-    runs: list[list[int]] = []
-    for h in hot:
-        if runs and runs[-1][-1] == h - 1:
-            runs[-1].append(h)
-        else:
-            runs.append([h])
-    return [(r[0], r[-1], sum(counts[h] for h in r)) for r in runs]
-
-
-# -- formatting ---------------------------------------------------------------------------
-
-
-def percent(p: float | None) -> str:
-    """Rounded down to two decimals, so 99.899 never reads as 99.9."""
-    if p is None:
-        return "-"
-    return f"{math.floor(p * 100) / 100:.2f}".rstrip("0").rstrip(".")
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:g}ms"
-
-
-def _when(ts: str | None) -> str:
-    return ts[:19].replace("T", " ") if ts else "-"
-
-
-def _grid(head: list[str], body: list[list[str]], indent: str = "") -> list[str]:
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    return [indent + "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
-
-
-_SUMMARY_HEAD = [
-    "APP",
-    "AVAILABILITY",
-    "PROBES",
-    "FAILURES",
-    "INCIDENTS",
-    "RESTARTS",
-    "MTTR",
-    "MTBF",
-    "P50",
-    "P95",
-    "P99",
-]
-_INCIDENT_HEAD = ["#", "STARTED (UTC)", "DURATION", "RESTARTS", "OUTCOME", "FIRST REASON"]
-
-
-def _summary_row(a: AppReport) -> list[str]:
-    lat = a.latency_ms
-    return [
-        a.app,
-        percent(a.availability_percent) + ("%" if a.availability_percent is not None else ""),
-        str(a.probes),
-        str(a.failures),
-        str(len(a.incidents)),
-        str(a.restarts),
-        span(a.mttr_s, decimals=True),
-        span(a.mtbf_s),
-        _ms(lat["p50"]),
-        _ms(lat["p95"]),
-        _ms(lat["p99"]),
-    ]
-
-
-def _incident_row(i: IncidentRow) -> list[str]:
-    duration = span(i.duration_s, decimals=True) + (" so far" if i.ended_at is None else "")
-    return [f"#{i.id}", _when(i.started_at), duration, str(i.restarts), i.outcome, i.reason or "-"]
-
-
-def _by_who(a: AppReport) -> str:
-    return ", ".join(f"{who} {n}" for who, n in a.restarts_by.items())
-
-
-def _heading(r: Report) -> str:
-    return f"{_when(r.since)[:16]} to {_when(r.until)[:16]} UTC ({period_label(r.seconds)})"
-
-
-def report_text(r: Report) -> str:
-    """Readable tables: one summary row per app, then each app's incidents, restarts and notes."""
-    lines = [f"recovery report: {_heading(r)}", ""]
-    lines += _grid(_SUMMARY_HEAD, [_summary_row(a) for a in r.apps])
-    for a in r.apps:
-        lines += ["", a.app]
-        shown = a.incidents[-SHOWN_INCIDENTS:]
-        if shown:
-            lines.append("  incidents:")
-            lines += _grid(_INCIDENT_HEAD, [_incident_row(i) for i in shown], indent="    ")
-            if len(a.incidents) > len(shown):
-                lines.append(f"    ... and {len(a.incidents) - len(shown)} earlier (--json lists all)")
-        else:
-            lines.append("  incidents: none")
-        lines.append(f"  restarts by: {_by_who(a)}")
-        if a.top_errors:
-            lines.append("  top errors (`recovery errors show TEMPLATE` for examples):")
-            lines += _grid(_ERRORS_HEAD, [_error_row(e) for e in a.top_errors], indent="    ")
-        if a.stands_out:
-            lines.append("  stands out:")
-            lines += [f"    - {note}" for note in a.stands_out]
-        if a.hints:
-            lines.append("  likely causes (confidence):")
-            lines += [f"    - {hint_line(h)}" for h in a.hints]
-    return "\n".join(lines)
-
-
-def hint_line(h: dict[str, Any]) -> str:
-    """'(0.85) memory leak: memory grows ...'."""
-    return f"({h['confidence']:.2f}) {h['message']}"
-
-
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
-def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    return [_md_row(head), "| " + " | ".join("---" for _ in head) + " |", *(_md_row(r) for r in body)]
-
-
-def report_markdown(r: Report) -> str:
-    """A Markdown document: a summary table, then a section per app."""
-    lines = ["# recovery report", "", f"{_heading(r)}; generated {_when(r.generated_at)} UTC.", ""]
-    lines += _md_table([h.lower() for h in _SUMMARY_HEAD], [_summary_row(a) for a in r.apps])
-    for a in r.apps:
-        lines += ["", f"## {a.app}", "", "### Incidents", ""]
-        shown = a.incidents[-SHOWN_INCIDENTS:]
-        if shown:
-            lines += _md_table([h.lower() for h in _INCIDENT_HEAD], [_incident_row(i) for i in shown])
-            if len(a.incidents) > len(shown):
-                lines += ["", f"... and {len(a.incidents) - len(shown)} earlier (`--json` lists all)."]
-        else:
-            lines.append("None.")
-        lines += ["", "### Restarts by who made them", ""]
-        lines += _md_table(list(a.restarts_by), [[str(n) for n in a.restarts_by.values()]])
-        if a.top_errors:
-            lines += ["", "### Top errors", ""]
-            lines += _md_table([h.lower() for h in _ERRORS_HEAD], [_error_row(e) for e in a.top_errors])
-        lines += ["", "### What stands out", ""]
-        lines += [f"- {note}" for note in a.stands_out] or ["Nothing."]
-        if a.hints:
-            lines += ["", "### Likely causes", ""]
-            lines += [f"- {hint_line(h)}" for h in a.hints]
-    return "\n".join(lines) + "\n"
-
-
 # -- `recovery why`: the timeline of one incident ------------------------------------------------
-
-TIMELINE_MAX = 200  # text shows the first and last half of a longer timeline; --json shows every event
 
 
 @dataclass
@@ -580,11 +341,7 @@ class Step:
     offset_s: float  # from the incident's start (the decision that opened it); the run's probes come before
     type: str
     app: str | None
-    facts: str
     data: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -593,23 +350,6 @@ class Timeline:
     incident: IncidentRow
     steps: list[Step]
     hints: list[dict[str, Any]] = field(default_factory=list)  # likely causes, from the app's history
-
-    @property
-    def ending(self) -> str:
-        i = self.incident
-        restarts = f"{i.restarts} restart{'' if i.restarts == 1 else 's'}"
-        if i.ended_at is None:
-            return f"still open, for {span(i.duration_s, decimals=True)} so far, {restarts}"
-        return f"ended: {i.outcome} after {span(i.duration_s, decimals=True)}, {restarts}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "app": self.app,
-            "incident": {**self.incident.to_dict(), "reason": self.incident.reason},
-            "events": [s.to_dict() for s in self.steps],
-            "ending": self.ending,
-            "hints": self.hints,
-        }
 
 
 def _incident(
@@ -638,13 +378,19 @@ _RANGE_SCAN_MAX = 200_000
 def why(store: Store, app: str, incident_id: int | None = None, now: _dt.datetime | None = None) -> Timeline | None:
     """The app's last incident (or incident `incident_id`) as a timeline; None when it has none."""
     now = now or _dt.datetime.now(_dt.UTC)
-    conn = store.conn
+    try:
+        return _why(store.conn, app, incident_id, now)
+    except sqlite3.Error as exc:
+        raise projections.read_error(store.conn, exc) from exc
+
+
+def _why(conn: sqlite3.Connection, app: str, incident_id: int | None, now: _dt.datetime) -> Timeline | None:
     found = _incident(conn, app, incident_id)
     if found is None:
         return None
     inc, started_seq, ended_seq = found
     if inc.ended_at is None:
-        inc.duration_s = round(max(0.0, (now - projections.parse_ts(inc.started_at)).total_seconds()), 3)
+        inc.duration_s = _open_for(now, inc.started_at)
     end = ended_seq if ended_seq is not None else (conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0)
     # The run that opened the incident: its check.started, and the app's probes before the decision.
     first = started_seq
@@ -668,101 +414,8 @@ def why(store: Store, app: str, incident_id: int | None = None, now: _dt.datetim
     for seq, ts, app_name, type_, data_json in [*head, *rows]:
         data = json.loads(data_json) if data_json else {}
         offset = round((projections.parse_ts(ts) - start).total_seconds(), 3)
-        steps.append(Step(seq, ts, offset, type_, app_name, facts(type_, data), data))
-    from .hints import hints_for
-
+        steps.append(Step(seq, ts, offset, type_, app_name, data))
     # The history up to the incident's end (or now), over the week before it began.
     until = projections.parse_ts(inc.ended_at) if inc.ended_at else now
-    since = projections.format_ts(start - _dt.timedelta(days=7))
-    return Timeline(app, inc, steps, [h.to_dict() for h in hints_for(conn, app, until, since)])
-
-
-def offset(seconds: float) -> str:
-    """+0.0s, +2.1s, +1m03s, +2h03m, -4.2s."""
-    seconds = round(seconds, 1)  # so that -0.04 reads +0.0s
-    return ("-" if seconds < 0 else "+") + span(abs(seconds), decimals=True)
-
-
-def _cmd(v: Any) -> str:
-    return " ".join(str(x) for x in v) if isinstance(v, list) else str(v)
-
-
-def facts(type_: str, d: dict[str, Any]) -> str:
-    """The key facts of one event, as a short phrase."""
-    if type_ == "decision.made":
-        text = f"{d.get('action', '?')}: {d.get('reason') or '-'}"
-        return text + (" (dry run, nothing done)" if d.get("dry_run") else "")
-    if type_ in ("probe.succeeded", "probe.failed"):
-        attempt = d.get("attempt")
-        parts = [
-            ("verify " if d.get("phase") == "verify" else "")
-            + (f"attempt {attempt}" + (f"/{d['of']}" if d.get("of") else "") if attempt is not None else "probe")
-        ]
-        if d.get("error"):
-            parts.append(str(d["error"]))
-        if d.get("status") is not None:
-            parts.append(f"HTTP {d['status']}")
-        if d.get("latency_ms") is not None:
-            parts.append(
-                f"{d['latency_ms']:g}ms" if isinstance(d["latency_ms"], (int, float)) else str(d["latency_ms"])
-            )
-        return ", ".join(parts)
-    if type_ == "process.sampled":
-        if d.get("error"):
-            return f"PM2 unreadable: {d['error']}"
-        parts = [str(d.get("status") or "?")]
-        if d.get("pid"):
-            parts.append(f"pid {d['pid']}")
-        if isinstance(d.get("memory"), int):
-            parts.append(f"{d['memory'] / 1048576:.1f}MB")
-        if d.get("cpu") is not None:
-            parts.append(f"cpu {d['cpu']:g}%")
-        if d.get("restart_time") is not None:
-            parts.append(f"restart_time {d['restart_time']}")
-        return ", ".join(parts)
-    if type_ == "restart.requested":
-        text = f"by {d.get('by', 'check')}: {_cmd(d.get('command') or 'restart')}"
-        return text + (f" ({d['reason']})" if d.get("by", "check") != "check" and d.get("reason") else "")
-    if type_ in ("restart.succeeded", "restart.failed"):
-        parts = [_cmd(d.get("command") or "restart")]
-        if "exit_code" in d:
-            parts.append(f"exit {d['exit_code']}")
-        if d.get("duration_ms") is not None:
-            parts.append(f"{d['duration_ms']:g}ms")
-        problem = d.get("error") or (str(d.get("stderr_tail") or "").strip().splitlines() or [""])[-1]
-        if type_ == "restart.failed" and problem:
-            parts.append(problem)
-        return ", ".join(parts)
-    if type_ in ("verification.passed", "verification.failed"):
-        parts = [
-            f"{d.get('attempts', '?')} attempt{'' if d.get('attempts') == 1 else 's'}",
-            f"{d.get('seconds', '?')}s",
-        ]
-        if d.get("last_error"):
-            parts.append(f"last error {d['last_error']}")
-        return ", ".join(parts)
-    if type_ == "check.started":
-        return f"trigger {d.get('trigger', '?')}" + (", dry run" if d.get("dry_run") else "")
-    return " ".join(f"{k}={_field(k, v)}" for k, v in d.items() if v not in (None, "", [], {}) and k != "inputs")
-
-
-def timeline_text(t: Timeline) -> str:
-    """The incident's header, one line per event, and how it ended."""
-    i = t.incident
-    lines = [f"{t.app} incident #{i.id}: started {_when(i.started_at)} UTC" + (f", {i.reason}" if i.reason else "")]
-    rows = [[offset(s.offset_s), f"#{s.seq}", s.type, s.facts] for s in t.steps]
-    if len(rows) > TIMELINE_MAX:
-        half = TIMELINE_MAX // 2
-        skipped = len(rows) - 2 * half
-        rows = [
-            *rows[:half],
-            ["...", "", f"{skipped} more events", f"(recovery why {t.app} --incident {i.id} --json lists all)"],
-            *rows[-half:],
-        ]
-    widths = [max(len(r[c]) for r in rows) for c in range(3)] if rows else [0, 0, 0]
-    lines += [f"  {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
-    if t.hints:
-        lines.append("likely causes (confidence):")
-        lines += [f"  - {hint_line(h)}" for h in t.hints]
-    lines.append(t.ending)
-    return "\n".join(lines)
+    since = earlier(start, LOOKBACK_S)
+    return Timeline(app, inc, steps, _hints(conn, app, until, since))

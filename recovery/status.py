@@ -1,16 +1,21 @@
-"""`recovery status`: one row per app from the projections (the old monitor.sh, with memory)."""
+"""`recovery status`: one row per app from the projections (the old monitor.sh, with memory).
+
+The rows only: `render.status_table` writes them for people.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import sqlite3
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import projections
 from .config import Config
-from .hints import hints_for
+from .hints import strongest
 from .store import Store
+from .units import age, earlier
 
 
 @dataclass
@@ -53,155 +58,87 @@ def usual_interval(store: Store, app: str) -> float | None:
 
 
 def status(store: Store, config: Config, now: _dt.datetime | None = None) -> list[AppStatus]:
+    """One row per configured app, in the config's order."""
     now = now or _dt.datetime.now(_dt.UTC)
     projections.fold(store.conn)
-    now_ts = projections.format_ts(now)
-    day_ago = projections.format_ts(now - _dt.timedelta(days=1))
-    out = []
-    for app in config.apps:
-        row = store.conn.execute(
-            "SELECT state, since, reason, last_check_at, last_latency_ms, pm2_status, pid, uptime_s, memory, cpu,"
-            " open_incident, paused_until, sampled_at FROM app_state WHERE app = ?",
-            (app.name,),
-        ).fetchone()
-        counts = dict(
-            store.conn.execute(
-                "SELECT source, sum(count) FROM restarts WHERE app = ? AND at > ? GROUP BY source", (app.name, day_ago)
-            ).fetchall()
+    try:
+        return [_status(store, app.name, now) for app in config.apps]
+    except sqlite3.Error as exc:
+        raise projections.read_error(store.conn, exc) from exc
+
+
+def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
+    conn = store.conn
+    day_ago = earlier(now, 86400)
+    row = conn.execute(
+        "SELECT state, since, reason, last_check_at, last_latency_ms, pm2_status, pid, uptime_s, memory, cpu,"
+        " open_incident, paused_until, sampled_at FROM app_state WHERE app = ?",
+        (name,),
+    ).fetchone()
+    counts = dict(
+        conn.execute(
+            "SELECT source, sum(count) FROM restarts WHERE app = ? AND at > ? GROUP BY source", (name, day_ago)
+        ).fetchall()
+    )
+    if row is None:
+        return AppStatus(
+            name,
+            "unknown",
+            None,
+            "never checked",
+            None,
+            None,
+            False,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            0,
+            0,
+            None,
+            None,
+            None,
+            3,
         )
-        if row is None:
-            out.append(
-                AppStatus(
-                    app.name,
-                    "unknown",
-                    None,
-                    "never checked",
-                    None,
-                    None,
-                    False,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    0,
-                    0,
-                    None,
-                    None,
-                    None,
-                    3,
-                )
-            )
-            continue
-        state, since, reason, last_check, latency, pm2_status, pid, uptime, memory, cpu, incident, paused, sampled = row
-        if paused and paused > now_ts:
-            state = "paused"
-        interval = usual_interval(store, app.name)
-        stale = False
-        if last_check and interval:
-            stale = (now - projections.parse_ts(last_check)).total_seconds() > 2 * max(interval, 1.0)
-        if uptime is not None and sampled:
-            # The sample is as old as the last check; the process has been up that much longer.
-            uptime = (
-                uptime + max(0.0, (now - projections.parse_ts(sampled)).total_seconds())
-                if pm2_status == "online"
-                else uptime
-            )
-        incident_since = None
-        if incident is not None:
-            r = store.conn.execute("SELECT started_at FROM incidents WHERE id = ?", (incident,)).fetchone()
-            incident_since = r[0] if r else None
-        found = hints_for(store.conn, app.name, now)
-        code = projections.STATE_CODES.get(state, 3)
-        if stale:
-            code = 3  # nobody is looking: the state above may be out of date
-        out.append(
-            AppStatus(
-                app.name,
-                state,
-                since,
-                reason,
-                last_check,
-                interval,
-                stale,
-                latency,
-                pm2_status,
-                pid,
-                round(uptime, 1) if uptime is not None else None,
-                memory,
-                cpu,
-                int(counts.get("recovery", 0) or 0),
-                int(counts.get("pm2", 0) or 0),
-                incident,
-                incident_since,
-                paused,
-                code,
-                found[0].to_dict() if found else None,
-            )
-        )
-    return out
-
-
-def _ago(now: _dt.datetime, ts: str | None) -> str:
-    if not ts:
-        return "-"
-    return human_duration((now - projections.parse_ts(ts)).total_seconds()) + " ago"
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
-    return f"{seconds // 86400:.0f}d{(seconds % 86400) // 3600:02.0f}h"
-
-
-def table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
-    """A plain-text table, one row per app."""
-    now = now or _dt.datetime.now(_dt.UTC)
-    head = [
-        "APP",
-        "STATE",
-        "SINCE",
-        "LAST CHECK",
-        "LATENCY",
-        "PM2",
-        "PID",
-        "UPTIME",
-        "MEMORY",
-        "CPU",
-        "RESTARTS 24H",
-        "INCIDENT",
-        "HINT",
-    ]
-    body = []
-    for r in rows:
-        check = _ago(now, r.last_check_at) + (" (STALE: is cron running?)" if r.stale else "")
-        body.append(
-            [
-                r.app,
-                r.state.upper(),
-                _ago(now, r.since),
-                check,
-                f"{r.latency_ms:.0f}ms" if r.latency_ms is not None else "-",
-                r.pm2_status or "-",
-                str(r.pid or "-"),
-                human_duration(r.uptime_s),
-                f"{r.memory / 1048576:.0f}MB" if r.memory else "-",
-                f"{r.cpu:.0f}%" if r.cpu is not None else "-",
-                f"{r.restarts_24h} ours / {r.pm2_restarts_24h} pm2",
-                f"#{r.open_incident} since {_ago(now, r.incident_since)}" if r.open_incident else "-",
-                f"{r.hint['kind']} {r.hint['confidence']:.2f}" if r.hint else "-",
-            ]
-        )
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
-    notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]
-    notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
-    return "\n".join(lines + notes)
+    state, since, reason, last_check, latency, pm2_status, pid, uptime, memory, cpu, incident, paused, sampled = row
+    if paused and paused > projections.format_ts(now):
+        state = "paused"
+    interval = usual_interval(store, name)
+    stale = False
+    if last_check and interval:
+        stale = age(now, last_check) > 2 * max(interval, 1.0)
+    if uptime is not None and sampled and pm2_status == "online":
+        # The sample is as old as the last check; the process has been up that much longer.
+        uptime += max(0.0, age(now, sampled))
+    incident_since = None
+    if incident is not None:
+        r = conn.execute("SELECT started_at FROM incidents WHERE id = ?", (incident,)).fetchone()
+        incident_since = r[0] if r else None
+    hint = strongest(projections.hint_input(conn, name, now))
+    code = projections.STATE_CODES.get(state, 3)
+    if stale:
+        code = 3  # nobody is looking: the state above may be out of date
+    return AppStatus(
+        name,
+        state,
+        since,
+        reason,
+        last_check,
+        interval,
+        stale,
+        latency,
+        pm2_status,
+        pid,
+        round(uptime, 1) if uptime is not None else None,
+        memory,
+        cpu,
+        int(counts.get("recovery", 0) or 0),
+        int(counts.get("pm2", 0) or 0),
+        incident,
+        incident_since,
+        paused,
+        code,
+        hint.to_dict() if hint else None,
+    )

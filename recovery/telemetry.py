@@ -16,7 +16,7 @@ from typing import Any
 from .events import format_ts
 from .observations import ProcessView
 from .store import recorded_since
-from .units import ago
+from .units import earlier
 
 FULL_EVERY_S = 60.0  # a `pm2 jlist` sample of each app at least this often
 HOST_EVERY_S = 60.0  # host.sampled at most this often
@@ -43,7 +43,7 @@ def full_sample_due(
             conn,
             app,
             "process.sampled",
-            ago(now, FULL_EVERY_S),
+            earlier(now, FULL_EVERY_S),
             "json_extract(data, '$.source') = 'jlist' AND json_extract(data, '$.error') IS NULL",
         )
     except sqlite3.Error:
@@ -58,7 +58,7 @@ def host_due(conn: sqlite3.Connection | None, now: _dt.datetime | None = None) -
         return False
     now = now or _dt.datetime.now(_dt.UTC)
     try:
-        return not recorded_since(conn, None, "host.sampled", ago(now, HOST_EVERY_S))
+        return not recorded_since(conn, None, "host.sampled", earlier(now, HOST_EVERY_S))
     except sqlite3.Error:
         return False
 
@@ -130,18 +130,18 @@ def likely_cause(
     rows = conn.execute(
         "SELECT seq, data FROM events WHERE app = ? AND type = 'process.sampled' ORDER BY seq DESC LIMIT 5", (app,)
     ).fetchall()
-    earlier = [(seq, json.loads(d)) for seq, d in rows]
+    recent = [(seq, json.loads(d)) for seq, d in rows]
     limit = data.get("max_memory_restart") or next(
-        (d["max_memory_restart"] for _, d in earlier if d.get("max_memory_restart")), None
+        (d["max_memory_restart"] for _, d in recent if d.get("max_memory_restart")), None
     )
     if limit:
-        peak = max(((d["memory"], seq) for seq, d in earlier if isinstance(d.get("memory"), int)), default=None)
+        peak = max(((d["memory"], seq) for seq, d in recent if isinstance(d.get("memory"), int)), default=None)
         if peak is not None and peak[0] >= NEAR_LIMIT * limit:
             return "memory limit", {"memory": peak[0], "max_memory_restart": limit, "sample_seq": peak[1]}
     code = data.get("exit_code")
     if isinstance(code, int) and code != 0:
         return "crash", {"exit_code": code}
-    since = min(last_sampled or format_ts(now), ago(now, CRASH_LOOKBACK_S))
+    since = min(last_sampled or format_ts(now), earlier(now, CRASH_LOOKBACK_S))
     try:
         row = conn.execute(
             "SELECT template_id, count(*) AS n FROM log_entries WHERE app = ? AND ts >= ? AND stream = 'err'"

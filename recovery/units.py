@@ -1,4 +1,7 @@
-"""Units: durations, ages and sizes, read and written one way everywhere."""
+"""Units: times, durations, ages, counts, sizes and short text, read and written one way everywhere.
+
+Pure: the pure core (policy, hints) formats with these, so this module imports nothing that does I/O.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import datetime as _dt
 import math
 import re
 
-from .events import format_ts
+MB = 1048576
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)")
@@ -62,6 +65,73 @@ def span(seconds: float | None, *, decimals: bool = False) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
-def ago(now: _dt.datetime, seconds: float) -> str:
-    """The event timestamp `seconds` before `now` (a bound for queries over the record)."""
+def period_label(seconds: float) -> str:
+    """'7 days', '24 hours', '3d04h': how long a period is, for 'vs the previous …'."""
+    s = round(seconds)
+    if s >= 2 * 86400 and s % 86400 == 0:
+        return f"{s // 86400} days"
+    if s % 3600 == 0 and s:
+        return "hour" if s == 3600 else f"{s // 3600} hours"
+    return span(s)
+
+
+# -- timestamps ----------------------------------------------------------------------------------
+# The one stored form of a time; recovery.events re-exports it.
+
+
+def format_ts(when: _dt.datetime) -> str:
+    """The one stored form of a time: ISO 8601 UTC with milliseconds, e.g. 2026-11-28T14:42:15.123Z."""
+    when = when.astimezone(_dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_ts(text: str) -> _dt.datetime:
+    """A stored timestamp as an aware datetime."""
+    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def next_hour(ts: str) -> str:
+    """The UTC hour after the one `ts` (a timestamp, or an hour 2026-11-28T14) falls in: '2026-11-28T15'."""
+    start = _dt.datetime.strptime(ts[:13], "%Y-%m-%dT%H").replace(tzinfo=_dt.UTC)
+    return (start + _dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+
+
+def earlier(now: _dt.datetime, seconds: float) -> str:
+    """The timestamp `seconds` before `now`: the lower bound of a 'since' query."""
     return format_ts(now - _dt.timedelta(seconds=seconds))
+
+
+def age(now: _dt.datetime, ts: str) -> float:
+    """Seconds from the timestamp `ts` to `now` (negative when `ts` lies ahead)."""
+    return (now - parse_ts(ts)).total_seconds()
+
+
+def ago(now: _dt.datetime, ts: str | None) -> str:
+    """'7m59s ago', or '-' without a timestamp."""
+    return f"{span(age(now, ts))} ago" if ts else "-"
+
+
+# -- counts, sizes, shares, text -------------------------------------------------------------------
+
+
+def times(n: int) -> str:
+    """'once', 'twice', '3 times'."""
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def mb(n_bytes: float, decimals: int = 0) -> str:
+    """Bytes in MiB, written '60MB' (or '60.5MB' with `decimals`)."""
+    return f"{n_bytes / MB:.{decimals}f}MB"
+
+
+def percent(p: float | None) -> str:
+    """Rounded down to two decimals, so 99.899 never reads as 99.9; '-' for None."""
+    if p is None:
+        return "-"
+    return f"{math.floor(p * 100) / 100:.2f}".rstrip("0").rstrip(".")
+
+
+def one_line(text: str | None, width: int = 160) -> str:
+    """`text` on one line, whitespace runs collapsed, cut to `width` with an ellipsis."""
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recovery import projections
+from recovery import hints, projections
+from recovery.errors import StoreError
 from recovery.events import Event
-from recovery.hints import hints_for
 from recovery.logs.ingestion import ingest
 from recovery.store import Store
 
@@ -106,9 +106,10 @@ class History:
 
     def hints(self, now: float, since: float | None = None) -> list:
         projections.fold(self.store.conn)
-        return hints_for(
+        model = projections.hint_input(
             self.store.conn, "web", T0 + dt.timedelta(seconds=now), self.at(since) if since is not None else None
         )
+        return hints.evaluate(model)
 
 
 @pytest.fixture
@@ -327,7 +328,7 @@ def test_steady_restarts_are_not_rising(h):
 def test_hints_read_a_store_without_log_tables_or_incidents(tmp_path):
     with Store.open(tmp_path / "recovery.db") as store:
         projections.fold(store.conn)
-        assert hints_for(store.conn, "web") == []
+        assert hints.evaluate(projections.hint_input(store.conn, "web", dt.datetime.now(UTC))) == []
 
 
 def test_hints_carry_kind_message_confidence_and_evidence_as_json(h):
@@ -336,3 +337,167 @@ def test_hints_carry_kind_message_confidence_and_evidence_as_json(h):
         h.hang(600 * k + 60, cpu=99.0)
     d = h.hints(2000)[0].to_dict()
     assert set(d) == {"kind", "message", "confidence", "evidence"} and 0 <= d["confidence"] <= 1
+
+
+# -- the rules on a history held in memory (no store) --------------------------------------------
+
+NOW = T0 + dt.timedelta(days=1)
+
+
+def at(t: float) -> str:
+    return projections.format_ts(T0 + dt.timedelta(seconds=t))
+
+
+def in_memory(**parts) -> hints.HintInput:
+    return hints.HintInput("web", at(0), NOW, **parts)
+
+
+def hang(iid: int, t: float, cpu: float, code: str = "hung") -> hints.Incident:
+    """An incident opened at `t` by a decision with `code`, its check's sample showing `cpu`."""
+    return hints.Incident(iid, at(t), code, hints.Sample(100 * iid, at(t - 1), {"pid": iid, "cpu": cpu}))
+
+
+def test_an_empty_history_in_memory_gives_no_hint():
+    assert hints.evaluate(in_memory()) == [] and hints.strongest(in_memory()) is None
+
+
+def test_hangs_with_the_cpu_pinned_read_from_a_model_in_memory_are_a_blocked_event_loop():
+    (top,) = hints.evaluate(in_memory(incidents=(hang(1, 600, 99.0), hang(2, 7200, 97.0))))
+    assert top.kind == "event_loop_blocked" and "2 of 2 hangs had the CPU pinned (99%)" in top.message
+    assert top.evidence["sample_seqs"] == [100, 200]
+
+
+def test_the_rules_read_the_decision_code_not_its_reason_text():
+    errored = hints.Incident(1, at(600), "errored", hints.Sample(100, at(599), {"pid": 1, "cpu": 99.0}))
+    assert "event_loop_blocked" not in kinds(hints.evaluate(in_memory(incidents=(errored,))))
+
+
+def test_an_idle_hang_after_database_errors_is_stalled_on_io_naming_them():
+    db = hints.TemplateBeforeIncidents("t1", "Error: connect ECONNREFUSED <*>:5432", None, 1, 0.5, 2.0, (1,))
+    model = in_memory(incidents=(hang(1, 600, 0.5),), before_incidents=hints.ErrorsBeforeIncidents((1,), (db,)))
+    (top,) = hints.evaluate(model)
+    assert top.kind == "stalled_on_io" and "database errors came before 1 of them" in top.message
+
+
+def test_database_errors_far_above_their_usual_rate_before_incidents_are_database_trouble():
+    db = hints.TemplateBeforeIncidents("t1", "too many connections", None, 6, 0.2, 30.0, (1, 2))
+    model = in_memory(before_incidents=hints.ErrorsBeforeIncidents((1, 2), (db,)))
+    (top,) = hints.evaluate(model)
+    assert top.kind == "database_trouble" and "before 2 of 2 incidents" in top.message and "30x" in top.message
+
+
+def test_the_crash_loop_counts_errors_from_ten_minutes_before_pm2_first_restarted_it():
+    restarts = (hints.Restart(10, at(3600), "pm2", 2), hints.Restart(11, at(4000), "pm2", 1))
+    assert hints.crash_errors_from(in_memory(restarts=restarts)) == at(3000)
+    assert hints.crash_errors_from(in_memory(restarts=restarts[:1])) is None  # 2 restarts: no loop
+
+
+def test_a_crash_loop_in_memory_names_the_error_template_of_the_crashes():
+    model = in_memory(
+        restarts=(hints.Restart(10, at(3600), "pm2", 3),),
+        pm2_restarts=(hints.Pm2Restart(11, at(3600), 3, "crash", exit_code=1, template_id="b2"),),
+        crash_errors=(hints.TemplateCount("a1", "Warning: slow", 9), hints.TemplateCount("b2", "Error: boom", 3)),
+    )
+    (top,) = hints.evaluate(model)
+    assert top.kind == "crash_loop" and "exit code 1" in top.message and "“Error: boom” (3x" in top.message
+
+
+def test_a_leak_in_memory_is_forecast_to_reach_max_memory_restart():
+    samples = tuple(
+        hints.Sample(k, at(60 * k), {"pid": 7, "memory": (100 + 10 * k) * MB, "max_memory_restart": 512 * MB})
+        for k in range(8)
+    )
+    (top,) = hints.evaluate(in_memory(samples=samples))
+    assert top.kind == "memory_leak" and "reaches max_memory_restart 512MB in" in top.message
+
+
+def test_incidents_right_after_deploys_in_memory_point_at_the_deploy():
+    deploys = tuple(hints.Deploy(k, at(86400 * k / 4)) for k in range(3))
+    incidents = tuple(hang(k + 1, 86400 * k / 4 + 300, 45.0) for k in range(3))
+    (top,) = hints.evaluate(in_memory(incidents=incidents, deploys=deploys))
+    assert top.kind == "schedule" and top.evidence["maintenance_seqs"] == [0, 1, 2]
+
+
+def test_restarts_rising_week_over_week_in_memory_treat_a_symptom():
+    week = 7 * 86400
+    start = NOW - dt.timedelta(weeks=4)
+    restarts = tuple(
+        hints.Restart(
+            100 * w + k, projections.format_ts(start + dt.timedelta(seconds=w * week + 3600 * (k + 1))), "check"
+        )
+        for w, n in enumerate([0, 1, 3, 6])
+        for k in range(n)
+    )
+    (top,) = hints.evaluate(in_memory(restarts=restarts))
+    assert top.kind == "restarts_treat_symptom" and top.evidence["restarts_per_week"] == [0, 1, 3, 6]
+
+
+def test_old_decisions_without_a_code_get_one_from_their_reason():
+    assert projections.decision_code({"reason": HANG}) == "hung"
+    assert projections.decision_code({"reason": ERRORED}) == "errored"
+    assert projections.decision_code(None, "restart loop: 3 restarts in 30m") == "suspended"
+    assert projections.decision_code({"code": "stalled", "reason": HANG}) == "stalled"
+
+
+def test_a_hint_input_from_the_store_carries_the_code_and_sample_of_the_opening_decision(h):
+    h.healthy(0)
+    h.hang(60, cpu=98.5)
+    projections.fold(h.store.conn)
+    (inc,) = projections.hint_input(h.store.conn, "web", T0 + dt.timedelta(seconds=120)).incidents
+    assert inc.code == "hung" and inc.cpu == 98.5 and inc.sample is not None
+
+
+def test_a_store_without_the_restarts_projection_is_a_store_error_naming_it(h):
+    h.healthy(0)
+    projections.fold(h.store.conn)
+    h.store.conn.execute("DROP TABLE restarts")
+    with pytest.raises(StoreError, match=f"cannot read the event store {h.store.path}: no such table: restarts"):
+        projections.hint_input(h.store.conn, "web", T0 + dt.timedelta(seconds=60))
+
+
+# -- hints do no I/O --------------------------------------------------------------------------------
+
+IO_MODULES = {"sqlite3", "socket", "subprocess", "httpx", "os", "pathlib", "shutil", "urllib", "http", "apprise"}
+
+
+PACKAGE = Path(projections.__file__).parent
+
+
+def imports_of(module: str) -> set[str]:
+    """Every module `module` (recovery.x.y) imports, at the top or inside a function, relative ones resolved."""
+    import ast
+
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            if node.module is None:  # from . import x
+                out |= {f"{base}.{a.name}" for a in node.names}
+            else:
+                out.add(f"{base}.{node.module}" if base else node.module)
+    return out
+
+
+def imported_by(module: str) -> set[str]:
+    """The recovery modules `module` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for imported in imports_of(todo.pop()):
+            if imported.startswith("recovery") and imported not in seen:
+                seen.add(imported)
+                todo.append(imported)
+    return seen
+
+
+def test_hints_import_nothing_that_does_io_not_even_inside_a_function():
+    modules = {"recovery.hints"} | imported_by("recovery.hints")
+    assert modules == {"recovery.hints", "recovery.stats", "recovery.units"}
+    for module in modules:
+        for imported in imports_of(module):
+            assert imported.partition(".")[0] not in IO_MODULES, f"{module} imports {imported}"

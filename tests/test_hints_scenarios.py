@@ -11,8 +11,9 @@ import datetime as dt
 import pytest
 
 from recovery import config as cfg
+from recovery import projections
 from recovery.check import Checker
-from recovery.hints import hints_for
+from recovery.hints import evaluate
 from recovery.store import Store
 from tests.test_check import stored, write_config
 
@@ -27,7 +28,7 @@ def check(pm2, config):
 
 def hints(config) -> list:
     with Store.open(config.parent / "data" / "recovery.db") as store:
-        return hints_for(store.conn, "web", dt.datetime.now(dt.UTC))
+        return evaluate(projections.hint_input(store.conn, "web", dt.datetime.now(dt.UTC)))
 
 
 def checks(pm2, config, n: int) -> None:

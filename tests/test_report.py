@@ -13,18 +13,11 @@ from recovery_cli.reports import report as report_command
 from recovery_cli.reports import why as why_command
 from typer.testing import CliRunner
 
-from recovery import projections
+from recovery import projections, units
+from recovery.errors import StoreError
 from recovery.events import Event
-from recovery.report import (
-    TIMELINE_MAX,
-    IncidentNotFound,
-    build_report,
-    merge_histograms,
-    report_markdown,
-    report_text,
-    timeline_text,
-    why,
-)
+from recovery.render import TIMELINE_MAX, ending, facts, report_markdown, report_text, timeline_text
+from recovery.report import IncidentNotFound, build_report, merge_histograms, why
 from recovery.store import Store
 
 UTC = dt.UTC
@@ -418,8 +411,8 @@ def test_why_shows_the_last_incident_from_the_check_that_opened_it(store):
         "verification.passed",
     ]
     assert [s.offset_s for s in t.steps] == [-4.5, -4.4, -2.4, -0.1, 0.0, 0.0, 1.5, 3.0, 3.0]
-    assert t.steps[4].facts == f"restart: {HANG}"
-    assert t.ending == "ended: restarted after 3.0s, 1 restart"
+    assert facts(t.steps[4].type, t.steps[4].data) == f"restart: {HANG}"
+    assert ending(t) == "ended: restarted after 3.0s, 1 restart"
 
 
 def test_why_shows_the_incident_asked_for(store):
@@ -449,7 +442,7 @@ def test_why_says_an_open_incident_is_still_open(store):
     t = why(store, "web", now=T0 + dt.timedelta(days=8, seconds=90))
     assert t is not None and t.incident.ended_at is None
     assert [s.type for s in t.steps][-2:] == ["probe.failed", "decision.made"] and t.steps[-1].offset_s == 60.0
-    assert t.ending == "still open, for 1m30s so far, 0 restarts"
+    assert ending(t) == "still open, for 1m30s so far, 0 restarts"
 
 
 def test_why_text_elides_the_middle_of_a_long_timeline(store):
@@ -465,12 +458,12 @@ def test_why_text_elides_the_middle_of_a_long_timeline(store):
 def test_why_gives_the_key_facts_of_each_event(store):
     Trail(store).hang(8 * DAY)
     projections.fold(store.conn)
-    facts = {s.type: s.facts for s in why(store, "web").steps}  # type: ignore[union-attr]
-    assert facts["probe.failed"] == "attempt 2/2, timeout, 2000ms"
-    assert facts["process.sampled"] == "online, pid 4242, 60.0MB, cpu 99.5%, restart_time 0"
-    assert facts["restart.requested"] == "by check: pm2 restart web"
-    assert facts["restart.succeeded"] == "pm2 restart web, exit 0, 1000ms"
-    assert facts["verification.passed"] == "3 attempts, 2.0s"
+    said = {s.type: facts(s.type, s.data) for s in why(store, "web").steps}  # type: ignore[union-attr]
+    assert said["probe.failed"] == "attempt 2/2, timeout, 2000ms"
+    assert said["process.sampled"] == "online, pid 4242, 60.0MB, cpu 99.5%, restart_time 0"
+    assert said["restart.requested"] == "by check: pm2 restart web"
+    assert said["restart.succeeded"] == "pm2 restart web, exit 0, 1000ms"
+    assert said["verification.passed"] == "3 attempts, 2.0s"
 
 
 def test_why_without_incidents_is_none(store):
@@ -615,3 +608,65 @@ def test_every_report_command_has_help_text(workdir):
     for command in ("report", "why"):
         result = runner.invoke(cli(), [command, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output, result.output
+
+
+def test_a_store_the_report_cannot_read_is_a_store_error_naming_it(store):
+    projections.fold(store.conn)
+    store.conn.execute("DROP TABLE probe_hourly")
+    with pytest.raises(StoreError, match=f"cannot read the event store {store.path}: no such table: probe_hourly"):
+        build_report(store, ["web"], SINCE, NOW)
+
+
+def test_a_store_why_cannot_read_is_a_store_error_naming_it(store):
+    projections.fold(store.conn)
+    store.conn.execute("DROP TABLE incidents")
+    with pytest.raises(StoreError, match=f"cannot read the event store {store.path}"):
+        why(store, "web")
+
+
+# -- the units the report writes with -------------------------------------------------------------
+
+
+def test_counts_read_once_twice_then_n_times():
+    assert [units.times(n) for n in (1, 2, 3)] == ["once", "twice", "3 times"]
+
+
+def test_sizes_are_written_in_mebibytes():
+    assert units.mb(60 * 1048576) == "60MB" and units.mb(62914560 + 524288, 1) == "60.5MB"
+
+
+def test_percentages_round_down_so_99_899_never_reads_99_9():
+    assert units.percent(99.899) == "99.89" and units.percent(100.0) == "100" and units.percent(None) == "-"
+
+
+def test_one_line_collapses_whitespace_and_cuts_with_an_ellipsis():
+    assert units.one_line("a\n  b") == "a b" and units.one_line("x" * 10, 5) == "xxxx…" and units.one_line(None) == ""
+
+
+def test_the_hour_after_a_timestamp_crosses_midnight():
+    assert units.next_hour("2026-11-30T23:59:59.999Z") == "2026-12-01T00"
+
+
+def test_periods_are_named_in_days_hours_or_a_span():
+    assert [units.period_label(s) for s in (7 * DAY, 86400, 3600, 90061)] == ["7 days", "24 hours", "hour", "1d01h"]
+
+
+READ_SIDE = ("hints", "report", "render", "status", "units", "stats")
+
+
+def test_render_imports_report_and_nothing_it_renders_imports_render():
+    from tests.test_hints import imported_by
+
+    assert "recovery.report" in imported_by("recovery.render")
+    for module in ("report", "status", "hints", "projections"):
+        assert "recovery.render" not in imported_by(f"recovery.{module}"), module
+
+
+def test_the_read_side_modules_import_each_other_in_one_direction_only():
+    from tests.test_hints import imported_by
+
+    below = {m: imported_by(f"recovery.{m}") for m in READ_SIDE}
+    circles = [
+        (a, b) for a in READ_SIDE for b in READ_SIDE if f"recovery.{b}" in below[a] and f"recovery.{a}" in below[b]
+    ]
+    assert circles == []

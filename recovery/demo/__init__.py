@@ -41,7 +41,7 @@ def run_demo(*, workdir: Path | None = None, keep: bool = False, echo: Callable[
     from ..config import load
     from ..errors import RecoveryError
     from ..pm2 import find_pm2
-    from ..report import format_event
+    from ..render import format_event
     from ..store import Store
 
     if shutil.which("node") is None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..events import format_ts
 from ..store import split_sql
+from ..units import next_hour
 
 SCHEMA_VERSION = 2
 
@@ -168,11 +169,6 @@ def _iso(when: Any) -> str:
     return format_ts(when)
 
 
-def _next_hour(hour: str) -> str:
-    start = _dt.datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=_dt.UTC)
-    return (start + _dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H")
-
-
 def top_templates(
     conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20, until: Any = None
 ) -> list[dict[str, Any]]:
@@ -205,7 +201,7 @@ def top_templates(
         [h0, h1, *app_params],
     ):
         add(*row)
-    edges = [(since_s, min(_next_hour(h0), until_s))]
+    edges = [(since_s, min(next_hour(h0), until_s))]
     if until is not None and h1 > h0:
         edges.append((h1, until_s))
     for lo, hi in edges:

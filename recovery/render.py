@@ -1,0 +1,378 @@
+"""Writing results for people and machines: report tables and Markdown, the `why` timeline, event
+lines, the status table. Formatting only: what it writes is computed in `report` and `status`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from .events import Event
+from .report import AppReport, IncidentRow, Report, Step, Timeline
+from .status import AppStatus
+from .units import ago, mb, one_line, percent, period_label, span
+
+SHOWN_INCIDENTS = 20  # per app in text and Markdown; --json lists every one
+TIMELINE_MAX = 200  # text shows the first and last half of a longer timeline; --json shows every event
+
+# -- one event per line (`recovery events`) ----------------------------------------------------------
+
+# Shown first, in this order, when an event is printed as text; the rest follow sorted.
+_LEADING = (
+    "action",
+    "reason",
+    "attempt",
+    "phase",
+    "error",
+    "status",
+    "latency_ms",
+    "pid",
+    "memory",
+    "by",
+    "command",
+    "exit_code",
+    "duration_ms",
+    "attempts",
+    "seconds",
+    "outcome",
+    "code",
+)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_value(x) for x in v)
+    if isinstance(v, dict):
+        return "{" + " ".join(f"{k}={_value(x)}" for k, x in v.items()) + "}"
+    text = str(v)
+    return f'"{text}"' if (" " in text or not text) else text
+
+
+def _field(key: str, v: Any) -> str:
+    if key == "command" and isinstance(v, list):
+        return _value(" ".join(str(x) for x in v))
+    if key == "memory" and isinstance(v, int):
+        return mb(v, 1)
+    return _value(v)
+
+
+def format_event(e: Event) -> str:
+    """One line: time, seq, app, type, then the data as key=value."""
+    keys = [k for k in _LEADING if k in e.data] + sorted(k for k in e.data if k not in _LEADING)
+    fields = " ".join(
+        f"{k}={_field(k, e.data[k])}" for k in keys if e.data[k] not in (None, "", [], {}) and k != "inputs"
+    )
+    ts = e.ts.replace("T", " ").rstrip("Z")
+    return f"{ts}  #{e.seq:<6} {(e.app or '-'):<12} {e.type:<20} {fields}".rstrip()
+
+
+# -- `recovery report` ------------------------------------------------------------------------------
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}ms"
+
+
+def _when(ts: str | None) -> str:
+    return ts[:19].replace("T", " ") if ts else "-"
+
+
+def _grid(head: list[str], body: list[list[str]], indent: str = "") -> list[str]:
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    return [indent + "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
+
+
+_SUMMARY_HEAD = [
+    "APP",
+    "AVAILABILITY",
+    "PROBES",
+    "FAILURES",
+    "INCIDENTS",
+    "RESTARTS",
+    "MTTR",
+    "MTBF",
+    "P50",
+    "P95",
+    "P99",
+]
+_INCIDENT_HEAD = ["#", "STARTED (UTC)", "DURATION", "RESTARTS", "OUTCOME", "FIRST REASON"]
+
+
+def _error_row(e: dict[str, Any]) -> list[str]:
+    prev = e["previous_count"]
+    change = "new" if prev == 0 else f"{e['count'] - prev:+d}"
+    return [str(e["count"]), change, _when(e["last_seen"])[:16], e["template_id"], one_line(e["template"] or "", 90)]
+
+
+_ERRORS_HEAD = ["COUNT", "VS BEFORE", "LAST SEEN", "TEMPLATE", "TEXT"]
+
+
+def _summary_row(a: AppReport) -> list[str]:
+    lat = a.latency_ms
+    return [
+        a.app,
+        percent(a.availability_percent) + ("%" if a.availability_percent is not None else ""),
+        str(a.probes),
+        str(a.failures),
+        str(len(a.incidents)),
+        str(a.restarts),
+        span(a.mttr_s, decimals=True),
+        span(a.mtbf_s),
+        _ms(lat["p50"]),
+        _ms(lat["p95"]),
+        _ms(lat["p99"]),
+    ]
+
+
+def _incident_row(i: IncidentRow) -> list[str]:
+    duration = span(i.duration_s, decimals=True) + (" so far" if i.ended_at is None else "")
+    return [f"#{i.id}", _when(i.started_at), duration, str(i.restarts), i.outcome, i.reason or "-"]
+
+
+def _by_who(a: AppReport) -> str:
+    return ", ".join(f"{who} {n}" for who, n in a.restarts_by.items())
+
+
+def _heading(r: Report) -> str:
+    return f"{_when(r.since)[:16]} to {_when(r.until)[:16]} UTC ({period_label(r.seconds)})"
+
+
+def report_text(r: Report) -> str:
+    """Readable tables: one summary row per app, then each app's incidents, restarts and notes."""
+    lines = [f"recovery report: {_heading(r)}", ""]
+    lines += _grid(_SUMMARY_HEAD, [_summary_row(a) for a in r.apps])
+    for a in r.apps:
+        lines += ["", a.app]
+        shown = a.incidents[-SHOWN_INCIDENTS:]
+        if shown:
+            lines.append("  incidents:")
+            lines += _grid(_INCIDENT_HEAD, [_incident_row(i) for i in shown], indent="    ")
+            if len(a.incidents) > len(shown):
+                lines.append(f"    ... and {len(a.incidents) - len(shown)} earlier (--json lists all)")
+        else:
+            lines.append("  incidents: none")
+        lines.append(f"  restarts by: {_by_who(a)}")
+        if a.top_errors:
+            lines.append("  top errors (`recovery errors show TEMPLATE` for examples):")
+            lines += _grid(_ERRORS_HEAD, [_error_row(e) for e in a.top_errors], indent="    ")
+        if a.stands_out:
+            lines.append("  stands out:")
+            lines += [f"    - {note}" for note in a.stands_out]
+        if a.hints:
+            lines.append("  likely causes (confidence):")
+            lines += [f"    - {hint_line(h)}" for h in a.hints]
+    return "\n".join(lines)
+
+
+def hint_line(h: dict[str, Any]) -> str:
+    """'(0.85) memory leak: memory grows ...'."""
+    return f"({h['confidence']:.2f}) {h['message']}"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    return [_md_row(head), "| " + " | ".join("---" for _ in head) + " |", *(_md_row(r) for r in body)]
+
+
+def report_markdown(r: Report) -> str:
+    """A Markdown document: a summary table, then a section per app."""
+    lines = ["# recovery report", "", f"{_heading(r)}; generated {_when(r.generated_at)} UTC.", ""]
+    lines += _md_table([h.lower() for h in _SUMMARY_HEAD], [_summary_row(a) for a in r.apps])
+    for a in r.apps:
+        lines += ["", f"## {a.app}", "", "### Incidents", ""]
+        shown = a.incidents[-SHOWN_INCIDENTS:]
+        if shown:
+            lines += _md_table([h.lower() for h in _INCIDENT_HEAD], [_incident_row(i) for i in shown])
+            if len(a.incidents) > len(shown):
+                lines += ["", f"... and {len(a.incidents) - len(shown)} earlier (`--json` lists all)."]
+        else:
+            lines.append("None.")
+        lines += ["", "### Restarts by who made them", ""]
+        lines += _md_table(list(a.restarts_by), [[str(n) for n in a.restarts_by.values()]])
+        if a.top_errors:
+            lines += ["", "### Top errors", ""]
+            lines += _md_table([h.lower() for h in _ERRORS_HEAD], [_error_row(e) for e in a.top_errors])
+        lines += ["", "### What stands out", ""]
+        lines += [f"- {note}" for note in a.stands_out] or ["Nothing."]
+        if a.hints:
+            lines += ["", "### Likely causes", ""]
+            lines += [f"- {hint_line(h)}" for h in a.hints]
+    return "\n".join(lines) + "\n"
+
+
+# -- `recovery why` ---------------------------------------------------------------------------------
+
+
+def offset(seconds: float) -> str:
+    """+0.0s, +2.1s, +1m03s, +2h03m, -4.2s."""
+    seconds = round(seconds, 1)  # so that -0.04 reads +0.0s
+    return ("-" if seconds < 0 else "+") + span(abs(seconds), decimals=True)
+
+
+def _cmd(v: Any) -> str:
+    return " ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+
+
+def facts(type_: str, d: dict[str, Any]) -> str:
+    """The key facts of one event, as a short phrase."""
+    if type_ == "decision.made":
+        text = f"{d.get('action', '?')}: {d.get('reason') or '-'}"
+        return text + (" (dry run, nothing done)" if d.get("dry_run") else "")
+    if type_ in ("probe.succeeded", "probe.failed"):
+        attempt = d.get("attempt")
+        parts = [
+            ("verify " if d.get("phase") == "verify" else "")
+            + (f"attempt {attempt}" + (f"/{d['of']}" if d.get("of") else "") if attempt is not None else "probe")
+        ]
+        if d.get("error"):
+            parts.append(str(d["error"]))
+        if d.get("status") is not None:
+            parts.append(f"HTTP {d['status']}")
+        if d.get("latency_ms") is not None:
+            parts.append(
+                f"{d['latency_ms']:g}ms" if isinstance(d["latency_ms"], (int, float)) else str(d["latency_ms"])
+            )
+        return ", ".join(parts)
+    if type_ == "process.sampled":
+        if d.get("error"):
+            return f"PM2 unreadable: {d['error']}"
+        parts = [str(d.get("status") or "?")]
+        if d.get("pid"):
+            parts.append(f"pid {d['pid']}")
+        if isinstance(d.get("memory"), int):
+            parts.append(mb(d["memory"], 1))
+        if d.get("cpu") is not None:
+            parts.append(f"cpu {d['cpu']:g}%")
+        if d.get("restart_time") is not None:
+            parts.append(f"restart_time {d['restart_time']}")
+        return ", ".join(parts)
+    if type_ == "restart.requested":
+        text = f"by {d.get('by', 'check')}: {_cmd(d.get('command') or 'restart')}"
+        return text + (f" ({d['reason']})" if d.get("by", "check") != "check" and d.get("reason") else "")
+    if type_ in ("restart.succeeded", "restart.failed"):
+        parts = [_cmd(d.get("command") or "restart")]
+        if "exit_code" in d:
+            parts.append(f"exit {d['exit_code']}")
+        if d.get("duration_ms") is not None:
+            parts.append(f"{d['duration_ms']:g}ms")
+        problem = d.get("error") or (str(d.get("stderr_tail") or "").strip().splitlines() or [""])[-1]
+        if type_ == "restart.failed" and problem:
+            parts.append(problem)
+        return ", ".join(parts)
+    if type_ in ("verification.passed", "verification.failed"):
+        parts = [
+            f"{d.get('attempts', '?')} attempt{'' if d.get('attempts') == 1 else 's'}",
+            f"{d.get('seconds', '?')}s",
+        ]
+        if d.get("last_error"):
+            parts.append(f"last error {d['last_error']}")
+        return ", ".join(parts)
+    if type_ == "check.started":
+        return f"trigger {d.get('trigger', '?')}" + (", dry run" if d.get("dry_run") else "")
+    return " ".join(f"{k}={_field(k, v)}" for k, v in d.items() if v not in (None, "", [], {}) and k != "inputs")
+
+
+def ending(t: Timeline) -> str:
+    """How the incident ended (or that it is still open), its duration and restarts."""
+    i = t.incident
+    restarts = f"{i.restarts} restart{'' if i.restarts == 1 else 's'}"
+    if i.ended_at is None:
+        return f"still open, for {span(i.duration_s, decimals=True)} so far, {restarts}"
+    return f"ended: {i.outcome} after {span(i.duration_s, decimals=True)}, {restarts}"
+
+
+def timeline_text(t: Timeline) -> str:
+    """The incident's header, one line per event, and how it ended."""
+    i = t.incident
+    lines = [f"{t.app} incident #{i.id}: started {_when(i.started_at)} UTC" + (f", {i.reason}" if i.reason else "")]
+    rows = [[offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)] for s in t.steps]
+    if len(rows) > TIMELINE_MAX:
+        half = TIMELINE_MAX // 2
+        skipped = len(rows) - 2 * half
+        rows = [
+            *rows[:half],
+            ["...", "", f"{skipped} more events", f"(recovery why {t.app} --incident {i.id} --json lists all)"],
+            *rows[-half:],
+        ]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)] if rows else [0, 0, 0]
+    lines += [f"  {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
+    if t.hints:
+        lines.append("likely causes (confidence):")
+        lines += [f"  - {hint_line(h)}" for h in t.hints]
+    lines.append(ending(t))
+    return "\n".join(lines)
+
+
+def _step_dict(s: Step) -> dict[str, Any]:
+    return {
+        "seq": s.seq,
+        "ts": s.ts,
+        "offset_s": s.offset_s,
+        "type": s.type,
+        "app": s.app,
+        "facts": facts(s.type, s.data),
+        "data": s.data,
+    }
+
+
+def timeline_dict(t: Timeline) -> dict[str, Any]:
+    """The JSON of `recovery why --json`: the incident, its events with their facts, how it ended, the hints."""
+    return {
+        "app": t.app,
+        "incident": {**t.incident.to_dict(), "reason": t.incident.reason},
+        "events": [_step_dict(s) for s in t.steps],
+        "ending": ending(t),
+        "hints": t.hints,
+    }
+
+
+# -- `recovery status` ------------------------------------------------------------------------------
+
+_STATUS_HEAD = [
+    "APP",
+    "STATE",
+    "SINCE",
+    "LAST CHECK",
+    "LATENCY",
+    "PM2",
+    "PID",
+    "UPTIME",
+    "MEMORY",
+    "CPU",
+    "RESTARTS 24H",
+    "INCIDENT",
+    "HINT",
+]
+
+
+def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
+    """A plain-text table, one row per app, then a line per app that is not healthy or has a hint."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    body = []
+    for r in rows:
+        check = ago(now, r.last_check_at) + (" (STALE: is cron running?)" if r.stale else "")
+        body.append(
+            [
+                r.app,
+                r.state.upper(),
+                ago(now, r.since),
+                check,
+                f"{r.latency_ms:.0f}ms" if r.latency_ms is not None else "-",
+                r.pm2_status or "-",
+                str(r.pid or "-"),
+                span(r.uptime_s),
+                mb(r.memory) if r.memory else "-",
+                f"{r.cpu:.0f}%" if r.cpu is not None else "-",
+                f"{r.restarts_24h} ours / {r.pm2_restarts_24h} pm2",
+                f"#{r.open_incident} since {ago(now, r.incident_since)}" if r.open_incident else "-",
+                f"{r.hint['kind']} {r.hint['confidence']:.2f}" if r.hint else "-",
+            ]
+        )
+    lines = _grid(_STATUS_HEAD, body)
+    notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]
+    notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
+    return "\n".join(lines + notes)
