@@ -39,7 +39,8 @@ def replay(
     import datetime as dt
     import json
 
-    from recovery.replay import parse_settings, replay_store, replay_text
+    from recovery.render import replay_text
+    from recovery.replay import parse_settings, replay_store
 
     from .common import configured_app, load_config, open_store, since_bound
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from . import replay
+from .config import format_status_ranges
 from .events import Event
 from .report import AppReport, IncidentRow, Report, Step, Timeline
 from .status import AppStatus
-from .units import ago, mb, one_line, percent, period_label, span
+from .units import ago, format_duration, mb, one_line, percent, period_label, span
 
 SHOWN_INCIDENTS = 20  # per app in text and Markdown; --json lists every one
 TIMELINE_MAX = 200  # text shows the first and last half of a longer timeline; --json shows every event
@@ -376,3 +378,50 @@ def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
     notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]
     notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
     return "\n".join(lines + notes)
+
+
+# -- recovery replay ---------------------------------------------------------------------------
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return format_status_ranges(value)
+    if isinstance(value, float):
+        return format_duration(value)
+    return "off" if value is None else str(value)
+
+
+def _action(pair: tuple[str, str]) -> str:
+    return f"{pair[0]} ({pair[1]})" if pair[1] else pair[0]
+
+
+def replay_text(r: replay.Replay) -> str:
+    """The replay for people: per app a recorded/replayed table, the decisions that differ, the caveats."""
+    settings = ", ".join(f"{k}={_setting_text(v)}" for k, v in r.settings.items()) or "the configured settings"
+    lines = [f"replay of the record since {r.since or 'its start'} with {settings}"]
+    for a in r.apps:
+        lines += ["", f"{a.app}: {a.decisions} recorded decision{'s' if a.decisions != 1 else ''}"]
+        head = ("", "FAILED PROBES", "RESTARTS", "INCIDENTS", "DOWNTIME")
+        rows = [
+            (label, str(t.failed_probes), str(t.restarts), str(t.incidents), span(t.downtime_s))
+            for label, t in (("recorded", a.recorded), ("replayed", a.replayed))
+        ]
+        widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
+        lines += [
+            "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (head, *rows)
+        ]
+        if not a.changed:
+            lines.append("  no decision differs")
+        else:
+            lines.append(f"  decisions that differ ({len(a.changed)}):")
+            shown = a.changed[:20]
+            lines += [f"    {c.at}  {_action(c.recorded)} -> {_action(c.replayed)}" for c in shown]
+            if len(a.changed) > len(shown):
+                lines.append(f"    ... and {len(a.changed) - len(shown)} more (--json lists every one)")
+            lines.append(
+                f"  exact until {a.exact_until}: after the first decision that differs, the recorded world no "
+                "longer follows (it did not see the replayed restarts and their outcomes)"
+            )
+        for key, n in a.assumed.items():
+            lines.append(f"  assumed {n} time{'s' if n != 1 else ''}: {replay.ASSUMPTIONS[key]}")
+    return "\n".join(lines)

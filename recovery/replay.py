@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .events import parse_ts
 from .model import DOWN_STATES, UP_STATES, History, restarts_count_since
 from .observations import Attempt, Instance, Observations, ProcessView
-from .units import format_duration, parse_duration
+from .units import parse_duration
 
 MAX_GAP_S = 900.0  # as in the projections: a longer gap between checks counts neither up nor down
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
@@ -468,54 +468,3 @@ def replay(
 def replay_store(store: Any, apps: Sequence[AppConfig], settings: dict[str, Any], since: str | None) -> Replay:
     """Load the recorded history of `apps` since `since` and replay it under `settings`."""
     return replay(load(store, [a.name for a in apps], since), apps, settings, since)
-
-
-# -- text -------------------------------------------------------------------------------------------
-
-
-def _setting_text(value: Any) -> str:
-    from .config import format_status_ranges
-
-    if isinstance(value, tuple):
-        return format_status_ranges(value)
-    if isinstance(value, float):
-        return format_duration(value)
-    return "off" if value is None else str(value)
-
-
-def _action(pair: tuple[str, str]) -> str:
-    return f"{pair[0]} ({pair[1]})" if pair[1] else pair[0]
-
-
-def replay_text(r: Replay) -> str:
-    """The replay for people: per app a recorded/replayed table, the decisions that differ, the caveats."""
-    from .units import span
-
-    settings = ", ".join(f"{k}={_setting_text(v)}" for k, v in r.settings.items()) or "the configured settings"
-    lines = [f"replay of the record since {r.since or 'its start'} with {settings}"]
-    for a in r.apps:
-        lines += ["", f"{a.app}: {a.decisions} recorded decision{'s' if a.decisions != 1 else ''}"]
-        head = ("", "FAILED PROBES", "RESTARTS", "INCIDENTS", "DOWNTIME")
-        rows = [
-            (label, str(t.failed_probes), str(t.restarts), str(t.incidents), span(t.downtime_s))
-            for label, t in (("recorded", a.recorded), ("replayed", a.replayed))
-        ]
-        widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
-        lines += [
-            "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (head, *rows)
-        ]
-        if not a.changed:
-            lines.append("  no decision differs")
-        else:
-            lines.append(f"  decisions that differ ({len(a.changed)}):")
-            shown = a.changed[:20]
-            lines += [f"    {c.at}  {_action(c.recorded)} -> {_action(c.replayed)}" for c in shown]
-            if len(a.changed) > len(shown):
-                lines.append(f"    ... and {len(a.changed) - len(shown)} more (--json lists every one)")
-            lines.append(
-                f"  exact until {a.exact_until}: after the first decision that differs, the recorded world no "
-                "longer follows (it did not see the replayed restarts and their outcomes)"
-            )
-        for key, n in a.assumed.items():
-            lines.append(f"  assumed {n} time{'s' if n != 1 else ''}: {ASSUMPTIONS[key]}")
-    return "\n".join(lines)
