@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .config import AppConfig
-from .events import Event, format_ts, parse_ts
+from .events import Event, format_ts
 from .model import STATE_CODES, History
 from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations
-from .units import format_duration
+from .units import age, format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
 
@@ -104,10 +104,6 @@ def _causes(restarts: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{cause} x{n}" for cause, n in counts.most_common())
 
 
-def _seconds_since(now: _dt.datetime, ts: str | None) -> float | None:
-    return (now - parse_ts(ts)).total_seconds() if ts else None
-
-
 def decide(observed: Observations, history: History, app: AppConfig, now: _dt.datetime) -> Decision:
     """What to do about one app, from this run's probes, PM2's view and the app's history."""
     attempts, view = observed.attempts, observed.view
@@ -174,7 +170,7 @@ def _guarded_restart(
     inputs: dict[str, Any],
 ) -> Decision:
     """A restart, unless warm-up, a suspension, the ceiling or the backoff says otherwise."""
-    since_last = _seconds_since(now, history.last_restart_at)
+    since_last = age(now, history.last_restart_at) if history.last_restart_at else None
     inputs["restarts_in_window"] = len(history.recent_restarts)
     if since_last is not None:
         inputs["seconds_since_restart"] = round(since_last, 1)
