@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as _dt
-import heapq
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -163,49 +162,52 @@ def steps_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Step]]:
     probes: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     samples: dict[tuple[str, str], tuple[Any, ...]] = {}
     points: dict[tuple[str, str], Point] = {}
-    for seq, ts, app, type_, run_id, *v in rows:
+    # Rows are indexed, not unpacked: months of history are hundreds of thousands of them.
+    for row in rows:
+        app = row[2]
         if app is None:
             continue
-        key = (app, run_id or "")
+        type_, key = row[3], (app, row[4] or "")
         if type_ == "probe.succeeded" or type_ == "probe.failed":
-            if (v[0] or "check") == "check" and key not in points:
-                probes.setdefault(key, []).append((type_ == "probe.succeeded", v[1], v[2], v[3], v[4]))
+            if (row[5] or "check") == "check" and key not in points:
+                probe = (type_ == "probe.succeeded", row[6], row[7], row[8], row[9])
+                if key in probes:
+                    probes[key].append(probe)
+                else:
+                    probes[key] = [probe]
         elif type_ == "process.sampled":
-            if not v[0] and key not in points:
-                samples[key] = tuple(v[1:])
+            if not row[5] and key not in points:
+                samples[key] = row[6:12]
         elif type_ == "decision.made":
             point = Point(
-                seq,
-                ts,
-                run_id or "",
+                row[0],
+                row[1],
+                key[1],
                 probes.pop(key, []),
                 samples.pop(key, None),
-                v[0] or "none",
-                v[1] or "",
-                v[2] or "down",
-                bool(v[3]),
+                row[5] or "none",
+                row[6] or "",
+                row[7] or "down",
+                bool(row[8]),
             )
             points[key] = point
             out.setdefault(app, []).append(point)
         elif type_ == "restart.requested":
-            if key in points and (v[0] or "check") == "check":
-                points[key].restarted_at = ts
+            if key in points and (row[5] or "check") == "check":
+                points[key].restarted_at = row[1]
         elif type_ in ("restart.failed", "verification.failed", "verification.passed"):
             if key in points:
                 points[key].verified = type_ == "verification.passed"
             elif type_ == "verification.passed":
-                out.setdefault(app, []).append(Operator(ts, type_))  # an operator's restart came back
+                out.setdefault(app, []).append(Operator(row[1], type_))  # an operator's restart came back
         else:
-            out.setdefault(app, []).append(Operator(ts, type_, until=v[1], reason=v[2]))
+            out.setdefault(app, []).append(Operator(row[1], type_, until=row[6], reason=row[7]))
     return out
 
 
 def load(store: Any, apps: Sequence[str], since: str | None) -> dict[str, list[Step]]:
     """The replayable steps of `apps` recorded since `since`."""
-    scans = [
-        store.scan(types, fields, apps=apps, since=since) for types, fields in (_PROBES, _SAMPLES, _DECISIONS, _OTHERS)
-    ]
-    return steps_from(heapq.merge(*scans, key=lambda row: row[0]))
+    return steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=apps, since=since))
 
 
 # -- the replay -----------------------------------------------------------------------------------

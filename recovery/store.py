@@ -248,28 +248,39 @@ class Store:
 
     def scan(
         self,
-        types: Sequence[str],
-        fields: Sequence[str],
+        groups: Sequence[tuple[Sequence[str], Sequence[str]]],
         *,
         apps: Sequence[str] | None = None,
         since: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        """(seq, ts, app, type, run_id, *fields) of the events of `types`, oldest first, each field
-        read from the data by SQLite (`json_extract`): fast over months of history."""
-        columns = "".join(f", json_extract(data, '$.{f}')" for f in fields)
-        where = [f"type IN ({','.join('?' * len(types))})"]
-        params: list[Any] = list(types)
-        if apps:
-            where.append(f"app IN ({','.join('?' * len(apps))})")
-            params.extend(apps)
-        if since is not None:
-            where.append("seq >= ?")
-            params.append(first_seq_since(self.conn, since))
-        sql = f"SELECT seq, ts, app, type, run_id{columns} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        """(seq, ts, app, type, run_id, *fields) of the events of each group's types, oldest first.
+
+        `groups` pairs event types with the data fields to read for them (by SQLite, with
+        `json_extract`, in one query): fast over months of history. Rows of a group with fewer
+        fields than another are padded with None.
+        """
+        width = max(len(fields) for _, fields in groups)
+        selects: list[str] = []
+        params: list[Any] = []
+        start = first_seq_since(self.conn, since) if since is not None else None
+        for types, fields in groups:
+            columns = [f"json_extract(data, '$.{f}')" for f in fields] + ["NULL"] * (width - len(fields))
+            where = [f"type IN ({','.join('?' * len(types))})"]
+            params.extend(types)
+            if apps:
+                where.append(f"app IN ({','.join('?' * len(apps))})")
+                params.extend(apps)
+            if start is not None:
+                where.append("seq >= ?")
+                params.append(start)
+            selects.append(
+                f"SELECT seq, ts, app, type, run_id, {', '.join(columns)} FROM events WHERE {' AND '.join(where)}"
+            )
         try:
-            yield from self.conn.execute(sql, params)
+            cursor = self.conn.execute(" UNION ALL ".join(selects) + " ORDER BY seq", params)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
+        return cursor
 
     def last_seq(self) -> int:
         try:

@@ -111,7 +111,9 @@ def test_a_crash_loop_names_the_top_error(pm2, tmp_path):
     app.marker("crash").unlink()
     assert check(pm2, config).apps[0].state == "RECOVERED"
     restarted = [e for e in stored(config, "web") if e.type == "process.restarted"]
-    assert restarted and restarted[0].data["cause"] == "crash" and restarted[0].data["count"] >= 3
+    # PM2 gives up after 2 to 4 restarts of its own with --max-restarts 3, by how the crashes fall
+    # against its min_uptime (seen: 2 on a loaded machine, 3 or 4 on a quiet one).
+    assert restarted and restarted[0].data["cause"] == "crash" and restarted[0].data["count"] >= 2
     top = hints(config)[0]
     print("crash loop:", top)
     assert top.kind == "crash_loop" and "crash on start" in top.message, top
