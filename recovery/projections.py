@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import math
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 3  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 5  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -88,6 +89,26 @@ CREATE TABLE IF NOT EXISTS restarts (
     code TEXT
 );
 CREATE INDEX IF NOT EXISTS restarts_app_at ON restarts (app, at);
+CREATE TABLE IF NOT EXISTS decision_points (
+    seq INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    run_id TEXT,
+    action TEXT NOT NULL,
+    code TEXT NOT NULL,
+    state TEXT NOT NULL,
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    probes TEXT NOT NULL DEFAULT '[]',
+    probes_n INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    first_latency_ms REAL,
+    first_status INTEGER,
+    sample TEXT,
+    restarted_at TEXT,
+    verified INTEGER
+);
+CREATE INDEX IF NOT EXISTS decision_points_app ON decision_points (app, seq);
+CREATE INDEX IF NOT EXISTS decision_points_run ON decision_points (run_id);
 CREATE TABLE IF NOT EXISTS probe_hourly (
     app TEXT NOT NULL,
     hour TEXT NOT NULL,
@@ -101,7 +122,7 @@ CREATE TABLE IF NOT EXISTS probe_hourly (
     PRIMARY KEY (app, hour)
 );
 """
-TABLES = ("app_state", "incidents", "restarts", "probe_hourly", "projection_meta")
+TABLES = ("app_state", "incidents", "restarts", "probe_hourly", "decision_points", "projection_meta")
 
 # An interval between two checks longer than this is not counted as up or down time:
 # nobody was looking (the watcher itself was not running).
@@ -180,6 +201,8 @@ class Folder:
         self.apps: dict[str, _App] = {}
         self.hourly: dict[tuple[str, str], list[Any]] = {}
         self.incidents: dict[int, dict[str, Any]] = {}
+        # A run's check probes and sample, until its decision is folded (decision_points).
+        self.pending: dict[tuple[str, str], tuple[list[list[Any]], list[Any] | None]] = {}
 
     # -- loading and saving --------------------------------------------------------------
 
@@ -279,6 +302,7 @@ class Folder:
         if type_ in ("probe.succeeded", "probe.failed"):
             if data.get("phase", "check") != "check":
                 return
+            self.observed(app_name, run_id).append(point_probe(type_, data))
             h = self.hour(app_name, ts)
             h[0] += 1
             if type_ == "probe.failed":
@@ -291,10 +315,17 @@ class Folder:
                 h[6][k] = h[6].get(k, 0) + 1
                 a.last_latency_ms = ms
         elif type_ == "decision.made":
+            self.point(app_name, seq, ts, run_id, data)
             self.decided(a, seq, ts, data)
         elif type_ == "process.sampled":
+            if not data.get("after_restart"):
+                self.pending[(app_name, run_id or "")] = (self.observed(app_name, run_id), point_sample(data))
             self.sampled(a, seq, ts, run_id, data)
         elif type_ == "restart.requested":
+            if data.get("by", "check") == "check":
+                self.conn.execute(
+                    "UPDATE decision_points SET restarted_at = ? WHERE app = ? AND run_id IS ?", (ts, app_name, run_id)
+                )
             a.last_restart_at = ts if data.get("by", "check") == "check" else a.last_restart_at
             a.ours_since_sample += max(1, a.instances or 1)
             a.ours_since_pid += 1
@@ -330,6 +361,11 @@ class Folder:
                 " WHERE app = ? AND source = 'recovery' AND run_id IS ?)",
                 (outcome, app_name, run_id),
             )
+            if type_ != "restart.succeeded":
+                self.conn.execute(
+                    "UPDATE decision_points SET verified = ? WHERE app = ? AND run_id IS ?",
+                    (type_ == "verification.passed", app_name, run_id),
+                )
             if a.open_incident is not None:
                 self.incident(a.open_incident)["evidence"].append(seq)
             if type_ == "verification.passed":
@@ -348,6 +384,38 @@ class Folder:
             self.lift(a, ts)
             if a.state == "suspended":
                 self.set_state(a, "down", ts, seq, "suspension lifted by an operator")
+
+    def observed(self, app: str, run_id: str | None) -> list[list[Any]]:
+        """The check probes of the run so far (a list the caller may append to)."""
+        key = (app, run_id or "")
+        if key not in self.pending:
+            self.pending[key] = ([], None)
+        return self.pending[key][0]
+
+    def point(self, app: str, seq: int, ts: str, run_id: str | None, data: dict) -> None:
+        """A decision with what it was decided on, for `recovery replay`."""
+        pending = self.pending.pop((app, run_id or ""), None)
+        probes, sample = pending if pending is not None else _observed_before(self.conn, app, run_id, seq)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO decision_points (seq, app, ts, run_id, action, code, state, dry_run, probes,"
+            " probes_n, failed, first_latency_ms, first_status, sample) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                app,
+                ts,
+                run_id,
+                data.get("action") or "none",
+                decision_code(data),
+                data.get("state") or "down",
+                bool(data.get("dry_run")),
+                json.dumps(probes, separators=(",", ":")),
+                len(probes),
+                sum(1 for probe in probes if not probe[0]),
+                probes[0][2] if probes else None,
+                probes[0][3] if probes else None,
+                json.dumps(sample, separators=(",", ":")) if sample is not None else None,
+            ),
+        )
 
     def decided(self, a: _App, seq: int, ts: str, data: dict) -> None:
         state = data.get("state") or "down"  # every landed version recorded the state
@@ -471,6 +539,46 @@ def own_restarts(a: _App, data: dict) -> tuple[int, str]:
         if theirs > 0:
             return theirs, f"PM2 restart_time {a.restart_time} -> {total}"
     return 0, ""
+
+
+def point_probe(type_: str, data: dict) -> list[Any]:
+    """A check probe as decision_points keeps it: [ok, attempt, latency_ms, status, error]."""
+    return [
+        type_ == "probe.succeeded",
+        data.get("attempt"),
+        data.get("latency_ms"),
+        data.get("status"),
+        data.get("error"),
+    ]
+
+
+def point_sample(data: dict) -> list[Any]:
+    """A PM2 sample as decision_points keeps it: [status, known, source, pid, instances, error]."""
+    instances = data.get("instances")
+    count = len(instances) if isinstance(instances, list) else None
+    return [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
+
+
+def _observed_before(
+    conn: sqlite3.Connection, app: str, run_id: str | None, seq: int
+) -> tuple[list[list[Any]], list[Any] | None]:
+    """A run's check probes and last sample before its decision, read back from the events (for a
+    run split across two fold batches)."""
+    probes: list[list[Any]] = []
+    sample = None
+    rows = conn.execute(
+        "SELECT type, data FROM events WHERE run_id IS ? AND app = ? AND seq < ?"
+        " AND type IN ('probe.succeeded', 'probe.failed', 'process.sampled') ORDER BY seq",
+        (run_id, app, seq),
+    )
+    for type_, text in rows:
+        data = json.loads(text) if text else {}
+        if type_ == "process.sampled":
+            if not data.get("after_restart"):
+                sample = point_sample(data)
+        elif data.get("phase", "check") == "check":
+            probes.append(point_probe(type_, data))
+    return probes, sample
 
 
 def app_before(conn: sqlite3.Connection, app: str) -> _App:
@@ -757,3 +865,38 @@ def _events_of(
         (app, type_, first, until),
     ).fetchall()
     return [(seq, ts, json.loads(d)) for seq, ts, d in rows]
+
+
+# -- what `recovery replay` reads ---------------------------------------------------------------------
+
+
+def decision_points(
+    conn: sqlite3.Connection, apps: Sequence[str], start: int
+) -> tuple[int, list[tuple[Any, ...]], list[tuple[Any, ...]]] | None:
+    """(last folded seq, the decision_points rows of `apps` from seq `start`, and (seq, ts, app) of the
+    verifications of restarts no check decided: an operator's), or None when the projections are
+    of another version than this recovery's (a read-only store an older version wrote)."""
+    marks = ",".join("?" * len(apps))
+    try:
+        row = conn.execute("SELECT last_seq, version FROM projection_meta WHERE name = 'events'").fetchone()
+        if row is None or row[1] != VERSION:
+            return None
+        points = conn.execute(
+            "SELECT seq, app, ts, run_id, action, code, state, dry_run, probes, sample, restarted_at, verified,"
+            " probes_n, failed, first_latency_ms, first_status"
+            f" FROM decision_points WHERE app IN ({marks}) AND seq >= ? ORDER BY seq",
+            (*apps, start),
+        ).fetchall()
+        manual = conn.execute(
+            "SELECT seq, ts, app FROM events e WHERE type = 'verification.passed'"
+            f" AND app IN ({marks}) AND seq >= ? AND seq <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM decision_points d WHERE d.run_id IS e.run_id AND d.app = e.app) ORDER BY seq",
+            (*apps, start, row[0]),
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise read_error(conn, exc) from exc
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc
+    return row[0], points, manual

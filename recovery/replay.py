@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as _dt
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -90,39 +91,54 @@ def parse_settings(pairs: Iterable[str]) -> dict[str, Any]:
 class Point:
     """One recorded decision about an app, with what it was decided on and what followed.
 
-    Probes and the PM2 sample are kept as the rows read (ok, attempt, latency_ms, status, error)
-    and (status, known, source, pid, instances, error): most points are plain healthy checks,
-    replayed without building them.
+    Probes and the PM2 sample are kept as read, [ok, attempt, latency_ms, status, error] each and
+    [status, known, source, pid, instance count, error], or as their JSON text from the
+    decision_points projection, parsed only when the point must be decided again.
     """
 
     seq: int
     ts: str
     run_id: str
-    probes: list[tuple[Any, ...]]
-    sample: tuple[Any, ...] | None
+    probes: Any  # a list of probe rows, or its JSON text
+    sample: Any  # the sample row, its JSON text, or None
     action: str
     code: str
     state: str
     dry_run: bool = False
     restarted_at: str | None = None  # our restart after it (restart.requested by the check)
     verified: bool | None = None  # its verification, when there was one
+    summary: tuple[int, int, float | None, int | None] | None = None  # probes, failed, first latency and status
+
+    def probe_summary(self) -> tuple[int, int, float | None, int | None]:
+        """(probes, failed probes, the first one's latency_ms and status), without parsing when known."""
+        if self.summary is None:
+            rows = self.probe_rows()
+            first = rows[0] if rows else [None, None, None, None, None]
+            self.summary = (len(rows), sum(1 for r in rows if not r[0]), first[2], first[3])
+        return self.summary
+
+    def probe_rows(self) -> list[Any]:
+        if isinstance(self.probes, str):
+            self.probes = json.loads(self.probes)
+        rows: list[Any] = self.probes
+        return rows
 
     def attempts(self) -> tuple[Attempt, ...]:
         return tuple(
             Attempt(bool(ok), int(n or 1), "", float(ms or 0.0), status=status, error=None if ok else error or "error")
-            for ok, n, ms, status, error in self.probes
+            for ok, n, ms, status, error in self.probe_rows()
         )
 
     def observed(self, app: str, attempts: tuple[Attempt, ...]) -> Observations:
-        if self.sample is None:
+        sample = json.loads(self.sample) if isinstance(self.sample, str) else self.sample
+        if sample is None:
             return Observations(attempts, None, "no PM2 sample recorded")
-        status, known, source, pid, instances, error = self.sample
+        status, known, source, pid, count, error = sample
         if error:
             return Observations(attempts, None, str(error))
         if known is not None and not known:
             return Observations(attempts, ProcessView(app, source or "jlist", ()))
-        count = len(json.loads(instances)) if isinstance(instances, str) else 1
-        members = tuple(Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count))
+        members = tuple(Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1))
         return Observations(attempts, ProcessView(app, source or "jlist", members))
 
 
@@ -130,6 +146,7 @@ class Point:
 class Operator:
     """Something an operator did that the policy's history remembers."""
 
+    seq: int
     ts: str
     type: str  # maintenance.started, maintenance.ended, suspension.lifted, verification.passed
     until: str | None = None
@@ -159,7 +176,7 @@ _OTHERS = (
 def steps_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Step]]:
     """Each app's replayable steps from the `load` rows (seq, ts, app, type, run_id, *fields), in seq order."""
     out: dict[str, list[Step]] = {}
-    probes: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    probes: dict[tuple[str, str], list[Any]] = {}
     samples: dict[tuple[str, str], tuple[Any, ...]] = {}
     points: dict[tuple[str, str], Point] = {}
     # Rows are indexed, not unpacked: months of history are hundreds of thousands of them.
@@ -170,14 +187,15 @@ def steps_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Step]]:
         type_, key = row[3], (app, row[4] or "")
         if type_ == "probe.succeeded" or type_ == "probe.failed":
             if (row[5] or "check") == "check" and key not in points:
-                probe = (type_ == "probe.succeeded", row[6], row[7], row[8], row[9])
+                probe = [type_ == "probe.succeeded", row[6], row[7], row[8], row[9]]
                 if key in probes:
                     probes[key].append(probe)
                 else:
                     probes[key] = [probe]
         elif type_ == "process.sampled":
             if not row[5] and key not in points:
-                samples[key] = row[6:12]
+                count = len(json.loads(row[10])) if isinstance(row[10], str) else None
+                samples[key] = (row[6], row[7], row[8], row[9], count, row[11])
         elif type_ == "decision.made":
             point = Point(
                 row[0],
@@ -199,15 +217,43 @@ def steps_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Step]]:
             if key in points:
                 points[key].verified = type_ == "verification.passed"
             elif type_ == "verification.passed":
-                out.setdefault(app, []).append(Operator(row[1], type_))  # an operator's restart came back
+                out.setdefault(app, []).append(Operator(row[0], row[1], type_))  # an operator's restart came back
         else:
-            out.setdefault(app, []).append(Operator(row[1], type_, until=row[6], reason=row[7]))
+            out.setdefault(app, []).append(Operator(row[0], row[1], type_, until=row[6], reason=row[7]))
     return out
 
 
+_OPERATOR = (("maintenance.started", "maintenance.ended", "suspension.lifted"), ("by", "until", "reason"))
+
+
 def load(store: Any, apps: Sequence[str], since: str | None) -> dict[str, list[Step]]:
-    """The replayable steps of `apps` recorded since `since`."""
-    return steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=apps, since=since))
+    """The replayable steps of `apps` recorded since `since`: the decision_points projection (one
+    narrow row per decision, so months load fast), the operators' events, and the events recorded
+    after the projection's last fold read from the events themselves."""
+    from . import projections
+
+    start = store.first_seq_since(since) if since is not None else 0
+    found = projections.decision_points(store.conn, apps, start)
+    if found is None:  # a store whose projections are older than this recovery: read the events
+        return steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=apps, after=start - 1))
+    folded, points, manual = found
+    out: dict[str, list[Step]] = {}
+    for seq, app, ts, run_id, action, code, state, dry_run, probes, sample, restarted_at, verified, *first in points:
+        point = Point(seq, ts, run_id or "", probes, sample, action, code, state, bool(dry_run), restarted_at)
+        point.verified = None if verified is None else bool(verified)
+        point.summary = (first[0], first[1], first[2], first[3])
+        out.setdefault(app, []).append(point)
+    extra: dict[str, list[Step]] = {}
+    for seq, ts, app, type_, _run, _by, until, reason in store.scan((_OPERATOR,), apps=apps, after=start - 1):
+        if seq <= folded:
+            extra.setdefault(app, []).append(Operator(seq, ts, type_, until=until, reason=reason))
+    for seq, ts, app in manual:
+        extra.setdefault(app, []).append(Operator(seq, ts, "verification.passed"))
+    tail = steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=apps, after=max(folded, start - 1)))
+    for app in set(out) | set(extra) | set(tail):
+        merged = sorted(out.get(app, []) + extra.get(app, []), key=lambda step: step.seq)
+        out[app] = merged + tail.get(app, [])
+    return out
 
 
 # -- the replay -----------------------------------------------------------------------------------
@@ -388,6 +434,7 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
     recorded, replayed = Fold(), Fold()
     limit_ms = app.timeout * 1000
     slow_ms = app.slow_threshold * 1000 if app.slow_threshold is not None else None
+    status_ok = functools.lru_cache(maxsize=None)(app.status_ok)
     for step in steps:
         if isinstance(step, Operator):
             recorded.operator(step)
@@ -395,7 +442,8 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
             continue
         out.decisions += 1
         # The recorded world, as it went.
-        recorded.totals.failed_probes += sum(1 for p in step.probes if not p[0])
+        n_probes, n_failed, latency, status = step.probe_summary()
+        recorded.totals.failed_probes += n_failed
         recorded.decided(step.ts, step.state, step.code)
         if step.restarted_at:
             recorded.restarted(step.restarted_at, step.code)
@@ -404,15 +452,14 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         # A recorded healthy answer that is still one in time, with the expected status and not
         # slow, is healthy again: for an answered probe the policy reads only the pause (the same
         # in both worlds), PM2's knowing the app (the same sample) and slow_threshold.
-        first = step.probes[0] if len(step.probes) == 1 else None
         if (
             step.code == "healthy"
-            and first is not None
-            and first[0]
-            and (first[2] or 0.0) <= limit_ms
-            and (slow_ms is None or (first[2] or 0.0) <= slow_ms)
-            and first[3] is not None
-            and app.status_ok(first[3])
+            and n_probes == 1
+            and n_failed == 0
+            and (latency or 0.0) <= limit_ms
+            and (slow_ms is None or (latency or 0.0) <= slow_ms)
+            and status is not None
+            and status_ok(status)
         ):
             replayed.decided(step.ts, "healthy", "healthy")
             continue

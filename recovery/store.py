@@ -252,6 +252,7 @@ class Store:
         *,
         apps: Sequence[str] | None = None,
         since: str | None = None,
+        after: int | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         """(seq, ts, app, type, run_id, *fields) of the events of each group's types, oldest first.
 
@@ -263,6 +264,8 @@ class Store:
         selects: list[str] = []
         params: list[Any] = []
         start = first_seq_since(self.conn, since) if since is not None else None
+        if after is not None:
+            start = max(start or 0, after + 1)
         for types, fields in groups:
             columns = [f"json_extract(data, '$.{f}')" for f in fields] + ["NULL"] * (width - len(fields))
             where = [f"type IN ({','.join('?' * len(types))})"]
@@ -281,6 +284,13 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
         return cursor
+
+    def first_seq_since(self, ts: str) -> int:
+        """The seq of the first event at or after `ts` (beyond the last one when there is none)."""
+        try:
+            return first_seq_since(self.conn, ts)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
 
     def last_seq(self) -> int:
         try:

@@ -133,3 +133,25 @@ def test_replay_of_a_real_history_with_a_tightened_timeout(tmp_path: Path, pm2):
     assert web["changed"][0]["replayed"] == {"action": "restart", "code": "hung"}
     text = recovery("replay", "--set", "timeout=100ms")
     assert text.returncode == 0 and "decisions that differ" in text.stdout and "exact until" in text.stdout
+
+
+def test_the_projection_and_the_raw_events_give_the_same_replay(tmp_path):
+    # The replay reads the decision_points projection; a store without it (or with it older than
+    # this recovery) is read from the events themselves. Both must tell the same story.
+    from recovery import replay as rp
+
+    w = World(tmp_path, "healthy", max_restarts="2", restart_grace='"90s"', window='"1h"')
+    checked(w, 2)
+    w.app.state, w.pm2.heals = "hung", False
+    checked(w, 5)
+    w.app.state = "healthy"
+    checked(w, 2)
+    settings = parse_settings(["timeout=1ms", "max_restarts=1"])
+    with Store.open(w.config.store.path) as store:
+        from_projection = rp.load(store, ["web"], None)
+        from_events = rp.steps_from(store.scan((rp._PROBES, rp._SAMPLES, rp._DECISIONS, rp._OTHERS), apps=["web"]))
+        assert [type(s).__name__ for s in from_projection["web"]] == [type(s).__name__ for s in from_events["web"]]
+        apps = list(w.config.apps)
+        a = rp.replay(from_projection, apps, settings, None).to_dict()
+        b = rp.replay(from_events, apps, settings, None).to_dict()
+        assert a == b and a["apps"]["web"]["changed"]
