@@ -27,7 +27,7 @@ from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 5  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 6  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -107,7 +107,8 @@ CREATE TABLE IF NOT EXISTS decision_points (
     restarted_at TEXT,
     verified INTEGER
 );
-CREATE INDEX IF NOT EXISTS decision_points_app ON decision_points (app, seq);
+CREATE INDEX IF NOT EXISTS decision_points_app ON decision_points
+    (app, seq, ts, code, probes_n, failed, first_latency_ms, first_status);
 CREATE INDEX IF NOT EXISTS decision_points_run ON decision_points (run_id);
 CREATE TABLE IF NOT EXISTS probe_hourly (
     app TEXT NOT NULL,
@@ -870,33 +871,79 @@ def _events_of(
 # -- what `recovery replay` reads ---------------------------------------------------------------------
 
 
-def decision_points(
-    conn: sqlite3.Connection, apps: Sequence[str], start: int
-) -> tuple[int, list[tuple[Any, ...]], list[tuple[Any, ...]]] | None:
-    """(last folded seq, the decision_points rows of `apps` from seq `start`, and (seq, ts, app) of the
-    verifications of restarts no check decided: an operator's), or None when the projections are
-    of another version than this recovery's (a read-only store an older version wrote)."""
-    marks = ",".join("?" * len(apps))
+def folded_for_replay(conn: sqlite3.Connection) -> int | None:
+    """The last seq the projections folded, or None when they are of another version than this
+    recovery's (a read-only store an older version wrote) or missing."""
     try:
         row = conn.execute("SELECT last_seq, version FROM projection_meta WHERE name = 'events'").fetchone()
-        if row is None or row[1] != VERSION:
-            return None
-        points = conn.execute(
-            "SELECT seq, app, ts, run_id, action, code, state, dry_run, probes, sample, restarted_at, verified,"
-            " probes_n, failed, first_latency_ms, first_status"
-            f" FROM decision_points WHERE app IN ({marks}) AND seq >= ? ORDER BY seq",
-            (*apps, start),
-        ).fetchall()
-        manual = conn.execute(
-            "SELECT seq, ts, app FROM events e WHERE type = 'verification.passed'"
-            f" AND app IN ({marks}) AND seq >= ? AND seq <= ? AND NOT EXISTS"
-            " (SELECT 1 FROM decision_points d WHERE d.run_id IS e.run_id AND d.app = e.app) ORDER BY seq",
-            (*apps, start, row[0]),
-        ).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return None
         raise read_error(conn, exc) from exc
     except sqlite3.Error as exc:
         raise read_error(conn, exc) from exc
-    return row[0], points, manual
+    return int(row[0]) if row is not None and row[1] == VERSION else None
+
+
+_POINT_COLUMNS = (
+    "d.run_id, d.action, d.code, d.state, d.dry_run, d.probes, d.sample, d.restarted_at, d.verified,"
+    " d.probes_n, d.failed, d.first_latency_ms, d.first_status"
+)
+
+
+def decision_points(
+    conn: sqlite3.Connection,
+    app: str,
+    start: int,
+    end: int,
+    *,
+    limit_ms: float,
+    slow_ms: float | None,
+    expect_status: Sequence[tuple[int, int]],
+) -> list[tuple[Any, ...]]:
+    """The app's decision_points from seq `start` to `end`, oldest first, for `recovery replay`.
+
+    A row is (0, seq, ts, None, 1, *_POINT_COLUMNS) for a decision to take again, or
+    (1, first seq, first ts, last ts, count, None...) for a run of healthy checks whose single
+    answer was in `limit_ms`, not slower than `slow_ms` and had an expected status: under those
+    settings each would be healthy again, so the replay takes them as one.
+    """
+    statuses = " OR ".join("first_status BETWEEN ? AND ?" for _ in expect_status) or "0"
+    plain = (
+        "code = 'healthy' AND probes_n = 1 AND failed = 0 AND coalesce(first_latency_ms, 0) <= ?"
+        " AND (? IS NULL OR coalesce(first_latency_ms, 0) <= ?)"
+        f" AND first_status IS NOT NULL AND ({statuses})"
+    )
+    nulls = ", ".join(["NULL"] * 13)
+    # The window runs over narrow rows; only the decisions to take again are read whole.
+    sql = (
+        f"WITH p AS (SELECT seq, ts, ({plain}) AS plain FROM decision_points WHERE app = ? AND seq >= ? AND seq <= ?),"
+        " g AS (SELECT seq, ts, plain, sum(NOT plain) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS grp FROM p)"
+        f" SELECT 0, d.seq, d.ts, NULL, 1, {_POINT_COLUMNS} FROM g JOIN decision_points d ON d.seq = g.seq"
+        " WHERE NOT g.plain"
+        f" UNION ALL SELECT 1, min(seq), min(ts), max(ts), count(*), {nulls} FROM g WHERE plain GROUP BY grp"
+        " ORDER BY 2"
+    )
+    params: list[Any] = [limit_ms, slow_ms, slow_ms]
+    for low, high in expect_status:
+        params += [low, high]
+    try:
+        return conn.execute(sql, (*params, app, start, end)).fetchall()
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc
+
+
+def operator_verifications(
+    conn: sqlite3.Connection, apps: Sequence[str], start: int, end: int
+) -> list[tuple[Any, ...]]:
+    """(seq, ts, app) of the verifications of restarts no check decided (an operator's), in `start`..`end`."""
+    marks = ",".join("?" * len(apps))
+    try:
+        return conn.execute(
+            "SELECT seq, ts, app FROM events e WHERE type = 'verification.passed'"
+            f" AND app IN ({marks}) AND seq >= ? AND seq <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM decision_points d WHERE d.run_id IS e.run_id AND d.app = e.app) ORDER BY seq",
+            (*apps, start, end),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc

@@ -17,7 +17,7 @@ import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from . import policy
 from .config import AppConfig, parse_status_ranges
@@ -153,7 +153,7 @@ class Operator:
     reason: str | None = None
 
 
-Step = Point | Operator
+Step = Union["Point", "Operator", "Healthy"]
 
 # What is read of each kind of event, by SQLite (Store.scan), so months of history load fast.
 _PROBES = (("probe.succeeded", "probe.failed"), ("phase", "attempt", "latency_ms", "status", "error"))
@@ -226,33 +226,65 @@ def steps_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Step]]:
 _OPERATOR = (("maintenance.started", "maintenance.ended", "suspension.lifted"), ("by", "until", "reason"))
 
 
-def load(store: Any, apps: Sequence[str], since: str | None) -> dict[str, list[Step]]:
-    """The replayable steps of `apps` recorded since `since`: the decision_points projection (one
-    narrow row per decision, so months load fast), the operators' events, and the events recorded
-    after the projection's last fold read from the events themselves."""
+@dataclass(frozen=True)
+class Healthy:
+    """A run of recorded healthy checks that are healthy again under the replayed settings."""
+
+    seq: int
+    ts: str
+    last_ts: str
+    count: int
+
+
+def load(store: Any, apps: Sequence[AppConfig], since: str | None) -> dict[str, list[Step]]:
+    """The replayable steps of `apps` (with the settings to replay) recorded since `since`.
+
+    From the decision_points projection, so months load fast: runs of checks that stay healthy
+    come as one step; the operators' events and the events after the projection's last fold
+    are read from the events. A store without the projection is read from the events alone.
+    """
     from . import projections
 
+    names = [a.name for a in apps]
     start = store.first_seq_since(since) if since is not None else 0
-    found = projections.decision_points(store.conn, apps, start)
-    if found is None:  # a store whose projections are older than this recovery: read the events
-        return steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=apps, after=start - 1))
-    folded, points, manual = found
+    folded = projections.folded_for_replay(store.conn)
+    if folded is None:
+        return steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=names, after=start - 1))
     out: dict[str, list[Step]] = {}
-    for seq, app, ts, run_id, action, code, state, dry_run, probes, sample, restarted_at, verified, *first in points:
-        point = Point(seq, ts, run_id or "", probes, sample, action, code, state, bool(dry_run), restarted_at)
-        point.verified = None if verified is None else bool(verified)
-        point.summary = (first[0], first[1], first[2], first[3])
-        out.setdefault(app, []).append(point)
+    for app in apps:
+        steps = out.setdefault(app.name, [])
+        slow_ms = app.slow_threshold * 1000 if app.slow_threshold is not None else None
+        rows = projections.decision_points(
+            store.conn,
+            app.name,
+            start,
+            folded,
+            limit_ms=app.timeout * 1000,
+            slow_ms=slow_ms,
+            expect_status=app.expect_status,
+        )
+        for row in rows:
+            if row[0]:
+                steps.append(Healthy(row[1], row[2], row[3], row[4]))
+                continue
+            run_id, action, code, state, dry_run, probes, sample, restarted_at, verified, *summary = row[5:]
+            point = Point(
+                row[1], row[2], run_id or "", probes, sample, action, code, state, bool(dry_run), restarted_at
+            )
+            point.verified = None if verified is None else bool(verified)
+            point.summary = (summary[0], summary[1], summary[2], summary[3])
+            steps.append(point)
     extra: dict[str, list[Step]] = {}
-    for seq, ts, app, type_, _run, _by, until, reason in store.scan((_OPERATOR,), apps=apps, after=start - 1):
+    for seq, ts, app_name, type_, _run, _by, until, reason in store.scan((_OPERATOR,), apps=names, after=start - 1):
         if seq <= folded:
-            extra.setdefault(app, []).append(Operator(seq, ts, type_, until=until, reason=reason))
-    for seq, ts, app in manual:
-        extra.setdefault(app, []).append(Operator(seq, ts, "verification.passed"))
-    tail = steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=apps, after=max(folded, start - 1)))
-    for app in set(out) | set(extra) | set(tail):
-        merged = sorted(out.get(app, []) + extra.get(app, []), key=lambda step: step.seq)
-        out[app] = merged + tail.get(app, [])
+            extra.setdefault(app_name, []).append(Operator(seq, ts, type_, until=until, reason=reason))
+    for seq, ts, app_name in projections.operator_verifications(store.conn, names, start, folded):
+        extra.setdefault(app_name, []).append(Operator(seq, ts, "verification.passed"))
+    tail = steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=names, after=max(folded, start - 1)))
+    for name in out:
+        if name in extra:
+            out[name] = sorted(out[name] + extra[name], key=lambda step: step.seq)
+        out[name] += tail.get(name, [])
     return out
 
 
@@ -440,6 +472,12 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
             recorded.operator(step)
             replayed.operator(step)
             continue
+        if isinstance(step, Healthy):
+            out.decisions += step.count
+            for world in (recorded, replayed):
+                world.decided(step.ts, "healthy", "healthy")
+                world.last_check_at = step.last_ts
+            continue
         out.decisions += 1
         # The recorded world, as it went.
         n_probes, n_failed, latency, status = step.probe_summary()
@@ -516,4 +554,4 @@ def replay(
 
 def replay_store(store: Any, apps: Sequence[AppConfig], settings: dict[str, Any], since: str | None) -> Replay:
     """Load the recorded history of `apps` since `since` and replay it under `settings`."""
-    return replay(load(store, [a.name for a in apps], since), apps, settings, since)
+    return replay(load(store, [dataclasses.replace(a, **settings) for a in apps], since), apps, settings, since)
