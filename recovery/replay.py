@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from . import policy
-from .config import AppConfig, parse_status_ranges
+from .config import AppConfig, app_value
 from .errors import ConfigError
 from .events import parse_ts
 from .model import DOWN_STATES, UP_STATES, History, restarts_count_since
 from .observations import Attempt, Instance, Observations, ProcessView
-from .units import parse_duration
 
 MAX_GAP_S = 900.0  # as in the projections: a longer gap between checks counts neither up nor down
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
@@ -34,37 +33,26 @@ LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
 # -- settings -----------------------------------------------------------------------------------
 
 
-def _duration(positive: bool) -> Any:
-    def convert(text: str) -> float:
-        seconds = parse_duration(text)
-        if positive and seconds <= 0:
-            raise ValueError("must be longer than 0")
-        return seconds
-
-    return convert
-
-
-def _count(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError("use a whole number of at least 1")
-    return int(text)
+# The app keys a replay can change; each value is read as the config file reads it.
+SETTINGS = (
+    "timeout",
+    "retries",
+    "retry_delay",
+    "expect_status",
+    "slow_threshold",
+    "verify_timeout",
+    "max_restarts",
+    "window",
+    "restart_grace",
+)
 
 
-def _optional_duration(text: str) -> float | None:
-    return None if text.strip().lower() in ("", "off", "none") else _duration(True)(text)
-
-
-SETTINGS: dict[str, Any] = {
-    "timeout": _duration(True),
-    "retries": _count,
-    "retry_delay": _duration(False),
-    "expect_status": parse_status_ranges,
-    "slow_threshold": _optional_duration,
-    "verify_timeout": _duration(True),
-    "max_restarts": _count,
-    "window": _duration(True),
-    "restart_grace": _duration(False),
-}
+def _setting(key: str, text: str) -> Any:
+    """A `--set` value as the config's own converter takes it: a whole number as a TOML integer,
+    anything else as a string; `slow_threshold=off` for none."""
+    if key == "slow_threshold" and text.lower() in ("", "off", "none"):
+        return None
+    return app_value(key, int(text) if text.isdigit() else text)
 
 
 def parse_settings(pairs: Iterable[str]) -> dict[str, Any]:
@@ -78,7 +66,7 @@ def parse_settings(pairs: Iterable[str]) -> dict[str, Any]:
         if key not in SETTINGS:
             raise ConfigError(f"--set {pair!r}: {key!r} cannot be replayed (use {', '.join(SETTINGS)})")
         try:
-            out[key] = SETTINGS[key](value.strip())
+            out[key] = _setting(key, value.strip())
         except ValueError as exc:
             raise ConfigError(f"--set {pair!r}: {exc}") from None
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 # Durations live in recovery.units; callers still take them from here too.
 from recovery.units import format_duration, parse_duration
 
-from .loading import check_file, find_config_path, format_status_ranges, load, parse_status_ranges
+from .loading import app_value, check_file, find_config_path, format_status_ranges, load, parse_status_ranges
 from .sample import sample
 from .schema import (
     ALERT_KINDS,
@@ -39,6 +39,7 @@ __all__ = [
     "Problem",
     "StoreConfig",
     "WatchConfig",
+    "app_value",
     "check_file",
     "find_config_path",
     "format_duration",

@@ -392,6 +392,11 @@ _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
 }
 
 
+def app_value(key: str, value: Any) -> Any:
+    """`value` for the app key `key`, read as from the config file; ValueError says what is wrong."""
+    return _CONVERTERS[AppConfig][key](value)
+
+
 class _Checker:
     "Walks the parsed document, converting values and collecting a Problem for each fault."
 
