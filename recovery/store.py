@@ -506,16 +506,12 @@ class Recorder:
 
     def since(self, seq: int, app: str | None = None) -> list[Event]:
         """Stored events after `seq` (empty when the store is unusable)."""
-        if self.store is None:
-            return []
-        try:
-            return self.store.query(after_seq=seq, app=app)
-        except StoreError as exc:
-            self._fail(str(exc))
-            return []
+        store = self.store
+        return self.read(lambda _conn: store.query(after_seq=seq, app=app), []) if store is not None else []
 
     def last_seq(self) -> int:
-        return self.read(lambda conn: conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0], 0)
+        store = self.store
+        return self.read(lambda _conn: store.last_seq(), 0) if store is not None else 0
 
     def close(self) -> None:
         if self.store is not None:
