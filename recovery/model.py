@@ -9,11 +9,14 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-from .units import format_ts
+from .units import format_ts, parse_ts
 
 # States an app can be in. `paused` is a state too, but only while `paused_until` lies ahead.
 UP_STATES = {"healthy", "degraded"}
 DOWN_STATES = {"down", "recovering", "suspended", "stopped"}
+# An interval between two checks longer than this is not counted as up or down time:
+# nobody was looking (the watcher itself was not running).
+MAX_GAP_S = 900.0
 # What a state means as a Nagios exit code, for `recovery check` and `recovery status` alike.
 STATE_CODES = {"healthy": 0, "paused": 0, "degraded": 1, "recovering": 1, "down": 2, "suspended": 2, "stopped": 2}
 
@@ -29,9 +32,8 @@ class History:
     suspended_at: str | None = None
     suspend_reason: str | None = None
     last_restart_at: str | None = None  # our last automatic restart
-    recent_restarts: tuple[
-        tuple[str, str], ...
-    ] = ()  # (at, decision code) of automatic restarts counted for the ceiling
+    # (at, decision code) of our automatic restarts counted for the ceiling
+    recent_restarts: tuple[tuple[str, str], ...] = ()
     open_incident: int | None = None
 
 
@@ -40,3 +42,10 @@ def restarts_count_since(now: _dt.datetime, window: float, lifted_at: str | None
     suspension when that is later (a lifted app starts afresh)."""
     start = format_ts(now - _dt.timedelta(seconds=window))
     return lifted_at if lifted_at and lifted_at > start else start
+
+
+def observed_gap(last_check_at: str, ts: str) -> float:
+    """The seconds from the last check to this one that count for the state the app was in: none
+    when the gap is longer than MAX_GAP_S (nobody was looking) or not positive."""
+    gap = (parse_ts(ts) - parse_ts(last_check_at)).total_seconds()
+    return gap if 0 < gap <= MAX_GAP_S else 0.0

@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, restarts_count_since
+from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, observed_gap, restarts_count_since
 from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
@@ -124,10 +124,6 @@ CREATE TABLE IF NOT EXISTS probe_hourly (
 );
 """
 TABLES = ("app_state", "incidents", "restarts", "probe_hourly", "decision_points", "projection_meta")
-
-# An interval between two checks longer than this is not counted as up or down time:
-# nobody was looking (the watcher itself was not running).
-MAX_GAP_S = 900.0
 
 
 def seconds_between(a: str, b: str) -> float:
@@ -424,8 +420,8 @@ class Folder:
             state = "down"
         # Time since the last check counts for the state the app was in during it.
         if a.last_check_at is not None and a.state in UP_STATES | DOWN_STATES and state != "paused":
-            gap = seconds_between(a.last_check_at, ts)
-            if 0 < gap <= MAX_GAP_S:
+            gap = observed_gap(a.last_check_at, ts)
+            if gap:
                 h = self.hour(a.app, ts)
                 if a.state in UP_STATES:
                     h[2] += gap

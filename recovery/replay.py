@@ -23,10 +23,9 @@ from . import policy
 from .config import AppConfig, app_value
 from .errors import ConfigError
 from .events import parse_ts
-from .model import DOWN_STATES, UP_STATES, History, restarts_count_since
+from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since
 from .observations import Attempt, Instance, Observations, ProcessView
 
-MAX_GAP_S = 900.0  # as in the projections: a longer gap between checks counts neither up nor down
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
 
 
@@ -320,9 +319,7 @@ class Fold:
 
     def decided(self, ts: str, state: str, reason: str) -> None:
         if self.last_check_at is not None and self.state in DOWN_STATES and state != "paused":
-            gap = (parse_ts(ts) - parse_ts(self.last_check_at)).total_seconds()
-            if 0 < gap <= MAX_GAP_S:
-                self.totals.downtime_s += gap
+            self.totals.downtime_s += observed_gap(self.last_check_at, ts)
         self.last_check_at = ts
         if state == "paused":
             return

@@ -46,7 +46,7 @@ def since_to_ts(text: str, now: _dt.datetime | None = None) -> str:
 # Read from the projections only (never a scan of `events`), so a year of ten apps takes well
 # under a second. Definitions, also in the command's help:
 #   availability  up_s / (up_s + down_s) from probe_hourly: time between two checks counts for the
-#                 state the app was in; gaps longer than projections.MAX_GAP_S count for neither.
+#                 state the app was in; gaps longer than model.MAX_GAP_S count for neither.
 #                 Hours are whole: the hour that --since falls in is counted entirely.
 #   MTTR          mean duration of the incidents that ended in the period with a recovery
 #                 (restarted and verified, or answering again without a restart).
