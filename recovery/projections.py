@@ -198,8 +198,7 @@ class Folder:
         self.apps: dict[str, _App] = {}
         self.hourly: dict[tuple[str, str], list[Any]] = {}
         self.incidents: dict[int, dict[str, Any]] = {}
-        # A run's check probes and sample, until its decision is folded (decision_points).
-        self.pending: dict[tuple[str, str], tuple[list[list[Any]], list[Any] | None]] = {}
+        self.seen = RunObservations()  # a run's check probes and sample, until its decision is folded
 
     # -- loading and saving --------------------------------------------------------------
 
@@ -299,7 +298,7 @@ class Folder:
         if type_ in ("probe.succeeded", "probe.failed"):
             if data.get("phase", "check") != "check":
                 return
-            self.observed(app_name, run_id).append(point_probe(type_, data))
+            self.seen.see(app_name, run_id, type_, data)
             h = self.hour(app_name, ts)
             h[0] += 1
             if type_ == "probe.failed":
@@ -315,8 +314,7 @@ class Folder:
             self.point(app_name, seq, ts, run_id, data)
             self.decided(a, seq, ts, data)
         elif type_ == "process.sampled":
-            if not data.get("after_restart"):
-                self.pending[(app_name, run_id or "")] = (self.observed(app_name, run_id), point_sample(data))
+            self.seen.see(app_name, run_id, type_, data)
             self.sampled(a, seq, ts, run_id, data)
         elif type_ == "restart.requested":
             if data.get("by", "check") == "check":
@@ -382,17 +380,10 @@ class Folder:
             if a.state == "suspended":
                 self.set_state(a, "down", ts, seq, "suspension lifted by an operator")
 
-    def observed(self, app: str, run_id: str | None) -> list[list[Any]]:
-        """The check probes of the run so far (a list the caller may append to)."""
-        key = (app, run_id or "")
-        if key not in self.pending:
-            self.pending[key] = ([], None)
-        return self.pending[key][0]
-
     def point(self, app: str, seq: int, ts: str, run_id: str | None, data: dict) -> None:
         """A decision with what it was decided on, for `recovery replay`."""
-        pending = self.pending.pop((app, run_id or ""), None)
-        probes, sample = pending if pending is not None else _observed_before(self.conn, app, run_id, seq)
+        taken = self.seen.take(app, run_id)
+        probes, sample = taken if taken is not None else _observed_before(self.conn, app, run_id, seq)
         self.conn.execute(
             "INSERT OR REPLACE INTO decision_points (seq, app, ts, run_id, action, code, state, dry_run, probes,"
             " probes_n, failed, first_latency_ms, first_status, sample) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -556,26 +547,46 @@ def point_sample(data: dict) -> list[Any]:
     return [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
 
 
+class RunObservations:
+    """Each run's check probes and last PM2 sample, as decision_points keeps them, held until the
+    run's decision takes them: for the fold, and for the replay of events not folded (yet)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], tuple[list[list[Any]], list[Any] | None]] = {}
+
+    def see(self, app: str, run_id: str | None, type_: str, data: dict) -> None:
+        """A probe or a PM2 sample of the run; verification probes and samples after a restart do not count."""
+        key = (app, run_id or "")
+        probes, sample = self.pending.get(key) or ([], None)
+        if type_ == "process.sampled":
+            if data.get("after_restart"):
+                return
+            sample = point_sample(data)
+        elif data.get("phase", "check") == "check":
+            probes.append(point_probe(type_, data))
+        else:
+            return
+        self.pending[key] = (probes, sample)
+
+    def take(self, app: str, run_id: str | None) -> tuple[list[list[Any]], list[Any] | None] | None:
+        """The run's probes and sample, once its decision is made; None when nothing was seen."""
+        return self.pending.pop((app, run_id or ""), None)
+
+
 def _observed_before(
     conn: sqlite3.Connection, app: str, run_id: str | None, seq: int
 ) -> tuple[list[list[Any]], list[Any] | None]:
     """A run's check probes and last sample before its decision, read back from the events (for a
     run split across two fold batches)."""
-    probes: list[list[Any]] = []
-    sample = None
+    seen = RunObservations()
     rows = conn.execute(
         "SELECT type, data FROM events WHERE run_id IS ? AND app = ? AND seq < ?"
         " AND type IN ('probe.succeeded', 'probe.failed', 'process.sampled') ORDER BY seq",
         (run_id, app, seq),
     )
     for type_, text in rows:
-        data = json.loads(text) if text else {}
-        if type_ == "process.sampled":
-            if not data.get("after_restart"):
-                sample = point_sample(data)
-        elif data.get("phase", "check") == "check":
-            probes.append(point_probe(type_, data))
-    return probes, sample
+        seen.see(app, run_id, type_, json.loads(text) if text else {})
+    return seen.take(app, run_id) or ([], None)
 
 
 def app_before(conn: sqlite3.Connection, app: str) -> _App:

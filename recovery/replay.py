@@ -142,75 +142,57 @@ class Operator:
 
 Step = Union["Point", "Operator", "Healthy"]
 
-# What is read of each kind of event, by SQLite (Store.scan), so months of history load fast.
-_PROBES = (("probe.succeeded", "probe.failed"), ("phase", "attempt", "latency_ms", "status", "error"))
-_SAMPLES = (("process.sampled",), ("after_restart", "status", "known", "source", "pid", "instances", "error"))
-_DECISIONS = (("decision.made",), ("action", "code", "state", "dry_run"))
-_OTHERS = (
-    (
-        "restart.requested",
-        "restart.failed",
-        "verification.passed",
-        "verification.failed",
-        "maintenance.started",
-        "maintenance.ended",
-        "suspension.lifted",
-    ),
-    ("by", "until", "reason"),
+_OPERATOR_TYPES = ("maintenance.started", "maintenance.ended", "suspension.lifted")
+_TYPES = (
+    "probe.succeeded",
+    "probe.failed",
+    "process.sampled",
+    "decision.made",
+    "restart.requested",
+    "restart.failed",
+    "verification.passed",
+    "verification.failed",
+    *_OPERATOR_TYPES,
 )
 
 
-def steps_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Step]]:
-    """Each app's replayable steps from the `load` rows (seq, ts, app, type, run_id, *fields), in seq order."""
+def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
+    """Each app's replayable steps from its events in seq order, read as the decision_points
+    projection folds them (for the events after its last fold, and stores without it)."""
+    from .projections import RunObservations, decision_code
+
     out: dict[str, list[Step]] = {}
-    probes: dict[tuple[str, str], list[Any]] = {}
-    samples: dict[tuple[str, str], tuple[Any, ...]] = {}
+    seen = RunObservations()
     points: dict[tuple[str, str], Point] = {}
-    # Rows are indexed, not unpacked: months of history are hundreds of thousands of them.
-    for row in rows:
-        app = row[2]
-        if app is None:
+    for e in events:
+        if e.app is None:
             continue
-        type_, key = row[3], (app, row[4] or "")
-        if type_ == "probe.succeeded" or type_ == "probe.failed":
-            if (row[5] or "check") == "check" and key not in points:
-                probe = [type_ == "probe.succeeded", row[6], row[7], row[8], row[9]]
-                if key in probes:
-                    probes[key].append(probe)
-                else:
-                    probes[key] = [probe]
-        elif type_ == "process.sampled":
-            if not row[5] and key not in points:
-                count = len(json.loads(row[10])) if isinstance(row[10], str) else None
-                samples[key] = (row[6], row[7], row[8], row[9], count, row[11])
-        elif type_ == "decision.made":
-            point = Point(
-                row[0],
-                row[1],
-                key[1],
-                probes.pop(key, []),
-                samples.pop(key, None),
-                row[5] or "none",
-                row[6] or "",
-                row[7] or "down",
-                bool(row[8]),
-            )
-            points[key] = point
-            out.setdefault(app, []).append(point)
-        elif type_ == "restart.requested":
-            if key in points and (row[5] or "check") == "check":
-                points[key].restarted_at = row[1]
-        elif type_ in ("restart.failed", "verification.failed", "verification.passed"):
+        key, d = (e.app, e.run_id or ""), e.data
+        if e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
+            if key not in points:
+                seen.see(e.app, e.run_id, e.type, d)
+        elif e.type == "decision.made":
+            probes, sample = seen.take(e.app, e.run_id) or ([], None)
+            action, state, dry_run = d.get("action") or "none", d.get("state") or "down", bool(d.get("dry_run"))
+            points[key] = Point(e.seq, e.ts, key[1], probes, sample, action, decision_code(d), state, dry_run)
+            out.setdefault(e.app, []).append(points[key])
+        elif e.type == "restart.requested":
+            if key in points and d.get("by", "check") == "check":
+                points[key].restarted_at = e.ts
+        elif e.type in ("restart.failed", "verification.failed", "verification.passed"):
             if key in points:
-                points[key].verified = type_ == "verification.passed"
-            elif type_ == "verification.passed":
-                out.setdefault(app, []).append(Operator(row[0], row[1], type_))  # an operator's restart came back
+                points[key].verified = e.type == "verification.passed"
+            elif e.type == "verification.passed":
+                out.setdefault(e.app, []).append(Operator(e.seq, e.ts, e.type))  # an operator's restart came back
         else:
-            out.setdefault(app, []).append(Operator(row[0], row[1], type_, until=row[6], reason=row[7]))
+            out.setdefault(e.app, []).append(
+                Operator(e.seq, e.ts, e.type, until=d.get("until"), reason=d.get("reason"))
+            )
     return out
 
 
-_OPERATOR = (("maintenance.started", "maintenance.ended", "suspension.lifted"), ("by", "until", "reason"))
+def _events(store: Any, types: Sequence[str], apps: Sequence[str], after: int) -> list[Any]:
+    return [e for e in store.query(types=types, after_seq=after) if e.app in apps]
 
 
 @dataclass(frozen=True)
@@ -236,7 +218,7 @@ def load(store: Any, apps: Sequence[AppConfig], since: str | None) -> dict[str, 
     start = store.first_seq_since(since) if since is not None else 0
     folded = projections.folded_for_replay(store.conn)
     if folded is None:
-        return steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=names, after=start - 1))
+        return steps_from(_events(store, _TYPES, names, start - 1))
     out: dict[str, list[Step]] = {}
     for app in apps:
         steps = out.setdefault(app.name, [])
@@ -262,12 +244,12 @@ def load(store: Any, apps: Sequence[AppConfig], since: str | None) -> dict[str, 
             point.summary = (summary[0], summary[1], summary[2], summary[3])
             steps.append(point)
     extra: dict[str, list[Step]] = {}
-    for seq, ts, app_name, type_, _run, _by, until, reason in store.scan((_OPERATOR,), apps=names, after=start - 1):
-        if seq <= folded:
-            extra.setdefault(app_name, []).append(Operator(seq, ts, type_, until=until, reason=reason))
+    for e in _events(store, _OPERATOR_TYPES, names, start - 1):
+        if e.seq <= folded:
+            extra.setdefault(e.app, []).append(Operator(e.seq, e.ts, e.type, e.data.get("until"), e.data.get("reason")))
     for seq, ts, app_name in projections.operator_verifications(store.conn, names, start, folded):
         extra.setdefault(app_name, []).append(Operator(seq, ts, "verification.passed"))
-    tail = steps_from(store.scan((_PROBES, _SAMPLES, _DECISIONS, _OTHERS), apps=names, after=max(folded, start - 1)))
+    tail = steps_from(_events(store, _TYPES, names, max(folded, start - 1)))
     for name in out:
         if name in extra:
             out[name] = sorted(out[name] + extra[name], key=lambda step: step.seq)

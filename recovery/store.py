@@ -246,45 +246,6 @@ class Store:
             raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
         return [_row_to_event(r) for r in rows]
 
-    def scan(
-        self,
-        groups: Sequence[tuple[Sequence[str], Sequence[str]]],
-        *,
-        apps: Sequence[str] | None = None,
-        since: str | None = None,
-        after: int | None = None,
-    ) -> Iterator[tuple[Any, ...]]:
-        """(seq, ts, app, type, run_id, *fields) of the events of each group's types, oldest first.
-
-        `groups` pairs event types with the data fields to read for them (by SQLite, with
-        `json_extract`, in one query): fast over months of history. Rows of a group with fewer
-        fields than another are padded with None.
-        """
-        width = max(len(fields) for _, fields in groups)
-        selects: list[str] = []
-        params: list[Any] = []
-        start = first_seq_since(self.conn, since) if since is not None else None
-        if after is not None:
-            start = max(start or 0, after + 1)
-        for types, fields in groups:
-            columns = [f"json_extract(data, '$.{f}')" for f in fields] + ["NULL"] * (width - len(fields))
-            where = [f"type IN ({','.join('?' * len(types))})"]
-            params.extend(types)
-            if apps:
-                where.append(f"app IN ({','.join('?' * len(apps))})")
-                params.extend(apps)
-            if start is not None:
-                where.append("seq >= ?")
-                params.append(start)
-            selects.append(
-                f"SELECT seq, ts, app, type, run_id, {', '.join(columns)} FROM events WHERE {' AND '.join(where)}"
-            )
-        try:
-            cursor = self.conn.execute(" UNION ALL ".join(selects) + " ORDER BY seq", params)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
-        return cursor
-
     def first_seq_since(self, ts: str) -> int:
         """The seq of the first event at or after `ts` (beyond the last one when there is none)."""
         try:

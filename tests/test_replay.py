@@ -153,7 +153,7 @@ def test_the_projection_and_the_raw_events_give_the_same_replay(tmp_path, pairs)
     apps = list(w.config.apps)
     with Store.open(w.config.store.path) as store:
         from_projection = rp.load(store, [dataclasses.replace(a, **settings) for a in apps], None)
-        from_events = rp.steps_from(store.scan((rp._PROBES, rp._SAMPLES, rp._DECISIONS, rp._OTHERS), apps=["web"]))
+        from_events = rp.steps_from(store.query(types=rp._TYPES))
     islands = [s for s in from_projection["web"] if isinstance(s, rp.Healthy)]
     assert bool(islands) == ("max_restarts=1" in pairs and len(pairs) == 1)
     a = rp.replay(from_projection, apps, settings, None).to_dict()
