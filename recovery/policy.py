@@ -41,6 +41,11 @@ CODES: dict[str, str] = {
     "already_recovered": "another run restarted the app meanwhile and verified it",
     "already_restarted": "another run restarted the app meanwhile without recovery",
     "lock_timeout": "another run held the app's lock too long",
+    "never_answered": "the URL has never answered in the record and is refused: a wrong URL, not restarted",
+    "crash_loop": "PM2 is cycling the app through crashes itself: not restarted on top",
+    "pm2_down": "the PM2 daemon is not running: its saved process list is resurrected",
+    "pm2_frozen": "the PM2 daemon runs but does not answer: reported, nothing restarted",
+    "pm2_transition": "PM2 is moving the app between states (stopping, launching): waited out",
 }
 # The word in an app's result line for each state a decision concludes (anything else: DOWN).
 LABELS = {
