@@ -22,12 +22,20 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, observed_gap, restarts_count_since
+from .model import (
+    DOWN_STATES,
+    STATE_CODES,
+    UP_STATES,
+    History,
+    observed_gap,
+    restarts_count_since,
+    suspension_kept,
+)
 from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 6  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 7  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -409,6 +417,7 @@ class Folder:
         state = data.get("state") or "down"  # every landed version recorded the state
         if data.get("dry_run") and state == "recovering":
             state = "down"
+        state = suspension_kept(state, str(data.get("code") or ""), a.suspended_at)
         # Time since the last check counts for the state the app was in during it.
         if a.last_check_at is not None and a.state in UP_STATES | DOWN_STATES and state != "paused":
             gap = observed_gap(a.last_check_at, ts)
@@ -677,6 +686,13 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         return History()
     state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident, last = row
     counting_since = restarts_count_since(now, window, lifted_at)
+    paused_at = None
+    if paused_until:
+        # When the pause began, so that a clock stepped back cannot stretch it (policy.paused_now).
+        began = conn.execute(
+            "SELECT ts FROM events WHERE app = ? AND type = 'maintenance.started' ORDER BY seq DESC LIMIT 1", (app,)
+        ).fetchone()
+        paused_at = began[0] if began else None
     recent = conn.execute(
         "SELECT at, coalesce(code, '') FROM restarts WHERE app = ? AND source = 'recovery' AND by = 'check'"
         " AND at > ? ORDER BY at",
@@ -687,6 +703,7 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         since=since,
         paused_until=paused_until,
         pause_reason=pause_reason,
+        paused_at=paused_at,
         suspended_at=suspended_at,
         suspend_reason=suspend_reason,
         last_restart_at=last,

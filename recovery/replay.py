@@ -23,7 +23,7 @@ from . import policy
 from .config import AppConfig, app_value
 from .errors import ConfigError
 from .events import parse_ts
-from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since
+from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since, suspension_kept
 from .observations import Attempt, Instance, Observations, ProcessView
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
@@ -278,6 +278,7 @@ class Fold:
         self.state = "unknown"
         self.paused_until: str | None = None
         self.pause_reason: str | None = None
+        self.paused_at: str | None = None
         self.suspended_at: str | None = None
         self.suspend_reason: str | None = None
         self.lifted_at: str | None = None
@@ -293,6 +294,7 @@ class Fold:
             state=self.state,
             paused_until=self.paused_until,
             pause_reason=self.pause_reason,
+            paused_at=self.paused_at,
             suspended_at=self.suspended_at,
             suspend_reason=self.suspend_reason,
             last_restart_at=self.restarts[-1][0] if self.restarts else None,
@@ -300,6 +302,8 @@ class Fold:
         )
 
     def decided(self, ts: str, state: str, reason: str) -> None:
+        """A decision concluding `state`; `reason` is its code (what the suspension quotes)."""
+        state = suspension_kept(state, reason, self.suspended_at)
         if self.last_check_at is not None and self.state in DOWN_STATES and state != "paused":
             self.totals.downtime_s += observed_gap(self.last_check_at, ts)
         self.last_check_at = ts
@@ -334,9 +338,9 @@ class Fold:
 
     def operator(self, step: Operator) -> None:
         if step.type == "maintenance.started":
-            self.paused_until, self.pause_reason = step.until, step.reason
+            self.paused_until, self.pause_reason, self.paused_at = step.until, step.reason, step.ts
         elif step.type == "maintenance.ended":
-            self.paused_until = self.pause_reason = None
+            self.paused_until = self.pause_reason = self.paused_at = None
         elif step.type == "suspension.lifted":
             self._lift(step.ts)
             if self.state == "suspended":
