@@ -362,8 +362,15 @@ class CheckRun:
     # -- decide and act ------------------------------------------------------------------
 
     def history(self, app: AppConfig) -> History:
+        """The app's history from the store, with what is still in the spool folded on top."""
         now = self.clock.now()
-        return self.rec.read(lambda conn: projections.history(conn, app.name, now, app.window), History())
+        base = self.rec.read(lambda conn: projections.history(conn, app.name, now, app.window), History())
+        spooled = self.rec.spooled_events(app.name)
+        if not spooled:
+            return base
+        from .replay import history_with
+
+        return history_with(base, spooled, now, app.window)
 
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.history(app)

@@ -301,6 +301,26 @@ class Fold:
             recent_restarts=tuple(self.restarts[bisect.bisect_right(self.restart_ats, counting_since) :]),
         )
 
+    @classmethod
+    def from_history(cls, base: History) -> Fold:
+        """A fold that continues from `base` (the history the store gave)."""
+        fold = cls()
+        fold.state = base.state
+        fold.paused_until, fold.pause_reason, fold.paused_at = base.paused_until, base.pause_reason, base.paused_at
+        fold.suspended_at, fold.suspend_reason = base.suspended_at, base.suspend_reason
+        fold.restarts = list(base.recent_restarts)
+        fold.restart_ats = [at for at, _ in fold.restarts]
+        fold.incident_open = base.open_incident is not None
+        return fold
+
+    def point(self, step: Point) -> None:
+        """A recorded decision, and our restart and verification after it, as they went."""
+        self.decided(step.ts, step.state, step.code)
+        if step.restarted_at:
+            self.restarted(step.restarted_at, step.code)
+        if step.verified is not None:
+            self.verified(step.ts, step.verified)
+
     def decided(self, ts: str, state: str, reason: str) -> None:
         """A decision concluding `state`; `reason` is its code (what the suspension quotes)."""
         state = suspension_kept(state, reason, self.suspended_at)
@@ -351,6 +371,20 @@ class Fold:
     def _lift(self, ts: str) -> None:
         if self.suspended_at is not None:
             self.suspended_at, self.suspend_reason, self.lifted_at = None, None, ts
+
+
+def history_with(base: History, events: Sequence[Any], now: _dt.datetime, window: float) -> History:
+    """`base` with one app's `events` folded on top: the history the policy reads when some of
+    the record is still in the spool (the store unusable or locked), so that loop protection,
+    warm-up and the one-restart guard hold without the store."""
+    fold = Fold.from_history(base)
+    for steps in steps_from(events).values():
+        for step in steps:
+            if isinstance(step, Operator):
+                fold.operator(step)
+            elif isinstance(step, Point):
+                fold.point(step)
+    return dataclasses.replace(fold.history(now, window), since=base.since, open_incident=base.open_incident)
 
 
 @dataclass(frozen=True)
@@ -453,11 +487,7 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         # The recorded world, as it went.
         n_probes, n_failed, latency, status = step.probe_summary()
         recorded.totals.failed_probes += n_failed
-        recorded.decided(step.ts, step.state, step.code)
-        if step.restarted_at:
-            recorded.restarted(step.restarted_at, step.code)
-        if step.verified is not None:
-            recorded.verified(step.ts, step.verified)
+        recorded.point(step)
         # A recorded healthy answer that is still one in time, with the expected status and not
         # slow, is healthy again: for an answered probe the policy reads only the pause (the same
         # in both worlds), PM2's knowing the app (the same sample) and slow_threshold.
