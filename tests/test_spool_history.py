@@ -13,7 +13,7 @@ import sqlite3
 
 import httpx
 
-from recovery.check import CheckRun, HttpProber
+from recovery.check import CheckResult, CheckRun, HttpProber
 from recovery.store import Recorder, spool_path
 
 from .test_check_flow import World
@@ -70,7 +70,7 @@ def test_a_run_that_waited_for_the_lock_sees_another_runs_spooled_restart(tmp_pa
     from the spool and not restart again."""
     w = World(tmp_path, "hung", retries="1", verify_timeout='"10s"')
     garbage(w)
-    first_done = []
+    first_done: list[CheckResult] = []
 
     def second_sees_a_hang(request: httpx.Request) -> httpx.Response:
         if not first_done:
@@ -91,7 +91,7 @@ def test_concurrent_runs_with_the_store_locked_restart_once(tmp_path):
     holder = sqlite3.connect(w.config.store.path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        first_done = []
+        first_done: list[CheckResult] = []
 
         def second_sees_a_hang(request: httpx.Request) -> httpx.Response:
             if not first_done:
