@@ -17,7 +17,7 @@ from typing import Any
 from .config import AppConfig
 from .events import Event, format_ts, parse_ts
 from .model import STATE_CODES, History
-from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, TRANSITION, Attempt, Observations
 from .units import age, format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
@@ -161,6 +161,9 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if not view.known:
         return Decision("escalate", "unknown_app", f"{failures}, and PM2 has no process named {view.name!r}", inputs)
     status = view.status
+    if status in TRANSITION:
+        reason = f"PM2 is moving it (status {status!r}), {failures}; waited out, decided again at the next check"
+        return Decision("wait", "pm2_transition", reason, inputs, "recovering")
     if status in STOPPED:
         reason = f"stopped by an operator (pm2 status {status!r}); left alone"
         return Decision("none", "stopped", reason, inputs, "stopped")
