@@ -383,7 +383,7 @@ class CheckRun:
     def history(self, app: AppConfig) -> History:
         """The app's history from the store, with what is still in the spool folded on top."""
         now = self.clock.now()
-        base = self.rec.read(lambda conn: projections.history(conn, app.name, now, app.window), History())
+        base = self.rec.read_back(lambda conn: projections.history(conn, app.name, now, app.window), History())
         spooled = self.rec.spooled_events(app.name)
         if not spooled:
             return base

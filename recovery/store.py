@@ -411,6 +411,7 @@ class Recorder:
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, now: Callable[[], _dt.datetime] | None = None) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self.spool = spool_path(path)
         self.now = now or (lambda: _dt.datetime.now(_dt.UTC))
         self.store: Store | None = None
@@ -482,6 +483,17 @@ class Recorder:
             elif on_error is not None:
                 on_error(text)
         return default
+
+    def read_back(self, query: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """`query(conn)` on the store, also when this run cannot write it: a store that another
+        process holds locked for writing is still read (read-only, WAL), a garbage one gives `default`."""
+        if self.store is not None:
+            return self.read(query, default)
+        try:
+            with Store.open(self.path, busy_timeout=min(1.0, self.busy_timeout), readonly=True) as store:
+                return query(store.conn)
+        except (StoreError, sqlite3.Error):
+            return default
 
     def since(self, seq: int, app: str | None = None) -> list[Event]:
         """Events after `seq` in the store, then the spooled ones from this run's first spooled

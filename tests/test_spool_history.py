@@ -104,3 +104,23 @@ def test_concurrent_runs_with_the_store_locked_restart_once(tmp_path):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_a_suspension_recorded_before_the_store_was_locked_still_holds(tmp_path):
+    """The store's own history counts too: another process's write lock leaves it readable."""
+    w = World(tmp_path, "hung", max_restarts="1", restart_grace='"10s"', window='"1h"', verify_timeout='"10s"')
+    w.pm2.heals = False
+    w.check()  # restart 1 of 1
+    w.clock.advance(600)
+    w.check()
+    assert w.decisions()[-1] == ("suppress", "restart_loop")
+    holder = sqlite3.connect(w.config.store.path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        w.clock.advance(600)
+        result = w.check()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(w.pm2.restarts) == 1, result.lines()
+    assert [e["data"]["code"] for e in spooled(w, "decision.made")] == ["suspended"]
