@@ -524,8 +524,9 @@ def spend_credits(a: _App, data: dict, old_pid: int | None, theirs: int) -> None
         if a.ours_since_pid and new_pid and old_pid and new_pid != old_pid:
             a.ours_since_pid -= 1
         return
-    grown = total - a.restart_time if a.restart_time is not None else a.ours_since_sample
-    a.ours_since_sample = max(0, a.ours_since_sample - max(0, grown))
+    # No earlier counter, or one that went back (a new PM2 daemon counts from 0): nothing to wait for.
+    grown = total - a.restart_time if a.restart_time is not None and total >= a.restart_time else a.ours_since_sample
+    a.ours_since_sample = max(0, a.ours_since_sample - grown)
     a.ours_since_pid = min(a.ours_since_pid, a.ours_since_sample)
     a.restart_time = total
     a.pm2_seen_since_sample = 0
