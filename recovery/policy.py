@@ -17,7 +17,7 @@ from typing import Any
 from .config import AppConfig
 from .events import Event, format_ts
 from .model import STATE_CODES, History
-from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations, Pm2Daemon, ProcessView
 from .units import age, format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
@@ -120,6 +120,8 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if view is not None:
         inputs["pm2_status"] = view.status
         inputs["instances"] = len(view.instances)
+    if observed.daemon is not None:
+        inputs["pm2_daemon"] = observed.daemon.data()
     paused = bool(history.paused_until and history.paused_until > format_ts(now))
     if paused:
         inputs["paused_until"] = history.paused_until
@@ -132,6 +134,8 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
         if paused:
             reason = f"paused until {history.paused_until} ({history.pause_reason or 'no reason'})"
             return Decision("none", "paused", reason, inputs, "paused")
+        if observed.daemon is not None:
+            return _daemon_while_answering(observed.daemon, inputs)
         slow = app.slow_threshold
         if slow is not None and last.latency_ms > slow * 1000:
             inputs["slow_threshold_ms"] = slow * 1000
@@ -143,6 +147,8 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if paused:
         reason = f"paused until {history.paused_until} ({history.pause_reason or 'no reason'}); {failures}, nothing restarted"
         return Decision("none", "paused", reason, inputs, "paused")
+    if observed.daemon is not None:
+        return _daemon_while_failing(observed.daemon, failures, view, inputs)
     if view is None:
         reason = f"{failures}, and PM2 could not be read: {observed.pm2_problem}"
         return Decision("escalate", "pm2_unreadable", reason, inputs, "down")
@@ -163,6 +169,52 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
         reason = f"{failures}, PM2 status {status!r} is not one this tool acts on"
         return Decision("escalate", "unknown_status", reason, inputs, "down")
     return _guarded_restart(code, cause, failures, history, app, now, inputs)
+
+
+def _daemon_words(daemon: Pm2Daemon) -> str:
+    if daemon.state == "down":
+        return f"PM2's daemon is not running ({daemon.detail})"
+    return f"PM2's daemon does not answer ({daemon.detail})"
+
+
+def _daemon_while_answering(daemon: Pm2Daemon, inputs: dict[str, Any]) -> Decision:
+    """The app answers, but PM2's daemon is down or frozen: nothing supervises it; nothing to restart."""
+    code = "pm2_down" if daemon.state == "down" else "pm2_frozen"
+    reason = f"answers, but {_daemon_words(daemon)}: PM2 no longer supervises it; nothing restarted"
+    return Decision("escalate", code, reason, inputs, "healthy")
+
+
+def _daemon_while_failing(
+    daemon: Pm2Daemon, failures: str, view: ProcessView | None, inputs: dict[str, Any]
+) -> Decision:
+    """The probes failed and PM2's daemon is down (resurrect its saved list) or frozen (report it).
+
+    Never a plain `pm2` call: with the daemon down it would start a fresh, empty one.
+    """
+    words = _daemon_words(daemon)
+    if daemon.state != "down":
+        reason = f"{failures}, and {words}; nothing restarted: PM2 must be looked at by hand"
+        return Decision("escalate", "pm2_frozen", reason, inputs, "down")
+    alive = [i.pid for i in view.instances if i.pid] if view is not None else []
+    if alive:
+        # Its processes outlived the daemon: a resurrected copy would only fight them for the port.
+        pids = ", ".join(map(str, alive))
+        reason = f"{failures}, and {words}, but its processes still run (pid {pids}); not resurrected beside them"
+        return Decision("escalate", "pm2_down", reason, inputs, "down")
+    if not daemon.dump:
+        reason = (
+            f"{failures}, and {words}; there is no saved process list ({daemon.home}/dump.pm2) "
+            "to resurrect: start the apps and run `pm2 save`; nothing restarted"
+        )
+        return Decision("escalate", "pm2_down", reason, inputs, "down")
+    reason = f"pm2 down: {words}; {failures}: resurrecting PM2's saved process list"
+    return Decision("restart", "pm2_down", reason, inputs, "recovering")
+
+
+def daemon_back(first: Decision, how: str) -> Decision:
+    """A pm2_down restart, re-taken under the daemon lock: the daemon runs again (`how`), so
+    nothing is resurrected, and the app is verified."""
+    return Decision("wait", "pm2_down", f"{first.reason}; {how}", first.inputs, "recovering", verify=True)
 
 
 def _guarded_restart(
