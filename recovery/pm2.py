@@ -325,8 +325,10 @@ def end_group(proc: subprocess.Popen[str], grace: float) -> tuple[str, str]:
     pgid = proc.pid  # start_new_session made the child the leader of its own group
     _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while _signal_group(pgid, 0) and time.monotonic() < deadline:
-        proc.poll()  # reap the leader, so that an exited leader alone does not hold the group
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader: a zombie does not count as left
+        if not _group_alive(pgid):
+            break
         time.sleep(0.05)
     _signal_group(pgid, signal.SIGKILL)
     try:
@@ -338,6 +340,17 @@ def end_group(proc: subprocess.Popen[str], grace: float) -> tuple[str, str]:
                 pipe.close()
         proc.wait()
         return "", ""
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting to be reaped do not count)."""
+    if not _signal_group(pgid, 0):
+        return False
+    try:
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return True
+    return any((fields := _stat_fields(pid)) is not None and fields[2] == str(pgid) for pid in pids)
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -362,7 +375,8 @@ def daemon_state(home: Path) -> Pm2Daemon:
     A pid that runs but is not a God daemon, or started well after the pid file was written,
     is a reused pid: the daemon is down.
     """
-    dump = (home / "dump.pm2").is_file()
+    # `pm2 resurrect` falls back on the previous save when the last one is gone.
+    dump = (home / "dump.pm2").is_file() or (home / "dump.pm2.bak").is_file()
     pidfile = home / "pm2.pid"
 
     def down(detail: str, pid: int | None = None) -> Pm2Daemon:

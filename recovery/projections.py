@@ -27,7 +27,7 @@ from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 6  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 7  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -293,6 +293,13 @@ class Folder:
 
     def apply(self, seq: int, ts: str, app_name: str | None, type_: str, run_id: str | None, data: dict) -> None:
         if app_name is None:
+            if type_ == "restart.requested":
+                # `pm2 resurrect` (code pm2_down) is one event for every app it brings back:
+                # their new pids are ours, not PM2 restarting them on its own.
+                for name in data.get("apps") or ():
+                    a = self.app(name)
+                    a.ours_since_sample += max(1, a.instances or 1)
+                    a.ours_since_pid += 1
             return
         a = self.app(app_name)
         if type_ in ("probe.succeeded", "probe.failed"):
