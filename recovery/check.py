@@ -452,6 +452,8 @@ class CheckRun:
             r = self.pm2.restart(app.name, app.restart_command)
         except Pm2Error as exc:
             self.emit("restart.failed", app.name, command=command, exit_code=None, error=str(exc))
+            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
+                self.pm2_problem = str(exc)
             return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; restart failed: {exc}", action="restart")
         if r.exit_code != 0:
             tail = r.tail(r.stderr or r.stdout, 4)
@@ -551,6 +553,8 @@ class CheckRun:
             r = self.pm2.resurrect()
         except Pm2Error as exc:
             self.emit("restart.failed", None, code="pm2_down", command=command, exit_code=None, error=str(exc))
+            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
+                self.pm2_problem = str(exc)
             return f"pm2 resurrect failed: {exc}"
         if r.exit_code != 0:
             tail = r.tail(r.stderr or r.stdout, 4)

@@ -264,6 +264,9 @@ class Pm2:
                 start_new_session=True,
             )
         except FileNotFoundError as exc:
+            if self.bin.is_file():
+                problem = "the interpreter its first line (#!) names is missing"
+                raise Pm2CannotRun(f"cannot run pm2 at {self.bin}: {problem}") from exc
             raise Pm2NotFound(f"pm2 not found: {self.bin} ({exc.strerror})") from exc
         except OSError as exc:
             # Not executable, a bad interpreter line, not a program (ENOEXEC), a folder...
