@@ -339,10 +339,12 @@ class CheckRun:
         try:
             view = self.pm2.view(app.name)
         except Pm2Error as exc:
-            self.emit("process.sampled", app.name, source="jlist", error=str(exc))
             fallback = self.pm2_unusable(app, exc, fallback)
+            # PM2's daemon down or frozen goes with the sample: the replay decides from it too.
+            daemon = {"daemon": self.daemon.data()} if self.daemon is not None else {}
+            self.emit("process.sampled", app.name, source="jlist", error=str(exc), **daemon)
             if fallback is not None:
-                self.sampled(app, fallback)
+                self.sampled(app, fallback, **daemon)
             return fallback, str(exc)
         self.full_views[app.name] = view
         if before_acting:

@@ -548,10 +548,12 @@ def point_probe(type_: str, data: dict) -> list[Any]:
 
 
 def point_sample(data: dict) -> list[Any]:
-    """A PM2 sample as decision_points keeps it: [status, known, source, pid, instances, error]."""
+    """A PM2 sample as decision_points keeps it: [status, known, source, pid, instances, error],
+    and PM2's daemon after them when it was found down or frozen."""
     instances = data.get("instances")
     count = len(instances) if isinstance(instances, list) else None
-    return [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
+    row = [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
+    return row + [data["daemon"]] if isinstance(data.get("daemon"), dict) else row
 
 
 class RunObservations:

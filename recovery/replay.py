@@ -24,9 +24,11 @@ from .config import AppConfig, app_value
 from .errors import ConfigError
 from .events import parse_ts
 from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since
-from .observations import Attempt, Instance, Observations, ProcessView
+from .observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
+# Re-decided under the daemon lock: PM2's daemon ran again (this run or another resurrected it).
+DAEMON_BACK = ("wait", "pm2_down")
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -120,13 +122,14 @@ class Point:
         sample = json.loads(self.sample) if isinstance(self.sample, str) else self.sample
         if sample is None:
             return Observations(attempts, None, "no PM2 sample recorded")
-        status, known, source, pid, count, error = sample
+        status, known, source, pid, count, error, *more = sample
+        daemon = Pm2Daemon(**more[0]) if more and isinstance(more[0], dict) else None
         if error:
-            return Observations(attempts, None, str(error))
+            return Observations(attempts, None, str(error), daemon=daemon)
         if known is not None and not known:
-            return Observations(attempts, ProcessView(app, source or "jlist", ()))
+            return Observations(attempts, ProcessView(app, source or "jlist", ()), daemon=daemon)
         members = tuple(Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1))
-        return Observations(attempts, ProcessView(app, source or "jlist", members))
+        return Observations(attempts, ProcessView(app, source or "jlist", members), daemon=daemon)
 
 
 @dataclass(frozen=True)
@@ -475,7 +478,7 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window), app, now)
         if step.dry_run:
             decision = policy.dry_run(decision)
-        if step.code in LOCK_CODES and decision.action == "restart":
+        if (step.code in LOCK_CODES or (step.action, step.code) == DAEMON_BACK) and decision.action == "restart":
             out.assumed["lock"] = out.assumed.get("lock", 0) + 1
             decision = dataclasses.replace(decision, action=step.action, code=step.code, state=step.state)
         replayed.decided(step.ts, decision.state, decision.code)

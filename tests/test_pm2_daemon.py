@@ -26,6 +26,7 @@ from recovery.errors import Pm2DaemonUnavailable
 from recovery.model import History
 from recovery.observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
 from recovery.pm2 import CommandResult, Pm2, daemon_state
+from recovery.replay import parse_settings, replay_store
 from recovery.store import Recorder, Store
 
 from .conftest import _alive, wait_until
@@ -247,6 +248,19 @@ def test_a_daemon_another_run_brought_back_is_not_resurrected_twice(tmp_path):
     assert "resurrect" not in f.pm2.calls
     assert result.apps[0].state == "RECOVERED"
     assert f.events("restart.requested") == []
+
+
+@pytest.mark.parametrize("dump", [True, False], ids=["resurrected", "no-saved-list"])
+def test_the_replay_takes_the_same_daemon_decisions(tmp_path, dump):
+    f = Fleet(tmp_path, dump=dump)
+    f.check()
+    f.clock.advance(60)
+    f.check()
+    with Store.open(f.config.store.path) as store:
+        replay = replay_store(store, list(f.config.apps), parse_settings([]), None)
+    codes = {e.data["code"] for e in f.events("decision.made")}
+    assert "pm2_down" in codes
+    assert sorted((a.app, a.changed) for a in replay.apps) == [(name, []) for name in ("api", "web")]
 
 
 # -- detecting the daemon, on real files and processes ------------------------------------------
