@@ -408,10 +408,10 @@ def daemon_state(home: Path) -> Pm2Daemon:
     if GOD_TITLE not in title or (started is not None and started > written + 10):
         return down(f"pid {pid} from {pidfile} is another process now ({title[:60]!r})", pid)
     if fields[0] in ("T", "t"):
-        return Pm2Daemon("frozen", str(home), pid, f"its process (pid {pid}) is stopped (SIGSTOP)", dump)
+        return Pm2Daemon("frozen", str(home), pid, f"pid {pid} is stopped: SIGSTOP, `kill -CONT {pid}`", dump)
     missing = [name for name in ("rpc.sock", "pub.sock") if not (home / name).exists()]
     if missing:
-        detail = f"it runs (pid {pid}) but its socket {' and '.join(missing)} is gone from {home}"
+        detail = f"pid {pid} runs, but {' and '.join(missing)} is gone from {home}"
         return Pm2Daemon("frozen", str(home), pid, detail, dump)
     return Pm2Daemon("up", str(home), pid, "", dump)
 
