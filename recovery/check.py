@@ -402,6 +402,7 @@ class CheckRun:
         if not decision.dry_run and (
             (decision.code == "pm2_down" and decision.action == "restart")
             or (self.resurrected and decision.action != "none")
+            or (decision.action == "restart" and self.resurrected_elsewhere(app))
         ):
             # A daemon to resurrect, or an app still starting from this run's `pm2 resurrect`.
             return self.recover_daemon(app, observed.attempts, decision)
@@ -509,6 +510,15 @@ class CheckRun:
                 return self.pm2.quick_view(app.name)
         return fallback
 
+    def resurrected_elsewhere(self, app: AppConfig) -> bool:
+        """Whether another run resurrected PM2's saved list, this app in it, since this run began:
+        the app is still starting, not hung."""
+        return any(
+            e.type == "restart.requested" and e.app is None and app.name in (e.data.get("apps") or ())
+            for e in self.rec.since(self.start_seq)
+            if e.run_id != self.run_id
+        )
+
     def recover_daemon(self, app: AppConfig, attempts: tuple[Attempt, ...], decision: Decision) -> AppResult:
         """PM2's daemon is down: `pm2 resurrect` once for every app, under a lock that is not per
         app, unless the daemon runs again by then; then verify the app."""
@@ -520,7 +530,7 @@ class CheckRun:
                 self.emit("decision.made", app.name, **decision.data())
                 return AppResult(app.name, CRITICAL, "CRITICAL", decision.reason, action="escalate")
             if self.resurrected:
-                decision = policy.daemon_back(decision, "resurrected earlier in this run")
+                decision = policy.daemon_back(decision, "PM2's saved list was resurrected earlier in this run")
             else:
                 daemon = self.pm2.daemon()
                 if daemon is not None and daemon.state == "up":
@@ -581,6 +591,7 @@ class CheckRun:
             stderr_tail=r.tail(r.stderr, 4),
             duration_ms=round(r.duration_ms, 1),
         )
+        self.fold()  # the apps sampled later in this run show new pids: ours, not PM2's own restarts
         return None
 
     def verify(self, app: AppConfig) -> tuple[bool, float, str]:

@@ -296,10 +296,15 @@ class Folder:
             if type_ == "restart.requested":
                 # `pm2 resurrect` (code pm2_down) is one event for every app it brings back:
                 # their new pids are ours, not PM2 restarting them on its own.
+                # They warm up as after any restart of ours (restart_grace).
                 for name in data.get("apps") or ():
                     a = self.app(name)
                     a.ours_since_sample += max(1, a.instances or 1)
                     a.ours_since_pid += 1
+                    a.last_restart_at = ts
+                    self.conn.execute(
+                        "UPDATE decision_points SET restarted_at = ? WHERE app = ? AND run_id IS ?", (ts, name, run_id)
+                    )
             return
         a = self.app(app_name)
         if type_ in ("probe.succeeded", "probe.failed"):
@@ -653,7 +658,7 @@ def fold(conn: sqlite3.Connection, *, batch: int = 50_000) -> int:
                     return total
                 folder = Folder(conn)
                 for seq, ts, app, type_, run_id, data in rows:
-                    if app is not None:
+                    if app is not None or type_ == "restart.requested":  # `pm2 resurrect` names its apps
                         folder.apply(seq, ts, app, type_, run_id, json.loads(data) if data else {})
                 folder.save(rows[-1][0])
                 total += len(rows)

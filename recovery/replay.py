@@ -169,6 +169,11 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
     points: dict[tuple[str, str], Point] = {}
     for e in events:
         if e.app is None:
+            if e.type == "restart.requested":  # `pm2 resurrect`: one event for every app it names
+                for name in e.data.get("apps") or ():
+                    point = points.get((name, e.run_id or ""))
+                    if point is not None:
+                        point.restarted_at = e.ts
             continue
         key, d = (e.app, e.run_id or ""), e.data
         if e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
@@ -480,7 +485,10 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
             decision = policy.dry_run(decision)
         if (step.code in LOCK_CODES or (step.action, step.code) == DAEMON_BACK) and decision.action == "restart":
             out.assumed["lock"] = out.assumed.get("lock", 0) + 1
-            decision = dataclasses.replace(decision, action=step.action, code=step.code, state=step.state)
+            verify = (step.action, step.code) == DAEMON_BACK or decision.verify
+            decision = dataclasses.replace(
+                decision, action=step.action, code=step.code, state=step.state, verify=verify
+            )
         replayed.decided(step.ts, decision.state, decision.code)
         acted = decision.action == "restart" and not decision.dry_run
         if acted:

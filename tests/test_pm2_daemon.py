@@ -7,6 +7,7 @@ store); the daemon's detection and the adapter's process handling on real files 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import signal
@@ -30,7 +31,7 @@ from recovery.replay import parse_settings, replay_store
 from recovery.store import Recorder, Store
 
 from .conftest import _alive, wait_until
-from .test_check import recovery, stored, types, write_config
+from .test_check import recovery, start, stored, types, write_config
 
 NOW = _dt.datetime(2026, 12, 1, 12, 0, tzinfo=_dt.UTC)
 HOME = "/tmp/pm2home"
@@ -118,6 +119,15 @@ class DaemonPm2:
         self.apps, self.ports = apps, ports
         self.state = Pm2Daemon("down", HOME, None, f"no {HOME}/pm2.pid", dump)
         self.calls: list[str] = []
+        self.pid_base = 5000  # each daemon start gives the apps new pids
+
+    def pid(self, name: str) -> int:
+        return self.pid_base + self.ports[name]
+
+    def kill(self) -> None:
+        """`pm2 kill`: the daemon and its apps are gone."""
+        self.state = Pm2Daemon("down", HOME, None, f"no {HOME}/pm2.pid", self.state.dump)
+        self.apps.up.clear()
 
     def _require(self) -> None:
         if self.state.state != "up":
@@ -126,12 +136,12 @@ class DaemonPm2:
     def view(self, name: str) -> ProcessView:
         self.calls.append("jlist")
         self._require()
-        return ProcessView(name, "jlist", (Instance(name, 0, 5000 + self.ports[name], "online"),))
+        return ProcessView(name, "jlist", (Instance(name, 0, self.pid(name), "online"),))
 
     def quick_view(self, name: str) -> ProcessView | None:
         if self.state.state != "up":
             return None
-        return ProcessView(name, "pidfile", (Instance(name, 0, 5000 + self.ports[name], "online"),))
+        return ProcessView(name, "pidfile", (Instance(name, 0, self.pid(name), "online"),))
 
     def restart(self, name: str, command: str = "restart") -> CommandResult:
         self.calls.append(command)
@@ -141,6 +151,7 @@ class DaemonPm2:
     def resurrect(self) -> CommandResult:
         self.calls.append("resurrect")
         self.state = Pm2Daemon("up", HOME, 4242, "", True)
+        self.pid_base += 1000
         self.apps.up.update(self.ports.values())
         # Each app takes a moment to listen again: the second still refuses when its check probes it.
         self.apps.starting = {port: 2 * n + 1 for n, port in enumerate(self.ports.values())}
@@ -208,14 +219,34 @@ def test_the_down_and_recovered_incident_comes_from_the_record(tmp_path):
     f.check()
     with Store.open(f.config.store.path) as store:
         rows = store.conn.execute("SELECT app, outcome, first_reason FROM incidents ORDER BY app").fetchall()
-        pm2_restarts = store.conn.execute("SELECT count(*) FROM restarts WHERE by = 'pm2'").fetchone()[0]
     assert [(app, outcome) for app, outcome, _ in rows] == [("api", "restarted"), ("web", "restarted")]
     assert "PM2's daemon is not running" in dict((a, r) for a, _, r in rows)["web"]
-    f.clock.advance(60)
-    f.check()  # the new pids come from our resurrect, not from PM2 restarting the apps itself
+
+
+def test_the_new_pids_after_a_resurrect_are_ours_not_pm2_restarting_the_apps(tmp_path):
+    f = Fleet(tmp_path)
+    f.pm2.resurrect()  # running before the night starts
+    f.apps.starting.clear()
+    f.check()
+    f.pm2.kill()
+    f.clock.advance(300)
+    f.check()  # resurrected: every app has a new pid
+    f.clock.advance(300)
+    f.check()  # a full sample, which sees the new pids
     with Store.open(f.config.store.path) as store:
-        pm2_restarts = store.conn.execute("SELECT count(*) FROM restarts WHERE by = 'pm2'").fetchone()[0]
-    assert pm2_restarts == 0
+        by_pm2 = store.conn.execute("SELECT app, reason FROM restarts WHERE by = 'pm2'").fetchall()
+    assert by_pm2 == []
+    assert [e for e in f.events("process.restarted")] == []
+
+
+def test_an_app_still_starting_after_a_resurrect_is_warming_up_not_hung(tmp_path):
+    f = Fleet(tmp_path)
+    f.check()  # resurrected
+    f.apps.up.discard(f.PORTS["web"])  # web does not listen yet in the next run
+    f.clock.advance(10)
+    f.check()
+    assert [e.data["code"] for e in f.events("decision.made") if e.app == "web"][-1] == "warming_up"
+    assert "restart" not in f.pm2.calls
 
 
 def test_without_a_saved_list_nothing_is_started_and_the_check_is_critical(tmp_path):
@@ -248,6 +279,30 @@ def test_a_daemon_another_run_brought_back_is_not_resurrected_twice(tmp_path):
     assert "resurrect" not in f.pm2.calls
     assert result.apps[0].state == "RECOVERED"
     assert f.events("restart.requested") == []
+
+
+def test_an_app_another_run_just_resurrected_is_verified_not_restarted_on_top(tmp_path):
+    f = Fleet(tmp_path)
+    f.config = dataclasses.replace(f.config, apps=f.config.apps[:1])
+    f.pm2.state = Pm2Daemon("up", HOME, 4242, "", True)  # already back when this run reads PM2
+    view = f.pm2.view
+
+    def resurrected_meanwhile(name: str) -> ProcessView:
+        # Another run resurrected PM2's saved list while this one probed: web is still starting.
+        other = Recorder(f.config.store.path, busy_timeout=1.0, now=f.clock.now)
+        command = ["pm2", "resurrect"]
+        other.emit(
+            "restart.requested", None, "other", by="check", code="pm2_down", reason="r", command=command, apps=["web"]
+        )
+        other.close()
+        f.apps.up.add(f.PORTS["web"])
+        return view(name)
+
+    f.pm2.view = resurrected_meanwhile  # type: ignore[method-assign]
+    result = f.check()
+    assert "restart" not in f.pm2.calls and "resurrect" not in f.pm2.calls
+    assert [(e.data["action"], e.data["code"]) for e in f.events("decision.made")] == [("wait", "pm2_down")]
+    assert result.apps[0].state == "RECOVERED"
 
 
 @pytest.mark.parametrize("dump", [True, False], ids=["resurrected", "no-saved-list"])
@@ -470,3 +525,20 @@ def test_a_stopped_daemon_is_reported_frozen_and_nothing_is_restarted(pm2, tmp_p
     events = stored(config, "web")
     assert types(events).count("probe.failed") == 2 and "restart.requested" not in types(events)
     assert app.processes()[0]["pm2_env"]["restart_time"] == 0
+
+
+@pytest.mark.pm2
+def test_concurrent_checks_after_pm2_kill_resurrect_once(pm2, tmp_path):
+    app = pm2.start_app("web")
+    config = write_config(tmp_path, pm2, app)
+    pm2.run("save")
+    pm2.run("kill")
+    before = daemon_starts(pm2)
+    runs = [start(pm2, "check", "--config", str(config)) for _ in range(3)]
+    outputs = [(p.wait(timeout=180), p.stdout.read() if p.stdout else "") for p in runs]
+    assert app.answers()
+    assert sorted(code for code, _ in outputs) == [1, 1, 1], outputs
+    resurrects = [e for e in stored(config) if e.type == "restart.requested"]
+    assert len(resurrects) == 1 and resurrects[0].data["command"] == ["pm2", "resurrect"]
+    assert daemon_starts(pm2) == before + 1
+    assert len(app.processes()) == 1
