@@ -28,6 +28,8 @@ READ_TIMEOUT = Pm2Config.timeout
 KILL_GRACE = 2.0
 # The only pm2 commands allowed to start a daemon: every other call first checks that one runs.
 SPAWNS_DAEMON = ("resurrect",)
+# How long a daemon whose pid file is a few seconds old may take to open its sockets.
+STARTING_GRACE = 3.0
 
 
 # PM2 states, grouped by what the watchdog should do about them.
@@ -238,6 +240,12 @@ class Pm2:
         would otherwise spawn a fresh, empty one (or hang on a frozen one)."""
         if self.unavailable is None:
             daemon = self.daemon()
+            deadline = time.monotonic() + STARTING_GRACE
+            while daemon.state == "frozen" and GONE in daemon.detail and _just_started(self.home):
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)  # a daemon starting (another run's resurrect) writes its pid before its sockets
+                daemon = self.daemon()
             if daemon.state != "up":
                 self.unavailable = Pm2DaemonUnavailable(describe_daemon(daemon), daemon)
         if self.unavailable is not None:
@@ -370,6 +378,7 @@ def _signal_group(pgid: int, sig: int) -> bool:
 # -- PM2's daemon, from its files under PM2_HOME and /proc ---------------------------------
 
 GOD_TITLE = "God Daemon"  # PM2's daemon sets its process title to "PM2 vX.Y.Z: God Daemon (HOME)"
+GONE = "is gone from PM2_HOME"
 
 
 def daemon_state(home: Path) -> Pm2Daemon:
@@ -411,9 +420,16 @@ def daemon_state(home: Path) -> Pm2Daemon:
         return Pm2Daemon("frozen", str(home), pid, f"pid {pid} is stopped: SIGSTOP, `kill -CONT {pid}`", dump)
     missing = [name for name in ("rpc.sock", "pub.sock") if not (home / name).exists()]
     if missing:
-        detail = f"pid {pid} runs, but {' and '.join(missing)} is gone from {home}"
+        detail = f"pid {pid} runs, but {' and '.join(missing)} {GONE} ({home})"
         return Pm2Daemon("frozen", str(home), pid, detail, dump)
     return Pm2Daemon("up", str(home), pid, "", dump)
+
+
+def _just_started(home: Path) -> bool:
+    try:
+        return time.time() - (home / "pm2.pid").stat().st_mtime < 10
+    except OSError:
+        return False
 
 
 def describe_daemon(daemon: Pm2Daemon) -> str:

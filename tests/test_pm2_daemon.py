@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -419,6 +420,21 @@ def test_no_pm2_call_is_made_while_the_daemon_is_down_except_resurrect(tmp_path,
     assert calls(tmp_path) == []  # a real pm2 would have spawned an empty daemon
     assert pm2.resurrect().exit_code == 0
     assert calls(tmp_path) == ["resurrect"]
+
+
+def test_a_daemon_still_opening_its_sockets_is_waited_for_not_taken_for_frozen(tmp_path, home):
+    h, procs = home
+    procs.append(god(h))
+    for name in ("rpc.sock", "pub.sock"):
+        (h / name).unlink()
+    # Another run's `pm2 resurrect`: the daemon wrote its pid file and opens its sockets next.
+    opening = threading.Timer(0.3, lambda: [(h / name).touch() for name in ("rpc.sock", "pub.sock")])
+    opening.start()
+    try:
+        pm2 = Pm2(fake_pm2(tmp_path, "echo '[]'"), {"PM2_HOME": str(h), "PATH": os.defpath})
+        assert pm2.jlist() == []
+    finally:
+        opening.join()
 
 
 def test_a_jlist_that_times_out_means_a_frozen_daemon_and_is_not_waited_on_twice(tmp_path, home):
