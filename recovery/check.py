@@ -227,6 +227,7 @@ class CheckRun:
         self.host_done = False  # host.sampled is considered once per run
         self.daemon: Pm2Daemon | None = None  # PM2's daemon, once a pm2 call found it down or frozen
         self.resurrected = False  # this run ran `pm2 resurrect` (once, for every app)
+        self.resurrect_problem: str | None = None  # and what went wrong with it
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
@@ -529,6 +530,10 @@ class CheckRun:
                 decision = policy.lock_timed_out(decision, failures, lock_wait)
                 self.emit("decision.made", app.name, **decision.data())
                 return AppResult(app.name, CRITICAL, "CRITICAL", decision.reason, action="escalate")
+            if self.resurrect_problem:
+                decision = policy.resurrect_failed(decision, failures, self.resurrect_problem)
+                self.emit("decision.made", app.name, **decision.data())
+                return AppResult(app.name, CRITICAL, "CRITICAL", decision.reason, action="escalate")
             if self.resurrected:
                 decision = policy.daemon_back(decision, "PM2's saved list was resurrected earlier in this run")
             else:
@@ -537,9 +542,10 @@ class CheckRun:
                     decision = policy.daemon_back(decision, "it runs again (another run brought it back)")
             self.emit("decision.made", app.name, **decision.data())
             if decision.action == "restart":
-                problem = self.resurrect(decision)
-                if problem:
-                    return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; {problem}", action="restart")
+                self.resurrect_problem = self.resurrect(decision)
+                if self.resurrect_problem:
+                    summary = f"{failures}; {self.resurrect_problem}"
+                    return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="restart")
         passed, seconds, last = self.verify(app)
         after = self.pm2.quick_view(app.name)
         if after is not None:

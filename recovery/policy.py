@@ -211,6 +211,11 @@ def _daemon_while_failing(
     return Decision("restart", "pm2_down", reason, inputs, "recovering")
 
 
+def resurrect_failed(first: Decision, failures: str, problem: str) -> Decision:
+    """An app of a run whose `pm2 resurrect` already failed: nothing more to try in this run."""
+    return Decision("escalate", "pm2_down", f"{failures}; {problem}", first.inputs, "down")
+
+
 def daemon_back(first: Decision, how: str) -> Decision:
     """A pm2_down restart, re-taken under the daemon lock: the daemon runs again (`how`), so
     nothing is resurrected, and the app is verified."""

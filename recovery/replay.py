@@ -27,8 +27,9 @@ from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count
 from .observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
-# Re-decided under the daemon lock: PM2's daemon ran again (this run or another resurrected it).
-DAEMON_BACK = ("wait", "pm2_down")
+# Re-decided under the daemon lock: PM2's daemon ran again (this run or another resurrected it),
+# or this run's resurrect had already failed.
+DAEMON_LOCK_ACTIONS = ("wait", "escalate")
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -483,9 +484,10 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window), app, now)
         if step.dry_run:
             decision = policy.dry_run(decision)
-        if (step.code in LOCK_CODES or (step.action, step.code) == DAEMON_BACK) and decision.action == "restart":
+        daemon_lock = step.code == "pm2_down" and step.action in DAEMON_LOCK_ACTIONS
+        if (step.code in LOCK_CODES or daemon_lock) and decision.action == "restart":
             out.assumed["lock"] = out.assumed.get("lock", 0) + 1
-            verify = (step.action, step.code) == DAEMON_BACK or decision.verify
+            verify = (daemon_lock and step.action == "wait") or decision.verify
             decision = dataclasses.replace(
                 decision, action=step.action, code=step.code, state=step.state, verify=verify
             )

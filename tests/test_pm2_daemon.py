@@ -266,6 +266,22 @@ def test_a_dry_run_resurrects_nothing(tmp_path):
     assert "resurrect" not in f.pm2.calls and result.code == CRITICAL
 
 
+def test_a_failed_resurrect_is_recorded_once_and_not_waited_on_for_every_app(tmp_path):
+    f = Fleet(tmp_path)
+    f.pm2.resurrect = lambda: (  # type: ignore[method-assign]
+        f.pm2.calls.append("resurrect"),
+        CommandResult(["pm2", "resurrect"], 1, "", "[PM2][ERROR] cannot spawn the daemon", 50.0),
+    )[1]
+    result = f.check()
+    assert result.code == CRITICAL and f.pm2.calls.count("resurrect") == 1
+    assert all("pm2 resurrect exited 1: [PM2][ERROR] cannot spawn the daemon" in a.summary for a in result.apps)
+    assert [(e.app, e.data["exit_code"]) for e in f.events("restart.failed")] == [(None, 1)]
+    assert f.events("probe.failed") and not [e for e in f.events("probe.failed") if e.data["phase"] == "verify"]
+    with Store.open(f.config.store.path) as store:
+        replay = replay_store(store, list(f.config.apps), parse_settings([]), None)
+    assert [a.changed for a in replay.apps] == [[], []]
+
+
 def test_a_daemon_another_run_brought_back_is_not_resurrected_twice(tmp_path):
     f = Fleet(tmp_path)
     original = f.pm2.daemon
