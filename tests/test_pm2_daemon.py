@@ -507,23 +507,26 @@ def decisions(config: Path, app: str) -> list[tuple[str, str]]:
 
 @pytest.mark.pm2
 def test_after_pm2_kill_a_check_resurrects_the_saved_apps(pm2, tmp_path):
-    app = pm2.start_app("web")
-    config = write_config(tmp_path, pm2, app)
+    web, api = pm2.start_app("web"), pm2.start_app("api")
+    config = write_config(tmp_path, pm2, web, api)
     pm2.run("save")
     pm2.run("kill")
-    assert not app.answers() and not (pm2.home / "pm2.pid").exists()
+    assert not web.answers() and not api.answers() and not (pm2.home / "pm2.pid").exists()
     before = daemon_starts(pm2)
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web RECOVERED resurrected by pm2 resurrect after 2 failed probes (refused)")
-    assert app.answers()
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("web RECOVERED resurrected by pm2 resurrect after 2 failed probes (refused)")
+    assert lines[1].split()[:2] in (["api", "OK"], ["api", "RECOVERED"]), lines  # up by its turn, or verified
+    assert web.answers() and api.answers()
     assert decisions(config, "web") == [("restart", "pm2_down")]
     (requested,) = [e for e in stored(config) if e.type == "restart.requested"]
     assert requested.app is None and requested.data["command"] == ["pm2", "resurrect"]
+    assert requested.data["code"] == "pm2_down" and requested.data["apps"] == ["web", "api"]
     assert "verification.passed" in types(stored(config, "web"))
     # One daemon started since the kill, the one `pm2 resurrect` started: no empty one before it.
     assert daemon_starts(pm2) == before + 1
-    assert app.status() == ["online"]
+    assert web.status() == ["online"] and api.status() == ["online"]
 
 
 @pytest.mark.pm2
