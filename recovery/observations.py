@@ -120,6 +120,13 @@ class Pm2Daemon:
     detail: str = ""  # why, for people
     dump: bool = False  # $PM2_HOME/dump.pm2 exists: what `pm2 resurrect` brings back
 
+    @property
+    def sentence(self) -> str:
+        """What is wrong with it, for people (a daemon that is not up)."""
+        if self.state == "down":
+            return f"PM2's daemon is not running ({self.detail})"
+        return f"PM2's daemon does not answer ({self.detail})"
+
     def data(self) -> dict[str, Any]:
         d: dict[str, Any] = {"state": self.state, "home": self.home, "dump": self.dump}
         if self.pid is not None:

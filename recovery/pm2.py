@@ -247,7 +247,7 @@ class Pm2:
                 time.sleep(0.1)  # a daemon starting (another run's resurrect) writes its pid before its sockets
                 daemon = self.daemon()
             if daemon.state != "up":
-                self.unavailable = Pm2DaemonUnavailable(describe_daemon(daemon), daemon)
+                self.unavailable = Pm2DaemonUnavailable(daemon.sentence, daemon)
         if self.unavailable is not None:
             raise self.unavailable
 
@@ -295,7 +295,7 @@ class Pm2:
             if daemon.state == "up":
                 detail = f"pm2 jlist did not answer within {self.read_timeout:g}s"
                 daemon = Pm2Daemon("frozen", daemon.home, daemon.pid, detail, daemon.dump)
-            self.unavailable = Pm2DaemonUnavailable(describe_daemon(daemon), daemon)
+            self.unavailable = Pm2DaemonUnavailable(daemon.sentence, daemon)
             raise self.unavailable
         if r.exit_code != 0:
             raise Pm2Error(f"pm2 jlist exited {r.exit_code}: {r.tail(r.stderr or r.stdout, 2)}")
@@ -414,6 +414,10 @@ def daemon_state(home: Path) -> Pm2Daemon:
         title = ""
     boot = _boot_time()
     started = boot + int(fields[19]) / _CLK_TCK if boot is not None else None
+    # The title ends with the daemon's PM2_HOME: a God daemon of another home is not ours.
+    other = re.search(r"God Daemon \((.+)\)$", title)
+    if other and os.path.realpath(other.group(1)) != os.path.realpath(home):
+        return down(f"pid {pid} from {pidfile} is the daemon of {other.group(1)}", pid)
     if GOD_TITLE not in title or (started is not None and started > written + 10):
         return down(f"pid {pid} from {pidfile} is another process now ({title[:60]!r})", pid)
     if fields[0] in ("T", "t"):
@@ -430,13 +434,6 @@ def _just_started(home: Path) -> bool:
         return time.time() - (home / "pm2.pid").stat().st_mtime < 10
     except OSError:
         return False
-
-
-def describe_daemon(daemon: Pm2Daemon) -> str:
-    """One line for a daemon that is not up."""
-    if daemon.state == "down":
-        return f"PM2's daemon is not running ({daemon.detail})"
-    return f"PM2's daemon does not answer ({daemon.detail})"
 
 
 # -- the cheap sample: PM2's pid files and /proc, no Node start-up ------------------------

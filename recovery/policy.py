@@ -171,16 +171,10 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     return _guarded_restart(code, cause, failures, history, app, now, inputs)
 
 
-def _daemon_words(daemon: Pm2Daemon) -> str:
-    if daemon.state == "down":
-        return f"PM2's daemon is not running ({daemon.detail})"
-    return f"PM2's daemon does not answer ({daemon.detail})"
-
-
 def _daemon_while_answering(daemon: Pm2Daemon, inputs: dict[str, Any]) -> Decision:
     """The app answers, but PM2's daemon is down or frozen: nothing supervises it; nothing to restart."""
     code = "pm2_down" if daemon.state == "down" else "pm2_frozen"
-    reason = f"answers, but {_daemon_words(daemon)}: PM2 no longer supervises it; nothing restarted"
+    reason = f"answers, but {daemon.sentence}: PM2 no longer supervises it; nothing restarted"
     return Decision("escalate", code, reason, inputs, "healthy")
 
 
@@ -191,7 +185,7 @@ def _daemon_while_failing(
 
     Never a plain `pm2` call: with the daemon down it would start a fresh, empty one.
     """
-    words = _daemon_words(daemon)
+    words = daemon.sentence
     if daemon.state != "down":
         reason = f"{failures}, and {words}; nothing restarted: PM2 must be looked at by hand"
         return Decision("escalate", "pm2_frozen", reason, inputs, "down")

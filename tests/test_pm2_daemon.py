@@ -389,6 +389,18 @@ def test_a_reused_pid_is_not_taken_for_the_daemon(home):
     assert d.state == "down" and "another process" in d.detail
 
 
+def test_the_daemon_of_another_pm2_home_is_not_ours(home, tmp_path):
+    h, procs = home
+    proc = god(h)
+    procs.append(proc)
+    assert daemon_state(h).state == "up"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pm2.pid").write_text(str(proc.pid))  # a reused pid that is another user's daemon
+    d = daemon_state(other)
+    assert d.state == "down" and str(h) in d.detail
+
+
 def test_a_daemon_without_its_socket_is_frozen(home):
     h, procs = home
     procs.append(god(h))
