@@ -22,15 +22,17 @@ from typing import Any, Protocol
 from . import policy, projections, telemetry
 from .clock import Clock, SystemClock
 from .config import AppConfig, Config
-from .errors import Pm2Error, RecoveryError
+from .errors import Pm2CannotRun, Pm2DaemonUnavailable, Pm2Error, RecoveryError
 from .model import History
-from .observations import TRANSITION, Attempt, Observations, ProcessView
+from .observations import TRANSITION, Attempt, Observations, Pm2Daemon, ProcessView
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder
 
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # PM2 caught moving an app (stopping, launching) is read again this often, for at most this long.
 TRANSITION_POLL_S, TRANSITION_WAIT_S = 0.5, 3.0
+# The lock `pm2 resurrect` is run under: it concerns every app, so it is not an app's lock.
+DAEMON_LOCK = ".pm2-daemon"
 __all__ = ["CRITICAL", "OK", "UNKNOWN", "WARNING", "CheckResult", "CheckRun", "Checker", "open_run"]
 
 
@@ -52,6 +54,14 @@ class Pm2Port(Protocol):
     def cpu_mark(self, name: str) -> Any: ...
 
     def cpu_window(self, mark: Any) -> dict[str, Any]: ...
+
+    def daemon(self) -> Pm2Daemon | None:
+        """PM2's daemon from its files (no pm2 call); None when that cannot be known."""
+        ...
+
+    def resurrect(self) -> Any:
+        """`pm2 resurrect`: a result like restart's; raises Pm2Error."""
+        ...
 
 
 class Prober(Protocol):
@@ -84,15 +94,28 @@ class HttpProber:
 
 
 class MissingPm2:
-    """Stands in for PM2 when it cannot be found: the run records why and checks nothing."""
+    """Stands in for PM2 when it cannot be found: the apps are still probed and recorded, every
+    pm2 call fails with why, and the run ends UNKNOWN naming it."""
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
 
     def _fail(self, *args: Any) -> Any:
-        raise Pm2Error(self.problem)
+        raise Pm2CannotRun(self.problem)
 
-    view = quick_view = restart = cpu_mark = cpu_window = _fail
+    view = restart = resurrect = _fail
+
+    def quick_view(self, name: str) -> ProcessView | None:
+        return None
+
+    def cpu_mark(self, name: str) -> Any:
+        return None
+
+    def cpu_window(self, mark: Any) -> dict[str, Any]:
+        return {}
+
+    def daemon(self) -> Pm2Daemon | None:
+        return None
 
 
 @dataclass
@@ -204,6 +227,9 @@ class CheckRun:
         self.start_seq = 0
         self.full_views: dict[str, ProcessView] = {}  # app -> this run's `pm2 jlist` sample of it
         self.host_done = False  # host.sampled is considered once per run
+        self.daemon: Pm2Daemon | None = None  # PM2's daemon, once a pm2 call found it down or frozen
+        self.resurrected = False  # this run ran `pm2 resurrect` (once, for every app)
+        self.resurrect_problem: str | None = None  # and what went wrong with it
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
@@ -240,8 +266,8 @@ class CheckRun:
         return self._session(body, heartbeat=False)
 
     def _session(self, body: Callable[[CheckResult], None], *, heartbeat: bool) -> CheckResult:
-        """Open the record, run `body` unless PM2 is missing, ping the heartbeat, close the record.
-        A store that turned out unusable makes the run UNKNOWN."""
+        """Open the record, run `body`, ping the heartbeat, close the record. A store that turned
+        out unusable, or a pm2 that cannot be run, makes the run UNKNOWN."""
         start = self.clock.monotonic()
         result = CheckResult(self.run_id)
         if self.rec.replayed:
@@ -257,10 +283,10 @@ class CheckRun:
         self.start_seq = self.rec.last_seq()
         self.fold()
         try:
+            # Without a usable pm2 the apps are still probed and every event recorded.
+            body(result)
             if self.pm2_problem:
                 result.problems.append(self.pm2_problem)
-            else:
-                body(result)
             if heartbeat:
                 self.heartbeat(UNKNOWN if self.rec.problem else result.code)
         finally:
@@ -316,9 +342,12 @@ class CheckRun:
         try:
             view = self.pm2.view(app.name)
         except Pm2Error as exc:
-            self.emit("process.sampled", app.name, source="jlist", error=str(exc))
+            fallback = self.pm2_unusable(app, exc, fallback)
+            # PM2's daemon down or frozen goes with the sample: the replay decides from it too.
+            daemon = {"daemon": self.daemon.data()} if self.daemon is not None else {}
+            self.emit("process.sampled", app.name, source="jlist", error=str(exc), **daemon)
             if fallback is not None:
-                self.sampled(app, fallback)
+                self.sampled(app, fallback, **daemon)
             return fallback, str(exc)
         self.full_views[app.name] = view
         if before_acting:
@@ -357,11 +386,11 @@ class CheckRun:
                 view = quick
             else:
                 view = None
-            return Observations(attempts, view)
+            return Observations(attempts, view, daemon=self.daemon)
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
         if view is not None and view.status in TRANSITION:
             view = self.settled(app, view)
-        return Observations(attempts, view, problem)
+        return Observations(attempts, view, problem, daemon=self.daemon)
 
     def settled(self, app: AppConfig, view: ProcessView) -> ProcessView:
         """PM2 caught moving the app (an operator's restart, a start): read again until it settles,
@@ -397,6 +426,13 @@ class CheckRun:
         decision = policy.decide(observed, history, app, self.clock.now())
         if self.dry_run:
             decision = policy.dry_run(decision)
+        if not decision.dry_run and (
+            (decision.code == "pm2_down" and decision.action == "restart")
+            or (self.resurrected and decision.action != "none")
+            or (decision.action == "restart" and self.resurrected_elsewhere(app))
+        ):
+            # A daemon to resurrect, or an app still starting from this run's `pm2 resurrect`.
+            return self.recover_daemon(app, observed.attempts, decision)
         if not policy.needs_lock(decision):
             self.emit("decision.made", app.name, **decision.data())
             return self.outcome(app, decision, observed.attempts)
@@ -446,6 +482,8 @@ class CheckRun:
             r = self.pm2.restart(app.name, app.restart_command)
         except Pm2Error as exc:
             self.emit("restart.failed", app.name, command=command, exit_code=None, error=str(exc))
+            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
+                self.pm2_problem = str(exc)
             return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; restart failed: {exc}", action="restart")
         if r.exit_code != 0:
             tail = r.tail(r.stderr or r.stdout, 4)
@@ -484,6 +522,109 @@ class CheckRun:
         else:
             summary = f"{what}, still not answering after {app.verify_timeout:g}s ({last})"
         return AppResult(app.name, exit_code, label, summary, restarted=True, action="restart")
+
+    # -- PM2's daemon down, frozen or pm2 unusable -------------------------------------------
+
+    def pm2_unusable(self, app: AppConfig, exc: Pm2Error, fallback: ProcessView | None) -> ProcessView | None:
+        """Note what a failed pm2 call says about PM2 as a whole: a pm2 that cannot be run makes
+        the run UNKNOWN; a daemon down or frozen goes into the observations. With the daemon
+        down, the pid files (no pm2 call) tell whether the app's processes outlived it."""
+        if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
+            self.pm2_problem = str(exc)
+        if isinstance(exc, Pm2DaemonUnavailable):
+            self.daemon = exc.daemon
+            if fallback is None and exc.daemon.state == "down":
+                return self.pm2.quick_view(app.name)
+        return fallback
+
+    def resurrected_elsewhere(self, app: AppConfig) -> bool:
+        """Whether another run resurrected PM2's saved list, this app in it, since this run began:
+        the app is still starting, not hung."""
+        return any(
+            e.type == "restart.requested" and e.app is None and app.name in (e.data.get("apps") or ())
+            for e in self.rec.since(self.start_seq)
+            if e.run_id != self.run_id
+        )
+
+    def recover_daemon(self, app: AppConfig, attempts: tuple[Attempt, ...], decision: Decision) -> AppResult:
+        """PM2's daemon is down: `pm2 resurrect` once for every app, under a lock that is not per
+        app, unless the daemon runs again by then; then verify the app."""
+        failures = policy.failure_summary(attempts)
+        lock_wait = 120.0 + max((a.verify_timeout for a in self.apps), default=0.0)
+        with app_lock(self.config.store.path, DAEMON_LOCK, lock_wait, self.clock) as held:
+            if not held:
+                decision = policy.lock_timed_out(decision, failures, lock_wait)
+                self.emit("decision.made", app.name, **decision.data())
+                return AppResult(app.name, CRITICAL, "CRITICAL", decision.reason, action="escalate")
+            if self.resurrect_problem:
+                decision = policy.resurrect_failed(decision, failures, self.resurrect_problem)
+                self.emit("decision.made", app.name, **decision.data())
+                return AppResult(app.name, CRITICAL, "CRITICAL", decision.reason, action="escalate")
+            if self.resurrected:
+                decision = policy.daemon_back(decision, "PM2's saved list was resurrected earlier in this run")
+            else:
+                daemon = self.pm2.daemon()
+                if daemon is not None and daemon.state == "up":
+                    decision = policy.daemon_back(decision, "it runs again (another run brought it back)")
+            self.emit("decision.made", app.name, **decision.data())
+            if decision.action == "restart":
+                self.resurrect_problem = self.resurrect(decision)
+                if self.resurrect_problem:
+                    summary = f"{failures}; {self.resurrect_problem}"
+                    return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="restart")
+        passed, seconds, last = self.verify(app)
+        after = self.pm2.quick_view(app.name)
+        if after is not None:
+            self.emit("process.sampled", app.name, **after.data(), after_restart=True)
+        ours = decision.action == "restart"
+        what = f"resurrected by pm2 resurrect after {failures}" if ours else decision.reason
+        if passed:
+            summary = f"{what}, healthy again in {seconds:.1f}s"
+            return AppResult(app.name, WARNING, "RECOVERED", summary, restarted=ours, action=decision.action)
+        summary = f"{what}, still not answering after {app.verify_timeout:g}s ({last})"
+        return AppResult(app.name, CRITICAL, "CRITICAL", summary, restarted=ours, action=decision.action)
+
+    def resurrect(self, decision: Decision) -> str | None:
+        """Run `pm2 resurrect` and record it once for the run (no app: it concerns every app);
+        returns what went wrong, if anything."""
+        self.resurrected = True
+        command = ["pm2", "resurrect"]
+        apps = [a.name for a in self.apps]
+        self.emit(
+            "restart.requested", None, by="check", code="pm2_down", reason=decision.reason, command=command, apps=apps
+        )
+        try:
+            r = self.pm2.resurrect()
+        except Pm2Error as exc:
+            self.emit("restart.failed", None, code="pm2_down", command=command, exit_code=None, error=str(exc))
+            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
+                self.pm2_problem = str(exc)
+            return f"pm2 resurrect failed: {exc}"
+        if r.exit_code != 0:
+            tail = r.tail(r.stderr or r.stdout, 4)
+            self.emit(
+                "restart.failed",
+                None,
+                code="pm2_down",
+                command=command,
+                exit_code=r.exit_code,
+                stderr_tail=tail,
+                duration_ms=round(r.duration_ms, 1),
+            )
+            first = tail.splitlines()[-1] if tail else ""
+            return f"pm2 resurrect exited {r.exit_code}: {first}"
+        self.daemon = None
+        self.emit(
+            "restart.succeeded",
+            None,
+            code="pm2_down",
+            command=command,
+            exit_code=0,
+            stderr_tail=r.tail(r.stderr, 4),
+            duration_ms=round(r.duration_ms, 1),
+        )
+        self.fold()  # the apps sampled later in this run show new pids: ours, not PM2's own restarts
+        return None
 
     def verify(self, app: AppConfig) -> tuple[bool, float, str]:
         """Probe until the app answers or verify_timeout passes; returns (passed, seconds, last error)."""
@@ -625,7 +766,7 @@ def open_run(
     pm2: Pm2Port
     problem = None
     try:
-        pm2 = Pm2(find_pm2(config.pm2.bin, env), env)
+        pm2 = Pm2(find_pm2(config.pm2.bin, env), env, read_timeout=config.pm2.timeout)
     except Pm2Error as exc:
         pm2, problem = MissingPm2(str(exc)), str(exc)
     return CheckRun(

@@ -4,11 +4,15 @@ RecoveryError
 ├── ConfigError        the configuration file or a flag is wrong
 ├── StoreError         the event store cannot be opened, read or written
 ├── Pm2Error           pm2 could not be run, or answered something unusable
-│   └── Pm2NotFound    no pm2 binary was found
+│   ├── Pm2CannotRun   the pm2 binary cannot be executed (not executable, bad interpreter)
+│   │   └── Pm2NotFound    no pm2 binary was found
+│   └── Pm2DaemonUnavailable  PM2's daemon is down or frozen: no pm2 call was made, or it timed out
 └── ServeError         `recovery serve` cannot start Datasette (port in use, no access control)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RecoveryError(Exception):
@@ -27,8 +31,20 @@ class Pm2Error(RecoveryError):
     "pm2 could not be run, or its answer could not be used."
 
 
-class Pm2NotFound(Pm2Error):
+class Pm2CannotRun(Pm2Error):
+    "The pm2 binary cannot be executed at all."
+
+
+class Pm2NotFound(Pm2CannotRun):
     "No pm2 binary was found."
+
+
+class Pm2DaemonUnavailable(Pm2Error):
+    "PM2's daemon is down or frozen; `daemon` (an observations.Pm2Daemon) says which and why."
+
+    def __init__(self, message: str, daemon: Any) -> None:
+        super().__init__(message)
+        self.daemon = daemon
 
 
 class ServeError(RecoveryError):

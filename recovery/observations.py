@@ -109,9 +109,40 @@ class ProcessView:
 
 
 @dataclass(frozen=True)
+class Pm2Daemon:
+    """PM2's daemon as its files under PM2_HOME and /proc show it, without a pm2 call.
+
+    `state` is "up", "down" (no live God daemon: a pm2 call would spawn an empty one) or
+    "frozen" (it runs but does not answer: a pm2 call timed out, or its sockets are gone).
+    """
+
+    state: str
+    home: str
+    pid: int | None = None
+    detail: str = ""  # why, for people
+    dump: bool = False  # $PM2_HOME/dump.pm2 exists: what `pm2 resurrect` brings back
+
+    @property
+    def sentence(self) -> str:
+        """What is wrong with it, for people (a daemon that is not up)."""
+        if self.state == "down":
+            return f"PM2's daemon is not running ({self.detail})"
+        return f"PM2's daemon does not answer ({self.detail})"
+
+    def data(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"state": self.state, "home": self.home, "dump": self.dump}
+        if self.pid is not None:
+            d["pid"] = self.pid
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass(frozen=True)
 class Observations:
     """What one check run saw of one app before deciding: its probes and PM2's view of it."""
 
     attempts: tuple[Attempt, ...]
     view: ProcessView | None  # None when PM2 could not be read
     pm2_problem: str | None = None  # why PM2 could not be read
+    daemon: Pm2Daemon | None = None  # set when PM2's daemon was found down or frozen

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -15,10 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Pm2Error, Pm2NotFound
-from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Instance, ProcessView
+from .config.schema import Pm2Config
+from .errors import Pm2CannotRun, Pm2DaemonUnavailable, Pm2Error, Pm2NotFound
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Instance, Pm2Daemon, ProcessView
 
-__all__ = ["ERRORED", "RESTARTING", "RUNNING", "STOPPED", "Instance", "ProcessView"]
+__all__ = ["ERRORED", "RESTARTING", "RUNNING", "STOPPED", "Instance", "Pm2Daemon", "ProcessView"]
+
+# How long a pm2 read (`pm2 jlist`) may take before the daemon counts as frozen ([pm2] timeout).
+READ_TIMEOUT = Pm2Config.timeout
+# After a timed-out pm2 call: SIGTERM to its process group, SIGKILL this much later.
+KILL_GRACE = 2.0
+# The only pm2 commands allowed to start a daemon: every other call first checks that one runs.
+SPAWNS_DAEMON = ("resurrect",)
+# How long a daemon whose pid file is a few seconds old may take to open its sockets.
+STARTING_GRACE = 3.0
 
 
 # PM2 states, grouped by what the watchdog should do about them.
@@ -83,6 +94,7 @@ class CommandResult:
     stdout: str
     stderr: str
     duration_ms: float
+    timed_out: bool = False
 
     def tail(self, text: str, lines: int = 8, chars: int = 1000) -> str:
         text = _ANSI.sub("", text)
@@ -202,47 +214,98 @@ def _int(v: Any) -> int | None:
 class Pm2:
     """Runs the pm2 CLI with a PATH on which `node` is found, even under cron."""
 
-    def __init__(self, bin: Path, environ: Mapping[str, str] | None = None, timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        bin: Path,
+        environ: Mapping[str, str] | None = None,
+        timeout: float = 90.0,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
         self.bin = Path(bin)
         env = dict(os.environ if environ is None else environ)
         # nvm installs node beside pm2; cron's PATH knows neither.
         env["PATH"] = os.pathsep.join([str(self.bin.parent), env.get("PATH", os.defpath)])
         self.env = env
         self.timeout = timeout
+        self.read_timeout = read_timeout
         self.home = pm2_home(env)
+        self.unavailable: Pm2DaemonUnavailable | None = None  # once seen, for the rest of the run
+
+    def daemon(self) -> Pm2Daemon:
+        """PM2's daemon from its pid file, sockets and /proc: no pm2 call."""
+        return daemon_state(self.home)
+
+    def require_daemon(self) -> None:
+        """Raise Pm2DaemonUnavailable unless PM2's daemon runs: any pm2 call but `resurrect`
+        would otherwise spawn a fresh, empty one (or hang on a frozen one)."""
+        if self.unavailable is None:
+            daemon = self.daemon()
+            deadline = time.monotonic() + STARTING_GRACE
+            while daemon.state == "frozen" and GONE in daemon.detail and _just_started(self.home):
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)  # a daemon starting (another run's resurrect) writes its pid before its sockets
+                daemon = self.daemon()
+            if daemon.state != "up":
+                self.unavailable = Pm2DaemonUnavailable(daemon.sentence, daemon)
+        if self.unavailable is not None:
+            raise self.unavailable
 
     def run(self, args: Sequence[str], timeout: float | None = None) -> CommandResult:
+        """Run pm2 with `args`; a call that outlives `timeout` is ended with its whole process group."""
+        if not args or args[0] not in SPAWNS_DAEMON:
+            self.require_daemon()
         argv = [str(self.bin), *args]
+        limit = timeout or self.timeout
         start = time.perf_counter()
         try:
-            p = subprocess.run(
+            proc = subprocess.Popen(
                 argv,
                 env=self.env,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                timeout=timeout or self.timeout,
                 stdin=subprocess.DEVNULL,
-                # Its own session: a Ctrl-C meant for `recovery watch` must not cut a restart short.
+                # Its own session: a Ctrl-C meant for `recovery watch` must not cut a restart short,
+                # and a call that times out is ended with every process it started.
                 start_new_session=True,
             )
         except FileNotFoundError as exc:
+            if self.bin.is_file():
+                problem = "the interpreter its first line (#!) names is missing"
+                raise Pm2CannotRun(f"cannot run pm2 at {self.bin}: {problem}") from exc
             raise Pm2NotFound(f"pm2 not found: {self.bin} ({exc.strerror})") from exc
-        except PermissionError as exc:
-            raise Pm2Error(f"cannot run pm2 at {self.bin}: {exc.strerror}") from exc
-        except subprocess.TimeoutExpired as exc:
+        except OSError as exc:
+            # Not executable, a bad interpreter line, not a program (ENOEXEC), a folder...
+            raise Pm2CannotRun(f"cannot run pm2 at {self.bin}: {exc.strerror or exc}") from exc
+        try:
+            out, err = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            out, err = end_group(proc, KILL_GRACE)
             ms = (time.perf_counter() - start) * 1000
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            return CommandResult(argv, -1, out, err + f"\n(timed out after {timeout or self.timeout:.0f}s)", ms)
+            return CommandResult(argv, -1, out, err + f"\n(timed out after {limit:g}s)", ms, timed_out=True)
         ms = (time.perf_counter() - start) * 1000
-        return CommandResult(argv, p.returncode, p.stdout, p.stderr, ms)
+        return CommandResult(argv, proc.returncode, out, err, ms)
 
     def jlist(self) -> list[dict[str, Any]]:
-        r = self.run(["jlist"], timeout=30)
+        r = self.run(["jlist"], timeout=self.read_timeout)
+        if r.timed_out:
+            daemon = self.daemon()
+            if daemon.state == "up":
+                detail = f"pm2 jlist did not answer within {self.read_timeout:g}s"
+                daemon = Pm2Daemon("frozen", daemon.home, daemon.pid, detail, daemon.dump)
+            self.unavailable = Pm2DaemonUnavailable(daemon.sentence, daemon)
+            raise self.unavailable
         if r.exit_code != 0:
             raise Pm2Error(f"pm2 jlist exited {r.exit_code}: {r.tail(r.stderr or r.stdout, 2)}")
         return parse_jlist(r.stdout)
+
+    def resurrect(self) -> CommandResult:
+        """`pm2 resurrect`: start PM2's daemon with the processes of its saved list (dump.pm2)."""
+        result = self.run(["resurrect"])
+        self.unavailable = None
+        return result
 
     def view(self, name: str) -> ProcessView:
         """The full sample: every instance PM2 has under `name`."""
@@ -265,6 +328,112 @@ class Pm2:
 
     def cpu_window(self, mark: CpuMark | None) -> dict[str, Any]:
         return cpu_window(mark)
+
+
+def end_group(proc: subprocess.Popen[str], grace: float) -> tuple[str, str]:
+    """End a timed-out call and everything it started (its process group): SIGTERM, then
+    SIGKILL after `grace` seconds for what is left; returns what it printed."""
+    pgid = proc.pid  # start_new_session made the child the leader of its own group
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader: a zombie does not count as left
+        if not _group_alive(pgid):
+            break
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+    try:
+        return proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        # Something that left the group (its own session) still holds the pipes: stop reading.
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+        return "", ""
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting to be reaped do not count)."""
+    if not _signal_group(pgid, 0):
+        return False
+    try:
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return True
+    return any((fields := _stat_fields(pid)) is not None and fields[2] == str(pgid) for pid in pids)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Signal a process group; False once nothing is left in it."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- PM2's daemon, from its files under PM2_HOME and /proc ---------------------------------
+
+GOD_TITLE = "God Daemon"  # PM2's daemon sets its process title to "PM2 vX.Y.Z: God Daemon (HOME)"
+GONE = "is gone from PM2_HOME"
+
+
+def daemon_state(home: Path) -> Pm2Daemon:
+    """Whether PM2's daemon runs, from `pm2.pid`, /proc and the `rpc.sock`/`pub.sock` sockets.
+
+    A pid that runs but is not a God daemon, or started well after the pid file was written,
+    is a reused pid: the daemon is down.
+    """
+    # `pm2 resurrect` falls back on the previous save when the last one is gone.
+    dump = (home / "dump.pm2").is_file() or (home / "dump.pm2.bak").is_file()
+    pidfile = home / "pm2.pid"
+
+    def down(detail: str, pid: int | None = None) -> Pm2Daemon:
+        return Pm2Daemon("down", str(home), pid, detail, dump)
+
+    try:
+        text = pidfile.read_text().strip()
+        written = pidfile.stat().st_mtime
+    except FileNotFoundError:
+        return down(f"no {pidfile}")
+    except OSError as exc:
+        return down(f"cannot read {pidfile}: {exc.strerror}")
+    try:
+        pid = int(text)
+    except ValueError:
+        return down(f"{pidfile} holds {text[:20]!r}, not a pid")
+    fields = _stat_fields(pid)
+    if fields is None:
+        return down(f"pid {pid} from {pidfile} is not running", pid)
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        title = ""
+    boot = _boot_time()
+    started = boot + int(fields[19]) / _CLK_TCK if boot is not None else None
+    # The title ends with the daemon's PM2_HOME: a God daemon of another home is not ours.
+    other = re.search(r"God Daemon \((.+)\)$", title)
+    if other and os.path.realpath(other.group(1)) != os.path.realpath(home):
+        return down(f"pid {pid} from {pidfile} is the daemon of {other.group(1)}", pid)
+    if GOD_TITLE not in title or (started is not None and started > written + 10):
+        return down(f"pid {pid} from {pidfile} is another process now ({title[:60]!r})", pid)
+    if fields[0] in ("T", "t"):
+        return Pm2Daemon("frozen", str(home), pid, f"pid {pid} is stopped: SIGSTOP, `kill -CONT {pid}`", dump)
+    missing = [name for name in ("rpc.sock", "pub.sock") if not (home / name).exists()]
+    if missing:
+        detail = f"pid {pid} runs, but {' and '.join(missing)} {GONE} ({home})"
+        return Pm2Daemon("frozen", str(home), pid, detail, dump)
+    return Pm2Daemon("up", str(home), pid, "", dump)
+
+
+def _just_started(home: Path) -> bool:
+    try:
+        return time.time() - (home / "pm2.pid").stat().st_mtime < 10
+    except OSError:
+        return False
 
 
 # -- the cheap sample: PM2's pid files and /proc, no Node start-up ------------------------

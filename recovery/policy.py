@@ -17,7 +17,17 @@ from typing import Any
 from .config import AppConfig
 from .events import Event, format_ts, parse_ts
 from .model import STATE_CODES, History
-from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, TRANSITION, Attempt, Observations
+from .observations import (
+    ERRORED,
+    RESTARTING,
+    RUNNING,
+    STOPPED,
+    TRANSITION,
+    Attempt,
+    Observations,
+    Pm2Daemon,
+    ProcessView,
+)
 from .units import age, format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
@@ -132,6 +142,8 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if view is not None:
         inputs["pm2_status"] = view.status
         inputs["instances"] = len(view.instances)
+    if observed.daemon is not None:
+        inputs["pm2_daemon"] = observed.daemon.data()
     paused = paused_now(history, now)
     if paused:
         inputs["paused_until"] = history.paused_until
@@ -144,6 +156,8 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
         if paused:
             reason = f"paused until {history.paused_until} ({history.pause_reason or 'no reason'})"
             return Decision("none", "paused", reason, inputs, "paused")
+        if observed.daemon is not None:
+            return _daemon_while_answering(observed.daemon, inputs)
         slow = app.slow_threshold
         if slow is not None and last.latency_ms > slow * 1000:
             inputs["slow_threshold_ms"] = slow * 1000
@@ -155,6 +169,8 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if paused:
         reason = f"paused until {history.paused_until} ({history.pause_reason or 'no reason'}); {failures}, nothing restarted"
         return Decision("none", "paused", reason, inputs, "paused")
+    if observed.daemon is not None:
+        return _daemon_while_failing(observed.daemon, failures, view, inputs)
     if view is None:
         reason = f"{failures}, and PM2 could not be read: {observed.pm2_problem}"
         return Decision("escalate", "pm2_unreadable", reason, inputs, "down")
@@ -178,6 +194,51 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
         reason = f"{failures}, PM2 status {status!r} is not one this tool acts on"
         return Decision("escalate", "unknown_status", reason, inputs, "down")
     return _guarded_restart(code, cause, failures, history, app, now, inputs)
+
+
+def _daemon_while_answering(daemon: Pm2Daemon, inputs: dict[str, Any]) -> Decision:
+    """The app answers, but PM2's daemon is down or frozen: nothing supervises it; nothing to restart."""
+    code = "pm2_down" if daemon.state == "down" else "pm2_frozen"
+    reason = f"answers, but {daemon.sentence}: PM2 no longer supervises it; nothing restarted"
+    return Decision("escalate", code, reason, inputs, "healthy")
+
+
+def _daemon_while_failing(
+    daemon: Pm2Daemon, failures: str, view: ProcessView | None, inputs: dict[str, Any]
+) -> Decision:
+    """The probes failed and PM2's daemon is down (resurrect its saved list) or frozen (report it).
+
+    Never a plain `pm2` call: with the daemon down it would start a fresh, empty one.
+    """
+    words = daemon.sentence
+    if daemon.state != "down":
+        reason = f"{failures}, and {words}; nothing restarted: PM2 must be looked at by hand"
+        return Decision("escalate", "pm2_frozen", reason, inputs, "down")
+    alive = [i.pid for i in view.instances if i.pid] if view is not None else []
+    if alive:
+        # Its processes outlived the daemon: a resurrected copy would only fight them for the port.
+        pids = ", ".join(map(str, alive))
+        reason = f"{failures}, and {words}, but its processes still run (pid {pids}); not resurrected beside them"
+        return Decision("escalate", "pm2_down", reason, inputs, "down")
+    if not daemon.dump:
+        reason = (
+            f"{failures}, and {words}; there is no saved process list ({daemon.home}/dump.pm2) "
+            "to resurrect: start the apps and run `pm2 save`; nothing restarted"
+        )
+        return Decision("escalate", "pm2_down", reason, inputs, "down")
+    reason = f"pm2 down: {words}; {failures}: resurrecting PM2's saved process list"
+    return Decision("restart", "pm2_down", reason, inputs, "recovering")
+
+
+def resurrect_failed(first: Decision, failures: str, problem: str) -> Decision:
+    """An app of a run whose `pm2 resurrect` already failed: nothing more to try in this run."""
+    return Decision("escalate", "pm2_down", f"{failures}; {problem}", first.inputs, "down")
+
+
+def daemon_back(first: Decision, how: str) -> Decision:
+    """A pm2_down restart, re-taken under the daemon lock: the daemon runs again (`how`), so
+    nothing is resurrected, and the app is verified."""
+    return Decision("wait", "pm2_down", f"{first.reason}; {how}", first.inputs, "recovering", verify=True)
 
 
 def _guarded_restart(
@@ -225,16 +286,19 @@ def _restart_ages(
 ) -> tuple[float | None, tuple[tuple[str, str], ...]]:
     """Seconds since our last counted restart, and the restarts that count for the ceiling.
 
-    Only a counted restart holds the next one back (warm-up, backoff): after `recovery resume`
-    none is counted, so the app gets a fresh attempt at once. A restart recorded ahead of `now`
-    (the wall clock was stepped back since) has no age anyone can trust: it never counts as
-    recent, neither for the warm-up grace and the backoff nor in the window.
+    The last restart of ours (a `pm2 resurrect` too) holds the next one back (warm-up, backoff);
+    after `recovery resume` the history has none, so the app gets a fresh attempt at once. A
+    restart recorded ahead of `now` (the wall clock was stepped back since) has no age anyone can
+    trust: it never counts as recent, neither for the warm-up grace and the backoff nor in the window.
     """
     now_ts = format_ts(now)
     recent = tuple(r for r in history.recent_restarts if r[0] <= now_ts)
     if len(recent) < len(history.recent_restarts):
         inputs["restarts_ahead_of_clock"] = len(history.recent_restarts) - len(recent)
-    since_last = age(now, recent[-1][0]) if recent else None
+    last = history.last_restart_at
+    if last is not None and last > now_ts:
+        last = recent[-1][0] if recent else None
+    since_last = age(now, last) if last else None
     if since_last is not None:
         inputs["seconds_since_restart"] = round(since_last, 1)
     return since_last, recent

@@ -301,6 +301,18 @@ class Folder:
 
     def apply(self, seq: int, ts: str, app_name: str | None, type_: str, run_id: str | None, data: dict) -> None:
         if app_name is None:
+            if type_ == "restart.requested":
+                # `pm2 resurrect` (code pm2_down) is one event for every app it brings back:
+                # their new pids are ours, not PM2 restarting them on its own.
+                # They warm up as after any restart of ours (restart_grace).
+                for name in data.get("apps") or ():
+                    a = self.app(name)
+                    a.ours_since_sample += max(1, a.instances or 1)
+                    a.ours_since_pid += 1
+                    a.last_restart_at = ts
+                    self.conn.execute(
+                        "UPDATE decision_points SET restarted_at = ? WHERE app = ? AND run_id IS ?", (ts, name, run_id)
+                    )
             return
         a = self.app(app_name)
         if type_ in ("probe.succeeded", "probe.failed"):
@@ -567,10 +579,12 @@ def point_probe(type_: str, data: dict) -> list[Any]:
 
 
 def point_sample(data: dict) -> list[Any]:
-    """A PM2 sample as decision_points keeps it: [status, known, source, pid, instances, error]."""
+    """A PM2 sample as decision_points keeps it: [status, known, source, pid, instances, error],
+    and PM2's daemon after them when it was found down or frozen."""
     instances = data.get("instances")
     count = len(instances) if isinstance(instances, list) else None
-    return [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
+    row = [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
+    return row + [data["daemon"]] if isinstance(data.get("daemon"), dict) else row
 
 
 class RunObservations:
@@ -681,7 +695,7 @@ def fold(conn: sqlite3.Connection, *, batch: int = 50_000) -> int:
                     return total
                 folder = Folder(conn)
                 for seq, ts, app, type_, run_id, data in rows:
-                    if app is not None:
+                    if app is not None or type_ == "restart.requested":  # `pm2 resurrect` names its apps
                         folder.apply(seq, ts, app, type_, run_id, json.loads(data) if data else {})
                 folder.save(rows[-1][0])
                 total += len(rows)
@@ -714,6 +728,8 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         return History()
     state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident, last = row
     counting_since = restarts_count_since(now, window, lifted_at)
+    if last and lifted_at and last <= lifted_at:
+        last = None  # a lifted suspension starts afresh: no warm-up or backoff from before it
     paused_at = None
     if paused_until:
         # When the pause began, so that a clock stepped back cannot stretch it (policy.paused_now).

@@ -24,9 +24,12 @@ from .config import AppConfig, app_value
 from .errors import ConfigError
 from .events import parse_ts
 from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since, suspension_kept
-from .observations import Attempt, Instance, Observations, ProcessView
+from .observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
+# Re-decided under the daemon lock: PM2's daemon ran again (this run or another resurrected it),
+# or this run's resurrect had already failed.
+DAEMON_LOCK_ACTIONS = ("wait", "escalate")
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -120,13 +123,14 @@ class Point:
         sample = json.loads(self.sample) if isinstance(self.sample, str) else self.sample
         if sample is None:
             return Observations(attempts, None, "no PM2 sample recorded")
-        status, known, source, pid, count, error = sample
+        status, known, source, pid, count, error, *more = sample
+        daemon = Pm2Daemon(**more[0]) if more and isinstance(more[0], dict) else None
         if error:
-            return Observations(attempts, None, str(error))
+            return Observations(attempts, None, str(error), daemon=daemon)
         if known is not None and not known:
-            return Observations(attempts, ProcessView(app, source or "jlist", ()))
+            return Observations(attempts, ProcessView(app, source or "jlist", ()), daemon=daemon)
         members = tuple(Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1))
-        return Observations(attempts, ProcessView(app, source or "jlist", members))
+        return Observations(attempts, ProcessView(app, source or "jlist", members), daemon=daemon)
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,11 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
     points: dict[tuple[str, str], Point] = {}
     for e in events:
         if e.app is None:
+            if e.type == "restart.requested":  # `pm2 resurrect`: one event for every app it names
+                for name in e.data.get("apps") or ():
+                    point = points.get((name, e.run_id or ""))
+                    if point is not None:
+                        point.restarted_at = e.ts
             continue
         key, d = (e.app, e.run_id or ""), e.data
         if e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
@@ -297,9 +306,14 @@ class Fold:
             paused_at=self.paused_at,
             suspended_at=self.suspended_at,
             suspend_reason=self.suspend_reason,
-            last_restart_at=self.restarts[-1][0] if self.restarts else None,
+            last_restart_at=self.last_restart_at(),
             recent_restarts=tuple(self.restarts[bisect.bisect_right(self.restart_ats, counting_since) :]),
         )
+
+    def last_restart_at(self) -> str | None:
+        """Our last restart, unless a lifted suspension came after it (a lift starts afresh)."""
+        last = self.restarts[-1][0] if self.restarts else None
+        return None if last and self.lifted_at and last <= self.lifted_at else last
 
     @classmethod
     def from_history(cls, base: History) -> Fold:
@@ -509,9 +523,13 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window), app, now)
         if step.dry_run:
             decision = policy.dry_run(decision)
-        if step.code in LOCK_CODES and decision.action == "restart":
+        daemon_lock = step.code == "pm2_down" and step.action in DAEMON_LOCK_ACTIONS
+        if (step.code in LOCK_CODES or daemon_lock) and decision.action == "restart":
             out.assumed["lock"] = out.assumed.get("lock", 0) + 1
-            decision = dataclasses.replace(decision, action=step.action, code=step.code, state=step.state)
+            verify = (daemon_lock and step.action == "wait") or decision.verify
+            decision = dataclasses.replace(
+                decision, action=step.action, code=step.code, state=step.state, verify=verify
+            )
         replayed.decided(step.ts, decision.state, decision.code)
         acted = decision.action == "restart" and not decision.dry_run
         if acted:

@@ -226,11 +226,13 @@ def test_pm2_unreadable_on_a_failure_escalates_without_a_restart(tmp_path):
     assert w.decisions() == [("escalate", "pm2_unreadable")]
 
 
-def test_pm2_missing_is_unknown_and_nothing_is_probed(tmp_path):
+def test_pm2_missing_is_unknown_and_the_app_is_still_probed(tmp_path):
+    # Issue 13 case 5: it used to skip the probes (requests == 0); tests/test_pm2_missing.py has the rest.
     w = World(tmp_path, "hung")
     result = w.check(pm2=MissingPm2("pm2 not found on PATH"), problem="pm2 not found on PATH")
     assert result.code == UNKNOWN and result.problems == ["pm2 not found on PATH"]
-    assert w.app.requests == 0
+    assert w.app.requests == 3
+    assert w.decisions() == [("escalate", "pm2_unreadable")]
 
 
 @pytest.mark.parametrize("status", ["stopped", "errored"])

@@ -347,7 +347,7 @@ def _paths(value: Any) -> tuple[str, ...]:
 # field cannot be forgotten; problems within a table are reported in the schema's field order.
 _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
     StoreConfig: {"path": _string, "busy_timeout": _duration()},
-    Pm2Config: {"bin": _string},
+    Pm2Config: {"bin": _string, "timeout": _duration()},
     PolicyConfig: {"max_restarts": _retries, "window": _duration(), "restart_grace": _duration(allow_zero=True)},
     WatchConfig: {
         "interval": _duration(),

@@ -5,12 +5,13 @@ from __future__ import annotations
 from recovery.units import format_duration
 
 from .loading import format_size, format_status_ranges, toml_string
-from .schema import AppConfig, LogsConfig, PolicyConfig, StoreConfig, WatchConfig
+from .schema import AppConfig, LogsConfig, Pm2Config, PolicyConfig, StoreConfig, WatchConfig
 
 
 def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
     "A commented configuration with every key and its default, for `recovery init` to write."
     store, policy, watch, logs = StoreConfig(), PolicyConfig(), WatchConfig(), LogsConfig()
+    pm2 = Pm2Config()
     app = AppConfig(name=name, url=url)
     # Keys without a default (bin, urls, heartbeat_url, slow_threshold, logs) show an example instead.
     rows = [
@@ -20,6 +21,7 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ("", ""),
         ("[pm2]", ""),
         ('# bin = "pm2"', "pm2 name or path; leave out to find it automatically"),
+        (f"timeout = {_duration(pm2.timeout)}", "a `pm2 jlist` slower than this means PM2's daemon is frozen"),
         ("", ""),
         ("[policy]", "restart-loop protection; an [[apps]] table may repeat any of these"),
         (f"max_restarts = {policy.max_restarts}", "restarts allowed inside `window`; then the app is suspended"),

@@ -30,6 +30,8 @@ class StoreConfig:
 @dataclass(frozen=True)
 class Pm2Config:
     bin: str | None = None  # None: found automatically
+    # How long a pm2 read (`pm2 jlist`) may take before PM2's daemon counts as frozen.
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True)
