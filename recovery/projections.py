@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, observed_gap, restarts_count_since
+from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, observed_gap, opens_incident, restarts_count_since
 from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
@@ -428,14 +428,14 @@ class Folder:
             if a.suspended_at is not None:
                 self.lift(a, ts)
         elif state in ("down", "recovering", "suspended"):
-            if a.open_incident is None:
+            if a.open_incident is None and opens_incident(state, decision_code(data)):
                 cur = self.conn.execute(
                     "INSERT INTO incidents (app, started_at, started_seq, first_reason, evidence)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (a.app, ts, seq, data.get("reason"), json.dumps([seq])),
                 )
                 a.open_incident = cur.lastrowid
-            else:
+            elif a.open_incident is not None:
                 self.incident(a.open_incident)["evidence"].append(seq)
             if state == "suspended" and a.suspended_at is None:
                 a.suspended_at, a.suspend_reason = ts, data.get("reason")

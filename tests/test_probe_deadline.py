@@ -190,3 +190,27 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+def test_a_stop_during_the_probes_ends_them_after_the_attempt_under_way_and_decides_nothing(server, tmp_path):
+    """What `recovery watch` does on SIGTERM while a URL drips: the attempt under way ends by its
+    timeout, no further attempt starts, nothing is restarted on half the evidence, the run ends."""
+    url = server(drip(HEADERS, b"x" * 100000)).url
+    config = write_config(tmp_path, url, timeout='"0.3s"', retries="3", retry_delay='"0s"')
+    pm2 = FakePm2(FakeApp())
+    asked = threading.Event()
+    run = CheckRun(
+        config,
+        pm2=pm2,
+        prober=HttpProber(),
+        recorder=Recorder(config.store.path, busy_timeout=1.0),
+        clock=SystemClock(),
+        stop=lambda: asked.set() or True,  # SIGTERM arrived during the first attempt
+    )
+    result = run.run()
+    with Store.open(config.store.path) as store:
+        seen = [e.type for e in store.query()]
+    assert asked.is_set() and pm2.restarts == []
+    assert seen.count("probe.failed") == 1 and "decision.made" not in seen
+    assert seen[-1] == "check.finished"
+    assert (result.code, result.apps[0].state) == (UNKNOWN, "UNKNOWN")
