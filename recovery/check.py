@@ -191,7 +191,8 @@ class CheckRun:
         stop: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
-        self.stop = stop  # asked before each further probe attempt: True ends the run undecided
+        self.stop = stop  # asked before each further probe attempt: True ends the probes, undecided
+        self.cut_short = False  # an app was left undecided because of a stop
         self.pm2 = pm2
         self.prober = prober
         self.rec = recorder
@@ -261,7 +262,7 @@ class CheckRun:
                 result.problems.append(self.pm2_problem)
             else:
                 body(result)
-            if heartbeat and not self.stopping():
+            if heartbeat and not self.cut_short:
                 self.heartbeat(UNKNOWN if self.rec.problem else result.code)
         finally:
             self.prober.close()
@@ -308,6 +309,8 @@ class CheckRun:
                 wait = max(wait, started + app.attempt_spacing() - self.clock.monotonic())
             if wait > 0:
                 self.clock.sleep(wait)
+                if self.stopping():
+                    break
         return attempts
 
     def stopping(self) -> bool:
@@ -383,6 +386,7 @@ class CheckRun:
         observed = self.observe(app)
         if self.stopping() and not observed.attempts[-1].ok and len(observed.attempts) < app.retries:
             # Stopped before the probes were done: too little seen to restart on, nothing decided.
+            self.cut_short = True
             return AppResult(app.name, UNKNOWN, "UNKNOWN", "stopped before its probes were done; nothing decided")
         decision = policy.decide(observed, history, app, self.clock.now())
         if self.dry_run:

@@ -43,7 +43,7 @@ def _left(timeout: float | None, expired: type[Exception]) -> float | None:
         return timeout
     left = bound[0] - time.monotonic()
     if left <= 0:
-        raise expired(f"no complete answer within {bound[1]:g}s")
+        raise expired(f"no complete answer within {bound[1]:.3g}s")
     return left if timeout is None else min(timeout, left)
 
 
@@ -182,7 +182,7 @@ def probe_once(
         ms = (clock() - start) * 1000
         error = classify(exc)
         if error == "timeout" and limit is not None:
-            return Attempt(False, attempt, url, ms, error=error, detail=f"no complete answer within {limit:g}s")
+            return Attempt(False, attempt, url, ms, error=error, detail=f"no complete answer within {limit:.3g}s")
         return Attempt(False, attempt, url, ms, error=error, detail=_short(exc))
     finally:
         _DEADLINE.reset(bound)
