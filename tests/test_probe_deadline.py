@@ -7,11 +7,15 @@ bound an attempt ends there (with another error kind, and a latency past it) ins
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +25,7 @@ from recovery.clock import SystemClock
 from recovery.probe import BODY_CAP, make_client, probe_once
 from recovery.store import Recorder, Store
 
+from .conftest import wait_until
 from .test_check_flow import FakeApp, FakePm2
 
 SERVER_LIMIT_S = 8.0
@@ -214,3 +219,72 @@ def test_a_stop_during_the_probes_ends_them_after_the_attempt_under_way_and_deci
     assert seen.count("probe.failed") == 1 and "decision.made" not in seen
     assert seen[-1] == "check.finished"
     assert (result.code, result.apps[0].state) == (UNKNOWN, "UNKNOWN")
+
+
+# -- for real: PM2 says online, the URL drips -------------------------------------------------------
+
+
+def pm2_config(tmp_path: Path, sandbox: Any, url: str, app: str, watch_timeout: str = "1s") -> Path:
+    path = tmp_path / "recovery.toml"
+    path.write_text(
+        f'[store]\npath = "data/recovery.db"\n\n[pm2]\nbin = "{sandbox.bin}"\n\n[logs]\nin_check = false\n\n'
+        f'[watch]\ntimeout = "{watch_timeout}"\n\n'
+        f'[[apps]]\nname = "{app}"\nurl = "{url}"\nverify_timeout = "1s"\n'
+    )
+    return path
+
+
+def stored(config: Path) -> list[Any]:
+    db = config.parent / "data" / "recovery.db"
+    if not db.exists():
+        return []
+    with Store.open(db, readonly=True) as s:
+        return s.query()
+
+
+@pytest.mark.pm2
+def test_recovery_check_of_a_dripping_url_ends_with_every_attempt_a_timeout(pm2, server, tmp_path):
+    app = pm2.start_app("web")
+    url = server(drip(HEADERS, b"x" * 100000)).url
+    config = pm2_config(tmp_path, pm2, url, app.name)
+    text = config.read_text().replace('verify_timeout = "1s"', 'timeout = "1s"\nretries = 2\nverify_timeout = "1s"')
+    config.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recovery_cli.main", "check", "--config", str(config)],
+        env=pm2.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    failed = [e for e in stored(config) if e.type == "probe.failed"]
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # restarted, still dripping after verify_timeout
+    assert len(failed) >= 3 and {e.data["error"] for e in failed} == {"timeout"}
+    assert max(e.data["latency_ms"] for e in failed) < SERVER_LIMIT_S * 1000
+
+
+@pytest.mark.pm2
+def test_watch_stops_on_sigterm_during_a_dripping_probe_and_decides_nothing(pm2, server, tmp_path):
+    """A 3 s watch timeout, so that the SIGTERM sent once the step has started falls in its
+    first attempt; that attempt ends by its timeout, then the watch ends, nothing restarted."""
+    app = pm2.start_app("web")
+    url = server(drip(HEADERS, b"x" * 100000)).url
+    config = pm2_config(tmp_path, pm2, url, app.name, watch_timeout="3s")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recovery_cli.main", "watch", "--config", str(config)],
+        env=pm2.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: any(e.type == "check.started" for e in stored(config)), message="a watch step")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    seen = stored(config)
+    assert [(e.type, e.data.get("error")) for e in seen if e.type.startswith("probe.")] == [("probe.failed", "timeout")]
+    assert not [e for e in seen if e.type in ("decision.made", "restart.requested")]
+    assert seen[-1].type == "check.finished"
+    assert app.processes()[0]["pm2_env"]["restart_time"] == 0
