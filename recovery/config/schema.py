@@ -90,7 +90,8 @@ class WatchConfig:
     "How `recovery watch` probes: detection in seconds, not cron's minutes."
 
     interval: float = 2.0
-    # 1s, not 2s: a hang to answering again in ~6 s median (bench/watch_mttr.py), under 8 s.
+    # 1s, not 2s: a hang to answering again in ~6.6 s median (bench/watch_mttr.py; 5.8 s before the
+    # second attempt waited for AppConfig.attempt_spacing, 2 s after the first began), under 8 s.
     timeout: float = 1.0
     retries: int = 2
     retry_delay: float = 0.0
