@@ -213,8 +213,11 @@ class CheckRun:
         dry_run: bool = False,
         apps: list[str] | None = None,
         pm2_problem: str | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
+        self.stop = stop  # asked before each further probe attempt: True ends the probes, undecided
+        self.cut_short = False  # an app was left undecided because of a stop
         self.pm2 = pm2
         self.prober = prober
         self.rec = recorder
@@ -287,7 +290,7 @@ class CheckRun:
             body(result)
             if self.pm2_problem:
                 result.problems.append(self.pm2_problem)
-            if heartbeat:
+            if heartbeat and not self.cut_short:
                 self.heartbeat(UNKNOWN if self.rec.problem else result.code)
         finally:
             self.prober.close()
@@ -317,16 +320,29 @@ class CheckRun:
     # -- observe -------------------------------------------------------------------------
 
     def probe(self, app: AppConfig) -> list[Attempt]:
+        """Up to `retries` attempts, until one answers. After a timeout the next attempt waits
+        `retry_delay`, and at least until `app.attempt_spacing()` after the start of the one that
+        timed out, so that one CPU burst shorter than the timeout cannot fail every attempt.
+        A stop asked for (watch's SIGTERM) ends the probes after the attempt under way."""
         attempts: list[Attempt] = []
         for n in range(1, app.retries + 1):
+            started = self.clock.monotonic()
             a = self.prober.attempt(app, n)
             attempts.append(a)
             self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(of=app.retries, phase="check"))
-            if a.ok:
+            if a.ok or n == app.retries or self.stopping():
                 break
-            if n < app.retries and app.retry_delay > 0:
-                self.clock.sleep(app.retry_delay)
+            wait = app.retry_delay
+            if a.error == "timeout":
+                wait = max(wait, started + app.attempt_spacing() - self.clock.monotonic())
+            if wait > 0:
+                self.clock.sleep(wait)
+                if self.stopping():
+                    break
         return attempts
+
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop()
 
     def full_view(
         self,
@@ -423,6 +439,10 @@ class CheckRun:
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.history(app)
         observed = self.observe(app)
+        if self.stopping() and not observed.attempts[-1].ok and len(observed.attempts) < app.retries:
+            # Stopped before the probes were done: too little seen to restart on, nothing decided.
+            self.cut_short = True
+            return AppResult(app.name, UNKNOWN, "UNKNOWN", "stopped before its probes were done; nothing decided")
         decision = policy.decide(observed, history, app, self.clock.now())
         if self.dry_run:
             decision = policy.dry_run(decision)
@@ -756,6 +776,7 @@ def open_run(
     environ: Mapping[str, str] | None = None,
     transport: Any = None,
     clock: Clock | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> CheckRun:
     """A check run with the real parts: the store (or its spool), PM2 found as cron would, httpx."""
     from .pm2 import Pm2, find_pm2
@@ -779,6 +800,7 @@ def open_run(
         dry_run=dry_run,
         apps=apps,
         pm2_problem=problem,
+        stop=stop,
     )
 
 

@@ -38,6 +38,13 @@ class History:
     open_incident: int | None = None
 
 
+def opens_incident(state: str, code: str) -> bool:
+    """Whether a decision opens an incident when none is open: a failure in the warm-up grace
+    after our restart does not (that restart's incident was closed by its verification, and
+    warm-up is not a new failure); it joins an incident that is open."""
+    return state in ("down", "recovering", "suspended") and code != "warming_up"
+
+
 def restarts_count_since(now: _dt.datetime, window: float, lifted_at: str | None) -> str:
     """Our restarts count towards the ceiling from the window's start, or from the last lift of a
     suspension when that is later (a lifted app starts afresh)."""

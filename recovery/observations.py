@@ -29,6 +29,8 @@ class Attempt:
     status: int | None = None
     error: str | None = None  # one of ERROR_KINDS when not ok
     detail: str | None = None
+    # The body's first bytes (up to probe.BODY_CAP), for matching expected text; never recorded.
+    body: bytes = field(default=b"", repr=False, compare=False)
 
     def data(self, **extra: Any) -> dict[str, Any]:
         d: dict[str, Any] = {"url": self.url, "attempt": self.attempt, "latency_ms": round(self.latency_ms, 1)}

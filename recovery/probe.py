@@ -1,22 +1,111 @@
-"""HTTP probes with httpx: one attempt, classified into an error kind a person can act on."""
+"""HTTP probes with httpx: one attempt, classified into an error kind a person can act on.
+
+An attempt is bounded as a whole: connect, TLS, headers and body end by its deadline (the
+timeout), and at most BODY_CAP bytes of the body are read. httpx's timeouts bound each socket
+operation, not their sum: a server that sends a byte a second never trips them. So the probe's
+transport hands every socket operation (httpcore's NetworkStream: connect, start_tls, read,
+write) the time left until the attempt's deadline instead; past it, the operation fails as a
+timeout. No thread races the request and nothing is left running after the attempt.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 # httpx's package __init__ imports its command-line client (rich, click, pygments: ~70 ms)
 # when they are installed, as they are beside typer. The probe never needs it.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpcore  # noqa: E402
 import httpx  # noqa: E402
 
 from .observations import ERROR_KINDS, Attempt  # noqa: E402
 
-__all__ = ["ERROR_KINDS", "Attempt", "classify", "make_client", "probe_once"]
+__all__ = ["BODY_CAP", "ERROR_KINDS", "Attempt", "classify", "make_client", "probe_once"]
+
+# The most of a body an attempt reads (and keeps on its Attempt): enough for any health page and
+# for matching expected text; a larger body is cut there, unread, and the connection dropped.
+BODY_CAP = 1 << 20
+
+# (deadline on time.monotonic(), the attempt's timeout) while an attempt runs in this context.
+_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("probe_deadline", default=None)
+
+
+def _left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The time a socket operation may take: its own timeout, cut to what is left of the attempt."""
+    bound = _DEADLINE.get()
+    if bound is None:
+        return timeout
+    left = bound[0] - time.monotonic()
+    if left <= 0:
+        raise expired(f"no complete answer within {bound[1]:.3g}s")
+    return left if timeout is None else min(timeout, left)
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """A connection whose every operation ends by the running attempt's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self.stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        tls = self.stream.start_tls(ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout))
+        return _BoundedStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend, with connections bounded by the running attempt's deadline."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self.backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _left(timeout, httpcore.ConnectTimeout)
+        return _BoundedStream(self.backend.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = _left(timeout, httpcore.ConnectTimeout)
+        return _BoundedStream(self.backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self.backend.sleep(seconds)
+
+
+def _bounded_transport(verify: bool) -> httpx.HTTPTransport:
+    """httpx's own transport, its connection pool given the bounded backend (httpcore's public
+    `network_backend` seam; httpx does not pass one through, so it is set on its pool)."""
+    transport = httpx.HTTPTransport(verify=verify, trust_env=False)
+    pool = transport._pool
+    pool._network_backend = _BoundedBackend(pool._network_backend)
+    return transport
 
 
 def classify(exc: Exception) -> str:
@@ -54,15 +143,18 @@ def classify(exc: Exception) -> str:
 
 
 def make_client(url: str, timeout: float, transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    """A client for probing `url`: no proxies from the environment, no redirects followed."""
+    """A client for probing `url`: no proxies from the environment, no redirects followed, each
+    attempt bounded as a whole (`transport` replaces the bounded one, for tests)."""
+    # No TLS context (and no CA bundle load) unless the URL needs one.
+    verify = url.lower().startswith("https:")
     return httpx.Client(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,
-        # No TLS context (and no CA bundle load) unless the URL needs one.
-        verify=url.lower().startswith("https:"),
-        transport=transport,
-        headers={"User-Agent": "recovery-probe/0.1", "Cache-Control": "no-cache"},
+        verify=verify,
+        transport=transport or _bounded_transport(verify),
+        # identity: the body read (up to BODY_CAP) is the body sent, never a decompression's output.
+        headers={"User-Agent": "recovery-probe/0.1", "Cache-Control": "no-cache", "Accept-Encoding": "identity"},
     )
 
 
@@ -75,19 +167,28 @@ def probe_once(
     timeout: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Attempt:
-    """One GET of `url`. A slow answer is a success with its latency: slow is not down."""
+    """One GET of `url`, ended by `timeout` (else the client's) as a whole, its body read up to
+    BODY_CAP. A slow answer is a success with its latency: slow is not down."""
+    limit = timeout if timeout is not None else client.timeout.read
     start = clock()
+    bound = _DEADLINE.set(None if limit is None else (time.monotonic() + limit, limit))
     try:
         kwargs: dict[str, Any] = {}
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout)
-        response = client.get(url, **kwargs)
+        with client.stream("GET", url, **kwargs) as response:
+            body = _read_capped(response.iter_bytes(), BODY_CAP)
     except httpx.HTTPError as exc:
         ms = (clock() - start) * 1000
-        return Attempt(False, attempt, url, ms, error=classify(exc), detail=_short(exc))
+        error = classify(exc)
+        if error == "timeout" and limit is not None:
+            return Attempt(False, attempt, url, ms, error=error, detail=f"no complete answer within {limit:.3g}s")
+        return Attempt(False, attempt, url, ms, error=error, detail=_short(exc))
+    finally:
+        _DEADLINE.reset(bound)
     ms = (clock() - start) * 1000
     if status_ok(response.status_code):
-        return Attempt(True, attempt, url, ms, status=response.status_code)
+        return Attempt(True, attempt, url, ms, status=response.status_code, body=body)
     return Attempt(
         False,
         attempt,
@@ -96,7 +197,20 @@ def probe_once(
         status=response.status_code,
         error="status",
         detail=f"HTTP {response.status_code} {response.reason_phrase}".strip(),
+        body=body,
     )
+
+
+def _read_capped(chunks: Iterable[bytes], cap: int) -> bytes:
+    """The first `cap` bytes of a body; the rest is never read (closing drops the connection)."""
+    kept: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        kept.append(chunk[: cap - size])
+        size += len(kept[-1])
+        if size >= cap:
+            break
+    return b"".join(kept)
 
 
 def _short(exc: Exception) -> str:

@@ -28,6 +28,7 @@ from .model import (
     UP_STATES,
     History,
     observed_gap,
+    opens_incident,
     restarts_count_since,
     suspension_kept,
 )
@@ -452,14 +453,14 @@ class Folder:
             if a.suspended_at is not None:
                 self.lift(a, ts)
         elif state in ("down", "recovering", "suspended"):
-            if a.open_incident is None:
+            if a.open_incident is None and opens_incident(state, decision_code(data)):
                 cur = self.conn.execute(
                     "INSERT INTO incidents (app, started_at, started_seq, first_reason, evidence)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (a.app, ts, seq, data.get("reason"), json.dumps([seq])),
                 )
                 a.open_incident = cur.lastrowid
-            else:
+            elif a.open_incident is not None:
                 self.incident(a.open_incident)["evidence"].append(seq)
             if state == "suspended" and a.suspended_at is None:
                 a.suspended_at, a.suspend_reason = ts, data.get("reason")

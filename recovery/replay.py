@@ -23,7 +23,7 @@ from . import policy
 from .config import AppConfig, app_value
 from .errors import ConfigError
 from .events import parse_ts
-from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since, suspension_kept
+from .model import DOWN_STATES, UP_STATES, History, observed_gap, opens_incident, restarts_count_since, suspension_kept
 from .observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
@@ -335,9 +335,9 @@ class Fold:
         if step.verified is not None:
             self.verified(step.ts, step.verified)
 
-    def decided(self, ts: str, state: str, reason: str) -> None:
-        """A decision concluding `state`; `reason` is its code (what the suspension quotes)."""
-        state = suspension_kept(state, reason, self.suspended_at)
+    def decided(self, ts: str, state: str, code: str) -> None:
+        """A decision concluding `state`, with its code."""
+        state = suspension_kept(state, code, self.suspended_at)
         if self.last_check_at is not None and self.state in DOWN_STATES and state != "paused":
             self.totals.downtime_s += observed_gap(self.last_check_at, ts)
         self.last_check_at = ts
@@ -347,11 +347,11 @@ class Fold:
             self.incident_open = False
             self._lift(ts)
         elif state in ("down", "recovering", "suspended"):
-            if not self.incident_open:
+            if not self.incident_open and opens_incident(state, code):
                 self.incident_open = True
                 self.totals.incidents += 1
             if state == "suspended" and self.suspended_at is None:
-                self.suspended_at, self.suspend_reason = ts, reason
+                self.suspended_at, self.suspend_reason = ts, code
         elif state == "stopped":
             self.incident_open = False
         self.state = state

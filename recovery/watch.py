@@ -2,7 +2,9 @@
 
 One thread, one step at a time: each step is a whole `Checker` run (trigger "watch"), started
 `interval` seconds after the start of the previous one, or at once when that one took longer.
-Stopping (SIGTERM, SIGINT) sets an Event; the step in progress is finished, never cut short.
+Stopping (SIGTERM, SIGINT) sets an Event; the step in progress is finished, except that its
+probes end after the attempt under way (each ends within its timeout) and an app whose probes
+were cut short is left undecided: a restart and its verification are never cut short.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def run_watch(
     if interval <= 0:
         raise ValueError("the watch interval must be longer than 0")
     on_result = on_result or Journal()
-    make_check = make_check or (lambda c: Checker(c, trigger="watch", apps=apps))
+    make_check = make_check or (lambda c: Checker(c, trigger="watch", apps=apps, stop=stop.is_set))
     config = watched(config)
     while not stop.is_set():
         start = clock()

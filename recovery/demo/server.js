@@ -35,6 +35,9 @@ if (marker('CRASH_ON_START_FILE')) {
 let stalled = marker('STALL_ON_START_FILE');
 let statusOverride = 200;
 let delayMs = 0;
+// CPU bursts: the event loop pinned for `burstMs` every `burstEvery` ms (a GC pause, a sync
+// render, a cron job inside the app): slow for a moment, never down.
+let burstTimer = null;
 // A memory leak: every answered GET / keeps `leakMb` more; past `hangAtMb` of RSS the process
 // thrashes like a heap near its limit (the loop blocks), so "memory grows until it hangs".
 const leaked = [];
@@ -73,6 +76,19 @@ const controls = {
   },
   status: (q) => { statusOverride = Number(q.get('code')) || 500; },
   slow: (q) => { delayMs = Number(q.get('ms')) || 0; },
+  // /__control/bursts?ms=900&every=5000 pins the CPU for `ms` every `every` ms; ms=0 stops.
+  bursts: (q) => {
+    const ms = Math.max(0, Number(q.get('ms')) || 0);
+    const every = Math.max(ms + 1, Number(q.get('every')) || 5000);
+    if (burstTimer) clearInterval(burstTimer);
+    burstTimer = null;
+    if (ms > 0) {
+      burstTimer = setInterval(() => {
+        const end = Date.now() + ms;
+        while (Date.now() < end) { /* pinned */ }
+      }, every);
+    }
+  },
   leak: (q) => {
     leakMb = Math.max(0, Number(q.get('mb')) || 0);
     hangAtMb = Math.max(0, Number(q.get('hang_at')) || 0);
