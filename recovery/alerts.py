@@ -5,7 +5,11 @@ noticed: an incident owes one `down` alert, one `recovered` (or `failed`, `suspe
 `reminder` every `remind_every` while it stays open; PM2 restarting the app on its own three
 times within an hour owes one `pm2_restarts` alert per hour. Each is owed once per channel, so a
 channel that failed is retried on the next run, and one that got it never gets it again.
-Alerts older than `OWED_FOR` are no longer owed: a stale "down" helps nobody.
+Alerts older than `OWED_FOR` are no longer owed: a stale "down" helps nobody. A channel gets
+nothing about an incident that ended before it first appeared (`channel.added`): configuring alerts
+does not send the past. A channel that failed rests before its next attempt (`resting`), longer the
+longer it keeps failing. One deliverer at a time (`delivery_lock`), never under an app's restart lock:
+`recovery check` delivers after its recovery work, `recovery watch` from a thread of its own.
 
 apprise is imported only when something is to be sent (it costs ~0.5 s to import); planning is
 a few indexed queries. Channel URLs hold secrets: events, output and errors carry `redact(url)`
@@ -14,14 +18,19 @@ and a short hash to tell channels apart, never the URL.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
+import os
 import socket
 import sqlite3
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -31,12 +40,16 @@ from .store import first_seq_since, recorded_since
 from .units import earlier, span
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .config import AppConfig, Config
+    from .store import Recorder, Store
 
 OWED_FOR = 3600.0  # an alert not delivered within an hour of its cause is dropped
 PM2_RESTARTS = 3  # PM2's own restarts within PM2_WINDOW that owe a `pm2_restarts` alert
 PM2_WINDOW = 3600.0
 HEARTBEAT_EVERY = 60.0  # an OK heartbeat at most this often (watch steps are seconds apart)
+ATTEMPT_TIMEOUT = 5.0  # an attempt may take at least this long, or its share of the budget if longer
+REST_FIRST = 10.0  # a channel that failed rests this long before its next attempt,
+REST_MAX = 300.0  # then as long as it has been failing, up to this (so ~15 tries in OWED_FOR)
 _SHOW_HOST = {"json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos", "ntfy", "ntfys", "http", "https"}
 
 # -- redaction ---------------------------------------------------------------------------------
@@ -99,6 +112,7 @@ class Alert:
     body: str
     incident: int | None = None
     channels: list[str] = field(default_factory=list)  # URLs still owed this alert
+    ended: str | None = None  # when its cause ended (an ended incident); None: it still holds
 
 
 def _clock(ts: str | None) -> str:
@@ -192,10 +206,12 @@ def plan(
     host: str,
     hints: Callable[[], list[Any]] | None = None,
     check_leak: bool = False,
+    first_seen: Mapping[str, str] | None = None,
 ) -> list[Alert]:
     """The alerts owed for `app`, each with the channels that have not had it yet.
 
-    `hints()` gives the app's root-cause hints, strongest first (recovery.hints); it is called
+    `first_seen` maps channel ids to when each first appeared (`sightings`): a channel is not owed
+    alerts whose cause ended before then. `hints()` gives the app's root-cause hints, strongest first (recovery.hints); it is called
     only when an alert is owed (for its "Likely cause" line) or when `check_leak` asks whether a
     memory-leak forecast owes a `leak` alert.
     """
@@ -306,6 +322,9 @@ def plan(
     alerts = [a for a in alerts if a.kind not in conf.off]
     if not alerts:
         return []
+    for a in alerts:
+        if a.incident is not None and a.kind != "reminder":
+            a.ended = next(i[3] for i in incidents if i[0] == a.incident)
     # What was sent since the oldest cause still owed: the incidents', the last hour, and for
     # a leak alert (once per UTC day) the day so far.
     since = cutoff
@@ -313,7 +332,11 @@ def plan(
         since = min(since, format_ts(now.replace(hour=0, minute=0, second=0, microsecond=0)))
     sent = _sent(conn, name, min(first_seq_since(conn, since), first_seq or 1 << 62) - 1)
     for a in alerts:
-        a.channels = [u for cid, u in ids.items() if cid not in sent.get(a.key, set())]
+        a.channels = [
+            u
+            for cid, u in ids.items()
+            if cid not in sent.get(a.key, set()) and not (first_seen and a.ended and a.ended < first_seen.get(cid, ""))
+        ]
     owed = [a for a in alerts if a.channels]
     if any(likely in a.body for a in owed):
         if found is None and hints is not None:
@@ -367,6 +390,7 @@ def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: s
                 " or max_memory_restart).",
                 f"More: recovery errors --app {app} --since 1h; {more}",
             ),
+            ended=rows[-1][1],
         )
     ]
 
@@ -446,20 +470,23 @@ def deliver(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     send: Callable[[str, str, str, float], tuple[bool, str | None]] = send_one,
+    stop: Callable[[], bool] = lambda: False,
 ) -> list[Delivery]:
     """Send each alert through each of its channels: up to `retries` attempts with backoff, all
-    within `budget` seconds. Every attempt is passed to `emit`; what is left is owed to the next run."""
+    within `budget` seconds, each attempt within its share of it (at least ATTEMPT_TIMEOUT). Every
+    attempt is passed to `emit`; what is left (out of time, or `stop()`) is owed to the next run."""
     deadline = clock() + budget
+    share = max(ATTEMPT_TIMEOUT, budget / max(1, sum(len(a.channels) for a in alerts)))
     out: list[Delivery] = []
     for alert in alerts:
         for url in alert.channels:
             delay = 0.5
             for attempt in range(1, retries + 1):
                 left = deadline - clock()
-                if left < 0.2:
+                if left < 0.2 or stop():
                     return out
                 t0 = clock()
-                ok, error = send(url, alert.title, alert.body, min(5.0, left))
+                ok, error = send(url, alert.title, alert.body, min(share, left))
                 d = Delivery(alert, url, ok, attempt, error, clock() - t0)
                 out.append(d)
                 emit(d)
@@ -518,12 +545,194 @@ def send_test(
     return deliveries
 
 
+# -- one delivery pass ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def delivery_lock(store_path: Path) -> Iterator[bool]:
+    """Hold the store's delivery flock if no one else does (yields False then): one deliverer at a
+    time, so two never plan and send the same alert. Not an app's lock: restarts never wait on it."""
+    name = f"{store_path.name}-alerts.lock"  # app locks are "<store>.<app>.lock": no clash
+    try:
+        fd = os.open(store_path.with_name(name), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:16]
+        fd = os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}-alerts.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def sightings(
+    conn: sqlite3.Connection, ids: Iterable[str], apps: Sequence[str], now: _dt.datetime
+) -> tuple[dict[str, str], list[str]]:
+    """When each channel (by id) first appeared, and the channels with no `channel.added` yet.
+
+    The time is its `channel.added` event's; for a channel without one, its first recorded alert
+    (it was in use before this rule), else `now` (it is new)."""
+    seen: dict[str, str] = {}
+    for (data,) in conn.execute("SELECT data FROM events WHERE app IS NULL AND type = 'channel.added' ORDER BY seq"):
+        d = json.loads(data)
+        seen.setdefault(d.get("channel_id", ""), d.get("since", ""))
+    missing = [cid for cid in ids if cid not in seen]
+    if missing and apps:
+        marks = ",".join("?" * len(apps))
+        for cid in missing:
+            (first,) = conn.execute(
+                f"SELECT min(ts) FROM events WHERE app IN ({marks}) AND type IN ('alert.sent', 'alert.failed')"
+                " AND json_extract(data, '$.channel_id') = ?",
+                (*apps, cid),
+            ).fetchone()
+            if first:
+                seen[cid] = first
+    return {cid: seen.get(cid) or format_ts(now) for cid in ids}, missing
+
+
+def resting(conn: sqlite3.Connection, ids: Collection[str], apps: Sequence[str], now: _dt.datetime) -> dict[str, str]:
+    """Channels that failed and are not to be tried yet: channel id -> when they may be again.
+
+    A channel failing since F, last at L, rests until L + (L - F), at least REST_FIRST and at most
+    REST_MAX: the wait doubles while it keeps failing, from the record alone (any run, any process).
+    A delivery ends the streak. Only the last OWED_FOR counts: alerts older than that are not owed.
+    """
+    if not ids or not apps:
+        return {}
+    marks = ",".join("?" * len(apps))
+    streak: dict[str, tuple[str, str]] = {}  # channel id -> (first, last) failure since its last success
+    rows = conn.execute(
+        f"SELECT type, ts, json_extract(data, '$.channel_id') FROM events WHERE app IN ({marks})"
+        " AND type IN ('alert.sent', 'alert.failed') AND seq >= ? ORDER BY seq",
+        (*apps, first_seq_since(conn, earlier(now, OWED_FOR))),
+    )
+    for type_, ts, cid in rows:
+        if cid not in ids:
+            continue
+        if type_ == "alert.sent":
+            streak.pop(cid, None)
+        else:
+            streak[cid] = (streak[cid][0] if cid in streak else ts, ts)
+    out: dict[str, str] = {}
+    for cid, (first, last) in streak.items():
+        failing = (parse_ts(last) - parse_ts(first)).total_seconds()
+        until = parse_ts(last) + _dt.timedelta(seconds=min(REST_MAX, max(REST_FIRST, failing)))
+        if until > now and parse_ts(last) <= now:  # a failure "in the future" (clock stepped back) rests nothing
+            out[cid] = format_ts(until)
+    return out
+
+
+def send_owed(
+    rec: Recorder,
+    config: Config,
+    apps: Sequence[AppConfig],
+    now: _dt.datetime,
+    *,
+    run_id: str | None,
+    leak_apps: Collection[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], bool] = lambda: False,
+) -> list[Delivery] | None:
+    """Deliver what the record says is owed for `apps`, within [alerts] timeout and retries, and
+    record each attempt; None when another deliverer holds the delivery lock (it sends them).
+
+    Under the lock: channels seen for the first time are recorded (`channel.added`), then each
+    app's owed alerts are planned, channels resting after failures left out, and the rest sent.
+    A leak forecast is looked at for `leak_apps`.
+    """
+    from . import hints, projections
+
+    conf = config.alerts
+    if rec.store is None or not any(conf.channels(a) for a in apps):
+        return []
+    with delivery_lock(rec.path) as held:
+        if not held:
+            return None
+        host = hostname(conf)
+        urls = {channel_id(u): u for a in apps for u in conf.channels(a)}
+        names = [a.name for a in apps]
+
+        def failed(error: str) -> None:
+            rec.emit("alert.failed", None, run_id, kind="plan", error=f"cannot read what is owed: {error}")
+
+        seen = rec.read(lambda conn: sightings(conn, urls, names, now), None, fatal=False, on_error=failed)
+        if seen is None:
+            return []
+        since, unrecorded = seen
+        for cid in unrecorded:
+            rec.emit("channel.added", None, run_id, channel=redact(urls[cid]), channel_id=cid, since=since[cid])
+
+        def hints_of(name: str) -> Callable[[], list[Any]]:
+            return lambda: rec.read(
+                lambda conn: hints.evaluate(projections.hint_input(conn, name, now)), [], fatal=False
+            )
+
+        def owed(conn: sqlite3.Connection) -> list[Alert]:
+            due = [
+                alert
+                for app in apps
+                for alert in plan(
+                    conn,
+                    app,
+                    conf,
+                    now,
+                    host=host,
+                    hints=hints_of(app.name),
+                    check_leak=app.name in leak_apps,
+                    first_seen=since,
+                )
+            ]
+            rest = resting(conn, {channel_id(u) for a in due for u in a.channels}, names, now)
+            for alert in due:
+                alert.channels = [u for u in alert.channels if channel_id(u) not in rest]
+            return [a for a in due if a.channels]
+
+        due: list[Alert] = rec.read(owed, [], fatal=False, on_error=failed)
+        if not due:
+            return []
+        return deliver(
+            due,
+            retries=conf.retries,
+            budget=conf.timeout,
+            sleep=sleep,
+            stop=stop,
+            emit=lambda d: _record(rec, d, run_id),
+        )
+
+
+def _record(rec: Recorder, d: Delivery, run_id: str | None) -> None:
+    rec.emit("alert.sent" if d.ok else "alert.failed", d.alert.app, run_id, **d.event_data())
+
+
 # -- heartbeat ---------------------------------------------------------------------------------
 
 
 def heartbeat_due(conn: sqlite3.Connection, failed: bool, now: _dt.datetime) -> bool:
-    """Fail pings always; OK pings at most every HEARTBEAT_EVERY (a watch loop runs every few seconds)."""
-    return failed or not recorded_since(conn, None, "heartbeat.sent", earlier(now, HEARTBEAT_EVERY))
+    """A ping when the state changes (OK to fail, fail to OK) or nothing was pinged yet. While it
+    holds: an OK ping at most every HEARTBEAT_EVERY (the switch needs them); a fail ping not again,
+    unless the last one did not get through (then again after HEARTBEAT_EVERY)."""
+    last = None
+    for type_ in ("heartbeat.sent", "heartbeat.failed"):
+        row = conn.execute(
+            "SELECT seq, ts, json_extract(data, '$.outcome') FROM events WHERE app IS NULL AND type = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (type_,),
+        ).fetchone()
+        if row and (last is None or row[0] > last[0]):
+            last = (*row, type_)
+    if last is None:
+        return True
+    _, ts, outcome, type_ = last
+    if outcome != ("fail" if failed else "ok"):
+        return True
+    if failed and type_ == "heartbeat.sent":
+        return False
+    age = (now - parse_ts(ts)).total_seconds()
+    return age >= HEARTBEAT_EVERY or age < 0  # a ping "in the future" (clock stepped back) is not recent
 
 
 def heartbeat_url(conf: Any, failed: bool) -> str | None:
@@ -532,6 +741,18 @@ def heartbeat_url(conf: Any, failed: bool) -> str | None:
     if not failed:
         return conf.heartbeat_url
     return conf.heartbeat_fail_url or conf.heartbeat_url.rstrip("/") + "/fail"
+
+
+def beat(rec: Recorder, conf: Any, failed: bool, now: _dt.datetime, *, run_id: str | None) -> None:
+    """Ping the heartbeat (or its fail URL) if `heartbeat_due`, and record the ping."""
+    if not conf.heartbeat_url or not rec.read(lambda conn: heartbeat_due(conn, failed, now), True):
+        return
+    url = heartbeat_url(conf, failed) or conf.heartbeat_url
+    ok, error, status = ping(url, min(ATTEMPT_TIMEOUT, conf.timeout))
+    data: dict[str, Any] = {"outcome": "fail" if failed else "ok", "url": redact(url), "status": status}
+    if error:
+        data["error"] = error
+    rec.emit("heartbeat.sent" if ok else "heartbeat.failed", None, run_id, **data)
 
 
 def ping(url: str, timeout: float, transport: Any = None) -> tuple[bool, str | None, int | None]:
