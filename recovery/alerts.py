@@ -574,8 +574,9 @@ def sightings(
 ) -> tuple[dict[str, str], list[str]]:
     """When each channel (by id) first appeared, and the channels with no `channel.added` yet.
 
-    The time is its `channel.added` event's; for a channel without one, its first recorded alert
-    (it was in use before this rule), else `now` (it is new)."""
+    The time is its `channel.added` event's; for a channel without one that was in use before
+    this rule, OWED_FOR before its first recorded alert (what it was owed then, it still is);
+    else `now`: the start of the run that sees it first."""
     seen: dict[str, str] = {}
     for (data,) in conn.execute("SELECT data FROM events WHERE app IS NULL AND type = 'channel.added' ORDER BY seq"):
         d = json.loads(data)
@@ -590,7 +591,7 @@ def sightings(
                 (*apps, cid),
             ).fetchone()
             if first:
-                seen[cid] = first
+                seen[cid] = earlier(parse_ts(first), OWED_FOR)
     return {cid: seen.get(cid) or format_ts(now) for cid in ids}, missing
 
 
@@ -634,6 +635,7 @@ def send_owed(
     *,
     run_id: str | None,
     leak_apps: Collection[str] = (),
+    seen_at: _dt.datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
     stop: Callable[[], bool] = lambda: False,
 ) -> list[Delivery] | None:
@@ -642,7 +644,9 @@ def send_owed(
 
     Under the lock: channels seen for the first time are recorded (`channel.added`), then each
     app's owed alerts are planned, channels resting after failures left out, and the rest sent.
-    A leak forecast is looked at for `leak_apps`.
+    A leak forecast is looked at for `leak_apps`. `seen_at` is when the caller began (a check
+    run's start, a watch's): a channel seen first now counts as there since then (default `now`),
+    so the very run in which alerts were configured tells about its own incidents.
     """
     from . import hints, projections
 
@@ -659,7 +663,7 @@ def send_owed(
         def failed(error: str) -> None:
             rec.emit("alert.failed", None, run_id, kind="plan", error=f"cannot read what is owed: {error}")
 
-        seen = rec.read(lambda conn: sightings(conn, urls, names, now), None, fatal=False, on_error=failed)
+        seen = rec.read(lambda conn: sightings(conn, urls, names, seen_at or now), None, fatal=False, on_error=failed)
         if seen is None:
             return []
         since, unrecorded = seen

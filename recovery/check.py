@@ -200,6 +200,7 @@ class CheckRun:
         self.pm2_problem = pm2_problem
         # False: alerts and the heartbeat are left to a deliverer of their own (watch's worker).
         self.deliver = deliver
+        self.opened_at = clock.now()  # a channel first seen by this run counts as there since then
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
         self.start_seq = 0
@@ -518,6 +519,7 @@ class CheckRun:
             self.clock.now(),
             run_id=self.run_id,
             leak_apps=set(self.full_views),
+            seen_at=self.opened_at,
             sleep=self.clock.sleep,
         )
 

@@ -28,7 +28,7 @@ from .config import Config, format_duration
 from .events import now_ts
 from .store import Recorder
 
-STOP_GRACE = 6.0  # at the stop, how long the alert worker may take to end (one attempt: ATTEMPT_TIMEOUT)
+STOP_GRACE = 2.0  # at the stop, how long the alert worker may take to end; an attempt still in flight stays owed
 LEAK_EVERY = 60.0  # the worker looks at an app's leak forecast at most this often
 
 
@@ -157,6 +157,7 @@ class AlertWorker:
         self.passes = 0  # passes done, for tests and for the curious
         self.leak_looked: dict[str, float] = {}
         self.rec: Recorder | None = None
+        self.opened_at = utc_now()  # before the first step: channels are there since the watch began
         self.thread = threading.Thread(target=self._loop, name="recovery-alerts", daemon=True)
 
     def start(self) -> None:
@@ -220,6 +221,7 @@ class AlertWorker:
             utc_now(),
             run_id=run_id,
             leak_apps=leak,
+            seen_at=self.opened_at,
             sleep=self.rest,
             stop=self.stopping.is_set,
         )
