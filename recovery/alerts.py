@@ -600,18 +600,22 @@ def resting(conn: sqlite3.Connection, ids: Collection[str], apps: Sequence[str],
 
     A channel failing since F, last at L, rests until L + (L - F), at least REST_FIRST and at most
     REST_MAX: the wait doubles while it keeps failing, from the record alone (any run, any process).
-    A delivery ends the streak. Only the last OWED_FOR counts: alerts older than that are not owed.
+    A delivery ends the streak, a test message's too (`recovery alert test` once it is fixed).
+    Only the last OWED_FOR counts: alerts older than that are not owed.
     """
     if not ids or not apps:
         return {}
     marks = ",".join("?" * len(apps))
     streak: dict[str, tuple[str, str]] = {}  # channel id -> (first, last) failure since its last success
+    first = first_seq_since(conn, earlier(now, OWED_FOR))
     rows = conn.execute(
-        f"SELECT type, ts, json_extract(data, '$.channel_id') FROM events WHERE app IN ({marks})"
-        " AND type IN ('alert.sent', 'alert.failed') AND seq >= ? ORDER BY seq",
-        (*apps, first_seq_since(conn, earlier(now, OWED_FOR))),
+        f"SELECT seq, type, ts, json_extract(data, '$.channel_id') FROM events WHERE app IN ({marks})"
+        " AND type IN ('alert.sent', 'alert.failed') AND seq >= ?"
+        " UNION ALL SELECT seq, type, ts, json_extract(data, '$.channel_id') FROM events"
+        " WHERE app IS NULL AND type = 'alert.sent' AND seq >= ? ORDER BY seq",
+        (*apps, first, first),
     )
-    for type_, ts, cid in rows:
+    for _, type_, ts, cid in rows:
         if cid not in ids:
             continue
         if type_ == "alert.sent":

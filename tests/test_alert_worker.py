@@ -298,6 +298,11 @@ def test_a_delivery_ends_a_channels_rest(tmp_path):
         assert rest == {cid: format_ts(t0 + dt.timedelta(seconds=60))}
         attempt(60, True)
         assert alerts.resting(store.conn, {cid}, ["web"], t0 + dt.timedelta(seconds=61)) == {}
+        attempt(70, False)
+        assert cid in alerts.resting(store.conn, {cid}, ["web"], t0 + dt.timedelta(seconds=71))
+        test = {"kind": "test", "channel": "x", "channel_id": cid, "attempt": 1}  # `recovery alert test`: ✓
+        store.append([Event("alert.sent", None, "t", test, ts=format_ts(t0 + dt.timedelta(seconds=72)))])
+        assert alerts.resting(store.conn, {cid}, ["web"], t0 + dt.timedelta(seconds=73)) == {}
         # A failure stamped in the future (the clock stepped back) does not make the channel rest.
         assert alerts.resting(store.conn, {cid}, ["web"], t0 - dt.timedelta(hours=2)) == {}
 
