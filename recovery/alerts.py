@@ -607,13 +607,13 @@ def resting(conn: sqlite3.Connection, ids: Collection[str], apps: Sequence[str],
         return {}
     marks = ",".join("?" * len(apps))
     streak: dict[str, tuple[str, str]] = {}  # channel id -> (first, last) failure since its last success
-    first = first_seq_since(conn, earlier(now, OWED_FOR))
+    from_seq = first_seq_since(conn, earlier(now, OWED_FOR))
     rows = conn.execute(
         f"SELECT seq, type, ts, json_extract(data, '$.channel_id') FROM events WHERE app IN ({marks})"
         " AND type IN ('alert.sent', 'alert.failed') AND seq >= ?"
         " UNION ALL SELECT seq, type, ts, json_extract(data, '$.channel_id') FROM events"
         " WHERE app IS NULL AND type = 'alert.sent' AND seq >= ? ORDER BY seq",
-        (*apps, first, first),
+        (*apps, from_seq, from_seq),
     )
     for _, type_, ts, cid in rows:
         if cid not in ids:

@@ -154,7 +154,6 @@ class AlertWorker:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.code: int | None = None
-        self.passes = 0  # passes done, for tests and for the curious
         self.leak_looked: dict[str, float] = {}
         self.rec: Recorder | None = None
         self.opened_at = utc_now()  # before the first step: channels are there since the watch began
@@ -188,7 +187,6 @@ class AlertWorker:
                     self.deliver(self.code)
                 except Exception:
                     traceback.print_exc(file=sys.stderr)  # the watch goes on; what is owed stays owed
-                self.passes += 1
         finally:
             if self.rec is not None:
                 self.rec.close()
