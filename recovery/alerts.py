@@ -27,11 +27,12 @@ import os
 import socket
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .events import Event, format_ts, parse_ts
@@ -50,6 +51,8 @@ HEARTBEAT_EVERY = 60.0  # an OK heartbeat at most this often (watch steps are se
 ATTEMPT_TIMEOUT = 5.0  # an attempt may take at least this long, or its share of the budget if longer
 REST_FIRST = 10.0  # a channel that failed rests this long before its next attempt,
 REST_MAX = 300.0  # then as long as it has been failing, up to this (so ~15 tries in OWED_FOR)
+SLACK = 1.0  # beyond an attempt's timeout, before it is given up as a whole
+T = TypeVar("T")
 _SHOW_HOST = {"json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos", "ntfy", "ntfys", "http", "https"}
 
 # -- redaction ---------------------------------------------------------------------------------
@@ -436,8 +439,22 @@ def _apprise() -> Any:
     return apprise
 
 
+def _within(seconds: float, fn: Callable[[], T]) -> tuple[bool, T | None]:
+    """`fn()` on a daemon thread, waited for at most `seconds`: (finished, its value).
+
+    A client's timeout bounds each read, not the exchange: a server that drips its answer a byte
+    at a time holds it for ever (apprise, requests and httpx alike). What is left behind ends when
+    the server lets go, or with the process; it is recorded as failed, so the alert stays owed.
+    """
+    box: list[T] = []
+    worker = threading.Thread(target=lambda: box.append(fn()), name="recovery-send", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return (True, box[0]) if box else (False, None)
+
+
 def send_one(url: str, title: str, body: str, timeout: float) -> tuple[bool, str | None]:
-    """One attempt through one channel; (sent, error with secrets scrubbed)."""
+    """One attempt through one channel, within `timeout` as a whole; (sent, error with secrets scrubbed)."""
     import logging
 
     apprise = _apprise()
@@ -445,12 +462,19 @@ def send_one(url: str, title: str, body: str, timeout: float) -> tuple[bool, str
     if plugin is None:
         return False, "apprise does not understand this URL (see `recovery config validate`)"
     plugin.socket_connect_timeout = plugin.socket_read_timeout = max(0.5, timeout)
-    try:
-        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-            ok = bool(plugin.notify(body=body, title=title))
-        log = captured.getvalue().strip().splitlines()
-    except Exception as exc:
-        ok, log = False, [f"{type(exc).__name__}: {exc}"]
+
+    def attempt() -> tuple[bool, list[str]]:
+        try:
+            with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+                ok = bool(plugin.notify(body=body, title=title))
+            return ok, captured.getvalue().strip().splitlines()
+        except Exception as exc:
+            return False, [f"{type(exc).__name__}: {exc}"]
+
+    finished, result = _within(max(0.5, timeout) + SLACK, attempt)
+    if not finished or result is None:
+        return False, f"no complete answer within {round(max(0.5, timeout), 1):g}s"
+    ok, log = result
     if ok:
         return True, None
     return False, scrub(log[-1] if log else "not delivered (no reason given)", [url])
@@ -764,14 +788,20 @@ def beat(rec: Recorder, conf: Any, failed: bool, now: _dt.datetime, *, run_id: s
 
 
 def ping(url: str, timeout: float, transport: Any = None) -> tuple[bool, str | None, int | None]:
-    """GET the heartbeat URL; (ok, error scrubbed of the URL's secrets, status)."""
+    """GET the heartbeat URL within `timeout` as a whole; (ok, error scrubbed of the URL's secrets, status)."""
     import httpx
 
-    try:
-        with httpx.Client(timeout=timeout, transport=transport, follow_redirects=True) as client:
-            r = client.get(url)
-    except httpx.HTTPError as exc:
-        return False, scrub(f"{type(exc).__name__}: {exc}", [url]), None
-    if r.status_code >= 400:
-        return False, f"HTTP {r.status_code}", r.status_code
-    return True, None, r.status_code
+    def get() -> tuple[bool, str | None, int | None]:
+        try:
+            with httpx.Client(timeout=timeout, transport=transport, follow_redirects=True) as client:
+                r = client.get(url)
+        except httpx.HTTPError as exc:
+            return False, scrub(f"{type(exc).__name__}: {exc}", [url]), None
+        if r.status_code >= 400:
+            return False, f"HTTP {r.status_code}", r.status_code
+        return True, None, r.status_code
+
+    finished, result = _within(timeout + SLACK, get)
+    if not finished or result is None:
+        return False, f"no complete answer within {round(timeout, 1):g}s", None
+    return result

@@ -202,6 +202,57 @@ def test_a_stopped_worker_lets_go_within_its_grace_and_starts_no_new_attempt(tmp
     assert hole.accepted() == 1  # no retry and no "recovered" after the stop
 
 
+class Drip(Blackhole):
+    """A server that starts an HTTP answer and then sends one byte every half second, so that no
+    read ever times out, until released (or 60 bytes later)."""
+
+    def _drain(self, entry: dict[str, Any]) -> None:
+        conn = entry["sock"]
+        try:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Drip: " + b"a" * 40:
+                if not entry["open"]:
+                    break
+                conn.sendall(bytes([byte]))
+                threading.Event().wait(0.5)
+        except OSError:
+            pass
+        entry["open"] = False
+
+    def release(self) -> None:
+        for c in self.conns:
+            c["open"] = False
+        super().release()
+
+
+def test_a_channel_that_drips_its_answer_does_not_hold_a_check(tmp_path):
+    drip = Drip()
+    try:
+        conf = write_config(tmp_path, drip.url(), timeout='"1s"', retries="1")
+        result = Site(conf, "hung").check()  # cron's path: the alerts go out after the restart
+        assert result.apps[0].restarted
+        (failed,) = events(conf, "alert.failed")
+        assert failed.data["kind"] == "down" and failed.data["error"] == "no complete answer within 1s"
+        assert drip.pending() == 1  # given up on while the server was still dripping
+    finally:
+        drip.close()
+
+
+def test_a_heartbeat_url_that_drips_its_answer_does_not_hold_a_check(tmp_path):
+    drip = Drip()
+    try:
+        path = tmp_path / "recovery.toml"
+        write_config(tmp_path, timeout='"1s"')
+        beat = f"http://127.0.0.1:{drip.port}/ping"
+        path.write_text(path.read_text().replace("urls = []\n", f'heartbeat_url = "{beat}"\n'))
+        site = Site(load(path))
+        assert site.check().code == OK
+        (failed,) = events(site.conf, "heartbeat.failed")
+        assert failed.data["error"] == "no complete answer within 1s" and drip.pending() == 1
+    finally:
+        drip.close()
+
+
 # -- one deliverer at a time ---------------------------------------------------------------------
 
 
