@@ -214,9 +214,9 @@ def plan(
     """The alerts owed for `app`, each with the channels that have not had it yet.
 
     `first_seen` maps channel ids to when each first appeared (`sightings`): a channel is not owed
-    alerts whose cause ended before then. `hints()` gives the app's root-cause hints, strongest first (recovery.hints); it is called
-    only when an alert is owed (for its "Likely cause" line) or when `check_leak` asks whether a
-    memory-leak forecast owes a `leak` alert.
+    alerts whose cause ended before then. `hints()` gives the app's root-cause hints, strongest
+    first (recovery.hints); it is called only when an alert is owed (for its "Likely cause" line)
+    or when `check_leak` asks whether a memory-leak forecast owes a `leak` alert.
     """
     channels = list(conf.channels(app))
     if not channels:
