@@ -5,7 +5,11 @@ noticed: an incident owes one `down` alert, one `recovered` (or `failed`, `suspe
 `reminder` every `remind_every` while it stays open; PM2 restarting the app on its own three
 times within an hour owes one `pm2_restarts` alert per hour. Each is owed once per channel, so a
 channel that failed is retried on the next run, and one that got it never gets it again.
-Alerts older than `OWED_FOR` are no longer owed: a stale "down" helps nobody.
+Alerts older than `OWED_FOR` are no longer owed: a stale "down" helps nobody. A channel gets
+nothing about an incident that ended before it first appeared (`channel.added`): configuring alerts
+does not send the past. A channel that failed rests before its next attempt (`resting`), longer the
+longer it keeps failing. One deliverer at a time (`delivery_lock`), never under an app's restart lock:
+`recovery check` delivers after its recovery work, `recovery watch` from a thread of its own.
 
 apprise is imported only when something is to be sent (it costs ~0.5 s to import); planning is
 a few indexed queries. Channel URLs hold secrets: events, output and errors carry `redact(url)`
@@ -14,15 +18,21 @@ and a short hash to tell channels apart, never the URL.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
+import os
 import socket
 import sqlite3
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .events import Event, format_ts, parse_ts
@@ -31,12 +41,18 @@ from .store import first_seq_since, recorded_since
 from .units import earlier, span
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .config import AppConfig, Config
+    from .store import Recorder, Store
 
 OWED_FOR = 3600.0  # an alert not delivered within an hour of its cause is dropped
 PM2_RESTARTS = 3  # PM2's own restarts within PM2_WINDOW that owe a `pm2_restarts` alert
 PM2_WINDOW = 3600.0
 HEARTBEAT_EVERY = 60.0  # an OK heartbeat at most this often (watch steps are seconds apart)
+ATTEMPT_TIMEOUT = 5.0  # an attempt may take at least this long, or its share of the budget if longer
+REST_FIRST = 10.0  # a channel that failed rests this long before its next attempt,
+REST_MAX = 300.0  # then as long as it has been failing, up to this (so ~15 tries in OWED_FOR)
+SLACK = 1.0  # beyond an attempt's timeout, before it is given up as a whole
+T = TypeVar("T")
 _SHOW_HOST = {"json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos", "ntfy", "ntfys", "http", "https"}
 
 # -- redaction ---------------------------------------------------------------------------------
@@ -99,6 +115,7 @@ class Alert:
     body: str
     incident: int | None = None
     channels: list[str] = field(default_factory=list)  # URLs still owed this alert
+    ended: str | None = None  # when its cause ended (an ended incident); None: it still holds
 
 
 def _clock(ts: str | None) -> str:
@@ -192,12 +209,14 @@ def plan(
     host: str,
     hints: Callable[[], list[Any]] | None = None,
     check_leak: bool = False,
+    first_seen: Mapping[str, str] | None = None,
 ) -> list[Alert]:
     """The alerts owed for `app`, each with the channels that have not had it yet.
 
-    `hints()` gives the app's root-cause hints, strongest first (recovery.hints); it is called
-    only when an alert is owed (for its "Likely cause" line) or when `check_leak` asks whether a
-    memory-leak forecast owes a `leak` alert.
+    `first_seen` maps channel ids to when each first appeared (`sightings`): a channel is not owed
+    alerts whose cause ended before then. `hints()` gives the app's root-cause hints, strongest
+    first (recovery.hints); it is called only when an alert is owed (for its "Likely cause" line)
+    or when `check_leak` asks whether a memory-leak forecast owes a `leak` alert.
     """
     channels = list(conf.channels(app))
     if not channels:
@@ -306,6 +325,9 @@ def plan(
     alerts = [a for a in alerts if a.kind not in conf.off]
     if not alerts:
         return []
+    for a in alerts:
+        if a.incident is not None and a.kind != "reminder":
+            a.ended = next(i[3] for i in incidents if i[0] == a.incident)
     # What was sent since the oldest cause still owed: the incidents', the last hour, and for
     # a leak alert (once per UTC day) the day so far.
     since = cutoff
@@ -313,7 +335,11 @@ def plan(
         since = min(since, format_ts(now.replace(hour=0, minute=0, second=0, microsecond=0)))
     sent = _sent(conn, name, min(first_seq_since(conn, since), first_seq or 1 << 62) - 1)
     for a in alerts:
-        a.channels = [u for cid, u in ids.items() if cid not in sent.get(a.key, set())]
+        a.channels = [
+            u
+            for cid, u in ids.items()
+            if cid not in sent.get(a.key, set()) and not (first_seen and a.ended and a.ended < first_seen.get(cid, ""))
+        ]
     owed = [a for a in alerts if a.channels]
     if any(likely in a.body for a in owed):
         if found is None and hints is not None:
@@ -367,6 +393,7 @@ def _pm2_restarts(conn: sqlite3.Connection, app: str, now: _dt.datetime, host: s
                 " or max_memory_restart).",
                 f"More: recovery errors --app {app} --since 1h; {more}",
             ),
+            ended=rows[-1][1],
         )
     ]
 
@@ -412,8 +439,22 @@ def _apprise() -> Any:
     return apprise
 
 
+def _within(seconds: float, fn: Callable[[], T]) -> tuple[bool, T | None]:
+    """`fn()` on a daemon thread, waited for at most `seconds`: (finished, its value).
+
+    A client's timeout bounds each read, not the exchange: a server that drips its answer a byte
+    at a time holds it for ever (apprise, requests and httpx alike). What is left behind ends when
+    the server lets go, or with the process; it is recorded as failed, so the alert stays owed.
+    """
+    box: list[T] = []
+    worker = threading.Thread(target=lambda: box.append(fn()), name="recovery-send", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return (True, box[0]) if box else (False, None)
+
+
 def send_one(url: str, title: str, body: str, timeout: float) -> tuple[bool, str | None]:
-    """One attempt through one channel; (sent, error with secrets scrubbed)."""
+    """One attempt through one channel, within `timeout` as a whole; (sent, error with secrets scrubbed)."""
     import logging
 
     apprise = _apprise()
@@ -421,12 +462,19 @@ def send_one(url: str, title: str, body: str, timeout: float) -> tuple[bool, str
     if plugin is None:
         return False, "apprise does not understand this URL (see `recovery config validate`)"
     plugin.socket_connect_timeout = plugin.socket_read_timeout = max(0.5, timeout)
-    try:
-        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-            ok = bool(plugin.notify(body=body, title=title))
-        log = captured.getvalue().strip().splitlines()
-    except Exception as exc:
-        ok, log = False, [f"{type(exc).__name__}: {exc}"]
+
+    def attempt() -> tuple[bool, list[str]]:
+        try:
+            with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+                ok = bool(plugin.notify(body=body, title=title))
+            return ok, captured.getvalue().strip().splitlines()
+        except Exception as exc:
+            return False, [f"{type(exc).__name__}: {exc}"]
+
+    finished, result = _within(max(0.5, timeout) + SLACK, attempt)
+    if not finished or result is None:
+        return False, f"no complete answer within {round(max(0.5, timeout), 1):g}s"
+    ok, log = result
     if ok:
         return True, None
     return False, scrub(log[-1] if log else "not delivered (no reason given)", [url])
@@ -446,20 +494,23 @@ def deliver(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     send: Callable[[str, str, str, float], tuple[bool, str | None]] = send_one,
+    stop: Callable[[], bool] = lambda: False,
 ) -> list[Delivery]:
     """Send each alert through each of its channels: up to `retries` attempts with backoff, all
-    within `budget` seconds. Every attempt is passed to `emit`; what is left is owed to the next run."""
+    within `budget` seconds, each attempt within its share of it (at least ATTEMPT_TIMEOUT). Every
+    attempt is passed to `emit`; what is left (out of time, or `stop()`) is owed to the next run."""
     deadline = clock() + budget
+    share = max(ATTEMPT_TIMEOUT, budget / max(1, sum(len(a.channels) for a in alerts)))
     out: list[Delivery] = []
     for alert in alerts:
         for url in alert.channels:
             delay = 0.5
             for attempt in range(1, retries + 1):
                 left = deadline - clock()
-                if left < 0.2:
+                if left < 0.2 or stop():
                     return out
                 t0 = clock()
-                ok, error = send(url, alert.title, alert.body, min(5.0, left))
+                ok, error = send(url, alert.title, alert.body, min(share, left))
                 d = Delivery(alert, url, ok, attempt, error, clock() - t0)
                 out.append(d)
                 emit(d)
@@ -518,12 +569,202 @@ def send_test(
     return deliveries
 
 
+# -- one delivery pass ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def delivery_lock(store_path: Path) -> Iterator[bool]:
+    """Hold the store's delivery flock if no one else does (yields False then): one deliverer at a
+    time, so two never plan and send the same alert. Not an app's lock: restarts never wait on it."""
+    name = f"{store_path.name}-alerts.lock"  # app locks are "<store>.<app>.lock": no clash
+    try:
+        fd = os.open(store_path.with_name(name), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:16]
+        fd = os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}-alerts.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def sightings(
+    conn: sqlite3.Connection, ids: Iterable[str], apps: Sequence[str], now: _dt.datetime
+) -> tuple[dict[str, str], list[str]]:
+    """When each channel (by id) first appeared, and the channels with no `channel.added` yet.
+
+    The time is its `channel.added` event's; for a channel without one that was in use before
+    this rule, OWED_FOR before its first recorded alert (what it was owed then, it still is);
+    else `now`: the start of the run that sees it first."""
+    seen: dict[str, str] = {}
+    for (data,) in conn.execute("SELECT data FROM events WHERE app IS NULL AND type = 'channel.added' ORDER BY seq"):
+        d = json.loads(data)
+        seen.setdefault(d.get("channel_id", ""), d.get("since", ""))
+    missing = [cid for cid in ids if cid not in seen]
+    if missing and apps:
+        marks = ",".join("?" * len(apps))
+        for cid in missing:
+            (first,) = conn.execute(
+                f"SELECT min(ts) FROM events WHERE app IN ({marks}) AND type IN ('alert.sent', 'alert.failed')"
+                " AND json_extract(data, '$.channel_id') = ?",
+                (*apps, cid),
+            ).fetchone()
+            if first:
+                seen[cid] = earlier(parse_ts(first), OWED_FOR)
+    return {cid: seen.get(cid) or format_ts(now) for cid in ids}, missing
+
+
+def resting(conn: sqlite3.Connection, ids: Collection[str], apps: Sequence[str], now: _dt.datetime) -> dict[str, str]:
+    """Channels that failed and are not to be tried yet: channel id -> when they may be again.
+
+    A channel failing since F, last at L, rests until L + (L - F), at least REST_FIRST and at most
+    REST_MAX: the wait doubles while it keeps failing, from the record alone (any run, any process).
+    A delivery ends the streak, a test message's too (`recovery alert test` once it is fixed).
+    Only the last OWED_FOR counts: alerts older than that are not owed.
+    """
+    if not ids or not apps:
+        return {}
+    marks = ",".join("?" * len(apps))
+    streak: dict[str, tuple[str, str]] = {}  # channel id -> (first, last) failure since its last success
+    from_seq = first_seq_since(conn, earlier(now, OWED_FOR))
+    rows = conn.execute(
+        f"SELECT seq, type, ts, json_extract(data, '$.channel_id') FROM events WHERE app IN ({marks})"
+        " AND type IN ('alert.sent', 'alert.failed') AND seq >= ?"
+        " UNION ALL SELECT seq, type, ts, json_extract(data, '$.channel_id') FROM events"
+        " WHERE app IS NULL AND type = 'alert.sent' AND seq >= ? ORDER BY seq",
+        (*apps, from_seq, from_seq),
+    )
+    for _, type_, ts, cid in rows:
+        if cid not in ids:
+            continue
+        if type_ == "alert.sent":
+            streak.pop(cid, None)
+        else:
+            streak[cid] = (streak[cid][0] if cid in streak else ts, ts)
+    out: dict[str, str] = {}
+    for cid, (first, last) in streak.items():
+        failing = (parse_ts(last) - parse_ts(first)).total_seconds()
+        until = parse_ts(last) + _dt.timedelta(seconds=min(REST_MAX, max(REST_FIRST, failing)))
+        if until > now and parse_ts(last) <= now:  # a failure "in the future" (clock stepped back) rests nothing
+            out[cid] = format_ts(until)
+    return out
+
+
+def send_owed(
+    rec: Recorder,
+    config: Config,
+    apps: Sequence[AppConfig],
+    now: _dt.datetime,
+    *,
+    run_id: str | None,
+    leak_apps: Collection[str] = (),
+    seen_at: _dt.datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], bool] = lambda: False,
+) -> list[Delivery] | None:
+    """Deliver what the record says is owed for `apps`, within [alerts] timeout and retries, and
+    record each attempt; None when another deliverer holds the delivery lock (it sends them).
+
+    Under the lock: channels seen for the first time are recorded (`channel.added`), then each
+    app's owed alerts are planned, channels resting after failures left out, and the rest sent.
+    A leak forecast is looked at for `leak_apps`. `seen_at` is when the caller began (a check
+    run's start, a watch's): a channel seen first now counts as there since then (default `now`),
+    so the very run in which alerts were configured tells about its own incidents.
+    """
+    from . import hints, projections
+
+    conf = config.alerts
+    if rec.store is None or not any(conf.channels(a) for a in apps):
+        return []
+    with delivery_lock(rec.path) as held:
+        if not held:
+            return None
+        host = hostname(conf)
+        urls = {channel_id(u): u for a in apps for u in conf.channels(a)}
+        names = [a.name for a in apps]
+
+        def failed(error: str) -> None:
+            rec.emit("alert.failed", None, run_id, kind="plan", error=f"cannot read what is owed: {error}")
+
+        seen = rec.read(lambda conn: sightings(conn, urls, names, seen_at or now), None, fatal=False, on_error=failed)
+        if seen is None:
+            return []
+        since, unrecorded = seen
+        for cid in unrecorded:
+            rec.emit("channel.added", None, run_id, channel=redact(urls[cid]), channel_id=cid, since=since[cid])
+
+        def hints_of(name: str) -> Callable[[], list[Any]]:
+            return lambda: rec.read(
+                lambda conn: hints.evaluate(projections.hint_input(conn, name, now)), [], fatal=False
+            )
+
+        def owed(conn: sqlite3.Connection) -> list[Alert]:
+            due = [
+                alert
+                for app in apps
+                for alert in plan(
+                    conn,
+                    app,
+                    conf,
+                    now,
+                    host=host,
+                    hints=hints_of(app.name),
+                    check_leak=app.name in leak_apps,
+                    first_seen=since,
+                )
+            ]
+            rest = resting(conn, {channel_id(u) for a in due for u in a.channels}, names, now)
+            for alert in due:
+                alert.channels = [u for u in alert.channels if channel_id(u) not in rest]
+            return [a for a in due if a.channels]
+
+        due: list[Alert] = rec.read(owed, [], fatal=False, on_error=failed)
+        if not due:
+            return []
+        return deliver(
+            due,
+            retries=conf.retries,
+            budget=conf.timeout,
+            sleep=sleep,
+            stop=stop,
+            emit=lambda d: _record(rec, d, run_id),
+        )
+
+
+def _record(rec: Recorder, d: Delivery, run_id: str | None) -> None:
+    rec.emit("alert.sent" if d.ok else "alert.failed", d.alert.app, run_id, **d.event_data())
+
+
 # -- heartbeat ---------------------------------------------------------------------------------
 
 
 def heartbeat_due(conn: sqlite3.Connection, failed: bool, now: _dt.datetime) -> bool:
-    """Fail pings always; OK pings at most every HEARTBEAT_EVERY (a watch loop runs every few seconds)."""
-    return failed or not recorded_since(conn, None, "heartbeat.sent", earlier(now, HEARTBEAT_EVERY))
+    """A ping when the state changes (OK to fail, fail to OK) or nothing was pinged yet. While it
+    holds: an OK ping at most every HEARTBEAT_EVERY (the switch needs them); a fail ping not again,
+    unless the last one did not get through (then again after HEARTBEAT_EVERY)."""
+    last = None
+    for type_ in ("heartbeat.sent", "heartbeat.failed"):
+        row = conn.execute(
+            "SELECT seq, ts, json_extract(data, '$.outcome') FROM events WHERE app IS NULL AND type = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (type_,),
+        ).fetchone()
+        if row and (last is None or row[0] > last[0]):
+            last = (*row, type_)
+    if last is None:
+        return True
+    _, ts, outcome, type_ = last
+    if outcome != ("fail" if failed else "ok"):
+        return True
+    if failed and type_ == "heartbeat.sent":
+        return False
+    age = (now - parse_ts(ts)).total_seconds()
+    return age >= HEARTBEAT_EVERY or age < 0  # a ping "in the future" (clock stepped back) is not recent
 
 
 def heartbeat_url(conf: Any, failed: bool) -> str | None:
@@ -534,15 +775,33 @@ def heartbeat_url(conf: Any, failed: bool) -> str | None:
     return conf.heartbeat_fail_url or conf.heartbeat_url.rstrip("/") + "/fail"
 
 
+def beat(rec: Recorder, conf: Any, failed: bool, now: _dt.datetime, *, run_id: str | None) -> None:
+    """Ping the heartbeat (or its fail URL) if `heartbeat_due`, and record the ping."""
+    if not conf.heartbeat_url or not rec.read(lambda conn: heartbeat_due(conn, failed, now), True):
+        return
+    url = heartbeat_url(conf, failed) or conf.heartbeat_url
+    ok, error, status = ping(url, min(ATTEMPT_TIMEOUT, conf.timeout))
+    data: dict[str, Any] = {"outcome": "fail" if failed else "ok", "url": redact(url), "status": status}
+    if error:
+        data["error"] = error
+    rec.emit("heartbeat.sent" if ok else "heartbeat.failed", None, run_id, **data)
+
+
 def ping(url: str, timeout: float, transport: Any = None) -> tuple[bool, str | None, int | None]:
-    """GET the heartbeat URL; (ok, error scrubbed of the URL's secrets, status)."""
+    """GET the heartbeat URL within `timeout` as a whole; (ok, error scrubbed of the URL's secrets, status)."""
     import httpx
 
-    try:
-        with httpx.Client(timeout=timeout, transport=transport, follow_redirects=True) as client:
-            r = client.get(url)
-    except httpx.HTTPError as exc:
-        return False, scrub(f"{type(exc).__name__}: {exc}", [url]), None
-    if r.status_code >= 400:
-        return False, f"HTTP {r.status_code}", r.status_code
-    return True, None, r.status_code
+    def get() -> tuple[bool, str | None, int | None]:
+        try:
+            with httpx.Client(timeout=timeout, transport=transport, follow_redirects=True) as client:
+                r = client.get(url)
+        except httpx.HTTPError as exc:
+            return False, scrub(f"{type(exc).__name__}: {exc}", [url]), None
+        if r.status_code >= 400:
+            return False, f"HTTP {r.status_code}", r.status_code
+        return True, None, r.status_code
+
+    finished, result = _within(timeout + SLACK, get)
+    if not finished or result is None:
+        return False, f"no complete answer within {round(timeout, 1):g}s", None
+    return result

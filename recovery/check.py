@@ -214,6 +214,7 @@ class CheckRun:
         apps: list[str] | None = None,
         pm2_problem: str | None = None,
         stop: Callable[[], bool] | None = None,
+        deliver: bool = True,
     ) -> None:
         self.config = config
         self.stop = stop  # asked before each further probe attempt: True ends the probes, undecided
@@ -225,6 +226,9 @@ class CheckRun:
         self.trigger = trigger
         self.dry_run = dry_run
         self.pm2_problem = pm2_problem
+        # False: alerts and the heartbeat are left to a deliverer of their own (watch's worker).
+        self.deliver = deliver
+        self.opened_at = clock.now()  # a channel first seen by this run counts as there since then
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
         self.start_seq = 0
@@ -684,62 +688,37 @@ class CheckRun:
     # -- after the recovery work -----------------------------------------------------------
 
     def send_alerts(self) -> None:
-        """After the recovery and log steps: deliver what the record says is owed, within
-        [alerts] timeout for the whole run. apprise is imported only when something is owed."""
+        """After the recovery and log steps, with no app's lock held: deliver what the record says
+        is owed, within [alerts] timeout. apprise is imported only when something is owed."""
         conf = self.config.alerts
-        if self.dry_run or self.rec.store is None or not (conf.urls or any(a.alerts for a in self.apps)):
+        if not self.deliver or self.dry_run or self.rec.store is None:
             return
-        from . import alerts, hints
-
-        self.fold()
-        now, host = self.clock.now(), alerts.hostname(conf)
-
-        def hints_of(name: str) -> Callable[[], list[Any]]:
-            return lambda: self.rec.read(
-                lambda conn: hints.evaluate(projections.hint_input(conn, name, now)), [], fatal=False
-            )
-
-        def owed(conn: Any) -> list[Any]:
-            # A leak forecast is looked at when this run took a full sample (at most once a minute).
-            return [
-                a
-                for app in self.apps
-                for a in alerts.plan(
-                    conn, app, conf, now, host=host, hints=hints_of(app.name), check_leak=app.name in self.full_views
-                )
-            ]
-
-        def failed(error: str) -> None:
-            self.emit("alert.failed", None, kind="plan", error=f"cannot read what is owed: {error}")
-
-        due: list[Any] = self.rec.read(owed, [], fatal=False, on_error=failed)
-        if due:
-            alerts.deliver(
-                due,
-                retries=conf.retries,
-                budget=conf.timeout,
-                sleep=self.clock.sleep,
-                emit=lambda d: self.emit("alert.sent" if d.ok else "alert.failed", d.alert.app, **d.event_data()),
-            )
-
-    def heartbeat(self, code: int) -> None:
-        """Ping the dead-man's switch: `/fail` (or heartbeat_fail_url) when the run ended
-        CRITICAL or UNKNOWN; OK pings at most once a minute."""
-        conf = self.config.alerts
-        if self.dry_run or not conf.heartbeat_url:
+        if not (conf.urls or any(a.alerts for a in self.apps)):
             return
         from . import alerts
 
-        failed = code in (CRITICAL, UNKNOWN)
-        now = self.clock.now()
-        if not self.rec.read(lambda conn: alerts.heartbeat_due(conn, failed, now), True):
+        self.fold()
+        # A leak forecast is looked at when this run took a full sample (at most once a minute).
+        alerts.send_owed(
+            self.rec,
+            self.config,
+            self.apps,
+            self.clock.now(),
+            run_id=self.run_id,
+            leak_apps=set(self.full_views),
+            seen_at=self.opened_at,
+            sleep=self.clock.sleep,
+        )
+
+    def heartbeat(self, code: int) -> None:
+        """Ping the dead-man's switch: `/fail` (or heartbeat_fail_url) when the run ended CRITICAL
+        or UNKNOWN after an OK one, the OK URL on the way back and at most once a minute."""
+        conf = self.config.alerts
+        if not self.deliver or self.dry_run or not conf.heartbeat_url:
             return
-        url = alerts.heartbeat_url(conf, failed) or conf.heartbeat_url
-        ok, error, status = alerts.ping(url, min(5.0, conf.timeout))
-        data: dict[str, Any] = {"outcome": "fail" if failed else "ok", "url": alerts.redact(url), "status": status}
-        if error:
-            data["error"] = error
-        self.emit("heartbeat.sent" if ok else "heartbeat.failed", None, **data)
+        from . import alerts
+
+        alerts.beat(self.rec, conf, code in (CRITICAL, UNKNOWN), self.clock.now(), run_id=self.run_id)
 
     def ingest_logs(self) -> None:
         """Last, after every probe and restart: what is new in each app's logs, within a small
@@ -777,6 +756,7 @@ def open_run(
     transport: Any = None,
     clock: Clock | None = None,
     stop: Callable[[], bool] | None = None,
+    deliver: bool = True,
 ) -> CheckRun:
     """A check run with the real parts: the store (or its spool), PM2 found as cron would, httpx."""
     from .pm2 import Pm2, find_pm2
@@ -801,6 +781,7 @@ def open_run(
         apps=apps,
         pm2_problem=problem,
         stop=stop,
+        deliver=deliver,
     )
 
 

@@ -97,6 +97,11 @@ REGISTRY: dict[str, EventType] = _types(
         "an alert attempt failed (kind, key, incident, channel redacted, attempt, error); owed ones are retried next run",
         ("kind", "error"),
     ),
+    (
+        "channel.added",
+        "an alert channel was seen for the first time; incidents that ended before `since` are not sent to it",
+        ("channel", "channel_id", "since"),
+    ),
     ("heartbeat.sent", "the dead-man's-switch URL was pinged after a run (ok or fail, status)", ("outcome", "url")),
     ("heartbeat.failed", "the heartbeat ping failed (error); the next run pings again", ("outcome", "url", "error")),
     (

@@ -5,6 +5,12 @@ One thread, one step at a time: each step is a whole `Checker` run (trigger "wat
 Stopping (SIGTERM, SIGINT) sets an Event; the step in progress is finished, except that its
 probes end after the attempt under way (each ends within its timeout) and an app whose probes
 were cut short is left undecided: a restart and its verification are never cut short.
+
+Alerts and the heartbeat are not sent by the steps but by an `AlertWorker` thread with its own
+connection to the store and its own budget ([alerts] timeout, retries): a channel that never
+answers delays no probe and no restart. Each step nudges it; at the stop it gets `STOP_GRACE`
+seconds to finish the attempt in flight, then the process leaves without it (what it did not
+send stays owed in the record, for the next deliverer).
 """
 
 from __future__ import annotations
@@ -14,16 +20,30 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from .check import OK, Checker, CheckResult
+from .check import CRITICAL, OK, UNKNOWN, Checker, CheckResult
+from .clock import utc_now
 from .config import Config, format_duration
 from .events import now_ts
+from .store import Recorder
+
+STOP_GRACE = 2.0  # at the stop, how long the alert worker may take to end; an attempt still in flight stays owed
+LEAK_EVERY = 60.0  # the worker looks at an app's leak forecast at most this often
 
 
 class _Check(Protocol):
     def run(self) -> CheckResult: ...
+
+
+class _Deliverer(Protocol):
+    def start(self) -> None: ...
+
+    def nudge(self, code: int) -> None: ...
+
+    def close(self, grace: float = STOP_GRACE) -> bool: ...
 
 
 def watched(config: Config) -> Config:
@@ -79,24 +99,134 @@ def run_watch(
     on_result: Callable[[CheckResult], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     make_check: Callable[[Config], _Check] | None = None,
+    deliverer: _Deliverer | None = None,
 ) -> int:
-    """Check `config`'s apps every `interval` seconds (start to start) until `stop` is set; returns 0."""
+    """Check `config`'s apps every `interval` seconds (start to start) until `stop` is set; returns 0.
+
+    The steps deliver nothing; `deliverer` (by default an `AlertWorker` when alerts or a heartbeat
+    are configured) is nudged after each step and closed, within its grace, at the stop.
+    """
     if interval <= 0:
         raise ValueError("the watch interval must be longer than 0")
     on_result = on_result or Journal()
-    make_check = make_check or (lambda c: Checker(c, trigger="watch", apps=apps, stop=stop.is_set))
+    if make_check is None:
+        make_check = lambda c: Checker(c, trigger="watch", apps=apps, deliver=False, stop=stop.is_set)  # noqa: E731
+        if deliverer is None and delivers(config):
+            deliverer = AlertWorker(config, apps)
     config = watched(config)
-    while not stop.is_set():
-        start = clock()
-        try:
-            result = make_check(config).run()
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            result = CheckResult(run_id="-", problems=[f"watch step failed: {type(exc).__name__}: {exc}"])
-        on_result(result)
-        # Measured from this step's start: a step longer than the interval is followed at once.
-        stop.wait(max(0.0, start + interval - clock()))
+    if deliverer is not None:
+        deliverer.start()
+    try:
+        while not stop.is_set():
+            start = clock()
+            try:
+                result = make_check(config).run()
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                result = CheckResult(run_id="-", problems=[f"watch step failed: {type(exc).__name__}: {exc}"])
+            on_result(result)
+            if deliverer is not None:
+                deliverer.nudge(result.code)
+            # Measured from this step's start: a step longer than the interval is followed at once.
+            stop.wait(max(0.0, start + interval - clock()))
+    finally:
+        if deliverer is not None:
+            deliverer.close()
     return 0
+
+
+def delivers(config: Config) -> bool:
+    """Whether there is anything to deliver: alert channels or a heartbeat URL."""
+    conf = config.alerts
+    return bool(conf.urls or conf.heartbeat_url or any(a.alerts for a in config.apps))
+
+
+class AlertWorker:
+    """Delivers `recovery watch`'s alerts and heartbeat on a thread of its own.
+
+    Its own store connection (opened on its thread), its own budget per pass ([alerts] timeout and
+    retries, through `alerts.send_owed`), and the delivery lock: what is owed comes from the record,
+    so a pass that was cut short loses nothing. Nudges that come while a pass runs make one more
+    pass, with the newest step's outcome for the heartbeat.
+    """
+
+    def __init__(self, config: Config, apps: list[str] | None = None) -> None:
+        self.config = config
+        self.apps = [a for a in config.apps if not apps or a.name in apps]
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.code: int | None = None
+        self.leak_looked: dict[str, float] = {}
+        self.rec: Recorder | None = None
+        self.opened_at = utc_now()  # before the first step: channels are there since the watch began
+        self.thread = threading.Thread(target=self._loop, name="recovery-alerts", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def nudge(self, code: int) -> None:
+        """A step ended with `code`: deliver what is owed now, if not busy, else right after."""
+        self.code = code
+        self.wake.set()
+
+    def close(self, grace: float = STOP_GRACE) -> bool:
+        """Stop: no new attempt starts; wait up to `grace` for the one in flight. True if it ended.
+        A worker still sending after that is a daemon thread: it does not keep the process alive."""
+        self.stopping.set()
+        self.wake.set()
+        if self.thread.is_alive():
+            self.thread.join(grace)
+        return not self.thread.is_alive()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                self.wake.wait()
+                if self.stopping.is_set():
+                    return
+                self.wake.clear()
+                try:
+                    self.deliver(self.code)
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)  # the watch goes on; what is owed stays owed
+        finally:
+            if self.rec is not None:
+                self.rec.close()
+
+    def recorder(self) -> Recorder:
+        if self.rec is None or self.rec.store is None:  # (re)opened after trouble, like each step's
+            if self.rec is not None:
+                self.rec.close()
+            self.rec = Recorder(self.config.store.path, busy_timeout=self.config.store.busy_timeout)
+        return self.rec
+
+    def rest(self, seconds: float) -> None:
+        """Between retries: a sleep the stop cuts short."""
+        self.stopping.wait(seconds)
+
+    def deliver(self, code: int | None) -> None:
+        """One pass: the owed alerts, then the heartbeat for the newest step's outcome."""
+        from . import alerts
+
+        rec = self.recorder()
+        run_id = uuid.uuid4().hex
+        now = time.monotonic()
+        leak = {a.name for a in self.apps if now - self.leak_looked.get(a.name, -LEAK_EVERY) >= LEAK_EVERY}
+        for name in leak:
+            self.leak_looked[name] = now
+        alerts.send_owed(
+            rec,
+            self.config,
+            self.apps,
+            utc_now(),
+            run_id=run_id,
+            leak_apps=leak,
+            seen_at=self.opened_at,
+            sleep=self.rest,
+            stop=self.stopping.is_set,
+        )
+        if code is not None and not self.stopping.is_set():
+            alerts.beat(rec, self.config.alerts, code in (CRITICAL, UNKNOWN), utc_now(), run_id=run_id)
 
 
 def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] | None = None) -> None:
