@@ -8,6 +8,7 @@ recorder and the clock. `open_run` builds the real ones; the fast tests pass fak
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -79,6 +80,29 @@ class HttpProber:
         for client in self.clients.values():
             client.close()
         self.clients.clear()
+
+
+def try_urls(config: Config, transport: Any = None) -> list[tuple[AppConfig, Attempt]]:
+    """One probe of each app's URL, as a check makes it (`recovery config validate --probe`)."""
+    prober = HttpProber(transport)
+    try:
+        return [(app, prober.attempt(app, 1)) for app in config.apps]
+    finally:
+        prober.close()
+
+
+def shown_url(url: str) -> str:
+    """The URL without what may be secret in it (user, password, query): scheme, host, port, path."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable url)"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}{'?…' if parts.query else ''}"
 
 
 class MissingPm2:
@@ -188,6 +212,7 @@ class CheckRun:
         dry_run: bool = False,
         apps: list[str] | None = None,
         pm2_problem: str | None = None,
+        listening: Callable[[list[int]], list[tuple[str, int]]] | None = None,
     ) -> None:
         self.config = config
         self.pm2 = pm2
@@ -197,6 +222,7 @@ class CheckRun:
         self.trigger = trigger
         self.dry_run = dry_run
         self.pm2_problem = pm2_problem
+        self.listening = listening  # procnet.listening unless a test passes its own
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
         self.start_seq = 0
@@ -359,15 +385,33 @@ class CheckRun:
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
         return Observations(attempts, view, problem)
 
+    def with_listening(self, observed: Observations) -> Observations:
+        """`observed` with the addresses the app's processes (and their children) listen on, read
+        from /proc: only for a refused URL that never answered, so never on the healthy path."""
+        view = observed.view
+        pids = [i.pid for i in view.instances if i.pid] if view is not None else []
+        if not pids:
+            return observed
+        from . import procnet
+
+        read = self.listening or procnet.listening
+        try:
+            found = read(pids)
+        except OSError:
+            return observed
+        return dataclasses.replace(observed, listening=tuple(procnet.format_address(a) for a in found))
+
     # -- decide and act ------------------------------------------------------------------
 
     def history(self, app: AppConfig) -> History:
         now = self.clock.now()
-        return self.rec.read(lambda conn: projections.history(conn, app.name, now, app.window), History())
+        return self.rec.read(lambda conn: projections.history(conn, app.name, now, app.window, url=app.url), History())
 
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.history(app)
         observed = self.observe(app)
+        if policy.wants_listening(observed, history):
+            observed = self.with_listening(observed)
         decision = policy.decide(observed, history, app, self.clock.now())
         if self.dry_run:
             decision = policy.dry_run(decision)

@@ -35,6 +35,8 @@ class History:
     # (at, decision code) of our automatic restarts counted for the ceiling
     recent_restarts: tuple[tuple[str, str], ...] = ()
     open_incident: int | None = None
+    # Whether the app's configured URL ever answered (a probe.succeeded with that url); None: unknown
+    url_answered: bool | None = None
 
 
 def restarts_count_since(now: _dt.datetime, window: float, lifted_at: str | None) -> str:

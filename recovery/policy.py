@@ -13,11 +13,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import AppConfig
 from .events import Event, format_ts
 from .model import STATE_CODES, History
-from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations, ProcessView
 from .units import age, format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
@@ -149,12 +150,17 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if not view.known:
         return Decision("escalate", "unknown_app", f"{failures}, and PM2 has no process named {view.name!r}", inputs)
     status = view.status
+    looping = crash_loop(view, failures, app, inputs)
+    if looping is not None:
+        return looping
     if status in STOPPED:
         reason = f"stopped by an operator (pm2 status {status!r}); left alone"
         return Decision("none", "stopped", reason, inputs, "stopped")
     if status in RESTARTING:
         reason = f"PM2 is already restarting it (status {status!r}), {failures}"
         return Decision("wait", "pm2_restarting", reason, inputs, "recovering", verify=True)
+    if status in RUNNING and wants_listening(observed, history):
+        return never_answered(observed, app, failures, inputs)
     if status in RUNNING:
         code, cause = "hung", f"hung: PM2 says {status} but {failures}"
     elif status in ERRORED:
@@ -163,6 +169,69 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
         reason = f"{failures}, PM2 status {status!r} is not one this tool acts on"
         return Decision("escalate", "unknown_status", reason, inputs, "down")
     return _guarded_restart(code, cause, failures, history, app, now, inputs)
+
+
+def crash_loop(view: ProcessView, failures: str, app: AppConfig, inputs: dict[str, Any]) -> Decision | None:
+    """PM2 is cycling the app through crashes itself: an instance PM2 started less than
+    restart_grace ago after restarts it counts as unstable (exits sooner than its min_uptime).
+
+    A check can catch it `online`, `launching` or `stopped` between two crashes; none of those
+    is a hang or an operator's stop, and a restart of ours on top changes nothing. Once PM2
+    gives up the status is `errored`, decided elsewhere.
+    """
+    for inst in view.instances:
+        if inst.status in ERRORED:
+            continue
+        age = inst.uptime_s if inst.uptime_s is not None else inst.since_start_s
+        if age is None or age >= app.restart_grace or not inst.unstable_restarts:
+            continue
+        facts = {
+            "restart_time": inst.restart_time,
+            "unstable_restarts": inst.unstable_restarts,
+            "exit_code": inst.exit_code,
+            "uptime_s": age,
+        }
+        inputs.update({k: v for k, v in facts.items() if v is not None})
+        exit_text = f", last exit code {inst.exit_code}" if inst.exit_code is not None else ""
+        reason = (
+            f"crash loop: PM2 restarted it {inst.restart_time or 0} times ({inst.unstable_restarts} unstable)"
+            f"{exit_text}, last start {age:.1f}s ago (status {inst.status!r}); {failures}; "
+            "not restarted on top of PM2's own restarts"
+        )
+        return Decision("wait", "crash_loop", reason, inputs, "down")
+    return None
+
+
+def wants_listening(observed: Observations, history: History) -> bool:
+    """Whether this is a refused URL that never answered, for which the check reads the addresses
+    the app's processes listen on (the decision names them)."""
+    failed = [a for a in observed.attempts if not a.ok]
+    return history.url_answered is False and bool(failed) and all(a.error == "refused" for a in failed)
+
+
+def never_answered(observed: Observations, app: AppConfig, failures: str, inputs: dict[str, Any]) -> Decision:
+    """A URL that is refused and never answered while PM2 says online: a wrong URL, not a hung app."""
+    parts = urlsplit(app.url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    host = parts.hostname or "?"
+    wanted = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    listening = observed.listening
+    if listening is None:
+        where = f"the addresses {app.name} listens on could not be read"
+    elif not listening:
+        where = f"{app.name} listens on no TCP port"
+    else:
+        inputs["listening"] = list(listening)
+        same_port = any(a.rsplit(":", 1)[-1] == str(port) for a in listening)
+        where = f"{app.name} listens on {', '.join(listening)}, not {wanted if same_port else port}"
+    reason = (
+        f"never answered: {wanted} is refused and never answered in the record ({failures}); {where}; "
+        "not restarted: check the app's url"
+    )
+    return Decision("escalate", "never_answered", reason, inputs, "down")
 
 
 def _guarded_restart(

@@ -120,13 +120,25 @@ class Point:
         sample = json.loads(self.sample) if isinstance(self.sample, str) else self.sample
         if sample is None:
             return Observations(attempts, None, "no PM2 sample recorded")
-        status, known, source, pid, count, error = sample
+        status, known, source, pid, count, error, *unstable = sample
         if error:
             return Observations(attempts, None, str(error))
         if known is not None and not known:
             return Observations(attempts, ProcessView(app, source or "jlist", ()))
-        members = tuple(Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1))
-        return Observations(attempts, ProcessView(app, source or "jlist", members))
+        members = [Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1)]
+        if unstable:  # the instance PM2 counts unstable restarts of, for the crash-loop rule
+            inst_status, age, restart_time, unstable_restarts, exit_code = unstable
+            online = inst_status == "online"
+            members[-1] = dataclasses.replace(
+                members[-1],
+                status=inst_status or members[-1].status,
+                uptime_s=age if online else None,
+                since_start_s=None if online else age,
+                restart_time=restart_time,
+                unstable_restarts=unstable_restarts,
+                exit_code=exit_code,
+            )
+        return Observations(attempts, ProcessView(app, source or "jlist", tuple(members)))
 
 
 @dataclass(frozen=True)
@@ -140,7 +152,16 @@ class Operator:
     reason: str | None = None
 
 
-Step = Union["Point", "Operator", "Healthy"]
+@dataclass(frozen=True)
+class Answered:
+    """The first time a URL of the app answered a probe (a refused URL that never did is a wrong URL)."""
+
+    seq: int
+    ts: str
+    url: str
+
+
+Step = Union["Point", "Operator", "Healthy", "Answered"]
 
 _OPERATOR_TYPES = ("maintenance.started", "maintenance.ended", "suspension.lifted")
 _TYPES = (
@@ -164,10 +185,14 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
     out: dict[str, list[Step]] = {}
     seen = RunObservations()
     points: dict[tuple[str, str], Point] = {}
+    answered: set[tuple[str, str]] = set()
     for e in events:
         if e.app is None:
             continue
         key, d = (e.app, e.run_id or ""), e.data
+        if e.type == "probe.succeeded" and d.get("url") and (e.app, str(d["url"])) not in answered:
+            answered.add((e.app, str(d["url"])))
+            out.setdefault(e.app, []).append(Answered(e.seq, e.ts, str(d["url"])))
         if e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
             if key not in points:
                 seen.see(e.app, e.run_id, e.type, d)
@@ -249,6 +274,9 @@ def load(store: Any, apps: Sequence[AppConfig], since: str | None) -> dict[str, 
             extra.setdefault(e.app, []).append(Operator(e.seq, e.ts, e.type, e.data.get("until"), e.data.get("reason")))
     for seq, ts, app_name in projections.operator_verifications(store.conn, names, start, folded):
         extra.setdefault(app_name, []).append(Operator(seq, ts, "verification.passed"))
+    for seq, ts, app_name, url in projections.answered_urls(store.conn, names):
+        if seq <= folded:  # also before `since`: an answer then still counts
+            extra.setdefault(app_name, []).append(Answered(seq, ts, url))
     tail = steps_from(_events(store, _TYPES, names, max(folded, start - 1)))
     for name in out:
         if name in extra:
@@ -286,10 +314,12 @@ class Fold:
         self.last_check_at: str | None = None
         self.incident_open = False
         self.totals = Totals()
+        self.answered: set[str] = set()  # the URLs that ever answered
 
-    def history(self, now: _dt.datetime, window: float) -> History:
+    def history(self, now: _dt.datetime, window: float, url: str | None = None) -> History:
         counting_since = restarts_count_since(now, window, self.lifted_at)
         return History(
+            url_answered=None if url is None else url in self.answered,
             state=self.state,
             paused_until=self.paused_until,
             pause_reason=self.pause_reason,
@@ -435,6 +465,10 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
     slow_ms = app.slow_threshold * 1000 if app.slow_threshold is not None else None
     status_ok = functools.lru_cache(maxsize=None)(app.status_ok)
     for step in steps:
+        if isinstance(step, Answered):
+            recorded.answered.add(step.url)
+            replayed.answered.add(step.url)
+            continue
         if isinstance(step, Operator):
             recorded.operator(step)
             replayed.operator(step)
@@ -472,7 +506,7 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         now = parse_ts(step.ts)
         attempts = rejudge(step.attempts(), app, out.assumed)
         replayed.totals.failed_probes += sum(1 for a in attempts if not a.ok)
-        decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window), app, now)
+        decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window, app.url), app, now)
         if step.dry_run:
             decision = policy.dry_run(decision)
         if step.code in LOCK_CODES and decision.action == "restart":
