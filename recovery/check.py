@@ -228,6 +228,7 @@ class CheckRun:
         self.start_seq = 0
         self.full_views: dict[str, ProcessView] = {}  # app -> this run's `pm2 jlist` sample of it
         self.host_done = False  # host.sampled is considered once per run
+        self.pm2_revealed: dict[str, int] = {}  # app -> PM2's own restarts this run's sample revealed
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
@@ -359,6 +360,7 @@ class CheckRun:
         restarted = self.rec.read(lambda conn: telemetry.pm2_restarts(conn, app.name, data, now), None)
         if restarted:
             self.emit("process.restarted", app.name, **restarted)
+            self.pm2_revealed[app.name] = int(restarted.get("count") or 0)
         if not self.host_done:
             self.host_done = True
             if self.rec.read(lambda conn: telemetry.host_due(conn, now), False):
@@ -383,7 +385,7 @@ class CheckRun:
                 view = None
             return Observations(attempts, view)
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
-        return Observations(attempts, view, problem)
+        return Observations(attempts, view, problem, pm2_restarts=self.pm2_revealed.get(app.name, 0))
 
     def with_listening(self, observed: Observations) -> Observations:
         """`observed` with the addresses the app's processes (and their children) listen on, read

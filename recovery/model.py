@@ -37,6 +37,8 @@ class History:
     open_incident: int | None = None
     # Whether the app's configured URL ever answered (a probe.succeeded with that url); None: unknown
     url_answered: bool | None = None
+    # PM2's own restarts (crashes, memory limit: not ours, not an operator's) within the window
+    pm2_restarts: int = 0
 
 
 def restarts_count_since(now: _dt.datetime, window: float, lifted_at: str | None) -> str:

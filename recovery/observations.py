@@ -117,3 +117,5 @@ class Observations:
     # The addresses ('127.0.0.1:3001') the app's processes listen on, read from /proc only when the
     # policy asks (a refused URL that never answered); None when not read or unreadable.
     listening: tuple[str, ...] | None = None
+    # PM2's own restarts this run's sample revealed (the history, read before it, lacks them)
+    pm2_restarts: int = 0

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from .config import AppConfig
 from .events import Event, format_ts
 from .model import STATE_CODES, History
-from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations, ProcessView
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations
 from .units import age, format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
@@ -150,7 +150,7 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if not view.known:
         return Decision("escalate", "unknown_app", f"{failures}, and PM2 has no process named {view.name!r}", inputs)
     status = view.status
-    looping = crash_loop(view, failures, app, inputs)
+    looping = crash_loop(observed, history, app, now, failures, inputs)
     if looping is not None:
         return looping
     if status in STOPPED:
@@ -171,32 +171,57 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     return _guarded_restart(code, cause, failures, history, app, now, inputs)
 
 
-def crash_loop(view: ProcessView, failures: str, app: AppConfig, inputs: dict[str, Any]) -> Decision | None:
-    """PM2 is cycling the app through crashes itself: an instance PM2 started less than
-    restart_grace ago after restarts it counts as unstable (exits sooner than its min_uptime).
+# PM2's own restarts (crashes, memory limit) within `window` that make a young process a crash loop
+CRASH_LOOP_RESTARTS = 2
 
-    A check can catch it `online`, `launching` or `stopped` between two crashes; none of those
-    is a hang or an operator's stop, and a restart of ours on top changes nothing. Once PM2
-    gives up the status is `errored`, decided elsewhere.
+
+def crash_loop(
+    observed: Observations, history: History, app: AppConfig, now: _dt.datetime, failures: str, inputs: dict[str, Any]
+) -> Decision | None:
+    """PM2 is bringing the app back itself: nothing of ours on top. None when it is not.
+
+    Only an instance PM2 started less than restart_grace ago counts (a failing old process is a
+    hang). It is a crash loop (`crash_loop`, wait and report; down) when PM2 counts unstable
+    restarts (exits sooner than its min_uptime), or when PM2 restarted the app on its own at least
+    CRASH_LOOP_RESTARTS times within `window`. Caught `online`, `launching` or `stopped` between
+    two crashes, it is neither a hang nor an operator's stop. Short of that, a young process whose
+    last exit code was not 0, none of our restarts since, is a one-off crash PM2 is recovering
+    from (`pm2_restarting`, wait and verify). Once PM2 gives up the status is `errored`, decided
+    elsewhere.
     """
+    view = observed.view
+    if view is None:
+        return None
+    pm2_restarts = history.pm2_restarts + observed.pm2_restarts
     for inst in view.instances:
         if inst.status in ERRORED:
             continue
-        age = inst.uptime_s if inst.uptime_s is not None else inst.since_start_s
-        if age is None or age >= app.restart_grace or not inst.unstable_restarts:
+        up = inst.uptime_s if inst.uptime_s is not None else inst.since_start_s
+        if up is None or up >= app.restart_grace:
+            continue
+        unstable = inst.unstable_restarts or 0
+        cycling = unstable > 0 or (pm2_restarts >= CRASH_LOOP_RESTARTS and inst.status in RUNNING | RESTARTING)
+        crashed = inst.exit_code not in (None, 0) and (inst.restart_time or 0) > 0 and inst.status in RUNNING
+        ours = history.last_restart_at is not None and age(now, history.last_restart_at) < app.restart_grace
+        if not cycling and (not crashed or ours):
             continue
         facts = {
             "restart_time": inst.restart_time,
             "unstable_restarts": inst.unstable_restarts,
             "exit_code": inst.exit_code,
-            "uptime_s": age,
+            "uptime_s": up,
+            "pm2_restarts_in_window": pm2_restarts,
         }
         inputs.update({k: v for k, v in facts.items() if v is not None})
         exit_text = f", last exit code {inst.exit_code}" if inst.exit_code is not None else ""
+        started = f"started {up:.1f}s ago (status {inst.status!r})"
+        if not cycling:
+            reason = f"PM2 restarted it after a crash{exit_text}, {started}; {failures}; waiting for it"
+            return Decision("wait", "pm2_restarting", reason, inputs, "recovering", verify=True)
+        counted = f"{unstable} unstable" if unstable else f"{pm2_restarts} in {format_duration(app.window)}"
         reason = (
-            f"crash loop: PM2 restarted it {inst.restart_time or 0} times ({inst.unstable_restarts} unstable)"
-            f"{exit_text}, last start {age:.1f}s ago (status {inst.status!r}); {failures}; "
-            "not restarted on top of PM2's own restarts"
+            f"crash loop: PM2 restarted it {inst.restart_time or 0} times ({counted}){exit_text}, {started}; "
+            f"{failures}; not restarted on top of PM2's own restarts"
         )
         return Decision("wait", "crash_loop", reason, inputs, "down")
     return None

@@ -564,19 +564,32 @@ def point_probe(type_: str, data: dict) -> list[Any]:
     ]
 
 
+# A sample's instance started less than this long ago carries what the crash-loop rule reads.
+YOUNG_S = 3600.0
+
+
 def point_sample(data: dict) -> list[Any]:
     """A PM2 sample as decision_points keeps it: [status, known, source, pid, instances, error],
-    followed, when PM2 counts unstable restarts, by what the crash-loop rule reads of that
-    instance: [status, uptime or seconds since its start, restart_time, unstable_restarts, exit_code]."""
+    followed, for an instance PM2 started less than YOUNG_S ago (the one with unstable restarts,
+    else the youngest), by what the crash-loop rule reads of it:
+    [status, uptime or seconds since its start, restart_time, unstable_restarts, exit_code]."""
     instances = data.get("instances")
     count = len(instances) if isinstance(instances, list) else None
     row = [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
-    members = instances if isinstance(instances, list) else [data]
-    unstable = next((i for i in members if isinstance(i, dict) and i.get("unstable_restarts")), None)
-    if unstable is not None:
-        age = unstable.get("uptime_s", unstable.get("since_start_s"))
-        keys = ("restart_time", "unstable_restarts", "exit_code")
-        row += [unstable.get("status", data.get("status")), age, *(unstable.get(k) for k in keys)]
+    young = []
+    for i in instances if isinstance(instances, list) else [data]:
+        up = i.get("uptime_s", i.get("since_start_s")) if isinstance(i, dict) else None
+        if isinstance(up, (int, float)) and up < YOUNG_S:
+            young.append((not i.get("unstable_restarts"), up, i))
+    if young:
+        _, up, i = min(young, key=lambda y: (y[0], y[1]))
+        row += [
+            i.get("status", data.get("status")),
+            up,
+            i.get("restart_time"),
+            i.get("unstable_restarts"),
+            i.get("exit_code"),
+        ]
     return row
 
 
@@ -716,6 +729,7 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         " AND at > ? ORDER BY at",
         (app, counting_since),
     ).fetchall()
+    pm2_restarts = pm2_restarts_since(conn, app, format_ts(now - _dt.timedelta(seconds=window)))
     return History(
         state=state,
         since=since,
@@ -727,7 +741,16 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         recent_restarts=tuple((r[0], r[1]) for r in recent),
         open_incident=open_incident,
         url_answered=answered,
+        pm2_restarts=pm2_restarts,
     )
+
+
+def pm2_restarts_since(conn: sqlite3.Connection, app: str, since: str) -> int:
+    """How many times PM2 restarted `app` on its own since `since` (the crash-loop rule)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(count), 0) FROM restarts WHERE app = ? AND source = 'pm2' AND at > ?", (app, since)
+    ).fetchone()
+    return int(row[0])
 
 
 def url_answered(conn: sqlite3.Connection, app: str, url: str) -> bool:
@@ -743,6 +766,19 @@ def answered_urls(conn: sqlite3.Connection, apps: Sequence[str]) -> list[tuple[i
         return conn.execute(
             f"SELECT first_seq, first_at, app, url FROM answered_urls WHERE app IN ({marks}) ORDER BY first_seq",
             tuple(apps),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc
+
+
+def pm2_restart_rows(conn: sqlite3.Connection, apps: Sequence[str], start: int, end: int) -> list[tuple[Any, ...]]:
+    """(seq, at, app, count) of PM2's own restarts of `apps` in seq `start`..`end`, for `recovery replay`."""
+    marks = ",".join("?" * len(apps))
+    try:
+        return conn.execute(
+            f"SELECT seq, at, app, count FROM restarts WHERE source = 'pm2' AND app IN ({marks})"
+            " AND seq >= ? AND seq <= ? ORDER BY seq",
+            (*apps, start, end),
         ).fetchall()
     except sqlite3.Error as exc:
         raise read_error(conn, exc) from exc

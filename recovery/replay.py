@@ -22,7 +22,7 @@ from typing import Any, Union
 from . import policy
 from .config import AppConfig, app_value
 from .errors import ConfigError
-from .events import parse_ts
+from .events import format_ts, parse_ts
 from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since
 from .observations import Attempt, Instance, Observations, ProcessView
 
@@ -126,7 +126,7 @@ class Point:
         if known is not None and not known:
             return Observations(attempts, ProcessView(app, source or "jlist", ()))
         members = [Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1)]
-        if unstable:  # the instance PM2 counts unstable restarts of, for the crash-loop rule
+        if unstable:  # a young instance, for the crash-loop rule
             inst_status, age, restart_time, unstable_restarts, exit_code = unstable
             online = inst_status == "online"
             members[-1] = dataclasses.replace(
@@ -161,7 +161,16 @@ class Answered:
     url: str
 
 
-Step = Union["Point", "Operator", "Healthy", "Answered"]
+@dataclass(frozen=True)
+class Pm2Restarted:
+    """PM2 restarted the app on its own (`count` times), as a sample revealed."""
+
+    seq: int
+    ts: str
+    count: int
+
+
+Step = Union["Point", "Operator", "Healthy", "Answered", "Pm2Restarted"]
 
 _OPERATOR_TYPES = ("maintenance.started", "maintenance.ended", "suspension.lifted")
 _TYPES = (
@@ -173,6 +182,7 @@ _TYPES = (
     "restart.failed",
     "verification.passed",
     "verification.failed",
+    "process.restarted",
     *_OPERATOR_TYPES,
 )
 
@@ -193,7 +203,9 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
         if e.type == "probe.succeeded" and d.get("url") and (e.app, str(d["url"])) not in answered:
             answered.add((e.app, str(d["url"])))
             out.setdefault(e.app, []).append(Answered(e.seq, e.ts, str(d["url"])))
-        if e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
+        if e.type == "process.restarted":
+            out.setdefault(e.app, []).append(Pm2Restarted(e.seq, e.ts, int(d.get("count") or 1)))
+        elif e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
             if key not in points:
                 seen.see(e.app, e.run_id, e.type, d)
         elif e.type == "decision.made":
@@ -277,6 +289,8 @@ def load(store: Any, apps: Sequence[AppConfig], since: str | None) -> dict[str, 
     for seq, ts, app_name, url in projections.answered_urls(store.conn, names):
         if seq <= folded:  # also before `since`: an answer then still counts
             extra.setdefault(app_name, []).append(Answered(seq, ts, url))
+    for seq, ts, app_name, count in projections.pm2_restart_rows(store.conn, names, 0, folded):
+        extra.setdefault(app_name, []).append(Pm2Restarted(seq, ts, count))
     tail = steps_from(_events(store, _TYPES, names, max(folded, start - 1)))
     for name in out:
         if name in extra:
@@ -315,11 +329,14 @@ class Fold:
         self.incident_open = False
         self.totals = Totals()
         self.answered: set[str] = set()  # the URLs that ever answered
+        self.pm2_ats: list[str] = []  # when PM2 restarted the app on its own, oldest first
+        self.pm2_totals: list[int] = []  # how many times in all, up to each of them
 
     def history(self, now: _dt.datetime, window: float, url: str | None = None) -> History:
         counting_since = restarts_count_since(now, window, self.lifted_at)
         return History(
             url_answered=None if url is None else url in self.answered,
+            pm2_restarts=self.pm2_restarts_since(format_ts(now - _dt.timedelta(seconds=window))),
             state=self.state,
             paused_until=self.paused_until,
             pause_reason=self.pause_reason,
@@ -328,6 +345,15 @@ class Fold:
             last_restart_at=self.restarts[-1][0] if self.restarts else None,
             recent_restarts=tuple(self.restarts[bisect.bisect_right(self.restart_ats, counting_since) :]),
         )
+
+    def pm2_restarted(self, ts: str, count: int) -> None:
+        self.pm2_ats.append(ts)
+        self.pm2_totals.append((self.pm2_totals[-1] if self.pm2_totals else 0) + count)
+
+    def pm2_restarts_since(self, since: str) -> int:
+        i = bisect.bisect_right(self.pm2_ats, since)
+        before = self.pm2_totals[i - 1] if i else 0
+        return (self.pm2_totals[-1] if self.pm2_totals else 0) - before
 
     def decided(self, ts: str, state: str, reason: str) -> None:
         if self.last_check_at is not None and self.state in DOWN_STATES and state != "paused":
@@ -468,6 +494,10 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         if isinstance(step, Answered):
             recorded.answered.add(step.url)
             replayed.answered.add(step.url)
+            continue
+        if isinstance(step, Pm2Restarted):
+            recorded.pm2_restarted(step.ts, step.count)
+            replayed.pm2_restarted(step.ts, step.count)
             continue
         if isinstance(step, Operator):
             recorded.operator(step)
