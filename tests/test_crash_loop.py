@@ -239,3 +239,35 @@ def test_a_real_crash_loop_with_a_restart_delay_is_a_crash_loop(tmp_path, pm2, c
     """With --restart-delay PM2 cycles for ~10 s before it gives up: the check lands inside the loop."""
     d = first_decision(tmp_path, pm2, extra=("--restart-delay", "300"))
     assert d["code"] == "crash_loop" and d["requested"] == 0, d
+
+
+@pytest.mark.pm2
+def test_a_crash_loop_that_starts_in_a_long_running_app_is_a_crash_loop(tmp_path, pm2):
+    """PM2 counts no unstable restarts for an app created longer than min_uptime x max_restarts
+    ago (1 s here): it cycles it for ever. PM2's restarts since the last sample tell."""
+    app = pm2.start_app("web", extra_args=("--max-restarts", "1"))
+    config = write_config(tmp_path, pm2, app)
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "recovery_cli.main", "check", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**pm2.env, "NO_COLOR": "1"},
+        )
+
+    assert check().returncode == 0  # healthy, with a full sample to compare with
+    env = lambda: app.processes()[0]["pm2_env"]  # noqa: E731
+    app.wait_until(lambda: time.time() * 1000 - env()["created_at"] > 1500, message="past PM2's unstable window")
+    app.marker("crash").touch()
+    app.control("crash")
+    app.wait_until(lambda: env()["restart_time"] >= 3, message="PM2 cycling the app")
+    assert env()["unstable_restarts"] == 0 and env()["status"] != "errored"
+    r = check()
+    assert r.returncode == CRITICAL, r.stdout + r.stderr
+    with Store.open(tmp_path / "recovery.db") as store:
+        codes = [e.data["code"] for e in store.query(app="web", types=["decision.made"])]
+        assert store.query(app="web", types=["restart.requested"]) == []
+    assert codes == ["healthy", "crash_loop"]
