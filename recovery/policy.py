@@ -199,9 +199,12 @@ def crash_loop(
         up = inst.uptime_s if inst.uptime_s is not None else inst.since_start_s
         if up is None or up >= app.restart_grace:
             continue
+        crash_exit = inst.exit_code not in (None, 0)
+        if inst.status in STOPPED and not crash_exit:
+            continue  # an operator's stop ends the process cleanly (or kills it); a crash does not
         unstable = inst.unstable_restarts or 0
         cycling = unstable > 0 or (pm2_restarts >= CRASH_LOOP_RESTARTS and inst.status in RUNNING | RESTARTING)
-        crashed = inst.exit_code not in (None, 0) and (inst.restart_time or 0) > 0 and inst.status in RUNNING
+        crashed = crash_exit and (inst.restart_time or 0) > 0 and inst.status in RUNNING
         ours = history.last_restart_at is not None and age(now, history.last_restart_at) < app.restart_grace
         if not cycling and (not crashed or ours):
             continue

@@ -60,8 +60,11 @@ def test_errored_is_still_restarted_under_loop_protection():
     assert (d.action, d.code) == ("restart", "errored")
 
 
-def test_an_operator_stop_long_after_the_last_start_is_left_alone():
-    d = decided(one("stopped", since_start_s=86400.0, restart_time=3, unstable_restarts=3, exit_code=0))
+@pytest.mark.parametrize(("since_start", "exit_code"), [(86400.0, 1), (5.0, 0), (5.0, None)])
+def test_an_operator_stop_is_left_alone(since_start, exit_code):
+    """Long after the last start, or a clean exit (SIGINT) or a kill: not a crash."""
+    view = one("stopped", since_start_s=since_start, restart_time=3, unstable_restarts=3, exit_code=exit_code)
+    d = decided(view)
     assert (d.action, d.code) == ("none", "stopped")
 
 
