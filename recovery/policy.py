@@ -256,7 +256,7 @@ def never_answered(observed: Observations, app: AppConfig, failures: str, inputs
         same_port = any(a.rsplit(":", 1)[-1] == str(port) for a in listening)
         where = f"{app.name} listens on {', '.join(listening)}, not {wanted if same_port else port}"
     reason = (
-        f"never answered: {wanted} is refused and never answered in the record ({failures}); {where}; "
+        f"never answered: {failures} at {wanted}, which never answered in the record; {where}; "
         "not restarted: check the app's url"
     )
     return Decision("escalate", "never_answered", reason, inputs, "down")
