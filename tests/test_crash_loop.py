@@ -137,6 +137,9 @@ def test_a_check_of_a_crash_loop_restarts_nothing(tmp_path):
     assert result.code == CRITICAL and result.apps[0].state == "DOWN"
     assert w.decisions() == [("wait", "crash_loop")]
     assert w.pm2.restarts == [] and w.events("restart.requested") == []
+    with Store.open(w.config.store.path) as store:  # an incident like any down app: alerts go out
+        (incident,) = store.conn.execute("SELECT outcome, first_reason FROM incidents WHERE app = 'web'").fetchall()
+    assert incident[0] == "open" and incident[1].startswith("crash loop: PM2 restarted it 3 times (3 unstable)")
 
 
 def test_a_slow_crash_loop_is_named_from_the_second_check_on(tmp_path):
