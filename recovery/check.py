@@ -392,10 +392,12 @@ class CheckRun:
         from /proc: only for a refused URL that never answered, so never on the healthy path."""
         view = observed.view
         pids = [i.pid for i in view.instances if i.pid] if view is not None else []
-        if not pids:
+        if view is None or not pids:
             return observed
         from . import procnet
 
+        if any(i.exec_mode == "cluster_mode" for i in view.instances):
+            pids += procnet.parents(pids)  # the cluster's listening socket is the PM2 daemon's
         read = self.listening or procnet.listening
         try:
             found = read(pids)

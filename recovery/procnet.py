@@ -118,6 +118,19 @@ def descendants(pids: Iterable[int], proc: Path = PROC) -> list[int]:
     return out
 
 
+def parents(pids: Iterable[int], proc: Path = PROC) -> list[int]:
+    """The parent pids of `pids` (PM2's daemon holds the listening socket of a cluster-mode app)."""
+    out: list[int] = []
+    for pid in pids:
+        try:
+            ppid = parse_ppid((proc / str(pid) / "stat").read_text(errors="replace"))
+        except OSError:
+            continue
+        if ppid and ppid > 1 and ppid not in out:
+            out.append(ppid)
+    return out
+
+
 def socket_inodes(pid: int, proc: Path = PROC) -> set[int]:
     """The inodes of the sockets `pid` holds open; raises OSError when its fds cannot be read."""
     fd_dir = proc / str(pid) / "fd"

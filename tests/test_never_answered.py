@@ -323,3 +323,22 @@ def test_a_real_wrong_port_is_not_restarted_and_a_closed_listener_is(tmp_path, p
     assert (last["action"], last["code"]) == ("restart", "hung")
     assert app.answers() and app.pids() != [pid]
     assert json.loads(pm2.run("jlist").stdout)[0]["pm2_env"]["restart_time"] == restarts_before + 1
+
+
+@pytest.mark.pm2
+def test_a_cluster_app_on_a_wrong_port_names_the_port_pm2_listens_on_for_it(tmp_path, pm2):
+    """In cluster mode the workers hold no listening socket: PM2's daemon does."""
+    from recovery.demo import free_port
+
+    app = pm2.start_app("web", instances=2)
+    wrong = free_port()
+    db = tmp_path / "recovery.db"
+    config = tmp_path / "recovery.toml"
+    config.write_text(
+        f'[store]\npath = "{db}"\n\n[pm2]\nbin = "{pm2.bin}"\n\n[logs]\nin_check = false\n'
+        f'\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:{wrong}/"\ntimeout = "2s"\nretries = 1\n'
+    )
+    r = recovery_check(pm2, config)
+    assert r.returncode == CRITICAL, r.stdout + r.stderr
+    (d,) = decisions(db)
+    assert d["code"] == "never_answered" and f"web listens on 127.0.0.1:{app.port}, not {wrong}" in d["reason"]

@@ -74,6 +74,7 @@ def test_it_joins_a_fake_proc_tree(tmp_path: Path) -> None:
     if expected is not None:
         assert found == expected
     assert procnet.descendants([100], proc) == [100, 101]
+    assert procnet.parents([101, 100], proc) == [100]  # pid 1 is no daemon of ours
     assert procnet.listening([200], proc) == []
     with pytest.raises(OSError):
         procnet.listening([999], proc)
