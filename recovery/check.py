@@ -25,11 +25,13 @@ from .clock import Clock, SystemClock
 from .config import AppConfig, Config
 from .errors import Pm2Error, RecoveryError
 from .model import History
-from .observations import Attempt, Observations, ProcessView
+from .observations import TRANSITION, Attempt, Observations, ProcessView
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder
 
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+# PM2 caught moving an app (stopping, launching) is read again this often, for at most this long.
+TRANSITION_POLL_S, TRANSITION_WAIT_S = 0.5, 3.0
 __all__ = ["CRITICAL", "OK", "UNKNOWN", "WARNING", "CheckResult", "CheckRun", "Checker", "open_run"]
 
 
@@ -385,6 +387,8 @@ class CheckRun:
                 view = None
             return Observations(attempts, view)
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
+        if view is not None and view.status in TRANSITION:
+            view = self.settled(app, view)
         return Observations(attempts, view, problem, pm2_restarts=self.pm2_revealed.get(app.name, 0))
 
     def with_listening(self, observed: Observations) -> Observations:
@@ -405,11 +409,35 @@ class CheckRun:
             return observed
         return dataclasses.replace(observed, listening=tuple(procnet.format_address(a) for a in found))
 
+    def settled(self, app: AppConfig, view: ProcessView) -> ProcessView:
+        """PM2 caught moving the app (an operator's restart, a start): read again until it settles,
+        within TRANSITION_WAIT_S, so that the decision is on where it went, not on the move.
+        Each read is recorded; the last one is what the policy sees."""
+        deadline = self.clock.monotonic() + TRANSITION_WAIT_S
+        while view.status in TRANSITION and self.clock.monotonic() < deadline:
+            self.clock.sleep(TRANSITION_POLL_S)
+            try:
+                view = self.pm2.view(app.name)
+            except Pm2Error:
+                break  # the move is what the record shows; the next check reads PM2 again
+            self.full_views[app.name] = view
+            self.emit("process.sampled", app.name, **view.data(), settling=True)
+        return view
+
     # -- decide and act ------------------------------------------------------------------
 
     def history(self, app: AppConfig) -> History:
+        """The app's history from the store, with what is still in the spool folded on top."""
         now = self.clock.now()
-        return self.rec.read(lambda conn: projections.history(conn, app.name, now, app.window, url=app.url), History())
+        base = self.rec.read_back(
+            lambda conn: projections.history(conn, app.name, now, app.window, url=app.url), History()
+        )
+        spooled = self.rec.spooled_events(app.name)
+        if not spooled:
+            return base
+        from .replay import history_with
+
+        return history_with(base, spooled, now, app.window, app.url)
 
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.history(app)

@@ -29,6 +29,7 @@ class History:
     since: str | None = None
     paused_until: str | None = None
     pause_reason: str | None = None
+    paused_at: str | None = None  # when the pause in force was started
     suspended_at: str | None = None
     suspend_reason: str | None = None
     last_restart_at: str | None = None  # our last automatic restart
@@ -53,3 +54,13 @@ def observed_gap(last_check_at: str, ts: str) -> float:
     when the gap is longer than MAX_GAP_S (nobody was looking) or not positive."""
     gap = (parse_ts(ts) - parse_ts(last_check_at)).total_seconds()
     return gap if 0 < gap <= MAX_GAP_S else 0.0
+
+
+def suspension_kept(state: str, code: str, suspended_at: str | None) -> str:
+    """The state a decision concludes, once folded. Only a `restart_loop` decision starts a
+    suspension: a `suspended` one was taken from a suspension that an operator may have lifted
+    while the run probed (`recovery resume` during `watch`); it must not suspend the app again,
+    nor quote its own reason inside a new one."""
+    if state == "suspended" and suspended_at is None and code == "suspended":
+        return "down"
+    return state

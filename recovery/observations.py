@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RUNNING = {"online"}
-RESTARTING = {"launching", "waiting restart", "one-launch-status"}
-STOPPED = {"stopped", "stopping"}
+RESTARTING = {"waiting restart", "one-launch-status"}
+# Moving between states (an operator's restart or stop under way, PM2 starting it): never final.
+TRANSITION = {"stopping", "launching"}
+STOPPED = {"stopped"}
 ERRORED = {"errored"}
 
 ERROR_KINDS = ("timeout", "refused", "reset", "status", "tls", "dns", "protocol", "error")
@@ -86,7 +88,7 @@ class ProcessView:
         statuses = {i.status for i in self.instances}
         if not statuses:
             return "unknown"
-        for group in (RUNNING, RESTARTING, ERRORED, STOPPED):
+        for group in (RUNNING, RESTARTING, TRANSITION, ERRORED, STOPPED):
             hit = statuses & group
             if hit:
                 return sorted(hit)[0]

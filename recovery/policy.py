@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import AppConfig
-from .events import Event, format_ts
+from .events import Event, format_ts, parse_ts
 from .model import STATE_CODES, History
-from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, Attempt, Observations
+from .observations import ERRORED, RESTARTING, RUNNING, STOPPED, TRANSITION, Attempt, Observations
 from .units import age, format_duration
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
@@ -110,6 +110,18 @@ def _causes(restarts: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{cause} x{n}" for cause, n in counts.most_common())
 
 
+def paused_now(history: History, now: _dt.datetime) -> bool:
+    """Whether an operator's pause is in force: until its end. One started ahead of `now` (the wall
+    clock was stepped back since) holds only while the step is shorter than the pause itself, so
+    a step back never stretches a pause beyond twice its length, and a second's correction keeps it."""
+    if not history.paused_until or history.paused_until <= format_ts(now):
+        return False
+    if not history.paused_at:
+        return True
+    ahead = -age(now, history.paused_at)
+    return ahead <= 0 or ahead < age(parse_ts(history.paused_until), history.paused_at)
+
+
 def decide(observed: Observations, history: History, app: AppConfig, now: _dt.datetime) -> Decision:
     """What to do about one app, from this run's probes, PM2's view and the app's history."""
     attempts, view = observed.attempts, observed.view
@@ -121,7 +133,7 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if view is not None:
         inputs["pm2_status"] = view.status
         inputs["instances"] = len(view.instances)
-    paused = bool(history.paused_until and history.paused_until > format_ts(now))
+    paused = paused_now(history, now)
     if paused:
         inputs["paused_until"] = history.paused_until
     last = attempts[-1] if attempts else None
@@ -153,6 +165,9 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     looping = crash_loop(observed, history, app, now, failures, inputs)
     if looping is not None:
         return looping
+    if status in TRANSITION:
+        reason = f"PM2 is moving it (status {status!r}), {failures}; waited out, decided again at the next check"
+        return Decision("wait", "pm2_transition", reason, inputs, "recovering")
     if status in STOPPED:
         reason = f"stopped by an operator (pm2 status {status!r}); left alone"
         return Decision("none", "stopped", reason, inputs, "stopped")
@@ -200,7 +215,7 @@ def crash_loop(
         if up is None or up >= app.restart_grace:
             continue
         crash_exit = inst.exit_code not in (None, 0)
-        if inst.status in STOPPED and not crash_exit:
+        if (inst.status in STOPPED or inst.status == "stopping") and not crash_exit:
             continue  # an operator's stop ends the process cleanly (or kills it); a crash does not
         unstable = inst.unstable_restarts or 0
         cycling = unstable > 0 or (pm2_restarts >= CRASH_LOOP_RESTARTS and inst.status in RUNNING | RESTARTING)
@@ -272,10 +287,8 @@ def _guarded_restart(
     inputs: dict[str, Any],
 ) -> Decision:
     """A restart, unless warm-up, a suspension, the ceiling or the backoff says otherwise."""
-    since_last = age(now, history.last_restart_at) if history.last_restart_at else None
-    inputs["restarts_in_window"] = len(history.recent_restarts)
-    if since_last is not None:
-        inputs["seconds_since_restart"] = round(since_last, 1)
+    since_last, recent = _restart_ages(history, now, inputs)
+    inputs["restarts_in_window"] = len(recent)
     if since_last is not None and since_last < app.restart_grace:
         reason = (
             f"warming up: restarted {since_last:.0f}s ago "
@@ -288,11 +301,11 @@ def _guarded_restart(
             f"`recovery resume {app.name}` allows restarts again"
         )
         return Decision("suppress", "suspended", reason, inputs, "suspended")
-    n = len(history.recent_restarts)
+    n = len(recent)
     if n >= app.max_restarts:
         reason = (
             f"restart loop: {n} restarts in {format_duration(app.window)}, last causes: "
-            f"{_causes(history.recent_restarts)}; not restarting again"
+            f"{_causes(recent)}; not restarting again"
         )
         return Decision("suppress", "restart_loop", reason, inputs, "suspended")
     if n >= 1 and since_last is not None:
@@ -302,6 +315,26 @@ def _guarded_restart(
             reason = f"backoff: restart {n + 1} of {app.max_restarts} allowed in {needed - since_last:.0f}s; {failures}"
             return Decision("wait", "backoff", reason, inputs, "down")
     return Decision("restart", code, cause, inputs, "recovering")
+
+
+def _restart_ages(
+    history: History, now: _dt.datetime, inputs: dict[str, Any]
+) -> tuple[float | None, tuple[tuple[str, str], ...]]:
+    """Seconds since our last counted restart, and the restarts that count for the ceiling.
+
+    Only a counted restart holds the next one back (warm-up, backoff): after `recovery resume`
+    none is counted, so the app gets a fresh attempt at once. A restart recorded ahead of `now`
+    (the wall clock was stepped back since) has no age anyone can trust: it never counts as
+    recent, neither for the warm-up grace and the backoff nor in the window.
+    """
+    now_ts = format_ts(now)
+    recent = tuple(r for r in history.recent_restarts if r[0] <= now_ts)
+    if len(recent) < len(history.recent_restarts):
+        inputs["restarts_ahead_of_clock"] = len(history.recent_restarts) - len(recent)
+    since_last = age(now, recent[-1][0]) if recent else None
+    if since_last is not None:
+        inputs["seconds_since_restart"] = round(since_last, 1)
+    return since_last, recent
 
 
 def dry_run(decision: Decision) -> Decision:

@@ -23,12 +23,20 @@ from typing import Any
 
 from .errors import StoreError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, STATE_CODES, UP_STATES, History, observed_gap, restarts_count_since
+from .model import (
+    DOWN_STATES,
+    STATE_CODES,
+    UP_STATES,
+    History,
+    observed_gap,
+    restarts_count_since,
+    suspension_kept,
+)
 from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 7  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 8  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -385,6 +393,9 @@ class Folder:
                     "UPDATE decision_points SET verified = ? WHERE app = ? AND run_id IS ?",
                     (type_ == "verification.passed", app_name, run_id),
                 )
+            if type_ == "restart.failed":  # PM2 did not restart it: nothing of ours to see in a sample
+                a.ours_since_sample = max(0, a.ours_since_sample - max(1, a.instances or 1))
+                a.ours_since_pid = max(0, a.ours_since_pid - 1)
             if a.open_incident is not None:
                 self.incident(a.open_incident)["evidence"].append(seq)
             if type_ == "verification.passed":
@@ -433,6 +444,7 @@ class Folder:
         state = data.get("state") or "down"  # every landed version recorded the state
         if data.get("dry_run") and state == "recovering":
             state = "down"
+        state = suspension_kept(state, str(data.get("code") or ""), a.suspended_at)
         # Time since the last check counts for the state the app was in during it.
         if a.last_check_at is not None and a.state in UP_STATES | DOWN_STATES and state != "paused":
             gap = observed_gap(a.last_check_at, ts)
@@ -471,6 +483,7 @@ class Folder:
         if data.get("error"):
             return
         theirs, why = own_restarts(a, data)
+        old_pid = a.pid
         a.pm2_status = data.get("status")
         a.sampled_at = ts
         for key in ("pid", "memory", "cpu", "uptime_s"):
@@ -482,13 +495,7 @@ class Folder:
             a.pid = (data.get("pids") or [None])[0]
         if theirs:
             self.pm2_restart(a, seq, ts, run_id, theirs, why)
-        total = _restart_total(data)
-        if total is None:
-            a.pm2_seen_since_sample += theirs
-            a.ours_since_pid = 0
-            return
-        a.restart_time = total
-        a.ours_since_sample = a.pm2_seen_since_sample = a.ours_since_pid = 0
+        spend_credits(a, data, old_pid, theirs)
 
     def pm2_restart(self, a: _App, seq: int, ts: str, run_id: str | None, count: int, reason: str) -> None:
         self.conn.execute(
@@ -528,6 +535,25 @@ def _restart_total(data: dict) -> int | None:
     if isinstance(instances, list):
         return sum(int(i.get("restart_time") or 0) for i in instances)
     return int(data["restart_time"]) if data.get("restart_time") is not None else None
+
+
+def spend_credits(a: _App, data: dict, old_pid: int | None, theirs: int) -> None:
+    """After a sample: the restarts of ours it shows are spent; those it does not show yet stay
+    credited (a sample taken while `pm2 restart` was still running, by this run or another: an
+    operator's `recovery restart` during `watch`), so the next sample does not take them for PM2's."""
+    total = _restart_total(data)
+    if total is None:  # the cheap sample: a new pid spends one restart of ours
+        a.pm2_seen_since_sample += theirs
+        new_pid = data.get("pid")
+        if a.ours_since_pid and new_pid and old_pid and new_pid != old_pid:
+            a.ours_since_pid -= 1
+        return
+    # No earlier counter, or one that went back (a new PM2 daemon counts from 0): nothing to wait for.
+    grown = total - a.restart_time if a.restart_time is not None and total >= a.restart_time else a.ours_since_sample
+    a.ours_since_sample = max(0, a.ours_since_sample - grown)
+    a.ours_since_pid = min(a.ours_since_pid, a.ours_since_sample)
+    a.restart_time = total
+    a.pm2_seen_since_sample = 0
 
 
 def own_restarts(a: _App, data: dict) -> tuple[int, str]:
@@ -635,6 +661,17 @@ def _observed_before(
     return seen.take(app, run_id) or ([], None)
 
 
+def restarts_not_folded(conn: sqlite3.Connection, app: str) -> int:
+    """Restarts of ours requested (any run, any `by`) after the last folded event, less those that failed."""
+    rows = conn.execute(
+        "SELECT type, count(*) FROM events WHERE app = ? AND type IN ('restart.requested', 'restart.failed')"
+        " AND seq > ? GROUP BY type",
+        (app, last_folded(conn)),
+    ).fetchall()
+    counts = dict(rows)
+    return max(0, counts.get("restart.requested", 0) - counts.get("restart.failed", 0))
+
+
 def app_before(conn: sqlite3.Connection, app: str) -> _App:
     """The app's folded state (its app_state row), as the next sample will be compared with."""
     return Folder(conn).app(app)
@@ -724,6 +761,13 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         return History(url_answered=answered)
     state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident, last = row
     counting_since = restarts_count_since(now, window, lifted_at)
+    paused_at = None
+    if paused_until:
+        # When the pause began, so that a clock stepped back cannot stretch it (policy.paused_now).
+        began = conn.execute(
+            "SELECT ts FROM events WHERE app = ? AND type = 'maintenance.started' ORDER BY seq DESC LIMIT 1", (app,)
+        ).fetchone()
+        paused_at = began[0] if began else None
     recent = conn.execute(
         "SELECT at, coalesce(code, '') FROM restarts WHERE app = ? AND source = 'recovery' AND by = 'check'"
         " AND at > ? ORDER BY at",
@@ -735,6 +779,7 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         since=since,
         paused_until=paused_until,
         pause_reason=pause_reason,
+        paused_at=paused_at,
         suspended_at=suspended_at,
         suspend_reason=suspend_reason,
         last_restart_at=last,

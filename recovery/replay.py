@@ -23,7 +23,7 @@ from . import policy
 from .config import AppConfig, app_value
 from .errors import ConfigError
 from .events import format_ts, parse_ts
-from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since
+from .model import DOWN_STATES, UP_STATES, History, observed_gap, restarts_count_since, suspension_kept
 from .observations import Attempt, Instance, Observations, ProcessView
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
@@ -320,6 +320,7 @@ class Fold:
         self.state = "unknown"
         self.paused_until: str | None = None
         self.pause_reason: str | None = None
+        self.paused_at: str | None = None
         self.suspended_at: str | None = None
         self.suspend_reason: str | None = None
         self.lifted_at: str | None = None
@@ -335,15 +336,16 @@ class Fold:
     def history(self, now: _dt.datetime, window: float, url: str | None = None) -> History:
         counting_since = restarts_count_since(now, window, self.lifted_at)
         return History(
-            url_answered=None if url is None else url in self.answered,
-            pm2_restarts=self.pm2_restarts_since(format_ts(now - _dt.timedelta(seconds=window))),
             state=self.state,
             paused_until=self.paused_until,
             pause_reason=self.pause_reason,
+            paused_at=self.paused_at,
             suspended_at=self.suspended_at,
             suspend_reason=self.suspend_reason,
             last_restart_at=self.restarts[-1][0] if self.restarts else None,
             recent_restarts=tuple(self.restarts[bisect.bisect_right(self.restart_ats, counting_since) :]),
+            url_answered=None if url is None else url in self.answered,
+            pm2_restarts=self.pm2_restarts_since(format_ts(now - _dt.timedelta(seconds=window))),
         )
 
     def pm2_restarted(self, ts: str, count: int) -> None:
@@ -355,7 +357,29 @@ class Fold:
         before = self.pm2_totals[i - 1] if i else 0
         return (self.pm2_totals[-1] if self.pm2_totals else 0) - before
 
+    @classmethod
+    def from_history(cls, base: History) -> Fold:
+        """A fold that continues from `base` (the history the store gave)."""
+        fold = cls()
+        fold.state = base.state
+        fold.paused_until, fold.pause_reason, fold.paused_at = base.paused_until, base.pause_reason, base.paused_at
+        fold.suspended_at, fold.suspend_reason = base.suspended_at, base.suspend_reason
+        fold.restarts = list(base.recent_restarts)
+        fold.restart_ats = [at for at, _ in fold.restarts]
+        fold.incident_open = base.open_incident is not None
+        return fold
+
+    def point(self, step: Point) -> None:
+        """A recorded decision, and our restart and verification after it, as they went."""
+        self.decided(step.ts, step.state, step.code)
+        if step.restarted_at:
+            self.restarted(step.restarted_at, step.code)
+        if step.verified is not None:
+            self.verified(step.ts, step.verified)
+
     def decided(self, ts: str, state: str, reason: str) -> None:
+        """A decision concluding `state`; `reason` is its code (what the suspension quotes)."""
+        state = suspension_kept(state, reason, self.suspended_at)
         if self.last_check_at is not None and self.state in DOWN_STATES and state != "paused":
             self.totals.downtime_s += observed_gap(self.last_check_at, ts)
         self.last_check_at = ts
@@ -390,9 +414,9 @@ class Fold:
 
     def operator(self, step: Operator) -> None:
         if step.type == "maintenance.started":
-            self.paused_until, self.pause_reason = step.until, step.reason
+            self.paused_until, self.pause_reason, self.paused_at = step.until, step.reason, step.ts
         elif step.type == "maintenance.ended":
-            self.paused_until = self.pause_reason = None
+            self.paused_until = self.pause_reason = self.paused_at = None
         elif step.type == "suspension.lifted":
             self._lift(step.ts)
             if self.state == "suspended":
@@ -403,6 +427,34 @@ class Fold:
     def _lift(self, ts: str) -> None:
         if self.suspended_at is not None:
             self.suspended_at, self.suspend_reason, self.lifted_at = None, None, ts
+
+
+def history_with(
+    base: History, events: Sequence[Any], now: _dt.datetime, window: float, url: str | None = None
+) -> History:
+    """`base` with one app's `events` folded on top: the history the policy reads when some of
+    the record is still in the spool (the store unusable or locked), so that loop protection,
+    warm-up and the one-restart guard hold without the store."""
+    fold = Fold.from_history(base)
+    for steps in steps_from(events).values():
+        for step in steps:
+            if isinstance(step, Operator):
+                fold.operator(step)
+            elif isinstance(step, Point):
+                fold.point(step)
+            elif isinstance(step, Answered):
+                fold.answered.add(step.url)
+            elif isinstance(step, Pm2Restarted):
+                fold.pm2_restarted(step.ts, step.count)
+    folded = fold.history(now, window, url)
+    answered = True if folded.url_answered else base.url_answered
+    return dataclasses.replace(
+        folded,
+        since=base.since,
+        open_incident=base.open_incident,
+        url_answered=answered,
+        pm2_restarts=base.pm2_restarts + folded.pm2_restarts,
+    )
 
 
 @dataclass(frozen=True)
@@ -513,11 +565,7 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         # The recorded world, as it went.
         n_probes, n_failed, latency, status = step.probe_summary()
         recorded.totals.failed_probes += n_failed
-        recorded.decided(step.ts, step.state, step.code)
-        if step.restarted_at:
-            recorded.restarted(step.restarted_at, step.code)
-        if step.verified is not None:
-            recorded.verified(step.ts, step.verified)
+        recorded.point(step)
         # A recorded healthy answer that is still one in time, with the expected status and not
         # slow, is healthy again: for an answered probe the policy reads only the pause (the same
         # in both worlds), PM2's knowing the app (the same sample) and slow_threshold.

@@ -351,6 +351,31 @@ def spool_write(path: Path, events: Sequence[Event]) -> None:
         os.close(fd)
 
 
+def spool_files(spool: Path) -> list[Path]:
+    """The spool's files, oldest events first: those a replay claimed and did not finish, then the spool."""
+    files = sorted(spool.parent.glob(spool.name + ".replaying-*"))
+    if spool.exists():
+        files.append(spool)
+    return files
+
+
+def spool_read(file: Path) -> list[Event]:
+    """The events of one spool file, in the order they were written; a torn line is left out."""
+    events = []
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            events.append(Event.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line from a crash mid-write
+    return events
+
+
 def spool_replay(store: Store) -> int:
     """Append every spooled event to `store` once, in order; return how many were new.
 
@@ -358,7 +383,7 @@ def spool_replay(store: Store) -> int:
     already stored are skipped, so a crash between commit and unlink replays nothing twice.
     """
     spool = spool_path(store.path)
-    pending = sorted(spool.parent.glob(spool.name + ".replaying-*"))
+    pending = [f for f in spool_files(spool) if f != spool]
     if spool.exists():
         claimed = spool.with_name(f"{spool.name}.replaying-{os.getpid()}")
         try:
@@ -368,19 +393,9 @@ def spool_replay(store: Store) -> int:
             pass  # another run claimed it first
     total = 0
     for file in pending:
-        events = []
-        try:
-            text = file.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
+        if not file.exists():
             continue
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                events.append(Event.from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line from a crash mid-write
-        total += len(store.append(events, skip_known=True))
+        total += len(store.append(spool_read(file), skip_known=True))
         with contextlib.suppress(FileNotFoundError):
             file.unlink()
     return total
@@ -396,11 +411,13 @@ class Recorder:
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, now: Callable[[], _dt.datetime] | None = None) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self.spool = spool_path(path)
         self.now = now or (lambda: _dt.datetime.now(_dt.UTC))
         self.store: Store | None = None
         self.problem: str | None = None
         self.spooled = 0
+        self.first_spooled: str | None = None  # the id of this run's first spooled event
         self.replayed = 0
         self.lost: list[Event] = []
         try:
@@ -432,6 +449,8 @@ class Recorder:
         try:
             spool_write(self.spool, events)
             self.spooled += len(events)
+            if self.first_spooled is None:
+                self.first_spooled = events[0].id
         except OSError as exc:
             self.lost.extend(events)
             self.problem = f"{self.problem}; the spool {self.spool} cannot be written either ({exc.strerror or exc})"
@@ -465,10 +484,36 @@ class Recorder:
                 on_error(text)
         return default
 
+    def read_back(self, query: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """`query(conn)` on the store, also when this run cannot write it: a store that another
+        process holds locked for writing is still read (read-only, WAL), a garbage one gives `default`."""
+        if self.store is not None:
+            return self.read(query, default)
+        try:
+            with Store.open(self.path, busy_timeout=min(1.0, self.busy_timeout), readonly=True) as store:
+                return query(store.conn)
+        except (StoreError, sqlite3.Error):
+            return default
+
     def since(self, seq: int, app: str | None = None) -> list[Event]:
-        """Stored events after `seq` (empty when the store is unusable)."""
+        """Events after `seq` in the store, then the spooled ones from this run's first spooled
+        event on (other runs spool too while the store is unusable: the one-restart guard reads them)."""
         store = self.store
-        return self.read(lambda _conn: store.query(after_seq=seq, app=app), []) if store is not None else []
+        none: list[Event] = []
+        stored = self.read(lambda _conn: store.query(after_seq=seq, app=app), none) if store is not None else none
+        if self.first_spooled is None:
+            return stored
+        spooled = self.spooled_events()
+        ids = [e.id for e in spooled]
+        start = ids.index(self.first_spooled) if self.first_spooled in ids else len(ids)
+        return stored + [e for e in spooled[start:] if app is None or e.app == app]
+
+    def spooled_events(self, app: str | None = None) -> list[Event]:
+        """The events in the spool (not in the store yet), oldest first; of `app` only when given.
+        Without a spool (the usual case, on every check) a listing of the store's folder."""
+        files = spool_files(self.spool)
+        events = [e for f in files for e in spool_read(f)]
+        return [e for e in events if app is None or e.app == app]
 
     def last_seq(self) -> int:
         store = self.store

@@ -110,6 +110,14 @@ def pm2_restarts(
     try:
         before = projections.app_before(conn, app)
         count, why = projections.own_restarts(before, data)
+        if count:
+            # Restarts requested since the projections were folded (by this run's start), by any
+            # run: an operator's `recovery restart` from another process explains the change too.
+            pending = projections.restarts_not_folded(conn, app)
+            if pending:
+                before.ours_since_sample += pending * max(1, before.instances or 1)
+                before.ours_since_pid += pending
+                count, why = projections.own_restarts(before, data)
         if not count:
             return None
         cause, evidence = likely_cause(conn, app, data, before.sampled_at, now)

@@ -143,7 +143,7 @@ def test_a_changed_url_is_judged_on_the_new_url(tmp_path):
     """The old URL answered for months; the new one never did: a wrong URL, not a hang."""
     w = World(tmp_path)
     assert check(w, Listening()).code == OK
-    moved = dataclasses.replace(w.config, apps=[dataclasses.replace(w.config.apps[0], url="http://127.0.0.1:3002/")])
+    moved = dataclasses.replace(w.config, apps=(dataclasses.replace(w.config.apps[0], url="http://127.0.0.1:3002/"),))
     w.app.state = "refused"
     result = check(w, Listening([("127.0.0.1", 3000)]), moved)
     assert w.decisions()[-1] == ("escalate", "never_answered") and w.pm2.restarts == []
@@ -342,3 +342,19 @@ def test_a_cluster_app_on_a_wrong_port_names_the_port_pm2_listens_on_for_it(tmp_
     assert r.returncode == CRITICAL, r.stdout + r.stderr
     (d,) = decisions(db)
     assert d["code"] == "never_answered" and f"web listens on 127.0.0.1:{app.port}, not {wrong}" in d["reason"]
+
+
+def test_the_history_from_the_spool_keeps_what_the_store_said_and_adds_the_spooled_answers():
+    """With the store unusable or locked, the spool's events are folded on top of the store's history."""
+    from recovery.events import Event
+    from recovery.replay import history_with
+
+    now = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
+    ts = "2026-12-01T02:59:00.000Z"
+    answered = Event("probe.succeeded", "web", "r1", {"url": URL, "attempt": 1, "latency_ms": 3.0}, ts=ts, seq=10)
+    crashed = Event("process.restarted", "web", "r1", {"count": 2, "cause": "crash"}, ts=ts, seq=11)
+    base = History(url_answered=False, pm2_restarts=1)
+    assert history_with(base, [crashed], now, 1800, URL).url_answered is False
+    h = history_with(base, [answered, crashed], now, 1800, URL)
+    assert (h.url_answered, h.pm2_restarts) == (True, 3)
+    assert history_with(History(url_answered=True), [crashed], now, 1800, URL).url_answered is True
