@@ -25,13 +25,15 @@ from .clock import Clock, SystemClock
 from .config import AppConfig, Config
 from .errors import Pm2Error, RecoveryError
 from .model import History
-from .observations import TRANSITION, Attempt, Observations, ProcessView
+from .observations import RUNNING, TRANSITION, Attempt, Observations, ProcessView
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder
 
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # PM2 caught moving an app (stopping, launching) is read again this often, for at most this long.
 TRANSITION_POLL_S, TRANSITION_WAIT_S = 0.5, 3.0
+# PM2's default min_uptime (1 s) and a margin: a failing process younger than this is read again
+YOUNG_S = 1.5
 __all__ = ["CRITICAL", "OK", "UNKNOWN", "WARNING", "CheckResult", "CheckRun", "Checker", "open_run"]
 
 
@@ -389,7 +391,29 @@ class CheckRun:
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
         if view is not None and view.status in TRANSITION:
             view = self.settled(app, view)
+        if view is not None:
+            view = self.aged(app, view)
         return Observations(attempts, view, problem, pm2_restarts=self.pm2_revealed.get(app.name, 0))
+
+    def aged(self, app: AppConfig, view: ProcessView) -> ProcessView:
+        """A process PM2 started less than YOUNG_S ago with no crash counted yet may be a crash
+        loop's first life, about to exit: read PM2 again once it is that old (at most YOUNG_S
+        later, on a failure path only), so that the decision sees whether it crashed. Recorded."""
+        ages = [
+            i.uptime_s
+            for i in view.instances
+            if i.status in RUNNING and i.uptime_s is not None and i.uptime_s < YOUNG_S and not i.unstable_restarts
+        ]
+        if not ages:
+            return view
+        self.clock.sleep(YOUNG_S - min(ages))
+        try:
+            newer = self.pm2.view(app.name)
+        except Pm2Error:
+            return view
+        self.full_views[app.name] = newer
+        self.emit("process.sampled", app.name, **newer.data(), settling=True)
+        return newer
 
     def with_listening(self, observed: Observations) -> Observations:
         """`observed` with the addresses the app's processes (and their children) listen on, read

@@ -142,6 +142,41 @@ def test_a_check_of_a_crash_loop_restarts_nothing(tmp_path):
     assert incident[0] == "open" and incident[1].startswith("crash loop: PM2 restarted it 3 times (3 unstable)")
 
 
+class FirstLifePm2(FakePm2):
+    """A crash loop caught in its first life: the first sample shows a fresh process with nothing
+    counted yet; by the next one it has crashed and PM2 counts an unstable restart."""
+
+    def _view(self, name: str, source: str) -> ProcessView:
+        first = self.jlists <= 1
+        inst = Instance(
+            name,
+            0,
+            self.pid + (0 if first else 1),
+            "online",
+            restart_time=0 if first else 1,
+            unstable_restarts=0 if first else 1,
+            uptime_s=0.3 if first else 0.1,
+            exit_code=None if first else 1,
+        )
+        return ProcessView(name, source, (inst,))
+
+
+def test_a_crash_loop_caught_in_its_first_life_is_read_again_and_named(tmp_path):
+    w = World(tmp_path, "refused")
+    w.pm2 = FirstLifePm2(w.app)
+    w.check()
+    assert w.decisions() == [("wait", "crash_loop")] and w.pm2.restarts == []
+    samples = w.events("process.sampled")
+    assert [e.data.get("settling", False) for e in samples] == [False, True]
+    assert w.pm2.jlists == 2 and 1.19 < w.clock.slept[-1] < 1.21  # read again once 1.5 s old
+
+
+def test_a_failing_process_that_is_not_young_is_read_once(tmp_path):
+    w = World(tmp_path, "hung")
+    w.check()
+    assert w.pm2.jlists == 1 and w.decisions()[0] == ("restart", "hung")
+
+
 def test_a_slow_crash_loop_is_named_from_the_second_check_on(tmp_path):
     """No unstable restarts: the first check waits on PM2 (one crash), the next sees PM2's restarts."""
     w = World(tmp_path, "healthy")
@@ -277,3 +312,33 @@ def test_a_crash_loop_that_starts_in_a_long_running_app_is_a_crash_loop(tmp_path
         codes = [e.data["code"] for e in store.query(app="web", types=["decision.made"])]
         assert store.query(app="web", types=["restart.requested"]) == []
     assert codes == ["healthy", "crash_loop"]
+
+
+@pytest.mark.pm2
+def test_a_real_crash_loop_caught_in_its_first_life_is_a_crash_loop(tmp_path, pm2):
+    """An app that exits 1 400 ms after every start, checked at once: the check may catch its first
+    life, before any crash is counted; it reads PM2 again once that process is past min_uptime."""
+    from recovery.demo import free_port
+
+    script = tmp_path / "crasher.js"
+    script.write_text("setTimeout(() => { console.error('error: missing DATABASE_URL'); process.exit(1); }, 400);\n")
+    port = free_port()
+    pm2.run("start", str(script), "--name", "web")
+    config = tmp_path / "recovery.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "recovery.db"}"\n\n[pm2]\nbin = "{pm2.bin}"\n\n[logs]\nin_check = false\n'
+        f'\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:{port}/"\ntimeout = "1s"\nretries = 2\nretry_delay = "0s"\n'
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "recovery_cli.main", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**pm2.env, "NO_COLOR": "1"},
+    )
+    assert r.returncode == CRITICAL, r.stdout + r.stderr
+    with Store.open(tmp_path / "recovery.db") as store:
+        codes = [e.data["code"] for e in store.query(app="web", types=["decision.made"])]
+        assert store.query(app="web", types=["restart.requested"]) == []
+    assert codes == ["crash_loop"]
