@@ -339,10 +339,21 @@ def config_validate(
         Optional[Path],
         typer.Argument(help="The file to check. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
     ] = None,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Also try each app's URL once and say whether it answered (status, latency) or how it"
+            " failed; exit 2 if any failed.",
+        ),
+    ] = False,
 ) -> None:
     """Check a config file and name the key and line of every mistake (exit 3 if any).
 
-    Example: recovery config validate /etc/recovery.toml
+    With --probe, each app's URL is tried once, as a check would (exit 2 if any does not answer):
+    a wrong URL is found before it pages anyone.
+
+    Example: recovery config validate /etc/recovery.toml --probe
     """
     from recovery import config as cfg
 
@@ -368,6 +379,19 @@ def config_validate(
     names = ", ".join(a.name for a in conf.apps)
     alerting = f"; {len(channels)} alert channel(s)" if channels else ""
     typer.echo(f"OK {target}: {len(conf.apps)} app(s): {names}; store {conf.store.path}{alerting}")
+    if probe:
+        from recovery.check import CRITICAL, shown_url, try_urls
+
+        failed = 0
+        for app_conf, a in try_urls(conf):
+            if a.ok:
+                typer.echo(f"{app_conf.name} {shown_url(app_conf.url)} answered {a.status} in {a.latency_ms:.0f}ms")
+            else:
+                failed += 1
+                detail = f" ({a.detail})" if a.detail else ""
+                typer.echo(f"{app_conf.name} {shown_url(app_conf.url)} did not answer: {a.error}{detail}", err=True)
+        if failed:
+            raise typer.Exit(CRITICAL)
 
 
 @app.command()

@@ -8,6 +8,7 @@ recorder and the clock. `open_run` builds the real ones; the fast tests pass fak
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -24,7 +25,7 @@ from .clock import Clock, SystemClock
 from .config import AppConfig, Config
 from .errors import Pm2CannotRun, Pm2DaemonUnavailable, Pm2Error, RecoveryError
 from .model import History
-from .observations import TRANSITION, Attempt, Observations, Pm2Daemon, ProcessView
+from .observations import RUNNING, TRANSITION, Attempt, Observations, Pm2Daemon, ProcessView
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder
 
@@ -33,6 +34,8 @@ STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNK
 TRANSITION_POLL_S, TRANSITION_WAIT_S = 0.5, 3.0
 # The lock `pm2 resurrect` is run under: it concerns every app, so it is not an app's lock.
 DAEMON_LOCK = ".pm2-daemon"
+# PM2's default min_uptime (1 s) and a margin: a failing process younger than this is read again
+YOUNG_S = 1.5
 __all__ = ["CRITICAL", "OK", "UNKNOWN", "WARNING", "CheckResult", "CheckRun", "Checker", "open_run"]
 
 
@@ -91,6 +94,29 @@ class HttpProber:
         for client in self.clients.values():
             client.close()
         self.clients.clear()
+
+
+def try_urls(config: Config, transport: Any = None) -> list[tuple[AppConfig, Attempt]]:
+    """One probe of each app's URL, as a check makes it (`recovery config validate --probe`)."""
+    prober = HttpProber(transport)
+    try:
+        return [(app, prober.attempt(app, 1)) for app in config.apps]
+    finally:
+        prober.close()
+
+
+def shown_url(url: str) -> str:
+    """The URL without what may be secret in it (user, password, query): scheme, host, port, path."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable url)"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}{'?…' if parts.query else ''}"
 
 
 class MissingPm2:
@@ -215,6 +241,7 @@ class CheckRun:
         pm2_problem: str | None = None,
         stop: Callable[[], bool] | None = None,
         deliver: bool = True,
+        listening: Callable[[list[int]], list[tuple[str, int]]] | None = None,
     ) -> None:
         self.config = config
         self.stop = stop  # asked before each further probe attempt: True ends the probes, undecided
@@ -229,6 +256,7 @@ class CheckRun:
         # False: alerts and the heartbeat are left to a deliverer of their own (watch's worker).
         self.deliver = deliver
         self.opened_at = clock.now()  # a channel first seen by this run counts as there since then
+        self.listening = listening  # procnet.listening unless a test passes its own
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
         self.start_seq = 0
@@ -237,6 +265,7 @@ class CheckRun:
         self.daemon: Pm2Daemon | None = None  # PM2's daemon, once a pm2 call found it down or frozen
         self.resurrected = False  # this run ran `pm2 resurrect` (once, for every app)
         self.resurrect_problem: str | None = None  # and what went wrong with it
+        self.pm2_revealed: dict[str, int] = {}  # app -> PM2's own restarts this run's sample revealed
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
@@ -384,6 +413,7 @@ class CheckRun:
         restarted = self.rec.read(lambda conn: telemetry.pm2_restarts(conn, app.name, data, now), None)
         if restarted:
             self.emit("process.restarted", app.name, **restarted)
+            self.pm2_revealed[app.name] = int(restarted.get("count") or 0)
         if not self.host_done:
             self.host_done = True
             if self.rec.read(lambda conn: telemetry.host_due(conn, now), False):
@@ -410,7 +440,49 @@ class CheckRun:
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
         if view is not None and view.status in TRANSITION:
             view = self.settled(app, view)
-        return Observations(attempts, view, problem, daemon=self.daemon)
+        if view is not None:
+            view = self.aged(app, view)
+        return Observations(
+            attempts, view, problem, daemon=self.daemon, pm2_restarts=self.pm2_revealed.get(app.name, 0)
+        )
+
+    def aged(self, app: AppConfig, view: ProcessView) -> ProcessView:
+        """A process PM2 started less than YOUNG_S ago with no crash counted yet may be a crash
+        loop's first life, about to exit: read PM2 again once it is that old (at most YOUNG_S
+        later, on a failure path only), so that the decision sees whether it crashed. Recorded."""
+        ages = [
+            i.uptime_s
+            for i in view.instances
+            if i.status in RUNNING and i.uptime_s is not None and i.uptime_s < YOUNG_S and not i.unstable_restarts
+        ]
+        if not ages:
+            return view
+        self.clock.sleep(YOUNG_S - min(ages))
+        try:
+            newer = self.pm2.view(app.name)
+        except Pm2Error:
+            return view
+        self.full_views[app.name] = newer
+        self.emit("process.sampled", app.name, **newer.data(), settling=True)
+        return newer
+
+    def with_listening(self, observed: Observations) -> Observations:
+        """`observed` with the addresses the app's processes (and their children) listen on, read
+        from /proc: only for a refused URL that never answered, so never on the healthy path."""
+        view = observed.view
+        pids = [i.pid for i in view.instances if i.pid] if view is not None else []
+        if view is None or not pids:
+            return observed
+        from . import procnet
+
+        if any(i.exec_mode == "cluster_mode" for i in view.instances):
+            pids += procnet.parents(pids)  # the cluster's listening socket is the PM2 daemon's
+        read = self.listening or procnet.listening
+        try:
+            found = read(pids)
+        except OSError:
+            return observed
+        return dataclasses.replace(observed, listening=tuple(procnet.format_address(a) for a in found))
 
     def settled(self, app: AppConfig, view: ProcessView) -> ProcessView:
         """PM2 caught moving the app (an operator's restart, a start): read again until it settles,
@@ -432,13 +504,15 @@ class CheckRun:
     def history(self, app: AppConfig) -> History:
         """The app's history from the store, with what is still in the spool folded on top."""
         now = self.clock.now()
-        base = self.rec.read_back(lambda conn: projections.history(conn, app.name, now, app.window), History())
+        base = self.rec.read_back(
+            lambda conn: projections.history(conn, app.name, now, app.window, url=app.url), History()
+        )
         spooled = self.rec.spooled_events(app.name)
         if not spooled:
             return base
         from .replay import history_with
 
-        return history_with(base, spooled, now, app.window)
+        return history_with(base, spooled, now, app.window, app.url)
 
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.history(app)
@@ -447,6 +521,8 @@ class CheckRun:
             # Stopped before the probes were done: too little seen to restart on, nothing decided.
             self.cut_short = True
             return AppResult(app.name, UNKNOWN, "UNKNOWN", "stopped before its probes were done; nothing decided")
+        if policy.wants_listening(observed, history):
+            observed = self.with_listening(observed)
         decision = policy.decide(observed, history, app, self.clock.now())
         if self.dry_run:
             decision = policy.dry_run(decision)

@@ -36,6 +36,10 @@ class History:
     # (at, decision code) of our automatic restarts counted for the ceiling
     recent_restarts: tuple[tuple[str, str], ...] = ()
     open_incident: int | None = None
+    # Whether the app's configured URL ever answered (a probe.succeeded with that url); None: unknown
+    url_answered: bool | None = None
+    # PM2's own restarts (crashes, memory limit: not ours, not an operator's) within the window
+    pm2_restarts: int = 0
 
 
 def opens_incident(state: str, code: str) -> bool:

@@ -57,6 +57,7 @@ class Instance:
     restart_time: int | None = None
     unstable_restarts: int | None = None
     uptime_s: float | None = None
+    since_start_s: float | None = None  # seconds since PM2 last started it, when it is not online
     exit_code: int | None = None
     exec_mode: str | None = None
     max_memory_restart: int | None = None  # bytes, when PM2 restarts it at a memory limit
@@ -148,3 +149,8 @@ class Observations:
     view: ProcessView | None  # None when PM2 could not be read
     pm2_problem: str | None = None  # why PM2 could not be read
     daemon: Pm2Daemon | None = None  # set when PM2's daemon was found down or frozen
+    # The addresses ('127.0.0.1:3001') the app's processes listen on, read from /proc only when the
+    # policy asks (a refused URL that never answered); None when not read or unreadable.
+    listening: tuple[str, ...] | None = None
+    # PM2's own restarts this run's sample revealed (the history, read before it, lacks them)
+    pm2_restarts: int = 0

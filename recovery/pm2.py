@@ -144,6 +144,9 @@ def instance_from_jlist(entry: Mapping[str, Any], now_ms: float | None = None) -
     now_ms = time.time() * 1000 if now_ms is None else now_ms
     if status == "online" and isinstance(env.get("pm_uptime"), (int, float)):
         uptime = round(max(0.0, (now_ms - env["pm_uptime"]) / 1000), 1)
+    since_start = None  # between two crashes of a crash loop PM2 shows `stopped` for a moment
+    if status != "online" and isinstance(env.get("pm_uptime"), (int, float)):
+        since_start = round(max(0.0, (now_ms - env["pm_uptime"]) / 1000), 1)
     pid = entry.get("pid")
     exit_code = env.get("exit_code")
     return Instance(
@@ -156,6 +159,7 @@ def instance_from_jlist(entry: Mapping[str, Any], now_ms: float | None = None) -
         restart_time=_int(env.get("restart_time")),
         unstable_restarts=_int(env.get("unstable_restarts")),
         uptime_s=uptime,
+        since_start_s=since_start,
         exit_code=_int(exit_code) if exit_code not in (None, "") else None,
         exec_mode=env.get("exec_mode"),
         max_memory_restart=_int(env.get("max_memory_restart")) or None,

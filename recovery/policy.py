@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import AppConfig
 from .events import Event, format_ts, parse_ts
@@ -177,6 +178,9 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if not view.known:
         return Decision("escalate", "unknown_app", f"{failures}, and PM2 has no process named {view.name!r}", inputs)
     status = view.status
+    looping = crash_loop(observed, history, app, now, failures, inputs)
+    if looping is not None:
+        return looping
     if status in TRANSITION:
         reason = f"PM2 is moving it (status {status!r}), {failures}; waited out, decided again at the next check"
         return Decision("wait", "pm2_transition", reason, inputs, "recovering")
@@ -186,6 +190,8 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     if status in RESTARTING:
         reason = f"PM2 is already restarting it (status {status!r}), {failures}"
         return Decision("wait", "pm2_restarting", reason, inputs, "recovering", verify=True)
+    if status in RUNNING and wants_listening(observed, history):
+        return never_answered(observed, app, failures, inputs)
     if status in RUNNING:
         code, cause = "hung", f"hung: PM2 says {status} but {failures}"
     elif status in ERRORED:
@@ -239,6 +245,97 @@ def daemon_back(first: Decision, how: str) -> Decision:
     """A pm2_down restart, re-taken under the daemon lock: the daemon runs again (`how`), so
     nothing is resurrected, and the app is verified."""
     return Decision("wait", "pm2_down", f"{first.reason}; {how}", first.inputs, "recovering", verify=True)
+
+
+# PM2's own restarts (crashes, memory limit) within `window` that make a young process a crash loop
+CRASH_LOOP_RESTARTS = 2
+
+
+def crash_loop(
+    observed: Observations, history: History, app: AppConfig, now: _dt.datetime, failures: str, inputs: dict[str, Any]
+) -> Decision | None:
+    """PM2 is bringing the app back itself: nothing of ours on top. None when it is not.
+
+    Only an instance PM2 started less than restart_grace ago counts (a failing old process is a
+    hang). It is a crash loop (`crash_loop`, wait and report; down) when PM2 counts unstable
+    restarts (exits sooner than its min_uptime), or when PM2 restarted the app on its own at least
+    CRASH_LOOP_RESTARTS times within `window`. Caught `online`, `launching` or `stopped` between
+    two crashes, it is neither a hang nor an operator's stop. Short of that, a young process whose
+    last exit code was not 0, none of our restarts since, is a one-off crash PM2 is recovering
+    from (`pm2_restarting`, wait and verify). Once PM2 gives up the status is `errored`, decided
+    elsewhere.
+    """
+    view = observed.view
+    if view is None:
+        return None
+    pm2_restarts = history.pm2_restarts + observed.pm2_restarts
+    for inst in view.instances:
+        if inst.status in ERRORED:
+            continue
+        up = inst.uptime_s if inst.uptime_s is not None else inst.since_start_s
+        if up is None or up >= app.restart_grace:
+            continue
+        crash_exit = inst.exit_code not in (None, 0)
+        if (inst.status in STOPPED or inst.status == "stopping") and not crash_exit:
+            continue  # an operator's stop ends the process cleanly (or kills it); a crash does not
+        unstable = inst.unstable_restarts or 0
+        cycling = unstable > 0 or (pm2_restarts >= CRASH_LOOP_RESTARTS and inst.status in RUNNING | RESTARTING)
+        crashed = crash_exit and (inst.restart_time or 0) > 0 and inst.status in RUNNING
+        ours = history.last_restart_at is not None and age(now, history.last_restart_at) < app.restart_grace
+        if not cycling and (not crashed or ours):
+            continue
+        facts = {
+            "restart_time": inst.restart_time,
+            "unstable_restarts": inst.unstable_restarts,
+            "exit_code": inst.exit_code,
+            "uptime_s": up,
+            "pm2_restarts_in_window": pm2_restarts,
+        }
+        inputs.update({k: v for k, v in facts.items() if v is not None})
+        exit_text = f", last exit code {inst.exit_code}" if inst.exit_code is not None else ""
+        started = f"started {up:.1f}s ago (status {inst.status!r})"
+        if not cycling:
+            reason = f"PM2 restarted it after a crash{exit_text}, {started}; {failures}; waiting for it"
+            return Decision("wait", "pm2_restarting", reason, inputs, "recovering", verify=True)
+        counted = f"{unstable} unstable" if unstable else f"{pm2_restarts} in {format_duration(app.window)}"
+        reason = (
+            f"crash loop: PM2 restarted it {inst.restart_time or 0} times ({counted}){exit_text}, {started}; "
+            f"{failures}; not restarted on top of PM2's own restarts"
+        )
+        return Decision("wait", "crash_loop", reason, inputs, "down")
+    return None
+
+
+def wants_listening(observed: Observations, history: History) -> bool:
+    """Whether this is a refused URL that never answered, for which the check reads the addresses
+    the app's processes listen on (the decision names them)."""
+    failed = [a for a in observed.attempts if not a.ok]
+    return history.url_answered is False and bool(failed) and all(a.error == "refused" for a in failed)
+
+
+def never_answered(observed: Observations, app: AppConfig, failures: str, inputs: dict[str, Any]) -> Decision:
+    """A URL that is refused and never answered while PM2 says online: a wrong URL, not a hung app."""
+    parts = urlsplit(app.url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    host = parts.hostname or "?"
+    wanted = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    listening = observed.listening
+    if listening is None:
+        where = f"the addresses {app.name} listens on could not be read"
+    elif not listening:
+        where = f"{app.name} listens on no TCP port"
+    else:
+        inputs["listening"] = list(listening)
+        same_port = any(a.rsplit(":", 1)[-1] == str(port) for a in listening)
+        where = f"{app.name} listens on {', '.join(listening)}, not {wanted if same_port else port}"
+    reason = (
+        f"never answered: {failures} at {wanted}, which never answered in the record; {where}; "
+        "not restarted: check the app's url"
+    )
+    return Decision("escalate", "never_answered", reason, inputs, "down")
 
 
 def _guarded_restart(

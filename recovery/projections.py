@@ -4,6 +4,7 @@ Tables (same database, so Datasette and `sqlite3` see them):
     app_state       one row per app: state and since-when, last check, last PM2 sample, pause, suspension
     incidents       one row per outage: first failed check to verified recovery (or still open)
     restarts        every restart: ours (check, schedule, operator) and PM2's own (sample deltas)
+    answered_urls   per app and URL: the first probe that URL ever answered (a wrong URL never did)
     probe_hourly    per app and UTC hour: probes, failures, seconds up/down, latency histogram
     projection_meta the last `seq` folded, written in the same transaction as the rows
 
@@ -36,7 +37,7 @@ from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 7  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 8  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -119,6 +120,13 @@ CREATE TABLE IF NOT EXISTS decision_points (
 CREATE INDEX IF NOT EXISTS decision_points_app ON decision_points
     (app, seq, ts, code, probes_n, failed, first_latency_ms, first_status);
 CREATE INDEX IF NOT EXISTS decision_points_run ON decision_points (run_id);
+CREATE TABLE IF NOT EXISTS answered_urls (
+    app TEXT NOT NULL,
+    url TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    first_at TEXT NOT NULL,
+    PRIMARY KEY (app, url)
+);
 CREATE TABLE IF NOT EXISTS probe_hourly (
     app TEXT NOT NULL,
     hour TEXT NOT NULL,
@@ -132,7 +140,15 @@ CREATE TABLE IF NOT EXISTS probe_hourly (
     PRIMARY KEY (app, hour)
 );
 """
-TABLES = ("app_state", "incidents", "restarts", "probe_hourly", "decision_points", "projection_meta")
+TABLES = (
+    "app_state",
+    "incidents",
+    "restarts",
+    "probe_hourly",
+    "decision_points",
+    "answered_urls",
+    "projection_meta",
+)
 
 
 def seconds_between(a: str, b: str) -> float:
@@ -208,6 +224,7 @@ class Folder:
         self.hourly: dict[tuple[str, str], list[Any]] = {}
         self.incidents: dict[int, dict[str, Any]] = {}
         self.seen = RunObservations()  # a run's check probes and sample, until its decision is folded
+        self.answered: dict[tuple[str, str], tuple[int, str]] = {}  # (app, url) -> first (seq, ts) of this batch
 
     # -- loading and saving --------------------------------------------------------------
 
@@ -290,6 +307,11 @@ class Folder:
             " latency_n, latency_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(app, hour, *h[:6], json.dumps(h[6], sort_keys=True)) for (app, hour), h in self.hourly.items()],
         )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO answered_urls (app, url, first_seq, first_at) VALUES (?, ?, ?, ?)",
+            [(app, url, seq, ts) for (app, url), (seq, ts) in self.answered.items()],
+        )
+        self.answered.clear()
         self.conn.execute(
             "INSERT OR REPLACE INTO projection_meta (name, last_seq, version) VALUES ('events', ?, ?)",
             (last_seq, VERSION),
@@ -316,6 +338,8 @@ class Folder:
                     )
             return
         a = self.app(app_name)
+        if type_ == "probe.succeeded" and data.get("url"):
+            self.answered.setdefault((app_name, str(data["url"])), (seq, ts))  # verification probes count too
         if type_ in ("probe.succeeded", "probe.failed"):
             if data.get("phase", "check") != "check":
                 return
@@ -579,13 +603,30 @@ def point_probe(type_: str, data: dict) -> list[Any]:
     ]
 
 
+# A sample's instance started less than this long ago carries what the crash-loop rule reads.
+YOUNG_S = 3600.0
+
+
 def point_sample(data: dict) -> list[Any]:
     """A PM2 sample as decision_points keeps it: [status, known, source, pid, instances, error],
-    and PM2's daemon after them when it was found down or frozen."""
+    and, when PM2's daemon was found down or frozen or an instance PM2 started less than YOUNG_S
+    ago is there, [daemon or None]; then, for such an instance (the one with unstable restarts,
+    else the youngest), what the crash-loop rule reads of it:
+    [status, uptime or seconds since its start, restart_time, unstable_restarts, exit_code]."""
     instances = data.get("instances")
     count = len(instances) if isinstance(instances, list) else None
     row = [data.get("status"), data.get("known"), data.get("source"), data.get("pid"), count, data.get("error")]
-    return row + [data["daemon"]] if isinstance(data.get("daemon"), dict) else row
+    daemon = data["daemon"] if isinstance(data.get("daemon"), dict) else None
+    young = []
+    for i in instances if isinstance(instances, list) else [data]:
+        up = i.get("uptime_s", i.get("since_start_s")) if isinstance(i, dict) else None
+        if isinstance(up, (int, float)) and up < YOUNG_S:
+            young.append((not i.get("unstable_restarts"), up, i))
+    if young:
+        _, up, i = min(young, key=lambda y: (y[0], y[1]))
+        facts = [i.get("status", data.get("status")), up, i.get("restart_time"), i.get("unstable_restarts")]
+        return [*row, daemon, *facts, i.get("exit_code")]
+    return [*row, daemon] if daemon is not None else row
 
 
 class RunObservations:
@@ -717,16 +758,17 @@ def rebuild(conn: sqlite3.Connection) -> int:
 # -- what the policy reads ------------------------------------------------------------------
 
 
-def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float) -> History:
+def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float, *, url: str | None = None) -> History:
     """The app's history for the policy: automatic restarts counted since the window start or
-    since the last lift of a suspension, whichever is later."""
+    since the last lift of a suspension, whichever is later; whether `url` ever answered."""
+    answered = url_answered(conn, app, url) if url is not None else None
     row = conn.execute(
         "SELECT state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident,"
         " last_restart_at FROM app_state WHERE app = ?",
         (app,),
     ).fetchone()
     if row is None:
-        return History()
+        return History(url_answered=answered)
     state, since, paused_until, pause_reason, suspended_at, suspend_reason, lifted_at, open_incident, last = row
     counting_since = restarts_count_since(now, window, lifted_at)
     if last and lifted_at and last <= lifted_at:
@@ -743,6 +785,7 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         " AND at > ? ORDER BY at",
         (app, counting_since),
     ).fetchall()
+    pm2_restarts = pm2_restarts_since(conn, app, format_ts(now - _dt.timedelta(seconds=window)))
     return History(
         state=state,
         since=since,
@@ -754,7 +797,48 @@ def history(conn: sqlite3.Connection, app: str, now: _dt.datetime, window: float
         last_restart_at=last,
         recent_restarts=tuple((r[0], r[1]) for r in recent),
         open_incident=open_incident,
+        url_answered=answered,
+        pm2_restarts=pm2_restarts,
     )
+
+
+def pm2_restarts_since(conn: sqlite3.Connection, app: str, since: str) -> int:
+    """How many times PM2 restarted `app` on its own since `since` (the crash-loop rule)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(count), 0) FROM restarts WHERE app = ? AND source = 'pm2' AND at > ?", (app, since)
+    ).fetchone()
+    return int(row[0])
+
+
+def url_answered(conn: sqlite3.Connection, app: str, url: str) -> bool:
+    """Whether `url` ever answered a probe of `app` (one primary-key lookup)."""
+    row = conn.execute("SELECT 1 FROM answered_urls WHERE app = ? AND url = ?", (app, url)).fetchone()
+    return row is not None
+
+
+def answered_urls(conn: sqlite3.Connection, apps: Sequence[str]) -> list[tuple[int, str, str, str]]:
+    """(first seq, first ts, app, url) of each URL of `apps` that ever answered, for `recovery replay`."""
+    marks = ",".join("?" * len(apps))
+    try:
+        return conn.execute(
+            f"SELECT first_seq, first_at, app, url FROM answered_urls WHERE app IN ({marks}) ORDER BY first_seq",
+            tuple(apps),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc
+
+
+def pm2_restart_rows(conn: sqlite3.Connection, apps: Sequence[str], start: int, end: int) -> list[tuple[Any, ...]]:
+    """(seq, at, app, count) of PM2's own restarts of `apps` in seq `start`..`end`, for `recovery replay`."""
+    marks = ",".join("?" * len(apps))
+    try:
+        return conn.execute(
+            f"SELECT seq, at, app, count FROM restarts WHERE source = 'pm2' AND app IN ({marks})"
+            " AND seq >= ? AND seq <= ? ORDER BY seq",
+            (*apps, start, end),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc
 
 
 # -- what the hints read ----------------------------------------------------------------------

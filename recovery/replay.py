@@ -22,7 +22,7 @@ from typing import Any, Union
 from . import policy
 from .config import AppConfig, app_value
 from .errors import ConfigError
-from .events import parse_ts
+from .events import format_ts, parse_ts
 from .model import DOWN_STATES, UP_STATES, History, observed_gap, opens_incident, restarts_count_since, suspension_kept
 from .observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
 
@@ -125,12 +125,25 @@ class Point:
             return Observations(attempts, None, "no PM2 sample recorded")
         status, known, source, pid, count, error, *more = sample
         daemon = Pm2Daemon(**more[0]) if more and isinstance(more[0], dict) else None
+        young = more[1:6] if len(more) >= 6 else None
         if error:
             return Observations(attempts, None, str(error), daemon=daemon)
         if known is not None and not known:
             return Observations(attempts, ProcessView(app, source or "jlist", ()), daemon=daemon)
-        members = tuple(Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1))
-        return Observations(attempts, ProcessView(app, source or "jlist", members), daemon=daemon)
+        members = [Instance(app, i, pid if i == 0 else None, status or "unknown") for i in range(count or 1)]
+        if young:  # a young instance, for the crash-loop rule
+            inst_status, age, restart_time, unstable_restarts, exit_code = young
+            online = inst_status == "online"
+            members[-1] = dataclasses.replace(
+                members[-1],
+                status=inst_status or members[-1].status,
+                uptime_s=age if online else None,
+                since_start_s=None if online else age,
+                restart_time=restart_time,
+                unstable_restarts=unstable_restarts,
+                exit_code=exit_code,
+            )
+        return Observations(attempts, ProcessView(app, source or "jlist", tuple(members)), daemon=daemon)
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,25 @@ class Operator:
     reason: str | None = None
 
 
-Step = Union["Point", "Operator", "Healthy"]
+@dataclass(frozen=True)
+class Answered:
+    """The first time a URL of the app answered a probe (a refused URL that never did is a wrong URL)."""
+
+    seq: int
+    ts: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Pm2Restarted:
+    """PM2 restarted the app on its own (`count` times), as a sample revealed."""
+
+    seq: int
+    ts: str
+    count: int
+
+
+Step = Union["Point", "Operator", "Healthy", "Answered", "Pm2Restarted"]
 
 _OPERATOR_TYPES = ("maintenance.started", "maintenance.ended", "suspension.lifted")
 _TYPES = (
@@ -156,6 +187,7 @@ _TYPES = (
     "restart.failed",
     "verification.passed",
     "verification.failed",
+    "process.restarted",
     *_OPERATOR_TYPES,
 )
 
@@ -168,6 +200,7 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
     out: dict[str, list[Step]] = {}
     seen = RunObservations()
     points: dict[tuple[str, str], Point] = {}
+    answered: set[tuple[str, str]] = set()
     for e in events:
         if e.app is None:
             if e.type == "restart.requested":  # `pm2 resurrect`: one event for every app it names
@@ -177,7 +210,12 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
                         point.restarted_at = e.ts
             continue
         key, d = (e.app, e.run_id or ""), e.data
-        if e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
+        if e.type == "probe.succeeded" and d.get("url") and (e.app, str(d["url"])) not in answered:
+            answered.add((e.app, str(d["url"])))
+            out.setdefault(e.app, []).append(Answered(e.seq, e.ts, str(d["url"])))
+        if e.type == "process.restarted":
+            out.setdefault(e.app, []).append(Pm2Restarted(e.seq, e.ts, int(d.get("count") or 1)))
+        elif e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
             if key not in points:
                 seen.see(e.app, e.run_id, e.type, d)
         elif e.type == "decision.made":
@@ -258,6 +296,11 @@ def load(store: Any, apps: Sequence[AppConfig], since: str | None) -> dict[str, 
             extra.setdefault(e.app, []).append(Operator(e.seq, e.ts, e.type, e.data.get("until"), e.data.get("reason")))
     for seq, ts, app_name in projections.operator_verifications(store.conn, names, start, folded):
         extra.setdefault(app_name, []).append(Operator(seq, ts, "verification.passed"))
+    for seq, ts, app_name, url in projections.answered_urls(store.conn, names):
+        if seq <= folded:  # also before `since`: an answer then still counts
+            extra.setdefault(app_name, []).append(Answered(seq, ts, url))
+    for seq, ts, app_name, count in projections.pm2_restart_rows(store.conn, names, 0, folded):
+        extra.setdefault(app_name, []).append(Pm2Restarted(seq, ts, count))
     tail = steps_from(_events(store, _TYPES, names, max(folded, start - 1)))
     for name in out:
         if name in extra:
@@ -296,8 +339,11 @@ class Fold:
         self.last_check_at: str | None = None
         self.incident_open = False
         self.totals = Totals()
+        self.answered: set[str] = set()  # the URLs that ever answered
+        self.pm2_ats: list[str] = []  # when PM2 restarted the app on its own, oldest first
+        self.pm2_totals: list[int] = []  # how many times in all, up to each of them
 
-    def history(self, now: _dt.datetime, window: float) -> History:
+    def history(self, now: _dt.datetime, window: float, url: str | None = None) -> History:
         counting_since = restarts_count_since(now, window, self.lifted_at)
         return History(
             state=self.state,
@@ -308,12 +354,23 @@ class Fold:
             suspend_reason=self.suspend_reason,
             last_restart_at=self.last_restart_at(),
             recent_restarts=tuple(self.restarts[bisect.bisect_right(self.restart_ats, counting_since) :]),
+            url_answered=None if url is None else url in self.answered,
+            pm2_restarts=self.pm2_restarts_since(format_ts(now - _dt.timedelta(seconds=window))),
         )
 
     def last_restart_at(self) -> str | None:
         """Our last restart, unless a lifted suspension came after it (a lift starts afresh)."""
         last = self.restarts[-1][0] if self.restarts else None
         return None if last and self.lifted_at and last <= self.lifted_at else last
+
+    def pm2_restarted(self, ts: str, count: int) -> None:
+        self.pm2_ats.append(ts)
+        self.pm2_totals.append((self.pm2_totals[-1] if self.pm2_totals else 0) + count)
+
+    def pm2_restarts_since(self, since: str) -> int:
+        i = bisect.bisect_right(self.pm2_ats, since)
+        before = self.pm2_totals[i - 1] if i else 0
+        return (self.pm2_totals[-1] if self.pm2_totals else 0) - before
 
     @classmethod
     def from_history(cls, base: History) -> Fold:
@@ -387,7 +444,9 @@ class Fold:
             self.suspended_at, self.suspend_reason, self.lifted_at = None, None, ts
 
 
-def history_with(base: History, events: Sequence[Any], now: _dt.datetime, window: float) -> History:
+def history_with(
+    base: History, events: Sequence[Any], now: _dt.datetime, window: float, url: str | None = None
+) -> History:
     """`base` with one app's `events` folded on top: the history the policy reads when some of
     the record is still in the spool (the store unusable or locked), so that loop protection,
     warm-up and the one-restart guard hold without the store."""
@@ -398,7 +457,19 @@ def history_with(base: History, events: Sequence[Any], now: _dt.datetime, window
                 fold.operator(step)
             elif isinstance(step, Point):
                 fold.point(step)
-    return dataclasses.replace(fold.history(now, window), since=base.since, open_incident=base.open_incident)
+            elif isinstance(step, Answered):
+                fold.answered.add(step.url)
+            elif isinstance(step, Pm2Restarted):
+                fold.pm2_restarted(step.ts, step.count)
+    folded = fold.history(now, window, url)
+    answered = True if folded.url_answered else base.url_answered
+    return dataclasses.replace(
+        folded,
+        since=base.since,
+        open_incident=base.open_incident,
+        url_answered=answered,
+        pm2_restarts=base.pm2_restarts + folded.pm2_restarts,
+    )
 
 
 @dataclass(frozen=True)
@@ -487,6 +558,14 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
     slow_ms = app.slow_threshold * 1000 if app.slow_threshold is not None else None
     status_ok = functools.lru_cache(maxsize=None)(app.status_ok)
     for step in steps:
+        if isinstance(step, Answered):
+            recorded.answered.add(step.url)
+            replayed.answered.add(step.url)
+            continue
+        if isinstance(step, Pm2Restarted):
+            recorded.pm2_restarted(step.ts, step.count)
+            replayed.pm2_restarted(step.ts, step.count)
+            continue
         if isinstance(step, Operator):
             recorded.operator(step)
             replayed.operator(step)
@@ -520,7 +599,7 @@ def replay_app(name: str, steps: Sequence[Step], app: AppConfig) -> AppReplay:
         now = parse_ts(step.ts)
         attempts = rejudge(step.attempts(), app, out.assumed)
         replayed.totals.failed_probes += sum(1 for a in attempts if not a.ok)
-        decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window), app, now)
+        decision = policy.decide(step.observed(name, attempts), replayed.history(now, app.window, app.url), app, now)
         if step.dry_run:
             decision = policy.dry_run(decision)
         daemon_lock = step.code == "pm2_down" and step.action in DAEMON_LOCK_ACTIONS

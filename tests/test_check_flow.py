@@ -154,7 +154,10 @@ def test_a_stalled_app_is_a_hang_too(tmp_path):
 
 
 def test_refused_while_pm2_says_online_is_restarted(tmp_path):
-    w = World(tmp_path, "refused")
+    w = World(tmp_path)
+    assert w.check().code == OK  # the URL answered once: a refusal now is a real failure (issue 13)
+    w.app.state = "refused"
+    w.clock.advance(60)
     result = w.check()
     assert result.code == WARNING and "(refused)" in result.apps[0].summary
     assert w.pm2.restarts == [("web", "restart")]

@@ -197,6 +197,22 @@ class Fleet:
         with Store.open(self.config.store.path) as store:
             return store.query(types=types or None)
 
+    def answered_before(self) -> None:
+        """Each app's URL answered in an earlier run: a refusal now is a failure, not a wrong URL."""
+        rec = Recorder(self.config.store.path, busy_timeout=1.0, now=self.clock.now)
+        for app in self.config.apps:
+            rec.emit(
+                "probe.succeeded",
+                app.name,
+                "earlier",
+                url=app.url,
+                attempt=1,
+                latency_ms=3.0,
+                status=200,
+                phase="check",
+            )
+        rec.close()
+
 
 def test_a_down_daemon_is_resurrected_once_for_every_app_and_each_app_is_verified(tmp_path):
     f = Fleet(tmp_path)
@@ -301,6 +317,7 @@ def test_a_daemon_another_run_brought_back_is_not_resurrected_twice(tmp_path):
 def test_an_app_another_run_just_resurrected_is_verified_not_restarted_on_top(tmp_path):
     f = Fleet(tmp_path)
     f.config = dataclasses.replace(f.config, apps=f.config.apps[:1])
+    f.answered_before()
     f.pm2.state = Pm2Daemon("up", HOME, 4242, "", True)  # already back when this run reads PM2
     view = f.pm2.view
 
@@ -325,6 +342,7 @@ def test_an_app_another_run_just_resurrected_is_verified_not_restarted_on_top(tm
 @pytest.mark.parametrize("dump", [True, False], ids=["resurrected", "no-saved-list"])
 def test_the_replay_takes_the_same_daemon_decisions(tmp_path, dump):
     f = Fleet(tmp_path, dump=dump)
+    f.answered_before()  # the apps served before the night PM2 died
     f.check()
     f.clock.advance(60)
     f.check()

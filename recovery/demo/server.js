@@ -74,6 +74,12 @@ const controls = {
       console.error(err);
     }
   },
+  // The server stops listening but the process lives on, `online` in PM2: connections are refused.
+  close: () => {
+    console.log('closing the listener via /__control/close');
+    server.close();
+    setInterval(() => {}, 1 << 30); // with no server left, an idle Node process would exit
+  },
   status: (q) => { statusOverride = Number(q.get('code')) || 500; },
   slow: (q) => { delayMs = Number(q.get('ms')) || 0; },
   // /__control/bursts?ms=900&every=5000 pins the CPU for `ms` every `every` ms; ms=0 stops.
