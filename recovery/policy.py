@@ -57,6 +57,7 @@ CODES: dict[str, str] = {
     "pm2_down": "the PM2 daemon is not running: its saved process list is resurrected",
     "pm2_frozen": "the PM2 daemon runs but does not answer: reported, nothing restarted",
     "pm2_transition": "PM2 is moving the app between states (stopping, launching): waited out",
+    "worker_hung": "one worker of a PM2 cluster does not answer (busy loop or stall): that worker alone is restarted",
 }
 # The word in an app's result line for each state a decision concludes (anything else: DOWN).
 LABELS = {
