@@ -42,7 +42,8 @@ BEFORE_INCIDENT_MIN = 10.0
 CRASH_TEMPLATES = 20  # the crash-loop rule names the top error among this many
 
 # Decision codes (decision.made data["code"]) the rules compare; never the reason text.
-HANG_CODES = frozenset({"hung"})  # PM2 says the process runs, yet it does not answer
+# PM2 says the process runs, yet it does not answer (the app, or one worker of a cluster)
+HANG_CODES = frozenset({"hung", "worker_hung"})
 ERRORED_CODES = frozenset({"errored"})  # PM2 gave up restarting it
 
 DB_ERRORS = re.compile(
@@ -85,8 +86,9 @@ class Incident:
 
     id: int
     started_at: str
-    code: str  # the code of the decision that opened it: hung, errored, ...
+    code: str  # the code of the decision that opened it: hung, worker_hung, errored, ...
     sample: Sample | None = None  # that check's process sample, taken just before it decided
+    worker: int | None = None  # the pm_id of the cluster's worker it named as hung (worker_hung)
 
     @property
     def hung(self) -> bool:
@@ -98,12 +100,25 @@ class Incident:
 
     @property
     def cpu(self) -> float | None:
-        """The CPU while the probes of a hang went unanswered (or PM2's figure when that was not measured)."""
+        """The CPU while the probes of a hang went unanswered (or PM2's figure when that was not measured);
+        for one worker of a cluster, that worker's own, not the busiest process's."""
         if self.hang_sample is None:
             return None
         d = self.hang_sample.data
+        if self.worker is not None:
+            d = next((i for i in _instances(d) if i.get("pm_id") == self.worker), {})
         v = d.get("cpu_demand", d.get("cpu_window", d.get("cpu")))
         return float(v) if isinstance(v, (int, float)) else None
+
+    def hung_in(self, worker: int | None) -> bool:
+        """Whether this hang was of `worker` (a pm_id; None: an app with one process)."""
+        return self.worker is None or self.worker == worker
+
+
+def _instances(d: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The per-worker entries of a cluster's sample ([] for one process)."""
+    instances = d.get("instances")
+    return [i for i in instances if isinstance(i, Mapping)] if isinstance(instances, list) else []
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,7 @@ class Pm2Restart:
     cause: str | None = None  # crash, memory limit, unknown
     exit_code: int | None = None
     template_id: str | None = None  # the error template that pointed at a crash
+    workers: tuple[int, ...] = ()  # the pm_ids of a cluster's workers it restarted
 
 
 @dataclass(frozen=True)
@@ -240,6 +256,7 @@ class _Window:
     """One uptime window: the samples of one process (one pid) in a row."""
 
     key: Any
+    worker: int | None = None  # its pm_id in a cluster (each worker leaks or not on its own)
     points: list[tuple[int, float, int]] = field(default_factory=list)  # (seq, seconds, memory)
     ended: bool = False
     fit: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -261,25 +278,43 @@ class _Window:
         return max(m for _, _, m in self.points[-2:])
 
 
-def _windows(samples: tuple[Sample, ...], hung: frozenset[int] = frozenset()) -> list[_Window]:
-    """Samples split by process; the line is fitted without the samples taken at a hang (`hung`
-    seqs): a hung process serves nothing and stops allocating, which would bend the line."""
-    t0 = parse_ts(samples[0].ts) if samples else None
-    out: list[_Window] = []
+def _memory_points(samples: tuple[Sample, ...]) -> list[tuple[int | None, Any, int, str, int]]:
+    """(worker, pid, seq, ts, memory) per process per sample: a cluster's sample gives one per
+    worker (its own memory, not the sum), another sample one with worker None."""
+    out: list[tuple[int | None, Any, int, str, int]] = []
     for s in samples:
         d = s.data
-        key = tuple(d["pids"]) if isinstance(d.get("pids"), list) else d.get("pid")
-        mem = d.get("memory")
-        if not key or not isinstance(mem, int) or d.get("after_restart"):
+        if d.get("after_restart"):
             continue
-        if not out or out[-1].key != key:
-            if out:
-                out[-1].ended = True
-            out.append(_Window(key))
+        instances = _instances(d)
+        if instances:
+            for i in instances:
+                if i.get("pid") and isinstance(i.get("memory"), int) and isinstance(i.get("pm_id"), int):
+                    out.append((i["pm_id"], i["pid"], s.seq, s.ts, i["memory"]))
+        elif d.get("pid") and isinstance(d.get("memory"), int):
+            out.append((None, d["pid"], s.seq, s.ts, d["memory"]))
+    return out
+
+
+def _windows(samples: tuple[Sample, ...], hung: Mapping[int, Incident] | None = None) -> list[_Window]:
+    """Samples split by process (each worker of a cluster on its own); the line is fitted without
+    the samples taken at a hang of that process (`hung`: sample seq -> incident): a hung process
+    serves nothing and stops allocating, which would bend the line."""
+    hung = hung or {}
+    t0 = parse_ts(samples[0].ts) if samples else None
+    out: list[_Window] = []
+    last: dict[int | None, _Window] = {}  # the open window of each worker
+    for worker, pid, seq, ts, mem in _memory_points(samples):
+        w = last.get(worker)
+        if w is None or w.key != pid:
+            if w is not None:
+                w.ended = True
+            w = last[worker] = _Window(pid, worker)
+            out.append(w)
         assert t0 is not None
-        out[-1].points.append((s.seq, (parse_ts(s.ts) - t0).total_seconds(), mem))
+        w.points.append((seq, (parse_ts(ts) - t0).total_seconds(), mem))
     for w in out:
-        fitted = [(t, float(m)) for seq, t, m in w.points if seq not in hung]
+        fitted = [(t, float(m)) for seq, t, m in w.points if not (seq in hung and hung[seq].hung_in(w.worker))]
         if len(fitted) >= 2:
             w.fit = fit_line(fitted)
             w.fitted = len(fitted)
@@ -296,7 +331,12 @@ class _Leak:
 
 def _leak(model: HintInput) -> _Leak:
     hang_at = {inc.hang_sample.seq: inc for inc in model.incidents if inc.hang_sample is not None}
-    windows = _windows(model.samples, frozenset(hang_at))
+    windows = _windows(model.samples, hang_at)
+
+    def hang_of(w: _Window, seq: int) -> Incident | None:
+        inc = hang_at.get(seq)
+        return inc if inc is not None and inc.hung_in(w.worker) else None
+
     leaking = [w for w in windows if w.leaking]
     if not leaking:
         return _Leak()
@@ -304,16 +344,17 @@ def _leak(model: HintInput) -> _Leak:
     limit = limits[-1] if limits else None
     limit_restarts = [r for r in model.pm2_restarts if r.cause == "memory limit"]
     for w in leaking:  # a hang that we restarted ends its window too
-        w.ended = w.ended or any(seq in hang_at for seq, _, _ in w.points[-2:])
+        w.ended = w.ended or any(hang_of(w, seq) for seq, _, _ in w.points[-2:])
     ended = [w for w in leaking if w.ended]
     explained: set[int] = set()
     hung_levels = []
     for w in ended:
         for seq, _, _ in w.points[-2:]:
-            if seq in hang_at:
-                explained.add(hang_at[seq].id)
+            if (inc := hang_of(w, seq)) is not None:
+                explained.add(inc.id)
                 hung_levels.append(w.end_level)
-    current = windows[-1] if windows[-1].leaking and not windows[-1].ended else None
+    # The window still open that leaks fastest (a cluster may have one per worker).
+    current = max((w for w in leaking if not w.ended), key=lambda w: w.fit[1], default=None)
     if not ended and current is None:
         return _Leak()
     rate = max(w.fit[1] for w in leaking)
@@ -324,8 +365,10 @@ def _leak(model: HintInput) -> _Leak:
         conf += 0.1 if same_level else 0.05
     if explained or limit_restarts:
         conf += 0.1
+    workers = sorted({w.worker for w in leaking if w.worker is not None})
+    of = (" of worker " + ", ".join(f"#{k}" for k in workers)) if workers else ""
     parts = [
-        f"memory grows {_rate(rate)} within {len(leaking)} uptime window{'s' if len(leaking) > 1 else ''}"
+        f"memory grows {_rate(rate)} within {len(leaking)} uptime window{'s' if len(leaking) > 1 else ''}{of}"
         f" (steady: a fitted line, r² {min(w.fit[2] for w in leaking):.2f})"
     ]
     if explained:
@@ -352,6 +395,7 @@ def _leak(model: HintInput) -> _Leak:
         "windows": [
             {
                 "pid": w.key,
+                **({"pm_id": w.worker} if w.worker is not None else {}),
                 "samples": len(w.points),
                 "first_seq": w.points[0][0],
                 "last_seq": w.points[-1][0],
@@ -386,6 +430,19 @@ def _hangs(model: HintInput) -> list[Incident]:
     return [i for i in model.incidents if i.hung and i.cpu is not None]
 
 
+def _workers_of(incidents: list[Incident]) -> list[int]:
+    """The pm_ids of the cluster workers these hangs were of, each once, in order."""
+    return list(dict.fromkeys(i.worker for i in incidents if i.worker is not None))
+
+
+def _in_workers(incidents: list[Incident]) -> str:
+    """' in worker #2' / ' in workers #1, #3' when the hangs were of single workers of a cluster."""
+    workers = _workers_of(incidents)
+    if not workers:
+        return ""
+    return f" in worker{'s' if len(workers) > 1 else ''} " + ", ".join(f"#{k}" for k in workers)
+
+
 def event_loop_blocked(model: HintInput, leak: _Leak) -> Hint | None:
     hung = _hangs(model)
     pinned = [i for i in hung if i.cpu is not None and i.cpu >= PINNED_CPU]
@@ -404,6 +461,9 @@ def event_loop_blocked(model: HintInput, leak: _Leak) -> Hint | None:
     if delays:
         evidence["loop_delay_ms"] = delays
     cpu = max(i.cpu or 0.0 for i in pinned)
+    workers = _workers_of(pinned)
+    if workers:
+        evidence["workers"] = workers
     if not own:
         message = (
             f"event loop blocked at high memory: {len(pinned)} hang(s) with the CPU pinned ({cpu:.0f}%) came at"
@@ -412,8 +472,8 @@ def event_loop_blocked(model: HintInput, leak: _Leak) -> Hint | None:
         return Hint("event_loop_blocked", message, 0.3, evidence)
     share = len(own) / len(hung)
     message = (
-        f"event loop blocked: {len(own)} of {len(hung)} hangs had the CPU pinned ({cpu:.0f}%): a busy loop,"
-        " a catastrophic regex or synchronous work; a CPU profile (node --cpu-prof) shows where"
+        f"event loop blocked: {len(own)} of {len(hung)} hangs had the CPU pinned ({cpu:.0f}%){_in_workers(own)}:"
+        " a busy loop, a catastrophic regex or synchronous work; a CPU profile (node --cpu-prof) shows where"
     )
     return Hint("event_loop_blocked", message, _conf(0.5 + 0.35 * share + (0.05 if len(own) >= 2 else 0)), evidence)
 
@@ -429,7 +489,8 @@ def stalled_on_io(model: HintInput, leak: _Leak) -> Hint | None:
     share = len(idle) / len(hung)
     cpu = max(i.cpu or 0.0 for i in idle)
     message = (
-        f"stalled on I/O: {len(idle)} of {len(hung)} hangs with the CPU idle ({cpu:.0f}%): the server accepts"
+        f"stalled on I/O: {len(idle)} of {len(hung)} hangs with the CPU idle ({cpu:.0f}%){_in_workers(idle)}:"
+        " the server accepts"
         " connections but never answers, waiting on something (an exhausted DB pool, a lock, an upstream,"
         " a promise that never resolves)"
     )
@@ -442,6 +503,8 @@ def stalled_on_io(model: HintInput, leak: _Leak) -> Hint | None:
         "hangs": len(hung),
         "db_templates": [t.template_id for t in db],
     }
+    if _workers_of(idle):
+        evidence["workers"] = _workers_of(idle)
     return Hint("stalled_on_io", message, _conf(0.45 + 0.3 * share + (0.1 if with_db else 0)), evidence)
 
 
@@ -492,6 +555,9 @@ def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
     tops = model.crash_errors
     top = next((t for t in tops if t.template_id in named), tops[0] if tops else None)
     parts = [f"crash loop: PM2 restarted it {n} time{'s' if n != 1 else ''} on its own"]
+    workers = sorted({k for r in model.pm2_restarts for k in r.workers})
+    if workers:
+        parts[0] += " (worker " + ", ".join(f"#{k}" for k in workers) + ")"
     if errored:
         parts[0] += f" and gave up (errored) {times(len(errored))}"
     codes = sorted({r.exit_code for r in crashes if r.exit_code is not None})
@@ -512,6 +578,8 @@ def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
         "exit_codes": codes,
         "templates": [top.template_id] if top else [],
     }
+    if workers:
+        evidence["workers"] = workers
     return Hint("crash_loop", "; ".join(parts), _conf(conf), evidence)
 
 

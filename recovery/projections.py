@@ -37,7 +37,7 @@ from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 8  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 9  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS app_state (
     last_restart_at TEXT,
     ours_since_sample INTEGER NOT NULL DEFAULT 0,
     ours_since_pid INTEGER NOT NULL DEFAULT 0,
-    pm2_seen_since_sample INTEGER NOT NULL DEFAULT 0
+    pm2_seen_since_sample INTEGER NOT NULL DEFAULT 0,
+    workers TEXT,
+    failed_workers TEXT
 );
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -82,7 +84,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     restarts INTEGER NOT NULL DEFAULT 0,
     outcome TEXT NOT NULL DEFAULT 'open',
     first_reason TEXT,
-    evidence TEXT NOT NULL DEFAULT '[]'
+    evidence TEXT NOT NULL DEFAULT '[]',
+    workers TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS incidents_app_start ON incidents (app, started_at);
 CREATE TABLE IF NOT EXISTS restarts (
@@ -96,7 +99,8 @@ CREATE TABLE IF NOT EXISTS restarts (
     outcome TEXT,
     run_id TEXT,
     incident_id INTEGER,
-    code TEXT
+    code TEXT,
+    pm_ids TEXT
 );
 CREATE INDEX IF NOT EXISTS restarts_app_at ON restarts (app, at);
 CREATE TABLE IF NOT EXISTS decision_points (
@@ -210,6 +214,10 @@ class _App:
     ours_since_sample: int = 0
     ours_since_pid: int = 0
     pm2_seen_since_sample: int = 0
+    # A cluster's workers at the last sample, by pm_id, with the same bookkeeping per worker
+    # (JSON, see `workers_of`); None for an app with one process.
+    workers: str | None = None
+    failed_workers: str | None = None  # JSON [pm_id, ...] the last decision named as failed
 
 
 _STATE_COLUMNS = list(_App.__dataclass_fields__)
@@ -243,7 +251,7 @@ class Folder:
         if inc is None:
             row = self.conn.execute(
                 "SELECT id, app, started_at, started_seq, ended_at, ended_seq, duration_s, restarts, outcome,"
-                " first_reason, evidence FROM incidents WHERE id = ?",
+                " first_reason, evidence, workers FROM incidents WHERE id = ?",
                 (iid,),
             ).fetchone()
             keys = (
@@ -258,9 +266,11 @@ class Folder:
                 "outcome",
                 "first_reason",
                 "evidence",
+                "workers",
             )
             inc = dict(zip(keys, row))
             inc["evidence"] = json.loads(inc["evidence"])
+            inc["workers"] = json.loads(inc["workers"] or "[]")
             self.incidents[iid] = inc
         return inc
 
@@ -288,7 +298,7 @@ class Folder:
         )
         self.conn.executemany(
             "UPDATE incidents SET ended_at = ?, ended_seq = ?, duration_s = ?, restarts = ?, outcome = ?,"
-            " evidence = ? WHERE id = ?",
+            " evidence = ?, workers = ? WHERE id = ?",
             [
                 (
                     i["ended_at"],
@@ -297,6 +307,7 @@ class Folder:
                     i["restarts"],
                     i["outcome"],
                     json.dumps(i["evidence"]),
+                    json.dumps(i["workers"], separators=(",", ":")),
                     i["id"],
                 )
                 for i in self.incidents.values()
@@ -332,6 +343,7 @@ class Folder:
                     a = self.app(name)
                     a.ours_since_sample += max(1, a.instances or 1)
                     a.ours_since_pid += 1
+                    credit_workers(a, None, 1)
                     a.last_restart_at = ts
                     self.conn.execute(
                         "UPDATE decision_points SET restarted_at = ? WHERE app = ? AND run_id IS ?", (ts, name, run_id)
@@ -358,6 +370,7 @@ class Folder:
         elif type_ == "decision.made":
             self.point(app_name, seq, ts, run_id, data)
             self.decided(a, seq, ts, data)
+            self.workers_decided(a, data)
         elif type_ == "process.sampled":
             self.seen.see(app_name, run_id, type_, data)
             self.sampled(a, seq, ts, run_id, data)
@@ -367,8 +380,10 @@ class Folder:
                     "UPDATE decision_points SET restarted_at = ? WHERE app = ? AND run_id IS ?", (ts, app_name, run_id)
                 )
             a.last_restart_at = ts if data.get("by", "check") == "check" else a.last_restart_at
-            a.ours_since_sample += max(1, a.instances or 1)
+            pm_id = worker_id(data)
+            a.ours_since_sample += 1 if pm_id is not None else max(1, a.instances or 1)  # one worker, or all
             a.ours_since_pid += 1
+            credit_workers(a, pm_id, 1)
             iid = a.open_incident
             if iid is not None:
                 inc = self.incident(iid)
@@ -376,7 +391,7 @@ class Folder:
                 inc["evidence"].append(seq)
             self.conn.execute(
                 "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id,"
-                " incident_id, code) VALUES (?, ?, ?, ?, 'recovery', 1, ?, 'requested', ?, ?, ?)",
+                " incident_id, code, pm_ids) VALUES (?, ?, ?, ?, 'recovery', 1, ?, 'requested', ?, ?, ?, ?)",
                 (
                     seq,
                     app_name,
@@ -386,6 +401,7 @@ class Folder:
                     run_id,
                     iid,
                     decision_code(data),
+                    json.dumps([pm_id]) if pm_id is not None else None,
                 ),
             )
             self.set_state(a, "recovering", ts, seq, data.get("reason"))
@@ -407,11 +423,16 @@ class Folder:
                     (type_ == "verification.passed", app_name, run_id),
                 )
             if type_ == "restart.failed":  # PM2 did not restart it: nothing of ours to see in a sample
-                a.ours_since_sample = max(0, a.ours_since_sample - max(1, a.instances or 1))
+                pm_id = worker_id(data)
+                a.ours_since_sample = max(
+                    0, a.ours_since_sample - (1 if pm_id is not None else max(1, a.instances or 1))
+                )
                 a.ours_since_pid = max(0, a.ours_since_pid - 1)
+                credit_workers(a, pm_id, -1)
             if a.open_incident is not None:
                 self.incident(a.open_incident)["evidence"].append(seq)
             if type_ == "verification.passed":
+                a.failed_workers = None
                 self.set_state(a, "healthy", ts, seq, "verified after restart")
                 self.close_incident(a, seq, ts, "restarted")
                 self.lift(a, ts)
@@ -496,6 +517,7 @@ class Folder:
         if data.get("error"):
             return
         theirs, why = own_restarts(a, data)
+        named = restarted_workers(a, data) if theirs else []
         old_pid = a.pid
         a.pm2_status = data.get("status")
         a.sampled_at = ts
@@ -507,15 +529,36 @@ class Folder:
         if isinstance(instances, list):
             a.pid = (data.get("pids") or [None])[0]
         if theirs:
-            self.pm2_restart(a, seq, ts, run_id, theirs, why)
+            self.pm2_restart(a, seq, ts, run_id, theirs, why, [w["pm_id"] for w in named])
         spend_credits(a, data, old_pid, theirs)
+        track_workers(a, data, named)
 
-    def pm2_restart(self, a: _App, seq: int, ts: str, run_id: str | None, count: int, reason: str) -> None:
+    def pm2_restart(
+        self, a: _App, seq: int, ts: str, run_id: str | None, count: int, reason: str, pm_ids: list[int]
+    ) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id, incident_id)"
-            " VALUES (?, ?, ?, 'pm2', 'pm2', ?, ?, 'seen', ?, ?)",
-            (seq, a.app, ts, count, reason, run_id, a.open_incident),
+            "INSERT OR REPLACE INTO restarts (seq, app, at, by, source, count, reason, outcome, run_id, incident_id,"
+            " pm_ids) VALUES (?, ?, ?, 'pm2', 'pm2', ?, ?, 'seen', ?, ?, ?)",
+            (seq, a.app, ts, count, reason, run_id, a.open_incident, json.dumps(pm_ids) if pm_ids else None),
         )
+
+    def workers_decided(self, a: _App, data: dict) -> None:
+        """The workers a decision names as failed (a hung worker of a cluster), kept until the app is up
+        again; the incident keeps every worker named during it."""
+        state = data.get("state")
+        if state in UP_STATES:
+            a.failed_workers = None
+            return
+        failed = failed_workers(data)
+        if failed is None:
+            return
+        a.failed_workers = json.dumps(failed)
+        worker = (data.get("inputs") or {}).get("worker")
+        if a.open_incident is not None and isinstance(worker, dict) and isinstance(worker.get("pm_id"), int):
+            named = self.incident(a.open_incident)["workers"]
+            entry = {k: worker.get(k) for k in ("pm_id", "pid", "evidence")}
+            if entry not in named:
+                named.append(entry)
 
     def set_state(self, a: _App, state: str, ts: str, seq: int, reason: str | None) -> None:
         if state != a.state:
@@ -525,6 +568,7 @@ class Folder:
     def close_incident(self, a: _App, seq: int, ts: str, outcome: str) -> None:
         if a.open_incident is None:
             return
+        a.failed_workers = None
         inc = self.incident(a.open_incident)
         inc["ended_at"], inc["ended_seq"], inc["outcome"] = ts, seq, outcome
         inc["duration_s"] = round(seconds_between(inc["started_at"], ts), 3)
@@ -546,7 +590,9 @@ def _restart_total(data: dict) -> int | None:
     """PM2's restart counter summed over instances; None for the cheap sample, which has none."""
     instances = data.get("instances")
     if isinstance(instances, list):
-        return sum(int(i.get("restart_time") or 0) for i in instances)
+        if any(not isinstance(i, dict) or i.get("restart_time") is None for i in instances):
+            return None  # a cluster's cheap sample: no counter, not a counter of 0
+        return sum(int(i["restart_time"]) for i in instances)
     return int(data["restart_time"]) if data.get("restart_time") is not None else None
 
 
@@ -581,6 +627,14 @@ def own_restarts(a: _App, data: dict) -> tuple[int, str]:
         return 0, ""
     total = _restart_total(data)
     if total is None:
+        if isinstance(data.get("instances"), list):
+            # A cluster's cheap sample: a worker with a new pid that none of our restarts explains.
+            named = [] if a.ours_since_pid else restarted_workers(a, data)
+            if named:
+                return sum(w["count"] for w in named), "new pid of worker " + ", ".join(
+                    f"#{w['pm_id']} {w['old_pid']} -> {w['new_pid']}" for w in named
+                )
+            return 0, ""
         new_pid = data.get("pid")
         if a.pid and new_pid and new_pid != a.pid and _instance_count(a, data) == 1 and not a.ours_since_pid:
             return 1, f"new pid {a.pid} -> {new_pid}"
@@ -590,6 +644,135 @@ def own_restarts(a: _App, data: dict) -> tuple[int, str]:
         if theirs > 0:
             return theirs, f"PM2 restart_time {a.restart_time} -> {total}"
     return 0, ""
+
+
+# -- the workers of a cluster -----------------------------------------------------------------
+# Per worker (by pm_id) the fold keeps what the app-wide bookkeeping above keeps for the app: its
+# pid, PM2's restart counter at the last full sample, our restarts of it not yet seen in that
+# counter (`ours`) or as a new pid (`ours_pid`), PM2's restarts of it already counted from a new
+# pid (`seen`); and, for `recovery status`, its status, memory and CPU at the last sample.
+
+
+def worker_id(data: dict) -> int | None:
+    """The pm_id of the one worker a restart event is about; None for the whole app."""
+    pm_id = data.get("pm_id")
+    return pm_id if isinstance(pm_id, int) and not isinstance(pm_id, bool) else None
+
+
+def workers_of(a: _App) -> dict[int, dict[str, Any]]:
+    """The app's workers at its last sample, by pm_id ({} for an app with one process)."""
+    if not a.workers:
+        return {}
+    return {int(w["pm_id"]): w for w in json.loads(a.workers)}
+
+
+def _save_workers(a: _App, workers: dict[int, dict[str, Any]]) -> None:
+    a.workers = json.dumps([workers[k] for k in sorted(workers)], separators=(",", ":")) if workers else None
+
+
+def credit_workers(a: _App, pm_id: int | None, n: int) -> None:
+    """A restart of ours (n=1), or one that failed (n=-1), of worker `pm_id` or of every worker."""
+    workers = workers_of(a)
+    if not workers:
+        return
+    for k, w in workers.items():
+        if pm_id is None or k == pm_id:
+            w["ours"] = max(0, int(w.get("ours") or 0) + n)
+            w["ours_pid"] = max(0, int(w.get("ours_pid") or 0) + n)
+    _save_workers(a, workers)
+
+
+def failed_workers(data: dict) -> list[int] | None:
+    """The pm_ids a decision names as failed: `inputs.workers.failed`, else `inputs.worker`; None
+    when it names none (a decision about the app as a whole)."""
+    inputs = data.get("inputs") or {}
+    workers = inputs.get("workers")
+    if isinstance(workers, dict) and isinstance(workers.get("failed"), list) and workers["failed"]:
+        return [int(k) for k in workers["failed"] if isinstance(k, int)]
+    worker = inputs.get("worker")
+    if isinstance(worker, dict) and isinstance(worker.get("pm_id"), int):
+        return [worker["pm_id"]]
+    return None
+
+
+def restarted_workers(a: _App, data: dict) -> list[dict[str, Any]]:
+    """The workers of a cluster that PM2 restarted on its own, as the sample `data` shows them
+    against the app's state before it: [{pm_id, old_pid, new_pid, count, exit_code?}].
+
+    A full sample: the worker's restart counter grew by more than our restarts of it (and PM2's
+    already counted from a new pid) explain. The cheap sample: the worker has a new pid that none
+    of our restarts of it explains.
+    """
+    instances = data.get("instances")
+    if data.get("error") or not isinstance(instances, list):
+        return []
+    before = workers_of(a)
+    out = []
+    for i in instances:
+        if not isinstance(i, dict) or not isinstance(i.get("pm_id"), int) or i["pm_id"] not in before:
+            continue
+        w = before[i["pm_id"]]
+        rt, old_rt = i.get("restart_time"), w.get("restart_time")
+        if rt is None:
+            changed = bool(w.get("pid") and i.get("pid") and i["pid"] != w["pid"])
+            n = 1 if changed and not w.get("ours_pid") else 0
+        elif old_rt is not None and rt >= old_rt:
+            n = rt - old_rt - int(w.get("ours") or 0) - int(w.get("seen") or 0)
+        else:
+            n = 0  # no earlier counter, or one that went back (a new PM2 daemon counts from 0)
+        if n > 0:
+            named: dict[str, Any] = {"pm_id": i["pm_id"], "old_pid": w.get("pid"), "new_pid": i.get("pid"), "count": n}
+            if i.get("exit_code") is not None:
+                named["exit_code"] = i["exit_code"]
+            out.append(named)
+    return out
+
+
+def restarted_fields(a: _App, data: dict) -> dict[str, Any]:
+    """What a `process.restarted` event says of the workers PM2 restarted (see restarted_workers):
+    `workers`, and `pm_id`, `old_pid`, `new_pid` when it was one worker; {} for an app with one process."""
+    named = restarted_workers(a, data)
+    if not named:
+        return {}
+    out: dict[str, Any] = {"workers": named}
+    if len(named) == 1:
+        out.update(pm_id=named[0]["pm_id"], old_pid=named[0]["old_pid"], new_pid=named[0]["new_pid"])
+    return out
+
+
+def track_workers(a: _App, data: dict, named: list[dict[str, Any]]) -> None:
+    """After a sample: each worker's pid, status, memory and CPU, and its bookkeeping (as
+    `spend_credits` does for the app). A full sample replaces the workers; the cheap one, which
+    may miss a worker, updates those it shows."""
+    instances = data.get("instances")
+    if not isinstance(instances, list):
+        if data.get("known") and data.get("source") == "jlist":
+            a.workers = None  # one process now
+        return
+    before = workers_of(a)
+    theirs = {w["pm_id"]: w["count"] for w in named}
+    full = _restart_total(data) is not None
+    after: dict[int, dict[str, Any]] = {} if full else dict(before)
+    for i in instances:
+        if not isinstance(i, dict) or not isinstance(i.get("pm_id"), int):
+            continue
+        pm_id = i["pm_id"]
+        w = dict(before.get(pm_id) or {"pm_id": pm_id})
+        if full:
+            rt, old_rt = int(i["restart_time"]), w.get("restart_time")
+            grown = rt - old_rt if old_rt is not None and rt >= old_rt else int(w.get("ours") or 0)
+            w["ours"] = max(0, int(w.get("ours") or 0) - grown)
+            w["ours_pid"] = min(int(w.get("ours_pid") or 0), w["ours"])
+            w["restart_time"] = rt
+            w["seen"] = 0
+        else:
+            w["seen"] = int(w.get("seen") or 0) + theirs.get(pm_id, 0)
+            if w.get("ours_pid") and w.get("pid") and i.get("pid") and i["pid"] != w["pid"]:
+                w["ours_pid"] -= 1
+        for key in ("pid", "status", "memory", "cpu"):
+            w[key] = i.get(key)
+        after[pm_id] = w
+    _save_workers(a, after)
 
 
 def point_probe(type_: str, data: dict) -> list[Any]:
@@ -945,15 +1128,21 @@ def _incidents_begun(conn: sqlite3.Connection, app: str, since: str, until: str)
         " AND i.started_at <= ? ORDER BY i.started_at DESC, i.id DESC LIMIT ?",
         (app, since, until, HINT_INCIDENTS),
     ).fetchall()
-    return tuple(
-        hints.Incident(
-            iid,
-            started,
-            decision_code(json.loads(data) if data else None, reason),
-            _sample_before(conn, app, seq, run_id),
+    out = []
+    for iid, started, seq, reason, data, run_id in reversed(rows):
+        d = json.loads(data) if data else None
+        worker = ((d or {}).get("inputs") or {}).get("worker")
+        pm_id = worker.get("pm_id") if isinstance(worker, dict) else None
+        out.append(
+            hints.Incident(
+                iid,
+                started,
+                decision_code(d, reason),
+                _sample_before(conn, app, seq, run_id),
+                pm_id if isinstance(pm_id, int) else None,
+            )
         )
-        for iid, started, seq, reason, data, run_id in reversed(rows)
-    )
+    return tuple(out)
 
 
 def _sample_before(conn: sqlite3.Connection, app: str, seq: int, run_id: str | None) -> hints.Sample | None:
@@ -991,7 +1180,19 @@ def _restarts(conn: sqlite3.Connection, app: str, since: str, until: str) -> tup
 def _pm2_restart(seq: int, ts: str, d: dict[str, Any]) -> hints.Pm2Restart:
     evidence = d.get("evidence") or {}
     count = int(d.get("count") or 1)
-    return hints.Pm2Restart(seq, ts, count, d.get("cause"), evidence.get("exit_code"), evidence.get("template_id"))
+    named = [w for w in d.get("workers") or [] if isinstance(w, dict) and isinstance(w.get("pm_id"), int)]
+    exit_code = evidence.get("exit_code")
+    if exit_code is None and len(named) == 1:
+        exit_code = named[0].get("exit_code")  # the one worker PM2 restarted said how it ended
+    return hints.Pm2Restart(
+        seq,
+        ts,
+        count,
+        d.get("cause"),
+        exit_code,
+        evidence.get("template_id"),
+        tuple(w["pm_id"] for w in named),
+    )
 
 
 def _errors_before_incidents(conn: sqlite3.Connection, app: str, since: str, until: str) -> hints.ErrorsBeforeIncidents:

@@ -9,7 +9,7 @@ from typing import Any
 from . import replay
 from .config import format_status_ranges
 from .events import Event
-from .report import AppReport, IncidentRow, Report, Step, Timeline
+from .report import AppReport, IncidentRow, Report, Step, Timeline, worker_counts
 from .status import AppStatus
 from .units import ago, format_duration, mb, one_line, percent, period_label, span
 
@@ -127,9 +127,36 @@ def _summary_row(a: AppReport) -> list[str]:
     ]
 
 
-def _incident_row(i: IncidentRow) -> list[str]:
+def worker_text(w: dict[str, Any]) -> str:
+    """'worker #2 (pid 4242)'."""
+    return f"worker #{w.get('pm_id')}" + (f" (pid {w['pid']})" if w.get("pid") else "")
+
+
+def _workers_named(workers: list[dict[str, Any]]) -> str:
+    """'#2 pid 4242', '#2 pid 4242 +1': the first worker an incident named, and how many more."""
+    if not workers:
+        return "-"
+    w = workers[0]
+    text = f"#{w.get('pm_id')}" + (f" pid {w['pid']}" if w.get("pid") else "")
+    return text + (f" +{len(workers) - 1}" if len(workers) > 1 else "")
+
+
+def _incident_head(incidents: list[IncidentRow]) -> list[str]:
+    """The incident table's head, with a WORKER column when an incident was about one worker of a cluster."""
+    if any(i.workers for i in incidents):
+        return [*_INCIDENT_HEAD[:-1], "WORKER", _INCIDENT_HEAD[-1]]
+    return _INCIDENT_HEAD
+
+
+def _incident_row(i: IncidentRow, workers: bool = False) -> list[str]:
     duration = span(i.duration_s, decimals=True) + (" so far" if i.ended_at is None else "")
-    return [f"#{i.id}", _when(i.started_at), duration, str(i.restarts), i.outcome, i.reason or "-"]
+    cells = [f"#{i.id}", _when(i.started_at), duration, str(i.restarts), i.outcome, i.reason or "-"]
+    return [*cells[:-1], _workers_named(i.workers), cells[-1]] if workers else cells
+
+
+def _worker_restarts(a: AppReport) -> str:
+    """'check #2 1x; pm2 #2 3x, #0 1x': restarts of one worker by who made them."""
+    return "; ".join(f"{who} {worker_counts(per)}" for who, per in a.worker_restarts.items() if per)
 
 
 def _by_who(a: AppReport) -> str:
@@ -149,12 +176,16 @@ def report_text(r: Report) -> str:
         shown = a.incidents[-SHOWN_INCIDENTS:]
         if shown:
             lines.append("  incidents:")
-            lines += _grid(_INCIDENT_HEAD, [_incident_row(i) for i in shown], indent="    ")
+            head = _incident_head(shown)
+            rows = [_incident_row(i, head is not _INCIDENT_HEAD) for i in shown]
+            lines += _grid(head, rows, indent="    ")
             if len(a.incidents) > len(shown):
                 lines.append(f"    ... and {len(a.incidents) - len(shown)} earlier (--json lists all)")
         else:
             lines.append("  incidents: none")
         lines.append(f"  restarts by: {_by_who(a)}")
+        if a.worker_restarts:
+            lines.append(f"  restarts of one worker: {_worker_restarts(a)}")
         if a.top_errors:
             lines.append("  top errors (`recovery errors show TEMPLATE` for examples):")
             lines += _grid(_ERRORS_HEAD, [_error_row(e) for e in a.top_errors], indent="    ")
@@ -188,13 +219,16 @@ def report_markdown(r: Report) -> str:
         lines += ["", f"## {a.app}", "", "### Incidents", ""]
         shown = a.incidents[-SHOWN_INCIDENTS:]
         if shown:
-            lines += _md_table([h.lower() for h in _INCIDENT_HEAD], [_incident_row(i) for i in shown])
+            head = _incident_head(shown)
+            lines += _md_table([h.lower() for h in head], [_incident_row(i, head is not _INCIDENT_HEAD) for i in shown])
             if len(a.incidents) > len(shown):
                 lines += ["", f"... and {len(a.incidents) - len(shown)} earlier (`--json` lists all)."]
         else:
             lines.append("None.")
         lines += ["", "### Restarts by who made them", ""]
         lines += _md_table(list(a.restarts_by), [[str(n) for n in a.restarts_by.values()]])
+        if a.worker_restarts:
+            lines += ["", f"Restarts of one worker: {_worker_restarts(a)}."]
         if a.top_errors:
             lines += ["", "### Top errors", ""]
             lines += _md_table([h.lower() for h in _ERRORS_HEAD], [_error_row(e) for e in a.top_errors])
@@ -223,6 +257,10 @@ def facts(type_: str, d: dict[str, Any]) -> str:
     """The key facts of one event, as a short phrase."""
     if type_ == "decision.made":
         text = f"{d.get('action', '?')}: {d.get('reason') or '-'}"
+        worker = (d.get("inputs") or {}).get("worker")
+        if isinstance(worker, dict) and worker.get("pm_id") is not None:
+            evidence = f", by its {worker['evidence']}" if worker.get("evidence") else ""
+            text += f" [{worker_text(worker)}{evidence}]"
         return text + (" (dry run, nothing done)" if d.get("dry_run") else "")
     if type_ in ("probe.succeeded", "probe.failed"):
         attempt = d.get("attempt")
@@ -245,6 +283,8 @@ def facts(type_: str, d: dict[str, Any]) -> str:
         parts = [str(d.get("status") or "?")]
         if d.get("pid"):
             parts.append(f"pid {d['pid']}")
+        if isinstance(d.get("instances"), list):
+            parts.append(f"{len(d['instances'])} workers: " + " ".join(_instance_fact(i) for i in d["instances"]))
         if isinstance(d.get("memory"), int):
             parts.append(mb(d["memory"], 1))
         if d.get("cpu") is not None:
@@ -252,8 +292,24 @@ def facts(type_: str, d: dict[str, Any]) -> str:
         if d.get("restart_time") is not None:
             parts.append(f"restart_time {d['restart_time']}")
         return ", ".join(parts)
+    if type_ == "process.restarted":
+        named = [w for w in d.get("workers") or [] if isinstance(w, dict)]
+        if named:
+            what = ", ".join(
+                f"worker #{w.get('pm_id')} (pid {w.get('old_pid') or '?'} -> {w.get('new_pid') or '?'})"
+                + (f" {w['count']}x" if (w.get("count") or 1) > 1 else "")
+                for w in named
+            )
+        else:
+            n = d.get("count") or 1
+            what = "the app" + (f" {n}x" if n > 1 else "")
+            if d.get("old_pid") and d.get("new_pid"):
+                what += f" (pid {d['old_pid']} -> {d['new_pid']})"
+        return f"PM2 restarted {what} on its own, cause {d.get('cause') or 'unknown'}"
     if type_ == "restart.requested":
         text = f"by {d.get('by', 'check')}: {_cmd(d.get('command') or 'restart')}"
+        if d.get("pm_id") is not None:
+            text += f" ({worker_text(d)})"
         return text + (f" ({d['reason']})" if d.get("by", "check") != "check" and d.get("reason") else "")
     if type_ in ("restart.succeeded", "restart.failed"):
         parts = [_cmd(d.get("command") or "restart")]
@@ -278,6 +334,18 @@ def facts(type_: str, d: dict[str, Any]) -> str:
     return " ".join(f"{k}={_field(k, v)}" for k, v in d.items() if v not in (None, "", [], {}) and k != "inputs")
 
 
+def _instance_fact(i: Any) -> str:
+    """'#2:4242/online/60.0MB' for one worker of a cluster sample."""
+    if not isinstance(i, dict):
+        return "?"
+    text = f"#{i.get('pm_id')}:{i.get('pid') or '-'}"
+    if i.get("status") not in (None, "online"):
+        text += f"/{i['status']}"
+    if isinstance(i.get("memory"), int):
+        text += f"/{mb(i['memory'], 1)}"
+    return text
+
+
 def ending(t: Timeline) -> str:
     """How the incident ended (or that it is still open), its duration and restarts."""
     i = t.incident
@@ -291,6 +359,8 @@ def timeline_text(t: Timeline) -> str:
     """The incident's header, one line per event, and how it ended."""
     i = t.incident
     lines = [f"{t.app} incident #{i.id}: started {_when(i.started_at)} UTC" + (f", {i.reason}" if i.reason else "")]
+    if i.workers:
+        lines.append("about " + ", ".join(worker_text(w) for w in i.workers) + " of the cluster")
     rows = [[offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)] for s in t.steps]
     if len(rows) > TIMELINE_MAX:
         half = TIMELINE_MAX // 2
@@ -341,6 +411,7 @@ _STATUS_HEAD = [
     "LAST CHECK",
     "LATENCY",
     "PM2",
+    "WORKERS",
     "PID",
     "UPTIME",
     "MEMORY",
@@ -349,6 +420,26 @@ _STATUS_HEAD = [
     "INCIDENT",
     "HINT",
 ]
+
+
+WORKER_IDS_SHOWN = 3  # failed workers named in the WORKERS cell; the notes below the table name all
+
+
+def workers_cell(w: dict[str, Any] | None) -> str:
+    """'3/4', '3/4 (#2 hung)', '2/4 (#1,#3 hung)', '2/4 (#1 hung +1)', '0/4 (all hung)'; '-' for one process."""
+    if not w:
+        return "-"
+    text = f"{w['healthy']}/{w['total']}"
+    failed = w["failed"]
+    if not failed:
+        return text
+    why = failed[0]["why"]
+    same = [f for f in failed if f["why"] == why][:WORKER_IDS_SHOWN]
+    if len(same) == len(failed) == w["total"] > 1:
+        return f"{text} (all {why})"
+    more = len(failed) - len(same)
+    ids = ",".join("#" + str(f["pm_id"]) for f in same)
+    return f"{text} ({ids} {why}" + (f" +{more}" if more else "") + ")"
 
 
 def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
@@ -365,6 +456,7 @@ def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
                 check,
                 f"{r.latency_ms:.0f}ms" if r.latency_ms is not None else "-",
                 r.pm2_status or "-",
+                workers_cell(r.workers),
                 str(r.pid or "-"),
                 span(r.uptime_s),
                 mb(r.memory) if r.memory else "-",
@@ -376,6 +468,12 @@ def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
         )
     lines = _grid(_STATUS_HEAD, body)
     notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]
+    notes += [
+        f"{r.app}: worker #{f['pm_id']} (pid {f['pid'] or '-'}) {f['why']}"
+        for r in rows
+        if r.workers
+        for f in r.workers["failed"]
+    ]
     notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
     return "\n".join(lines + notes)
 

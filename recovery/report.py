@@ -71,6 +71,8 @@ class IncidentRow:
     restarts: int
     outcome: str  # restarted, recovered without restart, stopped by an operator, open
     reason: str | None = None  # the first decision's reason; text only, not in the JSON
+    # The workers of a cluster that decisions named as hung during it: [{pm_id, pid, evidence}]
+    workers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class IncidentRow:
             "duration_s": self.duration_s,
             "restarts": self.restarts,
             "outcome": self.outcome,
+            "workers": self.workers,
         }
 
 
@@ -98,6 +101,8 @@ class AppReport:
     stands_out: list[str]
     top_errors: list[dict[str, Any]] = field(default_factory=list)  # from the log tables, if ingested
     hints: list[dict[str, Any]] = field(default_factory=list)  # likely causes (recovery.hints), strongest first
+    # Restarts of one worker of a cluster, by who made them, then by pm_id: {"pm2": {"2": 3}}
+    worker_restarts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "app"}
@@ -136,6 +141,7 @@ class _Window:
     hist: dict[int, int] = field(default_factory=dict)
     restarts_by: dict[str, int] = field(default_factory=dict)
     unrecovered_restarts: int = 0  # ours whose restart failed or was not verified
+    worker_restarts: dict[str, dict[str, int]] = field(default_factory=dict)  # by who, then pm_id
 
     @property
     def restarts(self) -> int:
@@ -202,7 +208,26 @@ def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusi
     ).fetchall()
     w.restarts_by = {who: int(n or 0) for who, n, _ in rows}
     w.unrecovered_restarts = sum(int(u or 0) for _, _, u in rows)
+    w.worker_restarts = worker_restarts(
+        conn.execute(
+            "SELECT by, count, pm_ids FROM restarts WHERE app = ? AND pm_ids IS NOT NULL AND at >= ?"
+            f" AND at {'<=' if inclusive else '<'} ? ORDER BY at, seq",
+            (app, start, end),
+        ).fetchall()
+    )
     return w
+
+
+def worker_restarts(rows: list[tuple[str, int, str]]) -> dict[str, dict[str, int]]:
+    """Restarts of single workers by who made them, then by pm_id, from restarts rows (by, count,
+    pm_ids): a row naming one worker counts `count` for it, one naming several counts one each."""
+    out: dict[str, dict[str, int]] = {}
+    for who, count, pm_ids in rows:
+        ids = json.loads(pm_ids)
+        for pm_id in ids:
+            per = out.setdefault(who, {})
+            per[str(pm_id)] = per.get(str(pm_id), 0) + (int(count or 1) if len(ids) == 1 else 1)
+    return out
 
 
 def _open_for(now: _dt.datetime, started: str) -> float:
@@ -213,14 +238,16 @@ def _open_for(now: _dt.datetime, started: str) -> float:
 def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: _dt.datetime) -> list[IncidentRow]:
     """Incidents that overlap [since, until], oldest first; an open one lasts until now."""
     out = []
-    for iid, started, ended, duration, restarts, outcome, reason in conn.execute(
-        "SELECT id, started_at, ended_at, duration_s, restarts, outcome, first_reason FROM incidents"
+    for iid, started, ended, duration, restarts, outcome, reason, workers in conn.execute(
+        "SELECT id, started_at, ended_at, duration_s, restarts, outcome, first_reason, workers FROM incidents"
         " WHERE app = ? AND started_at <= ? AND (ended_at IS NULL OR ended_at >= ?) ORDER BY started_at, id",
         (app, until, since),
     ):
         if ended is None:
             duration = _open_for(now, started)
-        out.append(IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason))
+        out.append(
+            IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason, json.loads(workers or "[]"))
+        )
     return out
 
 
@@ -265,6 +292,7 @@ def _build_report(conn: sqlite3.Connection, apps: list[str], since: str, now: _d
                 stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
                 top_errors=top_errors(conn, app, since, before, now),
                 hints=_hints(conn, app, now, since),
+                worker_restarts=cur.worker_restarts,
             )
         )
     return Report(since, until, until, out)
@@ -322,13 +350,22 @@ def stands_out(
         notes.append(f"{n} restart{'s' if n > 1 else ''} did not bring {app} back (restart failed or not verified)")
     theirs = cur.restarts_by.get("pm2", 0)
     if theirs:
-        notes.append(f"PM2 restarted {app} {times(theirs)} on its own (a crash or max_memory_restart?)")
+        which = worker_counts(cur.worker_restarts.get("pm2", {}))
+        notes.append(
+            f"PM2 restarted {app} {times(theirs)} on its own (a crash or max_memory_restart?)"
+            + (f": worker {which}" if which else "")
+        )
     for first, last, n in clustered_hours([i.started_at for i in began]):
         notes.append(f"{n} of {len(began)} incidents between {first:02d}:00 and {(last + 1) % 24:02d}:00 UTC")
     p95, was = cur.percentile(0.95), prev.percentile(0.95)
     if p95 is not None and was is not None and p95 >= 2 * was and p95 - was >= 20:
         notes.append(f"p95 latency {p95:g}ms, was {was:g}ms in the previous {label}")
     return notes
+
+
+def worker_counts(per: dict[str, int]) -> str:
+    """'#2 3x, #0 1x' (most first), from restarts by pm_id."""
+    return ", ".join(f"#{k} {n}x" for k, n in sorted(per.items(), key=lambda kv: (-kv[1], int(kv[0]))))
 
 
 # -- `recovery why`: the timeline of one incident ------------------------------------------------
@@ -355,7 +392,10 @@ class Timeline:
 def _incident(
     conn: sqlite3.Connection, app: str, incident_id: int | None
 ) -> tuple[IncidentRow, int, int | None] | None:
-    sql = "SELECT id, app, started_at, ended_at, duration_s, restarts, outcome, first_reason, started_seq, ended_seq FROM incidents"
+    sql = (
+        "SELECT id, app, started_at, ended_at, duration_s, restarts, outcome, first_reason, started_seq, ended_seq,"
+        " workers FROM incidents"
+    )
     if incident_id is None:
         row = conn.execute(sql + " WHERE app = ? ORDER BY id DESC LIMIT 1", (app,)).fetchone()
         if row is None:
@@ -367,8 +407,9 @@ def _incident(
             whose = f" (it is {row[1]}'s)" if row is not None else ""
             known = f"; its latest is #{latest}" if latest is not None else f"; {app} has none"
             raise IncidentNotFound(f"no incident #{incident_id} for {app}{whose}{known}")
-    iid, _, started, ended, duration, restarts, outcome, reason, started_seq, ended_seq = row
-    return IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason), started_seq, ended_seq
+    iid, _, started, ended, duration, restarts, outcome, reason, started_seq, ended_seq, workers = row
+    inc = IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason, json.loads(workers or "[]"))
+    return inc, started_seq, ended_seq
 
 
 # Above this many seqs, walking the (app, type, seq) index beats reading the seq range row by row.

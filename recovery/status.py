@@ -6,6 +6,7 @@ The rows only: `render.status_table` writes them for people.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import sqlite3
 import statistics
 from dataclasses import asdict, dataclass
@@ -40,6 +41,8 @@ class AppStatus:
     paused_until: str | None
     code: int
     hint: dict[str, Any] | None = None  # the strongest likely cause (recovery.hints), if any
+    # A cluster's workers: total, healthy, failed [{pm_id, pid, why}], instances; None with one process.
+    workers: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +75,7 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
     day_ago = earlier(now, 86400)
     row = conn.execute(
         "SELECT state, since, reason, last_check_at, last_latency_ms, pm2_status, pid, uptime_s, memory, cpu,"
-        " open_incident, paused_until, sampled_at FROM app_state WHERE app = ?",
+        " open_incident, paused_until, sampled_at, workers, failed_workers FROM app_state WHERE app = ?",
         (name,),
     ).fetchone()
     counts = dict(
@@ -102,7 +105,10 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
             None,
             3,
         )
-    state, since, reason, last_check, latency, pm2_status, pid, uptime, memory, cpu, incident, paused, sampled = row
+    state, since, reason, last_check, latency, pm2_status, pid, uptime, memory, cpu, incident, paused, sampled = row[
+        :13
+    ]
+    workers = worker_health(row[13], row[14])
     if paused and paused > projections.format_ts(now):
         state = "paused"
     interval = usual_interval(store, name)
@@ -141,4 +147,27 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
         paused,
         code,
         hint.to_dict() if hint else None,
+        workers,
     )
+
+
+def worker_health(workers_json: str | None, failed_json: str | None) -> dict[str, Any] | None:
+    """A cluster's workers as `recovery status` shows them: how many, how many are healthy, and the
+    failed ones with why (hung: named by the last decision; else PM2's status when not online)."""
+    if not workers_json:
+        return None
+    workers = json.loads(workers_json)
+    hung = set(json.loads(failed_json)) if failed_json else set()
+    failed = []
+    for w in workers:
+        why = "hung" if w["pm_id"] in hung else (w.get("status") or "unknown")
+        if why != "online":
+            failed.append({"pm_id": w["pm_id"], "pid": w.get("pid"), "why": why})
+    return {
+        "total": len(workers),
+        "healthy": len(workers) - len(failed),
+        "failed": failed,
+        "instances": [
+            {k: w.get(k) for k in ("pm_id", "pid", "status", "memory", "cpu", "restart_time")} for w in workers
+        ],
+    }

@@ -126,6 +126,7 @@ def pm2_restarts(
     out: dict[str, Any] = {"count": count, "cause": cause, "seen": why, "evidence": evidence}
     if before.pid and data.get("pid") and before.pid != data.get("pid"):
         out.update(old_pid=before.pid, new_pid=data["pid"])
+    out.update(projections.restarted_fields(before, data))  # a cluster: which workers, by pm_id
     if data.get("restart_time") is not None:
         out["restart_time"] = data["restart_time"]
     return out

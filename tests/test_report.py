@@ -196,8 +196,17 @@ def test_report_json_has_the_documented_shape(store):
         "stands_out",
         "top_errors",
         "hints",
+        "worker_restarts",
     }
-    assert set(web["incidents"][0]) == {"id", "started_at", "ended_at", "duration_s", "restarts", "outcome"}
+    assert set(web["incidents"][0]) == {
+        "id",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "restarts",
+        "outcome",
+        "workers",
+    }
     assert set(web["latency_ms"]) == {"p50", "p95", "p99"}
     json.dumps(out)
 
