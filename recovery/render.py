@@ -309,7 +309,7 @@ def facts(type_: str, d: dict[str, Any]) -> str:
     if type_ == "restart.requested":
         text = f"by {d.get('by', 'check')}: {_cmd(d.get('command') or 'restart')}"
         if d.get("pm_id") is not None:
-            text += f" ({worker_text(d)})"
+            text += f" (worker #{d['pm_id']}" + (f", pid {d['pid']})" if d.get("pid") else ")")
         return text + (f" ({d['reason']})" if d.get("by", "check") != "check" and d.get("reason") else "")
     if type_ in ("restart.succeeded", "restart.failed"):
         parts = [_cmd(d.get("command") or "restart")]
@@ -434,9 +434,10 @@ def workers_cell(w: dict[str, Any] | None) -> str:
     if not failed:
         return text
     why = failed[0]["why"]
-    same = [f for f in failed if f["why"] == why][:WORKER_IDS_SHOWN]
+    same = [f for f in failed if f["why"] == why]
     if len(same) == len(failed) == w["total"] > 1:
         return f"{text} (all {why})"
+    same = same[:WORKER_IDS_SHOWN]
     more = len(failed) - len(same)
     ids = ",".join("#" + str(f["pm_id"]) for f in same)
     return f"{text} ({ids} {why}" + (f" +{more}" if more else "") + ")"
