@@ -993,6 +993,25 @@ def pm2_restarts_since(conn: sqlite3.Connection, app: str, since: str) -> int:
     return int(row[0])
 
 
+def worker_restarts(
+    conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusive: bool = True
+) -> dict[str, dict[str, int]]:
+    """Restarts of single workers of a cluster from `start` to `end`, by who made them, then by
+    pm_id ({"pm2": {"2": 3}}): a row naming one worker counts its `count`, one naming several one each."""
+    rows = conn.execute(
+        "SELECT by, count, pm_ids FROM restarts WHERE app = ? AND pm_ids IS NOT NULL AND at >= ?"
+        f" AND at {'<=' if inclusive else '<'} ? ORDER BY at, seq",
+        (app, start, end),
+    ).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    for who, count, pm_ids in rows:
+        ids = json.loads(pm_ids)
+        for pm_id in ids:
+            per = out.setdefault(who, {})
+            per[str(pm_id)] = per.get(str(pm_id), 0) + (int(count or 1) if len(ids) == 1 else 1)
+    return out
+
+
 def url_answered(conn: sqlite3.Connection, app: str, url: str) -> bool:
     """Whether `url` ever answered a probe of `app` (one primary-key lookup)."""
     row = conn.execute("SELECT 1 FROM answered_urls WHERE app = ? AND url = ?", (app, url)).fetchone()

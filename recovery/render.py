@@ -475,6 +475,13 @@ def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
         if r.workers
         for f in r.workers["failed"]
     ]
+    notes += [
+        f"{r.app}: PM2 restarted worker #{i['pm_id']} on its own in the last 24h ({i['pm2_restarts_24h']}x)"
+        for r in rows
+        if r.workers
+        for i in r.workers["instances"]
+        if i.get("pm2_restarts_24h")
+    ]
     notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
     return "\n".join(lines + notes)
 

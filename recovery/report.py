@@ -208,26 +208,8 @@ def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusi
     ).fetchall()
     w.restarts_by = {who: int(n or 0) for who, n, _ in rows}
     w.unrecovered_restarts = sum(int(u or 0) for _, _, u in rows)
-    w.worker_restarts = worker_restarts(
-        conn.execute(
-            "SELECT by, count, pm_ids FROM restarts WHERE app = ? AND pm_ids IS NOT NULL AND at >= ?"
-            f" AND at {'<=' if inclusive else '<'} ? ORDER BY at, seq",
-            (app, start, end),
-        ).fetchall()
-    )
+    w.worker_restarts = projections.worker_restarts(conn, app, start, end, inclusive=inclusive)
     return w
-
-
-def worker_restarts(rows: list[tuple[str, int, str]]) -> dict[str, dict[str, int]]:
-    """Restarts of single workers by who made them, then by pm_id, from restarts rows (by, count,
-    pm_ids): a row naming one worker counts `count` for it, one naming several counts one each."""
-    out: dict[str, dict[str, int]] = {}
-    for who, count, pm_ids in rows:
-        ids = json.loads(pm_ids)
-        for pm_id in ids:
-            per = out.setdefault(who, {})
-            per[str(pm_id)] = per.get(str(pm_id), 0) + (int(count or 1) if len(ids) == 1 else 1)
-    return out
 
 
 def _open_for(now: _dt.datetime, started: str) -> float:

@@ -41,7 +41,8 @@ class AppStatus:
     paused_until: str | None
     code: int
     hint: dict[str, Any] | None = None  # the strongest likely cause (recovery.hints), if any
-    # A cluster's workers: total, healthy, failed [{pm_id, pid, why}], instances; None with one process.
+    # A cluster's workers: total, healthy, failed [{pm_id, pid, why}], instances (pid, status, memory,
+    # cpu, restart_time: PM2's counter, pm2_restarts_24h: PM2's own); None with one process.
     workers: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +110,10 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
         :13
     ]
     workers = worker_health(row[13], row[14])
+    if workers is not None:
+        theirs = projections.worker_restarts(conn, name, day_ago, projections.format_ts(now)).get("pm2", {})
+        for i in workers["instances"]:
+            i["pm2_restarts_24h"] = theirs.get(str(i["pm_id"]), 0)
     if paused and paused > projections.format_ts(now):
         state = "paused"
     interval = usual_interval(store, name)

@@ -222,6 +222,17 @@ def test_status_shows_every_worker_healthy_once_the_worker_answers_again(store, 
     assert row.pm2_restarts_24h == 0 and row.restarts_24h == 1
 
 
+def test_status_names_the_worker_pm2_restarted_on_its_own(store, tmp_path):
+    tl = Timeline(store)
+    sampled(tl, 0, cluster())
+    sampled(tl, 60, cluster({**PIDS, 1: 2001}, {1: 1}))
+    row = status_of(store, tmp_path, 61)
+    assert row.pm2_restarts_24h == 1
+    assert [i["pm2_restarts_24h"] for i in row.workers["instances"]] == [0, 1, 0, 0]
+    text = status_table([row], now=T0 + dt.timedelta(seconds=61))
+    assert "web: PM2 restarted worker #1 on its own in the last 24h (1x)" in text
+
+
 def test_status_counts_a_worker_pm2_stopped_or_errored_as_not_healthy(store, tmp_path):
     tl = Timeline(store)
     sampled(tl, 0, cluster(status={1: "errored"}))
