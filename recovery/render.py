@@ -156,7 +156,9 @@ def _incident_row(i: IncidentRow, workers: bool = False) -> list[str]:
 
 def _worker_restarts(a: AppReport) -> str:
     """'check #2 1x; pm2 #2 3x, #0 1x': restarts of one worker by who made them."""
-    return "; ".join(f"{who} {worker_counts(per)}" for who, per in a.worker_restarts.items() if per)
+    return "; ".join(
+        f"{who} {worker_counts(a.worker_restarts[who])}" for who in a.restarts_by if a.worker_restarts.get(who)
+    )
 
 
 def _by_who(a: AppReport) -> str:

@@ -111,6 +111,9 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
     ]
     workers = worker_health(row[13], row[14])
     if workers is not None:
+        if cpu is None:  # a cluster's sample has each worker's CPU, not the app's
+            cpus = [i["cpu"] for i in workers["instances"] if isinstance(i.get("cpu"), (int, float))]
+            cpu = round(sum(cpus), 1) if cpus else None
         theirs = projections.worker_restarts(conn, name, day_ago, projections.format_ts(now)).get("pm2", {})
         for i in workers["instances"]:
             i["pm2_restarts_24h"] = theirs.get(str(i["pm_id"]), 0)

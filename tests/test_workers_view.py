@@ -218,6 +218,7 @@ def test_status_shows_every_worker_healthy_once_the_worker_answers_again(store, 
     sampled(tl, 120, cluster({**PIDS, 2: 2002}, {2: 1}))
     row = status_of(store, tmp_path, 121)
     assert workers_cell(row.workers) == "4/4" and row.workers["failed"] == []
+    assert row.cpu == 4.0  # the workers' CPU, summed
     assert [i["pid"] for i in row.workers["instances"]] == [1000, 1001, 2002, 1003]
     assert row.pm2_restarts_24h == 0 and row.restarts_24h == 1
 
