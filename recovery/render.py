@@ -261,8 +261,9 @@ def facts(type_: str, d: dict[str, Any]) -> str:
         text = f"{d.get('action', '?')}: {d.get('reason') or '-'}"
         worker = (d.get("inputs") or {}).get("worker")
         if isinstance(worker, dict) and worker.get("pm_id") is not None:
-            evidence = f", by its {worker['evidence']}" if worker.get("evidence") else ""
-            text += f" [{worker_text(worker)}{evidence}]"
+            pid = f", pid {worker['pid']}" if worker.get("pid") else ""
+            evidence = f", {worker['evidence']} evidence" if worker.get("evidence") else ""
+            text += f" [worker #{worker['pm_id']}{pid}{evidence}]"
         return text + (" (dry run, nothing done)" if d.get("dry_run") else "")
     if type_ in ("probe.succeeded", "probe.failed"):
         attempt = d.get("attempt")

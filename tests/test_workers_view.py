@@ -287,7 +287,7 @@ def test_why_names_the_worker_its_decision_and_our_restart_of_it(store):
     assert t is not None
     text = timeline_text(t)
     assert "about worker #2 (pid 1002) of the cluster" in text
-    assert "[worker #2 (pid 1002), by its socket]" in text
+    assert "[worker #2, pid 1002, socket evidence]" in text
     assert "by check: pm2 restart 2 (worker #2, pid 1002)" in text
     assert "4 workers: #0:1000/60.0MB" in text
 
