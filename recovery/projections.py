@@ -744,7 +744,7 @@ def restarted_fields(a: _App, data: dict) -> dict[str, Any]:
 def track_workers(a: _App, data: dict, named: list[dict[str, Any]]) -> None:
     """After a sample: each worker's pid, status, memory and CPU, and its bookkeeping (as
     `spend_credits` does for the app). A full sample replaces the workers; the cheap one, which
-    may miss a worker, updates those it shows."""
+    may miss a worker (no pid file while PM2 starts it), updates those it shows."""
     instances = data.get("instances")
     if not isinstance(instances, list):
         if data.get("known") and data.get("source") == "jlist":
@@ -753,7 +753,10 @@ def track_workers(a: _App, data: dict, named: list[dict[str, Any]]) -> None:
     before = workers_of(a)
     theirs = {w["pm_id"]: w["count"] for w in named}
     full = _restart_total(data) is not None
-    after: dict[int, dict[str, Any]] = {} if full else dict(before)
+    after: dict[int, dict[str, Any]] = {}
+    if not full:
+        # A worker without a pid file (PM2 is starting it) keeps its bookkeeping; what it is now is unknown.
+        after = {k: {**w, "pid": None, "status": None, "memory": None, "cpu": None} for k, w in before.items()}
     for i in instances:
         if not isinstance(i, dict) or not isinstance(i.get("pm_id"), int):
             continue

@@ -161,7 +161,8 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
 
 def worker_health(workers_json: str | None, failed_json: str | None) -> dict[str, Any] | None:
     """A cluster's workers as `recovery status` shows them: how many, how many are healthy, and the
-    failed ones with why (hung: named by the last decision; else PM2's status when not online)."""
+    failed ones with why (hung: named by the last decision; else PM2's status when not online, or
+    unknown for a worker the last sample did not show)."""
     if not workers_json:
         return None
     workers = json.loads(workers_json)

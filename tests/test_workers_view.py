@@ -234,6 +234,22 @@ def test_status_names_the_worker_pm2_restarted_on_its_own(store, tmp_path):
     assert "web: PM2 restarted worker #1 on its own in the last 24h (1x)" in text
 
 
+def test_a_worker_the_pid_files_do_not_show_yet_is_unknown_not_its_old_self(store, tmp_path):
+    """Right after `pm2 restart 2` the restarted worker's pid file may not be written yet: the
+    cheap sample shows three workers, and worker 2's old pid and CPU are not shown as its own."""
+    tl = Timeline(store)
+    sampled(tl, 0, cluster(cpu={2: 99.0}))
+    hang_of_one_worker(tl, 60)
+    three = {k: p for k, p in PIDS.items() if k != 2}
+    tl.run(61, ("process.sampled", "web", cluster(three, cheap=True, after_restart=True)))
+    row = status_of(store, tmp_path, 62)
+    assert workers_cell(row.workers) == "3/4 (#2 unknown)"
+    assert row.workers["instances"][2]["pid"] is None and row.cpu == 3.0
+    sampled(tl, 120, cluster({**PIDS, 2: 2002}, {2: 1}))
+    assert workers_cell(status_of(store, tmp_path, 121).workers) == "4/4"
+    assert pm2_rows(store) == []
+
+
 def test_status_counts_a_worker_pm2_stopped_or_errored_as_not_healthy(store, tmp_path):
     tl = Timeline(store)
     sampled(tl, 0, cluster(status={1: "errored"}))
