@@ -120,16 +120,23 @@ def pm2_restarts(
                 count, why = projections.own_restarts(before, data)
         if not count:
             return None
-        cause, evidence = likely_cause(conn, app, data, before.sampled_at, now)
+        workers = projections.restarted_fields(before, data)  # a cluster: which workers, by pm_id
+        cause, evidence = likely_cause(conn, app, {**worker_exit(workers), **data}, before.sampled_at, now)
     except (sqlite3.Error, ValueError):
         return None
     out: dict[str, Any] = {"count": count, "cause": cause, "seen": why, "evidence": evidence}
     if before.pid and data.get("pid") and before.pid != data.get("pid"):
         out.update(old_pid=before.pid, new_pid=data["pid"])
-    out.update(projections.restarted_fields(before, data))  # a cluster: which workers, by pm_id
+    out.update(workers)
     if data.get("restart_time") is not None:
         out["restart_time"] = data["restart_time"]
     return out
+
+
+def worker_exit(workers: dict[str, Any]) -> dict[str, Any]:
+    """{"exit_code": N} of the one worker of a cluster PM2 restarted, when it said how it ended."""
+    named = workers.get("workers") or []
+    return {"exit_code": named[0]["exit_code"]} if len(named) == 1 and "exit_code" in named[0] else {}
 
 
 def likely_cause(

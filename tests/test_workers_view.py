@@ -148,6 +148,18 @@ def test_the_process_restarted_event_names_the_worker_and_its_pids(store):
     assert restarted["workers"] == [{"pm_id": 2, "old_pid": 1002, "new_pid": 2002, "count": 1}]
 
 
+def test_a_worker_that_exited_with_an_error_is_a_crash_of_that_worker(store):
+    tl = Timeline(store)
+    sampled(tl, 0, cluster())
+    projections.fold(store.conn)
+    data = cluster({**PIDS, 1: 2001}, {1: 1})
+    data["instances"][1]["exit_code"] = 1
+    restarted = telemetry.pm2_restarts(store.conn, "web", data, T0 + dt.timedelta(seconds=60))
+    assert restarted is not None
+    assert (restarted["cause"], restarted["evidence"]) == ("crash", {"exit_code": 1})
+    assert restarted["workers"][0]["exit_code"] == 1
+
+
 def test_our_restart_of_one_worker_does_not_hide_pm2s_restart_of_another(store):
     tl = Timeline(store)
     sampled(tl, 0, cluster())
