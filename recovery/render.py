@@ -52,6 +52,8 @@ def _value(v: Any) -> str:
 
 
 def _field(key: str, v: Any) -> str:
+    if key == "instances" and isinstance(v, list):  # a cluster's sample: one word per worker
+        return ",".join(_instance_fact(i) for i in v)
     if key == "command" and isinstance(v, list):
         return _value(" ".join(str(x) for x in v))
     if key == "memory" and isinstance(v, int):

@@ -15,7 +15,8 @@ import json
 import pytest
 
 from recovery import hints, projections, telemetry
-from recovery.render import report_markdown, report_text, status_table, timeline_text, workers_cell
+from recovery.events import Event
+from recovery.render import format_event, report_markdown, report_text, status_table, timeline_text, workers_cell
 from recovery.report import build_report, why
 from recovery.status import status
 from recovery.store import Store
@@ -404,3 +405,9 @@ def test_a_crash_loop_of_one_worker_names_it(store):
     model = projections.hint_input(store.conn, "web", T0 + dt.timedelta(seconds=600))
     crash = next(h for h in hints.evaluate(model) if h.kind == "crash_loop")
     assert "(worker #3)" in crash.message and crash.evidence["exit_codes"] == [1]
+
+
+def test_events_print_a_clusters_sample_as_one_word_per_worker():
+    e = Event("process.sampled", "web", "r", cluster(status={3: "stopped"}), ts="2026-11-01T02:00:00.000Z", seq=9)
+    line = format_event(e)
+    assert "instances=#0:1000/60.0MB,#1:1001/60.0MB,#2:1002/60.0MB,#3:1003/stopped/60.0MB" in line
