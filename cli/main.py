@@ -161,6 +161,8 @@ def resume(
 def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
     """One row per app: state and since when, last check, latency, PM2's view, restarts in 24h, open incident.
 
+    In cluster mode WORKERS shows the workers' health, e.g. `3/4 (#2 hung)`: online and not hung of all, then the failed ones by pm_id (`--json`: workers, with each worker's pid, status, memory, CPU and PM2's own restarts of it in 24h).
+
     A last check older than twice the usual interval is flagged STALE (is cron still running?). Exit codes as `recovery check`, for the worst app; STALE counts as UNKNOWN.
 
     Example: recovery status --json

@@ -30,7 +30,7 @@ def report(
 ) -> None:
     """Availability, incidents, restarts and latency per app over a period.
 
-    Per app: availability, probes and failures, incidents (start, duration, restarts, how they ended), restarts by who made them (check, schedule, operator, pm2), MTTR, MTBF, probe latency p50/p95/p99, and what stands out.
+    Per app: availability, probes and failures, incidents (start, duration, restarts, how they ended, the worker of a cluster it was about), restarts by who made them (check, schedule, operator, pm2; and of which worker), MTTR, MTBF, probe latency p50/p95/p99, and what stands out.
 
     Availability is the share of observed time the app answered: the time between two checks counts for the state the app was in, gaps over 15 minutes (nobody looking) count for neither, and whole UTC hours are counted (the hour --since falls in, entirely). MTTR is the mean duration of the incidents that ended in the period with a recovery (restarted and verified, or answering again by itself). MTBF is the up time in the period divided by the number of incidents that began in it (none: not shown). Latency percentiles are over check probes that got an answer. "What stands out" compares with the period of the same length just before, e.g. restarts doubled.
 
@@ -84,7 +84,7 @@ def why(
 ) -> None:
     """The timeline of an app's last incident, or of incident N.
 
-    Every event of the app from the check run that opened the incident to the one that closed it (or the newest, while it is open), in order, with its time from the incident's start and its key facts (what the policy decided and why, probe errors and latencies, restarts, verification). The decision that opened the incident is +0.0s; the failed probes that led to it come just before. Ends with how it ended: outcome, duration, restarts, or still open. Exit 0, also when the app has had no incident; exit 3 for an unknown incident id.
+    Every event of the app from the check run that opened the incident to the one that closed it (or the newest, while it is open), in order, with its time from the incident's start and its key facts (what the policy decided and why, probe errors and latencies, restarts, verification; in cluster mode the worker by pm_id and pid). The decision that opened the incident is +0.0s; the failed probes that led to it come just before. Ends with how it ended: outcome, duration, restarts, or still open. Exit 0, also when the app has had no incident; exit 3 for an unknown incident id.
 
     Example: recovery why web --incident 12
     """
