@@ -74,7 +74,13 @@ def test_pm2_restarting_one_worker_is_recorded_as_that_workers_restart_and_shown
         assert store.query(app="web", types=["restart.requested"]) == []
     assert event.data["count"] == 1
     assert event.data["pm_id"] == pm_id
-    assert event.data["workers"] == [{"pm_id": pm_id, "old_pid": old_pid, "new_pid": new_pid, "count": 1}]
+    (worker,) = event.data["workers"]  # with its exit_code when PM2's full sample was read
+    assert {k: worker[k] for k in ("pm_id", "old_pid", "new_pid", "count")} == {
+        "pm_id": pm_id,
+        "old_pid": old_pid,
+        "new_pid": new_pid,
+        "count": 1,
+    }
 
     shown = recovery(tmp_path, pm2, config, "status", "--json")
     assert shown.returncode == 0, shown.stdout + shown.stderr
