@@ -340,7 +340,13 @@ def _leak(model: HintInput) -> _Leak:
     leaking = [w for w in windows if w.leaking]
     if not leaking:
         return _Leak()
-    limits = [s.data["max_memory_restart"] for s in model.samples if s.data.get("max_memory_restart")]
+    # PM2's memory limit: the app's, or in a cluster each worker's (PM2 applies it per worker)
+    limits = [
+        d["max_memory_restart"]
+        for s in model.samples
+        for d in (s.data, *_instances(s.data))
+        if isinstance(d.get("max_memory_restart"), int)
+    ]
     limit = limits[-1] if limits else None
     limit_restarts = [r for r in model.pm2_restarts if r.cause == "memory limit"]
     for w in leaking:  # a hang that we restarted ends its window too

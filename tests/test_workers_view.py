@@ -355,6 +355,21 @@ def test_a_leak_in_one_worker_is_its_own_slope_not_the_sum_across_workers(store)
     assert window["bytes_per_s"] == pytest.approx(MB / 60, rel=0.01)
 
 
+def test_a_leaking_worker_is_forecast_to_reach_its_own_memory_limit(store):
+    """PM2 applies max_memory_restart to each worker: the forecast is against that, not the sum."""
+    tl = Timeline(store)
+    for k in range(31):
+        data = cluster(memory={0: 60 * MB, 1: 60 * MB + k * MB, 2: 60 * MB, 3: 60 * MB})
+        for i in data["instances"]:
+            i["max_memory_restart"] = 150 * MB
+        sampled(tl, 60 * k, data)
+    projections.fold(store.conn)
+    model = projections.hint_input(store.conn, "web", T0 + dt.timedelta(seconds=60 * 31))
+    leak = next(h for h in hints.evaluate(model) if h.kind == "memory_leak")
+    assert "reaches max_memory_restart 150MB" in leak.message
+    assert leak.evidence["forecast_s"] == pytest.approx(60 * 60, rel=0.05)  # 60 MB to go at 1 MB a minute
+
+
 def test_another_worker_restarting_does_not_end_a_leaking_workers_window(store):
     tl = Timeline(store)
     for k in range(31):
