@@ -477,7 +477,7 @@ class CheckRun:
         workers = self.pm2.workers(mark) if mark is not None else {}
         cluster: ClusterSeen | None = None
         if len(workers) > 1:
-            attempts, cluster = self.probe_cluster(app, mark, workers, phase="check")
+            attempts, cluster = self.probe_workers(app, mark, workers)
         else:
             attempts = tuple(self.probe(app))
         if attempts[-1].ok and not (cluster is not None and cluster_trouble(attempts, cluster)):
@@ -505,8 +505,35 @@ class CheckRun:
             cluster=cluster,
         )
 
+    def probe_workers(
+        self, app: AppConfig, mark: Any, workers: dict[int, int]
+    ) -> tuple[tuple[Attempt, ...], ClusterSeen]:
+        """The check's probing in cluster mode: one burst; when it shows trouble and `retries` allows,
+        a second burst, spaced as fork mode spaces its attempts (a CPU burst shorter than the
+        timeout fails only the first), decides. Every probe is recorded; the CPU window of the
+        second spans both bursts."""
+        started = self.clock.monotonic()
+        attempts, seen = self.probe_cluster(app, mark, workers, phase="check")
+        if app.retries < 2 or not cluster_trouble(attempts, seen) or self.stopping():
+            return attempts, seen
+        wait = app.retry_delay
+        if any(a.error == "timeout" for a in attempts):
+            wait = max(wait, started + app.attempt_spacing() - self.clock.monotonic())
+        if wait > 0:
+            self.clock.sleep(wait)
+            if self.stopping():
+                return attempts, seen
+        return self.probe_cluster(app, mark, workers, phase="check", burst=2)
+
     def probe_cluster(
-        self, app: AppConfig, mark: Any, workers: dict[int, int], *, phase: str, timeout: float | None = None
+        self,
+        app: AppConfig,
+        mark: Any,
+        workers: dict[int, int],
+        *,
+        phase: str,
+        timeout: float | None = None,
+        burst: int = 1,
     ) -> tuple[tuple[Attempt, ...], ClusterSeen]:
         """One concurrent burst of PROBES_PER_WORKER x N probes, each on a fresh connection, then
         per worker: its CPU over the burst, and (when something failed or a CPU reads pinned) which
@@ -516,7 +543,8 @@ class CheckRun:
         attempts, release = self.prober.burst(app, count, timeout)
         try:
             for a in attempts:
-                self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(of=count, phase=phase))
+                data = a.data(of=count, phase=phase, burst=burst)
+                self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **data)
             cpu = self.pm2.cpu_by_pid(mark)
             busy = any(v >= policy.CPU_PINNED for v in cpu.values())
             elapsed = self.clock.monotonic() - started

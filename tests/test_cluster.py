@@ -194,8 +194,36 @@ def test_a_stalled_worker_named_by_its_socket_is_restarted_alone(tmp_path):
     assert c.events("verification.passed")[0].data["attempts"] == 8  # one burst, every probe answered
     # The sockets were read while the probes' connections were still held open.
     assert c.owner_reads[0] == (3000, list(range(5000, 5008)), 0)
+    # Two bursts decided it: the second, spaced as fork mode spaces attempts, failed the same way.
     failed = c.events("probe.failed")
-    assert [e.data["local_port"] for e in failed] == [5002, 5006]
+    assert [(e.data["burst"], e.data["local_port"]) for e in failed] == [(1, 5002), (1, 5006), (2, 5002), (2, 5006)]
+    assert c.prober.bursts == [8, 8, 8]  # two in the check, one verifying
+
+
+def test_a_failure_the_second_burst_does_not_repeat_restarts_nothing(tmp_path):
+    """A worker that missed the timeout once (a long GC pause) answers the spaced second burst."""
+    c = Cluster(tmp_path)
+    c.stall(1002, 2)
+    original = c.prober.burst
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        c.prober.failing = set()
+        return out
+
+    c.prober.burst = once  # type: ignore[method-assign]
+    result = c.check()
+    assert result.code == OK and c.pm2.worker_restarts == [] and c.pm2.app_restarts == []
+    assert c.decision()["code"] == "healthy"
+    assert len(c.events("probe.failed")) == 1 and c.prober.bursts == [8, 8]
+
+
+def test_with_one_retry_a_single_burst_decides(tmp_path):
+    c = Cluster(tmp_path)
+    c.config = write_config(tmp_path, retries="1")
+    c.stall(1002, 2, 6)
+    assert c.check().code == WARNING
+    assert c.pm2.worker_restarts == [2] and c.prober.bursts == [8, 8]  # the check's one, the verification's
 
 
 def test_a_busy_worker_is_named_by_its_cpu_when_every_probe_answers(tmp_path):
