@@ -32,6 +32,10 @@ __all__ = ["BODY_CAP", "ERROR_KINDS", "Attempt", "classify", "make_client", "pro
 # for matching expected text; a larger body is cut there, unread, and the connection dropped.
 BODY_CAP = 1 << 20
 
+# The most probes of a burst in flight at once (threads, connections): a burst for 64 workers
+# runs in waves rather than opening 128 connections at the same moment.
+BURST_CONCURRENCY = 32
+
 # (deadline on time.monotonic(), the attempt's timeout) while an attempt runs in this context.
 _DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("probe_deadline", default=None)
 # The running attempt's connection facts (its client-side port), written when it connects.
@@ -252,9 +256,6 @@ def probe_burst(
             client.close()
             _HOLD.reset(token)
 
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="probe") as pool:
-        attempts = list(pool.map(one, range(first, first + count)))
-
     def release() -> None:
         for stream in {id(s): s for s in held}.values():
             try:
@@ -263,6 +264,12 @@ def probe_burst(
                 pass
         held.clear()
 
+    try:
+        with ThreadPoolExecutor(max_workers=min(count, BURST_CONCURRENCY), thread_name_prefix="probe") as pool:
+            attempts = list(pool.map(one, range(first, first + count)))
+    except BaseException:
+        release()
+        raise
     return attempts, release
 
 

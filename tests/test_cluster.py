@@ -366,3 +366,31 @@ def test_a_burst_keeps_timed_out_connections_open_until_released_so_proc_names_t
         assert server.closed_by_client() == [True] * 3
     finally:
         server.close()
+
+
+def test_cpu_by_pid_tells_a_busy_loop_from_an_idle_worker(tmp_path):
+    """Two real processes named by PM2-style pid files: the spinning one reads pinned, the idle one not."""
+    import subprocess
+    import sys
+
+    from recovery.pm2 import cpu_by_pid, cpu_mark
+
+    from .conftest import wait_until
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], stdout=subprocess.PIPE
+    )
+    try:
+        assert idle.stdout is not None and idle.stdout.readline() == b"up\n"  # done starting: idle from now on
+        (tmp_path / "pids").mkdir()
+        (tmp_path / "pids" / "web-0.pid").write_text(str(idle.pid))
+        (tmp_path / "pids" / "web-3.pid").write_text(str(busy.pid))
+        mark = cpu_mark("web", tmp_path)
+        assert mark is not None and mark.pm_ids == {idle.pid: 0, busy.pid: 3}
+        wait_until(lambda: cpu_by_pid(mark).get(busy.pid, 0) >= policy.CPU_PINNED, 10, 0.1, "the loop reads pinned")
+        assert cpu_by_pid(mark)[idle.pid] < policy.CPU_PINNED
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
