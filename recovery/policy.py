@@ -249,11 +249,13 @@ def worker_hung(
     named, evidence = hung_workers(cluster)
     workers: dict[str, Any] = {"total": len(cluster.workers), "failed": sorted(w.pm_id for w in named)}
     inputs["workers"] = workers
-    if failed and len(failed) == len(attempts):
-        workers["evidence"] = "none"
-        return None  # every probe failed: the app as a whole, as in fork mode
     if not failed and not named:
         return None
+    # What each worker showed (CPU over the window, probes it held), for the record and for people.
+    workers.update({("seen" if k == "workers" else k): v for k, v in cluster.data().items() if k != "total"})
+    if len(failed) == len(attempts):
+        workers["evidence"] = "none"
+        return None  # every probe failed: the app as a whole, as in fork mode
     if named and len(named) == len(cluster.workers):
         return None  # every worker named: not one worker's problem
     view = observed.view

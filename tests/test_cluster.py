@@ -187,7 +187,11 @@ def test_a_stalled_worker_named_by_its_socket_is_restarted_alone(tmp_path):
     decision = c.decision()
     assert (decision["action"], decision["code"]) == ("restart", "worker_hung")
     assert decision["inputs"]["worker"] == {"pm_id": 2, "pid": 1002, "evidence": "socket"}
-    assert decision["inputs"]["workers"] == {"total": 4, "failed": [2]}
+    workers = decision["inputs"]["workers"]
+    assert (workers["total"], workers["failed"]) == (4, [2])
+    # what each worker showed is recorded with the decision: its CPU and the probes it held
+    assert workers["seen"][2] == {"pm_id": 2, "pid": 1002, "cpu_window": 1.0, "failed": 2}
+    assert workers["seen"][0] == {"pm_id": 0, "pid": 1000, "cpu_window": 1.0}
     requested = c.events("restart.requested")[0].data
     assert requested["command"] == ["pm2", "restart", "2"] and (requested["pm_id"], requested["pid"]) == (2, 1002)
     assert c.events("restart.succeeded")[0].data["pm_id"] == 2
@@ -254,7 +258,8 @@ def test_failures_no_worker_can_be_named_for_restart_the_whole_app_with_reload(t
     assert c.pm2.app_restarts == [("web", "reload")] and c.pm2.worker_restarts == []
     decision = c.decision()
     assert decision["code"] == "hung"
-    assert decision["inputs"]["workers"] == {"total": 4, "failed": [], "evidence": "none"}
+    workers = decision["inputs"]["workers"]
+    assert (workers["total"], workers["failed"], workers["evidence"], workers["unattributed"]) == (4, [], "none", 1)
     assert "no worker could be named" in decision["reason"]
 
 
