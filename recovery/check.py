@@ -37,8 +37,9 @@ DAEMON_LOCK = ".pm2-daemon"
 # PM2's default min_uptime (1 s) and a margin: a failing process younger than this is read again
 YOUNG_S = 1.5
 # Cluster mode: probes per worker in one concurrent burst. PM2's master hands connections to its
-# workers in turn, each one more once it took the last: 2 x N reach every worker that still takes
-# connections, twice (a stalled worker fails two of them, a one-off failure fails one).
+# workers in turn, a worker the next one only once it took the last: 2 x N reach every worker that
+# still takes connections twice (a stalled worker fails two of them, a one-off failure one), with a
+# margin for other clients' connections taking turns meanwhile.
 PROBES_PER_WORKER = 2
 # A CPU reading over a shorter window is ticks, not a trend: a worker that reads pinned over a
 # burst shorter than this is read again once the window is this long (never on the healthy path).
