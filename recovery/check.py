@@ -25,7 +25,7 @@ from .clock import Clock, SystemClock
 from .config import AppConfig, Config
 from .errors import Pm2CannotRun, Pm2DaemonUnavailable, Pm2Error, RecoveryError
 from .model import History
-from .observations import RUNNING, TRANSITION, Attempt, Observations, Pm2Daemon, ProcessView
+from .observations import RUNNING, TRANSITION, Attempt, ClusterSeen, Observations, Pm2Daemon, ProcessView, Worker
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder
 
@@ -36,6 +36,14 @@ TRANSITION_POLL_S, TRANSITION_WAIT_S = 0.5, 3.0
 DAEMON_LOCK = ".pm2-daemon"
 # PM2's default min_uptime (1 s) and a margin: a failing process younger than this is read again
 YOUNG_S = 1.5
+# Cluster mode: probes per worker in one concurrent burst. PM2's master hands connections to its
+# workers in turn, a worker the next one only once it took the last: 2 x N reach every worker that
+# still takes connections twice (a stalled worker fails two of them, a one-off failure one), with a
+# margin for other clients' connections taking turns meanwhile.
+PROBES_PER_WORKER = 2
+# A CPU reading over a shorter window is ticks, not a trend: a worker that reads pinned over a
+# burst shorter than this is read again once the window is this long (never on the healthy path).
+CPU_MIN_WINDOW_S = 1.0
 __all__ = ["CRITICAL", "OK", "UNKNOWN", "WARNING", "CheckResult", "CheckRun", "Checker", "open_run"]
 
 
@@ -58,6 +66,18 @@ class Pm2Port(Protocol):
 
     def cpu_window(self, mark: Any) -> dict[str, Any]: ...
 
+    def workers(self, mark: Any) -> dict[int, int]:
+        """pid -> pm_id of the app's processes when `mark` was taken (cluster mode: several)."""
+        ...
+
+    def cpu_by_pid(self, mark: Any) -> dict[int, float]:
+        """Each process's CPU share (percent of one CPU) since `mark`."""
+        ...
+
+    def restart_worker(self, pm_id: int) -> Any:
+        """`pm2 restart PM_ID`: one worker of a cluster; a result like restart's."""
+        ...
+
     def daemon(self) -> Pm2Daemon | None:
         """PM2's daemon from its files (no pm2 call); None when that cannot be known."""
         ...
@@ -71,6 +91,12 @@ class Prober(Protocol):
     """One HTTP attempt at an app (`HttpProber` is the real one)."""
 
     def attempt(self, app: AppConfig, n: int, timeout: float | None = None) -> Attempt: ...
+
+    def burst(
+        self, app: AppConfig, count: int, timeout: float | None = None
+    ) -> tuple[list[Attempt], Callable[[], None]]:
+        """`count` concurrent attempts, each on a fresh connection kept open until `release()`."""
+        ...
 
     def close(self) -> None: ...
 
@@ -90,10 +116,23 @@ class HttpProber:
             client = self.clients[app.name] = make_client(app.url, app.timeout, self.transport)
         return probe_once(client, app.url, n, app.status_ok, timeout=timeout)
 
+    def burst(
+        self, app: AppConfig, count: int, timeout: float | None = None
+    ) -> tuple[list[Attempt], Callable[[], None]]:
+        from .probe import probe_burst
+
+        limit = app.timeout if timeout is None else timeout
+        return probe_burst(app.url, count, app.status_ok, timeout=limit, transport=self.transport)
+
     def close(self) -> None:
         for client in self.clients.values():
             client.close()
         self.clients.clear()
+
+
+def cluster_trouble(attempts: tuple[Attempt, ...] | list[Attempt], cluster: ClusterSeen) -> bool:
+    """Whether a cluster's burst shows anything to decide on: a failed probe, or a worker in a busy loop."""
+    return not all(a.ok for a in attempts) or any(policy.pinned(w) for w in cluster.workers)
 
 
 def try_urls(config: Config, transport: Any = None) -> list[tuple[AppConfig, Attempt]]:
@@ -139,6 +178,15 @@ class MissingPm2:
 
     def cpu_window(self, mark: Any) -> dict[str, Any]:
         return {}
+
+    def workers(self, mark: Any) -> dict[int, int]:
+        return {}
+
+    def cpu_by_pid(self, mark: Any) -> dict[int, float]:
+        return {}
+
+    def restart_worker(self, pm_id: int) -> Any:
+        raise Pm2CannotRun(self.problem)
 
     def daemon(self) -> Pm2Daemon | None:
         return None
@@ -242,6 +290,7 @@ class CheckRun:
         stop: Callable[[], bool] | None = None,
         deliver: bool = True,
         listening: Callable[[list[int]], list[tuple[str, int]]] | None = None,
+        owners: Callable[[int, list[int], list[int]], dict[int, int]] | None = None,
     ) -> None:
         self.config = config
         self.stop = stop  # asked before each further probe attempt: True ends the probes, undecided
@@ -257,6 +306,7 @@ class CheckRun:
         self.deliver = deliver
         self.opened_at = clock.now()  # a channel first seen by this run counts as there since then
         self.listening = listening  # procnet.listening unless a test passes its own
+        self.owners = owners  # procnet.connection_owners unless a test passes its own
         self.apps = [a for a in config.apps if not apps or a.name in apps]
         self.run_id = uuid.uuid4().hex
         self.start_seq = 0
@@ -425,8 +475,13 @@ class CheckRun:
         """Probe, then sample PM2: cheaply when healthy (`pm2 jlist` once a minute or after a pid
         change), fully before any restart so the record shows the process as it was when it hung."""
         mark = self.pm2.cpu_mark(app.name)
-        attempts = tuple(self.probe(app))
-        if attempts[-1].ok:
+        workers = self.pm2.workers(mark) if mark is not None else {}
+        cluster: ClusterSeen | None = None
+        if len(workers) > 1:
+            attempts, cluster = self.probe_workers(app, mark, workers)
+        else:
+            attempts = tuple(self.probe(app))
+        if attempts[-1].ok and not (cluster is not None and cluster_trouble(attempts, cluster)):
             quick = self.pm2.quick_view(app.name)
             now = self.clock.now()
             if self.rec.read(lambda conn: telemetry.full_sample_due(conn, app.name, quick, now), quick is None):
@@ -436,15 +491,102 @@ class CheckRun:
                 view = quick
             else:
                 view = None
-            return Observations(attempts, view, daemon=self.daemon)
+            return Observations(attempts, view, daemon=self.daemon, cluster=cluster)
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
         if view is not None and view.status in TRANSITION:
             view = self.settled(app, view)
         if view is not None:
             view = self.aged(app, view)
         return Observations(
-            attempts, view, problem, daemon=self.daemon, pm2_restarts=self.pm2_revealed.get(app.name, 0)
+            attempts,
+            view,
+            problem,
+            daemon=self.daemon,
+            pm2_restarts=self.pm2_revealed.get(app.name, 0),
+            cluster=cluster,
         )
+
+    def probe_workers(
+        self, app: AppConfig, mark: Any, workers: dict[int, int]
+    ) -> tuple[tuple[Attempt, ...], ClusterSeen]:
+        """The check's probing in cluster mode: one burst; when it shows trouble and `retries` allows,
+        a second burst, spaced as fork mode spaces its attempts (a CPU burst shorter than the
+        timeout fails only the first), decides. Every probe is recorded; the CPU window of the
+        second spans both bursts."""
+        started = self.clock.monotonic()
+        attempts, seen = self.probe_cluster(app, mark, workers, phase="check")
+        if app.retries < 2 or not cluster_trouble(attempts, seen) or self.stopping():
+            return attempts, seen
+        wait = app.retry_delay
+        if any(a.error == "timeout" for a in attempts):
+            wait = max(wait, started + app.attempt_spacing() - self.clock.monotonic())
+        if wait > 0:
+            self.clock.sleep(wait)
+            if self.stopping():
+                return attempts, seen
+        return self.probe_cluster(app, mark, workers, phase="check", burst=2)
+
+    def probe_cluster(
+        self,
+        app: AppConfig,
+        mark: Any,
+        workers: dict[int, int],
+        *,
+        phase: str,
+        timeout: float | None = None,
+        burst: int = 1,
+    ) -> tuple[tuple[Attempt, ...], ClusterSeen]:
+        """One concurrent burst of PROBES_PER_WORKER x N probes, each on a fresh connection, then
+        per worker: its CPU over the burst, and (when something failed or a CPU reads pinned) which
+        probes' connections it holds, read from /proc while the connections are still open."""
+        count = max(app.retries, PROBES_PER_WORKER * len(workers))
+        started = self.clock.monotonic()
+        attempts, release = self.prober.burst(app, count, timeout)
+        try:
+            for a in attempts:
+                data = a.data(of=count, phase=phase, burst=burst)
+                self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **data)
+            cpu = self.pm2.cpu_by_pid(mark)
+            busy = any(v >= policy.CPU_PINNED for v in cpu.values())
+            elapsed = self.clock.monotonic() - started
+            if busy and elapsed < CPU_MIN_WINDOW_S:
+                self.clock.sleep(CPU_MIN_WINDOW_S - elapsed)
+                cpu = self.pm2.cpu_by_pid(mark)
+                busy = any(v >= policy.CPU_PINNED for v in cpu.values())
+            owners: dict[int, int] = {}
+            if busy or not all(a.ok for a in attempts):
+                owners = self.connection_owners(app, attempts, list(workers))
+        finally:
+            release()
+        seen = []
+        for pid, pm_id in sorted(workers.items(), key=lambda w: w[1]):
+            mine = [a for a in attempts if a.local_port is not None and owners.get(a.local_port) == pid]
+            failed = sum(1 for a in mine if not a.ok)
+            seen.append(Worker(pm_id, pid, cpu.get(pid), failed=failed, answered=len(mine) - failed))
+        unattributed = sum(1 for a in attempts if not a.ok) - sum(w.failed for w in seen)
+        window = round(self.clock.monotonic() - started, 2)
+        return tuple(attempts), ClusterSeen(tuple(seen), unattributed, window)
+
+    def connection_owners(self, app: AppConfig, attempts: list[Attempt], pids: list[int]) -> dict[int, int]:
+        """client port -> the worker pid holding the server side of that probe's connection."""
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(app.url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return {}
+        ports = [a.local_port for a in attempts if a.local_port is not None]
+        if not ports:
+            return {}
+        if self.owners is not None:
+            return self.owners(port, ports, pids)
+        from . import procnet
+
+        try:
+            return procnet.connection_owners(port, ports, pids)
+        except OSError:
+            return {}
 
     def aged(self, app: AppConfig, view: ProcessView) -> ProcessView:
         """A process PM2 started less than YOUNG_S ago with no crash counted yet may be a crash
@@ -572,7 +714,111 @@ class CheckRun:
                     return AppResult(app.name, WARNING, "RECOVERED", summary, action="wait")
                 summary = f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})"
                 return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="wait")
+            if decision.code == "worker_hung":
+                return self.restart_worker(app, decision)
             return self.restart(app, failures, decision.reason, code=decision.code)
+
+    def restart_worker(self, app: AppConfig, decision: Decision) -> AppResult:
+        """`pm2 restart PM_ID` for the one hung worker, then verify every worker answers."""
+        worker = decision.inputs["worker"]
+        pm_id, pid = int(worker["pm_id"]), int(worker["pid"])
+        command = ["pm2", "restart", str(pm_id)]
+        ids = {"pm_id": pm_id, "pid": pid}
+        what = f"worker {pm_id} (pid {pid}, {worker['evidence']} evidence)"
+        self.emit(
+            "restart.requested",
+            app.name,
+            by="check",
+            code=decision.code,
+            reason=decision.reason,
+            command=command,
+            **ids,
+        )
+        try:
+            r = self.pm2.restart_worker(pm_id)
+        except Pm2Error as exc:
+            self.emit("restart.failed", app.name, command=command, exit_code=None, error=str(exc), **ids)
+            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
+                self.pm2_problem = str(exc)
+            return AppResult(app.name, CRITICAL, "CRITICAL", f"{what} hung; restart failed: {exc}", action="restart")
+        if r.exit_code != 0:
+            tail = r.tail(r.stderr or r.stdout, 4)
+            self.emit(
+                "restart.failed",
+                app.name,
+                command=command,
+                exit_code=r.exit_code,
+                stderr_tail=tail,
+                duration_ms=round(r.duration_ms, 1),
+                **ids,
+            )
+            first = tail.splitlines()[-1] if tail else ""
+            summary = f"{what} hung; pm2 restart {pm_id} exited {r.exit_code}: {first}"
+            return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="restart")
+        self.emit(
+            "restart.succeeded",
+            app.name,
+            command=command,
+            exit_code=0,
+            stderr_tail=r.tail(r.stderr, 4),
+            duration_ms=round(r.duration_ms, 1),
+            **ids,
+        )
+        passed, seconds, last = self.verify_cluster(app)
+        after = self.pm2.quick_view(app.name)
+        if after is not None:
+            self.emit("process.sampled", app.name, **after.data(), after_restart=True)
+        exit_code, label = policy.after_restart("check", passed)
+        if passed:
+            summary = f"{what} hung, restarted alone, every worker answering again in {seconds:.1f}s"
+        else:
+            summary = f"{what} hung, restarted alone, still failing after {app.verify_timeout:g}s ({last})"
+        return AppResult(app.name, exit_code, label, summary, restarted=True, action="restart")
+
+    def verify_cluster(self, app: AppConfig) -> tuple[bool, float, str]:
+        """verify() for a cluster: bursts of per-worker probes until every probe answers and no
+        worker reads pinned, or verify_timeout passes; returns (passed, seconds, last problem)."""
+        start = self.clock.monotonic()
+        deadline = start + app.verify_timeout
+        n, delay, last = 0, 0.2, "no attempt"
+        while True:
+            mark = self.pm2.cpu_mark(app.name)
+            workers = self.pm2.workers(mark) if mark is not None else {}
+            remaining = deadline - self.clock.monotonic()
+            timeout = max(0.1, min(app.timeout, remaining))
+            if len(workers) > 1:
+                attempts, seen = self.probe_cluster(app, mark, workers, phase="verify", timeout=timeout)
+            else:  # PM2 still writing the new worker's pid file: probe as in fork mode meanwhile
+                attempts = (self.prober.attempt(app, n + 1, timeout=timeout),)
+                self.emit(
+                    "probe.succeeded" if attempts[0].ok else "probe.failed",
+                    app.name,
+                    **attempts[0].data(phase="verify"),
+                )
+                seen = ClusterSeen(())
+            n += len(attempts)
+            elapsed = self.clock.monotonic() - start
+            if len(workers) > 1 and not cluster_trouble(attempts, seen):
+                latency = max(a.latency_ms for a in attempts)
+                self.emit(
+                    "verification.passed", app.name, attempts=n, seconds=round(elapsed, 2), latency_ms=round(latency, 1)
+                )
+                return True, elapsed, ""
+            failed = [a for a in attempts if not a.ok]
+            last = failed[-1].error or "error" if failed else "a worker's CPU still pinned"
+            if self.clock.monotonic() + delay >= deadline:
+                self.emit(
+                    "verification.failed",
+                    app.name,
+                    attempts=n,
+                    seconds=round(elapsed, 2),
+                    last_error=last,
+                    detail=failed[-1].detail if failed else None,
+                    verify_timeout=app.verify_timeout,
+                )
+                return False, elapsed, last
+            self.clock.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
 
     def restart(self, app: AppConfig, failures: str, reason: str, *, code: str, by: str = "check") -> AppResult:
         """Restart through PM2, then verify. `failures` says why, for the result line."""

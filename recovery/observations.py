@@ -31,6 +31,8 @@ class Attempt:
     detail: str | None = None
     # The body's first bytes (up to probe.BODY_CAP), for matching expected text; never recorded.
     body: bytes = field(default=b"", repr=False, compare=False)
+    # The connection's client-side port: /proc/net/tcp names the process holding its server side.
+    local_port: int | None = field(default=None, compare=False)
 
     def data(self, **extra: Any) -> dict[str, Any]:
         d: dict[str, Any] = {"url": self.url, "attempt": self.attempt, "latency_ms": round(self.latency_ms, 1)}
@@ -40,6 +42,8 @@ class Attempt:
             d["error"] = self.error
         if self.detail:
             d["detail"] = self.detail
+        if self.local_port is not None and not self.ok:
+            d["local_port"] = self.local_port
         d.update(extra)
         return d
 
@@ -154,3 +158,44 @@ class Observations:
     listening: tuple[str, ...] | None = None
     # PM2's own restarts this run's sample revealed (the history, read before it, lacks them)
     pm2_restarts: int = 0
+    # Cluster mode: each worker's share of the probes' failures and its CPU over the probe window
+    cluster: ClusterSeen | None = None
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker of a PM2 cluster as a check's probing saw it."""
+
+    pm_id: int
+    pid: int
+    cpu_window: float | None = None  # percent of one CPU over the probe window
+    failed: int = 0  # failed probes whose server-side socket this worker holds
+    answered: int = 0  # answered probes whose server-side socket this worker holds
+
+    def data(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"pm_id": self.pm_id, "pid": self.pid}
+        if self.cpu_window is not None:
+            d["cpu_window"] = self.cpu_window
+        if self.failed:
+            d["failed"] = self.failed
+        if self.answered:
+            d["answered"] = self.answered
+        return d
+
+
+@dataclass(frozen=True)
+class ClusterSeen:
+    """What probing every worker of a cluster-mode app found: its workers, and how many failed
+    probes could not be tied to one of them (their socket was in PM2's master, or gone)."""
+
+    workers: tuple[Worker, ...]
+    unattributed: int = 0
+    window_s: float | None = None  # the CPU window's length
+
+    def data(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"total": len(self.workers), "workers": [w.data() for w in self.workers]}
+        if self.unattributed:
+            d["unattributed"] = self.unattributed
+        if self.window_s is not None:
+            d["window_s"] = self.window_s
+        return d

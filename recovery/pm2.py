@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +333,17 @@ class Pm2:
     def cpu_window(self, mark: CpuMark | None) -> dict[str, Any]:
         return cpu_window(mark)
 
+    def workers(self, mark: CpuMark | None) -> dict[int, int]:
+        """pid -> pm_id of the app's live processes when `mark` was taken (no I/O)."""
+        return dict(mark.pm_ids) if mark is not None else {}
+
+    def cpu_by_pid(self, mark: CpuMark | None) -> dict[int, float]:
+        return cpu_by_pid(mark)
+
+    def restart_worker(self, pm_id: int) -> CommandResult:
+        """`pm2 restart PM_ID`: one worker of a cluster; the others keep serving."""
+        return self.run(["restart", str(int(pm_id))])
+
 
 def end_group(proc: subprocess.Popen[str], grace: float) -> tuple[str, str]:
     """End a timed-out call and everything it started (its process group): SIGTERM, then
@@ -569,14 +580,52 @@ class CpuMark:
     at: float
     used: dict[int, float]
     sched: dict[int, tuple[float, float]]
+    pm_ids: dict[int, int] = field(default_factory=dict)  # pid -> pm_id, from the pid files
+
+
+def pidfile_workers(name: str, home: Path) -> dict[int, int]:
+    """pid -> pm_id from `$PM2_HOME/pids/NAME-ID.pid`, unchecked (the files may be stale)."""
+    pattern = re.compile(re.escape(re.sub(r"[^A-Za-z0-9.-]", "-", name)) + r"-(\d+)\.pid")
+    out: dict[int, int] = {}
+    try:
+        for entry in os.scandir(home / "pids"):
+            m = pattern.fullmatch(entry.name)
+            if m:
+                out[int(Path(entry.path).read_text().strip())] = int(m.group(1))
+    except (OSError, ValueError):
+        return {}
+    return out
 
 
 def cpu_mark(name: str, home: Path) -> CpuMark | None:
     """Read before probing: a few /proc reads, no pm2 call."""
-    pids = pidfile_pids(name, home)
-    used = {pid: s for pid in pids if (s := cpu_seconds(pid)) is not None}
+    pm_ids = pidfile_workers(name, home)
+    used = {pid: s for pid in pm_ids if (s := cpu_seconds(pid)) is not None}
     sched = {pid: t for pid in used if (t := sched_seconds(pid)) is not None}
-    return CpuMark(time.monotonic(), used, sched) if used else None
+    live = {pid: pm_ids[pid] for pid in used}
+    return CpuMark(time.monotonic(), used, sched, live) if used else None
+
+
+def cpu_by_pid(mark: CpuMark | None) -> dict[int, float]:
+    """Each process's CPU since `mark`, in percent of one CPU: the larger of the time it ran and
+    the time its event-loop thread ran or waited for a CPU (a loop spinning on a busy host still
+    reads near 100). A process gone since the mark is left out."""
+    if mark is None:
+        return {}
+    seconds = time.monotonic() - mark.at
+    if seconds <= 0:
+        return {}
+    out: dict[int, float] = {}
+    for pid, before in mark.used.items():
+        now = cpu_seconds(pid)
+        if now is None or now < before:
+            continue
+        share = 100 * (now - before) / seconds
+        s0, s1 = mark.sched.get(pid), sched_seconds(pid)
+        if s0 is not None and s1 is not None and s1[0] >= s0[0]:
+            share = max(share, min(100.0, 100 * ((s1[0] - s0[0]) + (s1[1] - s0[1])) / seconds))
+        out[pid] = round(share, 1)
+    return out
 
 
 def cpu_window(mark: CpuMark | None) -> dict[str, Any]:

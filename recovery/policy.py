@@ -25,9 +25,11 @@ from .observations import (
     STOPPED,
     TRANSITION,
     Attempt,
+    ClusterSeen,
     Observations,
     Pm2Daemon,
     ProcessView,
+    Worker,
 )
 from .units import age, format_duration
 
@@ -149,6 +151,10 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
     paused = paused_now(history, now)
     if paused:
         inputs["paused_until"] = history.paused_until
+    if observed.cluster is not None and not paused and observed.daemon is None:
+        one = worker_hung(observed, history, app, now, inputs)
+        if one is not None:
+            return one
     last = attempts[-1] if attempts else None
     if last is not None and last.ok:
         inputs["latency_ms"] = round(last.latency_ms, 1)
@@ -201,6 +207,76 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
         reason = f"{failures}, PM2 status {status!r} is not one this tool acts on"
         return Decision("escalate", "unknown_status", reason, inputs, "down")
     return _guarded_restart(code, cause, failures, history, app, now, inputs)
+
+
+# A worker that used at least this share of a CPU over the probe window is in a busy loop.
+CPU_PINNED = 90.0
+
+
+def pinned(worker: Worker) -> bool:
+    """A worker in a busy loop: its CPU pinned over the probe window, and no probe answered by it
+    (a worker busy serving real traffic still answers)."""
+    return worker.cpu_window is not None and worker.cpu_window >= CPU_PINNED and not worker.answered
+
+
+def hung_workers(cluster: ClusterSeen) -> tuple[list[Worker], str]:
+    """The workers the evidence names, most failed first, and which evidence: "socket" (they hold
+    failed probes' connections), "cpu" (pinned, answering nothing) or "none"."""
+    by_socket = sorted((w for w in cluster.workers if w.failed), key=lambda w: (-w.failed, w.pm_id))
+    if by_socket:
+        return by_socket, "socket"
+    by_cpu = sorted((w for w in cluster.workers if pinned(w)), key=lambda w: (-(w.cpu_window or 0), w.pm_id))
+    return by_cpu, "cpu" if by_cpu else "none"
+
+
+def worker_hung(
+    observed: Observations, history: History, app: AppConfig, now: _dt.datetime, inputs: dict[str, Any]
+) -> Decision | None:
+    """Cluster mode: one worker hung among others that answer. None when the probes say nothing
+    of the kind (all answered and no CPU pinned: healthy; all failed: the whole app, decided as in
+    fork mode).
+
+    The worker is named from the socket of a timed-out probe it holds (a stalled worker), else
+    from its CPU pinned over the probe window (a busy loop: PM2's master stops handing it
+    connections, so every probe may answer). Failures among successes that no evidence ties to
+    a worker are a failure of some worker: the whole app is restarted (or reloaded).
+    """
+    cluster = observed.cluster
+    if cluster is None:
+        return None
+    attempts = observed.attempts
+    failed = [a for a in attempts if not a.ok]
+    named, evidence = hung_workers(cluster)
+    workers: dict[str, Any] = {"total": len(cluster.workers), "failed": sorted(w.pm_id for w in named)}
+    inputs["workers"] = workers
+    if not failed and not named:
+        return None
+    # What each worker showed (CPU over the window, probes it held), for the record and for people.
+    workers.update({("seen" if k == "workers" else k): v for k, v in cluster.data().items() if k != "total"})
+    if len(failed) == len(attempts):
+        workers["evidence"] = "none"
+        return None  # every probe failed: the app as a whole, as in fork mode
+    if named and len(named) == len(cluster.workers):
+        return None  # every worker named: not one worker's problem
+    view = observed.view
+    if view is not None and view.known and view.status not in RUNNING:
+        return None  # PM2 is moving, stopping or restarting it: decided as in fork mode
+    summary = failure_summary(attempts) if failed else f"{len(attempts)} probes answered"
+    if not named:
+        workers["evidence"] = "none"
+        cause = (
+            f"hung: {summary} of {len(attempts)} across {len(cluster.workers)} workers, "
+            "and no worker could be named (no socket, no CPU evidence): the whole app"
+        )
+        return _guarded_restart("hung", cause, summary, history, app, now, inputs)
+    worker = named[0]
+    inputs["worker"] = {"pm_id": worker.pm_id, "pid": worker.pid, "evidence": evidence}
+    if evidence == "socket":
+        why = f"it holds {worker.failed} failed probe connection(s) ({summary} of {len(attempts)})"
+    else:
+        why = f"its CPU was {worker.cpu_window:.0f}% over the probe window ({summary} of {len(attempts)})"
+    cause = f"worker hung: worker {worker.pm_id} (pid {worker.pid}) of {len(cluster.workers)}: {why}"
+    return _guarded_restart("worker_hung", cause, summary, history, app, now, inputs)
 
 
 def _daemon_while_answering(daemon: Pm2Daemon, inputs: dict[str, Any]) -> Decision:

@@ -26,14 +26,23 @@ import httpx  # noqa: E402
 
 from .observations import ERROR_KINDS, Attempt  # noqa: E402
 
-__all__ = ["BODY_CAP", "ERROR_KINDS", "Attempt", "classify", "make_client", "probe_once"]
+__all__ = ["BODY_CAP", "ERROR_KINDS", "Attempt", "classify", "make_client", "probe_burst", "probe_once"]
 
 # The most of a body an attempt reads (and keeps on its Attempt): enough for any health page and
 # for matching expected text; a larger body is cut there, unread, and the connection dropped.
 BODY_CAP = 1 << 20
 
+# The most probes of a burst in flight at once (threads, connections): a burst for 64 workers
+# runs in waves rather than opening 128 connections at the same moment.
+BURST_CONCURRENCY = 32
+
 # (deadline on time.monotonic(), the attempt's timeout) while an attempt runs in this context.
 _DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("probe_deadline", default=None)
+# The running attempt's connection facts (its client-side port), written when it connects.
+_CONN: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("probe_conn", default=None)
+# Where connections closed during a burst are parked, still open, until the caller releases them:
+# the server side of a timed-out probe stays in the worker that holds it while attribution reads /proc.
+_HOLD: contextvars.ContextVar[list[httpcore.NetworkStream] | None] = contextvars.ContextVar("probe_hold", default=None)
 
 
 def _left(timeout: float | None, expired: type[Exception]) -> float | None:
@@ -60,6 +69,10 @@ class _BoundedStream(httpcore.NetworkStream):
         self.stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
+        held = _HOLD.get()
+        if held is not None:
+            held.append(self.stream)
+            return
         self.stream.close()
 
     def start_tls(
@@ -87,7 +100,14 @@ class _BoundedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         timeout = _left(timeout, httpcore.ConnectTimeout)
-        return _BoundedStream(self.backend.connect_tcp(host, port, timeout, local_address, socket_options))
+        stream = self.backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        conn = _CONN.get()
+        if conn is not None:
+            try:
+                conn["local_port"] = stream.get_extra_info("client_addr")[1]
+            except (TypeError, IndexError, OSError):
+                pass
+        return _BoundedStream(stream)
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -172,6 +192,8 @@ def probe_once(
     limit = timeout if timeout is not None else client.timeout.read
     start = clock()
     bound = _DEADLINE.set(None if limit is None else (time.monotonic() + limit, limit))
+    conn: dict[str, Any] = {}
+    conn_token = _CONN.set(conn)
     try:
         kwargs: dict[str, Any] = {}
         if timeout is not None:
@@ -181,14 +203,18 @@ def probe_once(
     except httpx.HTTPError as exc:
         ms = (clock() - start) * 1000
         error = classify(exc)
+        port = conn.get("local_port")
         if error == "timeout" and limit is not None:
-            return Attempt(False, attempt, url, ms, error=error, detail=f"no complete answer within {limit:.3g}s")
-        return Attempt(False, attempt, url, ms, error=error, detail=_short(exc))
+            detail = f"no complete answer within {limit:.3g}s"
+            return Attempt(False, attempt, url, ms, error=error, detail=detail, local_port=port)
+        return Attempt(False, attempt, url, ms, error=error, detail=_short(exc), local_port=port)
     finally:
         _DEADLINE.reset(bound)
+        _CONN.reset(conn_token)
     ms = (clock() - start) * 1000
+    port = conn.get("local_port")
     if status_ok(response.status_code):
-        return Attempt(True, attempt, url, ms, status=response.status_code, body=body)
+        return Attempt(True, attempt, url, ms, status=response.status_code, body=body, local_port=port)
     return Attempt(
         False,
         attempt,
@@ -198,7 +224,53 @@ def probe_once(
         error="status",
         detail=f"HTTP {response.status_code} {response.reason_phrase}".strip(),
         body=body,
+        local_port=port,
     )
+
+
+def probe_burst(
+    url: str,
+    count: int,
+    status_ok: Callable[[int], bool],
+    *,
+    timeout: float,
+    transport: httpx.BaseTransport | None = None,
+    first: int = 1,
+) -> tuple[list[Attempt], Callable[[], None]]:
+    """`count` concurrent GETs of `url`, each on a fresh connection of its own client (so PM2's
+    cluster master hands each to a worker in turn), numbered from `first`.
+
+    Returns the attempts in order and a `release` that closes their connections: until it is
+    called they stay open, so the server side of one that timed out is still held by the process
+    that took it (a stalled worker would otherwise see the close and drop it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    held: list[httpcore.NetworkStream] = []
+
+    def one(n: int) -> Attempt:
+        token = _HOLD.set(held)
+        client = make_client(url, timeout, transport)
+        try:
+            return probe_once(client, url, n, status_ok, timeout=timeout)
+        finally:
+            client.close()
+            _HOLD.reset(token)
+
+    def release() -> None:
+        for stream in {id(s): s for s in held}.values():
+            try:
+                stream.close()
+            except Exception:  # a socket already gone is closed enough
+                pass
+        held.clear()
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(count, BURST_CONCURRENCY), thread_name_prefix="probe") as pool:
+            attempts = list(pool.map(one, range(first, first + count)))
+    except BaseException:
+        release()
+        raise
+    return attempts, release
 
 
 def _read_capped(chunks: Iterable[bytes], cap: int) -> bytes:

@@ -173,3 +173,36 @@ def listening(pids: Iterable[int], proc: Path = PROC) -> list[tuple[str, int]]:
         raise error or FileNotFoundError("no process to read")
     found = {s.local for s in tcp_sockets(proc) if s.listening and s.inode in inodes}
     return sorted(found, key=lambda a: (a[1], a[0]))
+
+
+def connection_inodes(sockets: Iterable[Socket], server_port: int, client_ports: Iterable[int]) -> dict[int, int]:
+    """inode -> client port, for the server side of each connection from one of `client_ports` to
+    `server_port` (local = the app's port, remote = the probe's port). Pure."""
+    wanted = set(client_ports)
+    return {
+        s.inode: s.remote[1]
+        for s in sockets
+        if s.inode and s.local[1] == server_port and s.remote[1] in wanted and not s.listening
+    }
+
+
+def connection_owners(
+    server_port: int, client_ports: Iterable[int], pids: Iterable[int], proc: Path = PROC
+) -> dict[int, int]:
+    """client port -> the pid (among `pids`) holding the server side of that connection.
+
+    A cluster worker that took a probe's connection holds its socket; a connection PM2's master
+    accepted but could not hand over (its worker is blocked) is in none of `pids`, so not named.
+    """
+    inodes = connection_inodes(tcp_sockets(proc), server_port, client_ports)
+    owners: dict[int, int] = {}
+    if not inodes:
+        return owners
+    for pid in pids:
+        try:
+            held = socket_inodes(pid, proc)
+        except OSError:
+            continue  # gone, or another user's
+        for inode in held & inodes.keys():
+            owners[inodes[inode]] = pid
+    return owners

@@ -109,6 +109,12 @@ const server = http.createServer((req, res) => {
   if (path.startsWith('/__control/')) {
     const action = controls[path.slice('/__control/'.length)];
     if (!action) return sendJson(res, 404, { ok: false, error: 'unknown control' });
+    // ?pid=N: only that worker of a cluster acts; another one answers `skipped`, so a caller can
+    // repeat the call until PM2's round robin hands it to the worker it means.
+    const only = Number(url.searchParams.get('pid'));
+    if (only && only !== process.pid) {
+      return sendJson(res, 200, { ok: true, control: path, pid: process.pid, skipped: true }, { Connection: 'close' });
+    }
     sendJson(res, 200, { ok: true, control: path, pid: process.pid }, { Connection: 'close' });
     setTimeout(() => action(url.searchParams), 50);
     return;
