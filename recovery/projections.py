@@ -546,7 +546,10 @@ def _restart_total(data: dict) -> int | None:
     """PM2's restart counter summed over instances; None for the cheap sample, which has none."""
     instances = data.get("instances")
     if isinstance(instances, list):
-        return sum(int(i.get("restart_time") or 0) for i in instances)
+        # A worker without a counter (the cheap sample of a cluster) makes the sum unknown, not lower.
+        if not instances or any(not isinstance(i, dict) or i.get("restart_time") is None for i in instances):
+            return None
+        return sum(int(i["restart_time"]) for i in instances)
     return int(data["restart_time"]) if data.get("restart_time") is not None else None
 
 
