@@ -3,6 +3,13 @@
 Starts the demo server under a private PM2 (own PM2_HOME), then times N runs of
 `python -c pass` (the floor) and N runs of `recovery check`, each a fresh process.
 Prints medians and the ratio. Run: .venv/bin/python bench/healthy_check.py [-n 5]
+
+`--cluster 4` adds a 4-worker cluster-mode app beside the fork-mode one (one check, both apps).
+`--gap 61` times runs spaced 61 s apart, as cron runs them: every once-a-minute cadence is due
+again. To stay quick, the k-th timed check runs with its wall clock moved k x 61 s forward
+(bench/shifted_clock.py), so it finds the record exactly as a check a minute after the previous
+one would, and does what that check would do (its pm2 calls, samples, queries); `--real-gap`
+sleeps the gap instead (n minutes). Spaced runs use the shifted launcher for both modes.
 Needs pm2: $PM2, else on PATH (./test.sh or ./demo.sh install one under .cache/).
 GNU time (Debian package `time`) gives exact peak RSS; without it the figure is an upper bound.
 """
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -45,6 +53,14 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     return wall, rss_mb, os.waitstatus_to_exitcode(status)
 
 
+def jlist_samples(db: Path) -> int:
+    """How many `pm2 jlist` samples the store holds (each one a Node child of ~0.45 s)."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM events WHERE type = 'process.sampled' AND json_extract(data, '$.source') = 'jlist'"
+        ).fetchone()[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5, help="runs of each command (median reported)")
@@ -53,6 +69,9 @@ def main() -> int:
         action="store_true",
         help="with an alert channel configured (nothing is owed, so apprise is not imported)",
     )
+    parser.add_argument("--cluster", type=int, default=0, metavar="N", help="also an app of N cluster workers")
+    parser.add_argument("--gap", type=float, default=0.0, metavar="S", help="runs spaced S seconds apart")
+    parser.add_argument("--real-gap", action="store_true", help="sleep the gap instead of moving the clock")
     args = parser.parse_args()
     pm2 = find_pm2(os.environ.get("PM2"))
     home = Path(tempfile.mkdtemp(prefix="rbench-", dir="/tmp"))
@@ -60,46 +79,70 @@ def main() -> int:
     # As installed by pip: byte-code compiled once, then read from __pycache__.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PATH"] = os.pathsep.join([str(pm2.parent), env.get("PATH", "")])
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
+    apps = [("bench", free_port(), 0)] + ([("bench-cluster", free_port(), args.cluster)] if args.cluster else [])
     config = home / "recovery.toml"
     config.write_text(
         f'[store]\npath = "recovery.db"\n[pm2]\nbin = "{pm2}"\n'
-        f'[[apps]]\nname = "bench"\nurl = "{url}"\ntimeout = "2s"\n'
+        + "".join(
+            f'[[apps]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/"\ntimeout = "2s"\n' for name, port, _ in apps
+        )
         + ('[alerts]\nurls = ["json://127.0.0.1:9/never-used"]\n' if args.alerts else "")
     )
     try:
-        subprocess.run(
-            [str(pm2), "start", str(SERVER_JS), "--name", "bench"],
-            env=dict(env, PORT=str(port)),
-            check=True,
-            capture_output=True,
-        )
-        if not _wait_healthy(url, time.monotonic() + 30):
-            print("the benchmark app did not start", file=sys.stderr)
-            return 1
+        for name, port, workers in apps:
+            subprocess.run(
+                [str(pm2), "start", str(SERVER_JS), "--name", name, *(["-i", str(workers)] if workers else [])],
+                env=dict(env, PORT=str(port)),
+                check=True,
+                capture_output=True,
+            )
+            if not _wait_healthy(f"http://127.0.0.1:{port}/", time.monotonic() + 30):
+                print(f"the benchmark app {name} did not start", file=sys.stderr)
+                return 1
         check = [sys.executable, "-m", "recovery_cli.main", "check", "--config", str(config)]
         exe = shutil.which("recovery", path=str(Path(sys.executable).parent))
         if exe:
             check = [exe, "check", "--config", str(config)]
+        if args.gap:
+            check = [
+                sys.executable,
+                str(Path(__file__).with_name("shifted_clock.py")),
+                "check",
+                "--config",
+                str(config),
+            ]
         timed(check, env)  # warm the page cache and create the store
+        jlist_before = jlist_samples(home / "recovery.db")
         floor, runs = [], []
-        for _ in range(args.n):  # interleaved, so both see the same background noise
+        for k in range(1, args.n + 1):  # interleaved, so both see the same background noise
             floor.append(timed([sys.executable, "-c", "pass"], env))
+            if args.gap and args.real_gap:
+                time.sleep(args.gap)
+            elif args.gap:
+                env["RECOVERY_BENCH_SHIFT_S"] = str(k * args.gap)
             runs.append(timed(check, env))
         if any(code != 0 for _, _, code in runs):
             print(f"a check did not exit 0: {[c for _, _, c in runs]}", file=sys.stderr)
             return 1
+        jlist_calls = jlist_samples(home / "recovery.db") - jlist_before
         f_wall = statistics.median(w for w, _, _ in floor)
         c_wall = statistics.median(w for w, _, _ in runs)
         c_rss = statistics.median(r for _, r, _ in runs)
         print(
             f"python -c pass : median {f_wall * 1000:6.1f} ms  peak RSS {statistics.median(r for _, r, _ in floor):5.1f} MB  (n={args.n})"
         )
-        print(f"recovery check : median {c_wall * 1000:6.1f} ms  peak RSS {c_rss:5.1f} MB  (n={args.n}, healthy app)")
+        what = "fork app" + (f" + {args.cluster}-worker cluster app" if args.cluster else "")
+        spacing = (
+            f"spaced {args.gap:g} s ({'real' if args.real_gap else 'clock moved'})" if args.gap else "back to back"
+        )
+        print(
+            f"recovery check : median {c_wall * 1000:6.1f} ms  peak RSS {c_rss:5.1f} MB  max {max(r for _, r, _ in runs):5.1f} MB"
+            f"  (n={args.n}, healthy {what}, {spacing})"
+        )
         print(
             f"ratio          : {c_wall / f_wall:.1f}x python start-up; runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in runs)} ms"
         )
+        print(f"pm2 jlist      : {jlist_calls} full sample(s) recorded by the {args.n} timed runs")
         return 0
     finally:
         subprocess.run([str(pm2), "kill"], env=env, capture_output=True)

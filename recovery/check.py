@@ -312,6 +312,7 @@ class CheckRun:
         self.start_seq = 0
         self.full_views: dict[str, ProcessView] = {}  # app -> this run's `pm2 jlist` sample of it
         self.host_done = False  # host.sampled is considered once per run
+        self.minute_due = False  # and was due: this run is the first of its minute (the leak forecast's cadence)
         self.daemon: Pm2Daemon | None = None  # PM2's daemon, once a pm2 call found it down or frozen
         self.resurrected = False  # this run ran `pm2 resurrect` (once, for every app)
         self.resurrect_problem: str | None = None  # and what went wrong with it
@@ -467,12 +468,13 @@ class CheckRun:
         if not self.host_done:
             self.host_done = True
             if self.rec.read(lambda conn: telemetry.host_due(conn, now), False):
+                self.minute_due = True
                 host = telemetry.host_sample()
                 if host:
                     self.emit("host.sampled", None, **host)
 
     def observe(self, app: AppConfig) -> Observations:
-        """Probe, then sample PM2: cheaply when healthy (`pm2 jlist` once a minute or after a pid
+        """Probe, then sample PM2: cheaply when healthy (`pm2 jlist` once an hour, or after a pid
         change), fully before any restart so the record shows the process as it was when it hung."""
         mark = self.pm2.cpu_mark(app.name)
         workers = self.pm2.workers(mark) if mark is not None else {}
@@ -1020,14 +1022,16 @@ class CheckRun:
         from . import alerts
 
         self.fold()
-        # A leak forecast is looked at when this run took a full sample (at most once a minute).
+        # A leak forecast is looked at when this run took a full sample (a failure, a pid change, hourly)
+        # or is the first of its minute: the cheap sample records memory too.
+        leak_apps = set(self.full_views) | ({a.name for a in self.apps} if self.minute_due else set())
         alerts.send_owed(
             self.rec,
             self.config,
             self.apps,
             self.clock.now(),
             run_id=self.run_id,
-            leak_apps=set(self.full_views),
+            leak_apps=leak_apps,
             seen_at=self.opened_at,
             sleep=self.clock.sleep,
         )

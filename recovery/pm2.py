@@ -512,7 +512,10 @@ def pidfile_pids(name: str, home: Path) -> list[int]:
 
 
 def proc_instance(name: str, pm_id: int, pid: int, pidfile_mtime: float) -> Instance | None:
-    """An `online` instance read from /proc, or None if the pid is gone or was reused."""
+    """An `online` instance read from /proc, or None if the pid is gone or was reused.
+
+    It has what /proc knows (pid, RSS, CPU averaged over its life, uptime); PM2's
+    counters (restart_time, unstable_restarts) stay unknown (None), never 0."""
     fields = _stat_fields(pid)
     try:
         with open(f"/proc/{pid}/statm", encoding="ascii") as f:

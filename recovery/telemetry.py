@@ -18,7 +18,7 @@ from .observations import ProcessView
 from .store import recorded_since
 from .units import earlier
 
-FULL_EVERY_S = 60.0  # a `pm2 jlist` sample of each app at least this often
+FULL_EVERY_S = 3600.0  # a `pm2 jlist` sample of each app at least this often, even when nothing changed
 HOST_EVERY_S = 60.0  # host.sampled at most this often
 NEAR_LIMIT = 0.85  # memory at this share of max_memory_restart counts as "at the limit"
 CRASH_LOOKBACK_S = 120.0  # error entries this long before a PM2 restart point at a crash
@@ -27,17 +27,17 @@ CRASH_LOOKBACK_S = 120.0  # error entries this long before a PM2 restart point a
 def full_sample_due(
     conn: sqlite3.Connection | None, app: str, view: ProcessView | None, now: _dt.datetime | None = None
 ) -> bool:
-    """A `pm2 jlist` is due: no full sample of `app` in the last minute, or its pid changed
-    since the last sample (PM2 restarted it: only jlist says how often and with which exit code)."""
+    """A `pm2 jlist` is due: the cheap view (pid files and /proc) is not enough, its pids differ
+    from the last recorded sample's (PM2 restarted a worker: only jlist says how often and with
+    which exit code; or a pid file came or went: the worker count changed), or no full sample
+    of `app` in the last hour. Unchanged pids within the hour: no Node child on the healthy path."""
     if view is None:
         return True
     if conn is None:
         return False  # no store to remember with: the cheap sample, as before
     now = now or _dt.datetime.now(_dt.UTC)
     try:
-        row = conn.execute("SELECT pid FROM app_state WHERE app = ?", (app,)).fetchone()
-        pids = [i.pid for i in view.instances]
-        if row is not None and row[0] is not None and row[0] not in pids:
+        if last_pids(conn, app) != sorted(i.pid for i in view.instances if i.pid):
             return True
         return not recorded_since(
             conn,
@@ -48,6 +48,24 @@ def full_sample_due(
         )
     except sqlite3.Error:
         return False
+
+
+def last_pids(conn: sqlite3.Connection, app: str) -> list[int] | None:
+    """The pids of `app`'s last recorded sample (either source), sorted; None when there is none or
+    PM2 could not be read then. One row by the (app, type, seq) index."""
+    row = conn.execute(
+        "SELECT data FROM events WHERE app = ? AND type = 'process.sampled' ORDER BY seq DESC LIMIT 1", (app,)
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        data = json.loads(row[0])
+    except ValueError:
+        return None
+    if data.get("error"):
+        return None
+    pids = data.get("pids") if isinstance(data.get("pids"), list) else [data.get("pid")]
+    return sorted(p for p in pids if isinstance(p, int) and p)
 
 
 # -- the host -------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_a_healthy_app_exits_0_and_is_not_restarted(pm2, tmp_path):
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("web OK ")
-    # The first check of an app takes the full sample (pm2 jlist, due once a minute) and the host's.
+    # The first check of an app takes the full sample (pm2 jlist: nothing to compare with yet) and the host's.
     assert types(stored(config)) == [
         "check.started",
         "probe.succeeded",
