@@ -223,7 +223,12 @@ def test_a_real_cluster_of_4_is_checked_from_pid_files_until_pm2_restarts_a_work
     victim = old[1]
     os.kill(victim, signal.SIGKILL)  # PM2 starts a new worker under the same pm_id
     view = wait_until(
-        lambda: (v := pidfile_view("web", c.home)) is not None and victim not in [i.pid for i in v.instances] and v,
+        lambda: (
+            (v := pidfile_view("web", c.home)) is not None
+            and len(v.instances) == 4
+            and victim not in [i.pid for i in v.instances]
+            and v
+        ),
         message="PM2 to restart the killed worker",
     )
     c.clock.advance(61)
