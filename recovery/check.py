@@ -25,7 +25,17 @@ from .clock import Clock, SystemClock
 from .config import AppConfig, Config
 from .errors import Pm2CannotRun, Pm2DaemonUnavailable, Pm2Error, RecoveryError
 from .model import History
-from .observations import RUNNING, TRANSITION, Attempt, ClusterSeen, Observations, Pm2Daemon, ProcessView, Worker
+from .observations import (
+    RUNNING,
+    STOPPED,
+    TRANSITION,
+    Attempt,
+    ClusterSeen,
+    Observations,
+    Pm2Daemon,
+    ProcessView,
+    Worker,
+)
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder
 
@@ -497,6 +507,10 @@ class CheckRun:
         view, problem = self.full_view(app, cpu=self.pm2.cpu_window(mark))
         if view is not None and view.status in TRANSITION:
             view = self.settled(app, view)
+        elif view is not None and view.status in STOPPED and self.pm2_revealed.get(app.name):
+            # `stopped` right after PM2 restarted it on its own: a crash loop caught between two
+            # lives, or an operator's stop. One more read tells: an operator's stop stays stopped.
+            view = self.settled(app, view, moving=STOPPED, within=TRANSITION_POLL_S)
         if view is not None:
             view = self.aged(app, view)
         return Observations(
@@ -628,12 +642,19 @@ class CheckRun:
             return observed
         return dataclasses.replace(observed, listening=tuple(procnet.format_address(a) for a in found))
 
-    def settled(self, app: AppConfig, view: ProcessView) -> ProcessView:
+    def settled(
+        self,
+        app: AppConfig,
+        view: ProcessView,
+        *,
+        moving: frozenset[str] | set[str] = TRANSITION,
+        within: float = TRANSITION_WAIT_S,
+    ) -> ProcessView:
         """PM2 caught moving the app (an operator's restart, a start): read again until it settles,
-        within TRANSITION_WAIT_S, so that the decision is on where it went, not on the move.
+        within `within` seconds, so that the decision is on where it went, not on the move.
         Each read is recorded; the last one is what the policy sees."""
-        deadline = self.clock.monotonic() + TRANSITION_WAIT_S
-        while view.status in TRANSITION and self.clock.monotonic() < deadline:
+        deadline = self.clock.monotonic() + within
+        while view.status in moving and self.clock.monotonic() < deadline:
             self.clock.sleep(TRANSITION_POLL_S)
             try:
                 view = self.pm2.view(app.name)

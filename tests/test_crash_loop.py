@@ -342,3 +342,42 @@ def test_a_real_crash_loop_caught_in_its_first_life_is_a_crash_loop(tmp_path, pm
         codes = [e.data["code"] for e in store.query(app="web", types=["decision.made"])]
         assert store.query(app="web", types=["restart.requested"]) == []
     assert codes == ["crash_loop"]
+
+
+class StoppedBetweenLivesPm2(FakePm2):
+    """A long-running app that starts crashing: the check's sample catches PM2 `stopped` for a
+    moment between two lives (no exit code recorded yet), after PM2 restarted it on its own."""
+
+    def _view(self, name: str, source: str) -> ProcessView:
+        if source == "pidfile" or self.jlists <= 1:
+            inst = Instance(name, 0, self.pid, "online", restart_time=0, uptime_s=100.0)
+        elif self.jlists == 2:
+            inst = Instance(name, 0, None, "stopped", restart_time=3, since_start_s=0.1)
+        else:
+            inst = Instance(name, 0, self.pid + 4, "online", restart_time=4, uptime_s=1.6, exit_code=1)
+        return ProcessView(name, source, (inst,))
+
+
+def test_stopped_right_after_pm2_restarted_it_on_its_own_is_read_again(tmp_path):
+    w = World(tmp_path, "healthy")
+    w.pm2 = StoppedBetweenLivesPm2(w.app)
+    w.check()  # healthy, with a full sample to compare with
+    w.clock.advance(60)
+    w.app.state = "refused"
+    w.check()
+    assert w.decisions()[-1] == ("wait", "crash_loop")  # not ("none", "stopped"): no operator stopped it
+    assert w.pm2.restarts == []
+    assert [e.data["status"] for e in w.events("process.sampled")][-2:] == ["stopped", "online"]
+
+
+def test_an_operator_stop_after_pm2_restarts_stays_stopped(tmp_path):
+    w = World(tmp_path, "healthy")
+    w.pm2 = StoppedBetweenLivesPm2(w.app)
+    w.check()
+    w.clock.advance(60)
+    w.app.state = "refused"
+    w.pm2._view = lambda name, source: ProcessView(  # type: ignore[method-assign]
+        name, source, (Instance(name, 0, None, "stopped", restart_time=3, since_start_s=50.0),)
+    )
+    w.check()
+    assert w.decisions()[-1] == ("none", "stopped") and w.pm2.restarts == []
