@@ -757,36 +757,11 @@ class CheckRun:
             command=command,
             **ids,
         )
-        try:
-            r = self.pm2.restart_worker(pm_id)
-        except Pm2Error as exc:
-            self.emit("restart.failed", app.name, command=command, exit_code=None, error=str(exc), **ids)
-            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
-                self.pm2_problem = str(exc)
-            return AppResult(app.name, CRITICAL, "CRITICAL", f"{what} hung; restart failed: {exc}", action="restart")
-        if r.exit_code != 0:
-            tail = r.tail(r.stderr or r.stdout, 4)
-            self.emit(
-                "restart.failed",
-                app.name,
-                command=command,
-                exit_code=r.exit_code,
-                stderr_tail=tail,
-                duration_ms=round(r.duration_ms, 1),
-                **ids,
-            )
-            first = tail.splitlines()[-1] if tail else ""
-            summary = f"{what} hung; pm2 restart {pm_id} exited {r.exit_code}: {first}"
-            return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="restart")
-        self.emit(
-            "restart.succeeded",
-            app.name,
-            command=command,
-            exit_code=0,
-            stderr_tail=r.tail(r.stderr, 4),
-            duration_ms=round(r.duration_ms, 1),
-            **ids,
+        problem = self.run_restart(
+            app.name, command, lambda: self.pm2.restart_worker(pm_id), "restart", f"pm2 restart {pm_id}", **ids
         )
+        if problem:
+            return AppResult(app.name, CRITICAL, "CRITICAL", f"{what} hung; {problem}", action="restart")
         passed, seconds, last = self.verify_cluster(app)
         after = self.pm2.quick_view(app.name)
         if after is not None:
@@ -847,34 +822,15 @@ class CheckRun:
         """Restart through PM2, then verify. `failures` says why, for the result line."""
         command = ["pm2", app.restart_command, app.name]
         self.emit("restart.requested", app.name, by=by, code=code, reason=reason, command=command)
-        try:
-            r = self.pm2.restart(app.name, app.restart_command)
-        except Pm2Error as exc:
-            self.emit("restart.failed", app.name, command=command, exit_code=None, error=str(exc))
-            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
-                self.pm2_problem = str(exc)
-            return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; restart failed: {exc}", action="restart")
-        if r.exit_code != 0:
-            tail = r.tail(r.stderr or r.stdout, 4)
-            self.emit(
-                "restart.failed",
-                app.name,
-                command=command,
-                exit_code=r.exit_code,
-                stderr_tail=tail,
-                duration_ms=round(r.duration_ms, 1),
-            )
-            first = tail.splitlines()[-1] if tail else ""
-            summary = f"{failures}; pm2 {app.restart_command} exited {r.exit_code}: {first}"
-            return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="restart")
-        self.emit(
-            "restart.succeeded",
+        problem = self.run_restart(
             app.name,
-            command=command,
-            exit_code=0,
-            stderr_tail=r.tail(r.stderr, 4),
-            duration_ms=round(r.duration_ms, 1),
+            command,
+            lambda: self.pm2.restart(app.name, app.restart_command),
+            "restart",
+            f"pm2 {app.restart_command}",
         )
+        if problem:
+            return AppResult(app.name, CRITICAL, "CRITICAL", f"{failures}; {problem}", action="restart")
         passed, seconds, last = self.verify(app)
         # The new process, from the pid files (no pm2 call): the record shows what came back.
         after = self.pm2.quick_view(app.name)
@@ -953,6 +909,27 @@ class CheckRun:
         summary = f"{what}, still not answering after {app.verify_timeout:g}s ({last})"
         return AppResult(app.name, CRITICAL, "CRITICAL", summary, restarted=ours, action=decision.action)
 
+    def run_restart(
+        self, app: str | None, command: list[str], call: Callable[[], Any], failed_as: str, ran_as: str, **extra: Any
+    ) -> str | None:
+        """Run a restarting pm2 call (`restart`, `restart PM_ID`, `resurrect`) and record how it went
+        (`restart.failed` or `restart.succeeded`, with `extra`); returns what went wrong, if anything."""
+        try:
+            r = call()
+        except Pm2Error as exc:
+            self.emit("restart.failed", app, **extra, command=command, exit_code=None, error=str(exc))
+            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
+                self.pm2_problem = str(exc)
+            return f"{failed_as} failed: {exc}"
+        outcome = {"command": command, "exit_code": r.exit_code, "duration_ms": round(r.duration_ms, 1)}
+        if r.exit_code != 0:
+            tail = r.tail(r.stderr or r.stdout, 4)
+            self.emit("restart.failed", app, **extra, **outcome, stderr_tail=tail)
+            first = tail.splitlines()[-1] if tail else ""
+            return f"{ran_as} exited {r.exit_code}: {first}"
+        self.emit("restart.succeeded", app, **extra, **outcome, stderr_tail=r.tail(r.stderr, 4))
+        return None
+
     def resurrect(self, decision: Decision) -> str | None:
         """Run `pm2 resurrect` and record it once for the run (no app: it concerns every app);
         returns what went wrong, if anything."""
@@ -962,36 +939,10 @@ class CheckRun:
         self.emit(
             "restart.requested", None, by="check", code="pm2_down", reason=decision.reason, command=command, apps=apps
         )
-        try:
-            r = self.pm2.resurrect()
-        except Pm2Error as exc:
-            self.emit("restart.failed", None, code="pm2_down", command=command, exit_code=None, error=str(exc))
-            if isinstance(exc, Pm2CannotRun) and self.pm2_problem is None:
-                self.pm2_problem = str(exc)
-            return f"pm2 resurrect failed: {exc}"
-        if r.exit_code != 0:
-            tail = r.tail(r.stderr or r.stdout, 4)
-            self.emit(
-                "restart.failed",
-                None,
-                code="pm2_down",
-                command=command,
-                exit_code=r.exit_code,
-                stderr_tail=tail,
-                duration_ms=round(r.duration_ms, 1),
-            )
-            first = tail.splitlines()[-1] if tail else ""
-            return f"pm2 resurrect exited {r.exit_code}: {first}"
+        problem = self.run_restart(None, command, self.pm2.resurrect, "pm2 resurrect", "pm2 resurrect", code="pm2_down")
+        if problem:
+            return problem
         self.daemon = None
-        self.emit(
-            "restart.succeeded",
-            None,
-            code="pm2_down",
-            command=command,
-            exit_code=0,
-            stderr_tail=r.tail(r.stderr, 4),
-            duration_ms=round(r.duration_ms, 1),
-        )
         self.fold()  # the apps sampled later in this run show new pids: ours, not PM2's own restarts
         return None
 
