@@ -26,7 +26,6 @@ import json
 import os
 import socket
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -37,7 +36,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .events import Event, format_ts, parse_ts
 from .events import new as new_event
-from .store import first_seq_since, recorded_since
+from .store import first_seq_since, lock_fd, recorded_since
 from .units import earlier, span
 
 if TYPE_CHECKING:
@@ -576,12 +575,7 @@ def send_test(
 def delivery_lock(store_path: Path) -> Iterator[bool]:
     """Hold the store's delivery flock if no one else does (yields False then): one deliverer at a
     time, so two never plan and send the same alert. Not an app's lock: restarts never wait on it."""
-    name = f"{store_path.name}-alerts.lock"  # app locks are "<store>.<app>.lock": no clash
-    try:
-        fd = os.open(store_path.with_name(name), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:16]
-        fd = os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}-alerts.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = lock_fd(store_path, "-alerts.lock")  # app locks are "<store>.<app>.lock": no clash
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import os
 import sqlite3
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from .observations import (
     Worker,
 )
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
-from .store import Recorder
+from .store import Recorder, lock_fd
 
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # PM2 caught moving an app (stopping, launching) is read again this often, for at most this long.
@@ -259,13 +257,7 @@ class CheckResult:
 def app_lock(store_path: Path, app: str, timeout: float, clock: Clock) -> Iterator[bool]:
     """Hold an exclusive flock for `app` beside the store; yields False if it could not be had in time."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in app)
-    path = store_path.with_name(f"{store_path.name}.{safe}.lock")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        # The store's folder is unusable; runs against the same store still meet in /tmp.
-        digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:16]
-        fd = os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}.{safe}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = lock_fd(store_path, f".{safe}.lock")
     deadline = clock.monotonic() + timeout
     try:
         while True:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -331,6 +332,16 @@ def split_sql(script: str) -> list[str]:
     if buf.strip():
         statements.append(buf.strip())
     return statements
+
+
+def lock_fd(store_path: Path, suffix: str) -> int:
+    """An open lock file `<store><suffix>` beside the store, for flock; when the store's folder is
+    unusable, one in the temp folder named after the store, so runs against the same store still meet."""
+    try:
+        return os.open(store_path.with_name(store_path.name + suffix), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        digest = hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:16]
+        return os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}{suffix}", os.O_RDWR | os.O_CREAT, 0o644)
 
 
 # -- the spool: where events go while the store is unusable -----------------------------
