@@ -47,6 +47,12 @@ REGISTRY: dict[str, EventType] = _types(
         ("url", "attempt", "latency_ms", "error", "phase"),
     ),
     (
+        "probe.batched",
+        "a steady healthy stretch under `recovery watch`: each check probe's time offset and latency,"
+        " one event per app per minute (url, start, at_ms, latency_ms, status, pid)",
+        ("url", "start", "at_ms", "latency_ms", "phase"),
+    ),
+    (
         "process.sampled",
         "PM2's view of the process (pid, status, memory, cpu, restart_time, heap, event-loop latency)",
         ("source",),

@@ -37,7 +37,7 @@ from .store import immediate
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 9  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 10  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -356,17 +356,9 @@ class Folder:
             if data.get("phase", "check") != "check":
                 return
             self.seen.see(app_name, run_id, type_, data)
-            h = self.hour(app_name, ts)
-            h[0] += 1
-            if type_ == "probe.failed":
-                h[1] += 1
-            elif data.get("latency_ms") is not None:
-                ms = float(data["latency_ms"])
-                h[4] += ms
-                h[5] += 1
-                k = latency_bucket(ms)
-                h[6][k] = h[6].get(k, 0) + 1
-                a.last_latency_ms = ms
+            self.count_probe(a, ts, type_ == "probe.succeeded", data.get("latency_ms"))
+        elif type_ == "probe.batched":
+            self.batched(a, seq, data)
         elif type_ == "decision.made":
             self.point(app_name, seq, ts, run_id, data)
             self.decided(a, seq, ts, data)
@@ -449,6 +441,49 @@ class Folder:
             if a.state == "suspended":
                 self.set_state(a, "down", ts, seq, "suspension lifted by an operator")
 
+    def count_probe(self, a: _App, ts: str, ok: bool, latency_ms: float | None) -> None:
+        """One check probe at `ts` into the rollups (a verification probe is not counted)."""
+        h = self.hour(a.app, ts)
+        h[0] += 1
+        if not ok:
+            h[1] += 1
+        elif latency_ms is not None:
+            ms = float(latency_ms)
+            h[4] += ms
+            h[5] += 1
+            k = latency_bucket(ms)
+            h[6][k] = h[6].get(k, 0) + 1
+            a.last_latency_ms = ms
+
+    def batched(self, a: _App, seq: int, data: dict) -> None:
+        """A `probe.batched` event: each probe in it is a successful check probe followed by a healthy
+        decision that changed nothing (`steady`), at its own time (start + at_ms)."""
+        url = data.get("url")
+        if url:
+            self.answered.setdefault((a.app, str(url)), (seq, data["start"]))
+        start = parse_ts(data["start"])
+        for at_ms, latency in zip(data["at_ms"], data["latency_ms"], strict=False):
+            ts = format_ts(start + _dt.timedelta(milliseconds=at_ms))
+            self.count_probe(a, ts, True, latency)
+            self.steady(a, seq, ts)
+
+    def steady(self, a: _App, seq: int, ts: str) -> None:
+        """A healthy check at `ts` that changed nothing (a probe of a batch): its time since the
+        last check counts as up, and it is the app's last check. No decision point is kept."""
+        self.count_gap(a, ts)
+        a.last_check_at, a.last_check_seq = ts, seq
+
+    def count_gap(self, a: _App, ts: str) -> None:
+        """The time since the app's last check counts for the state it was in during it."""
+        if a.last_check_at is not None and a.state in UP_STATES | DOWN_STATES:
+            gap = observed_gap(a.last_check_at, ts)
+            if gap:
+                h = self.hour(a.app, ts)
+                if a.state in UP_STATES:
+                    h[2] += gap
+                else:
+                    h[3] += gap
+
     def point(self, app: str, seq: int, ts: str, run_id: str | None, data: dict) -> None:
         """A decision with what it was decided on, for `recovery replay`."""
         taken = self.seen.take(app, run_id)
@@ -479,15 +514,8 @@ class Folder:
         if data.get("dry_run") and state == "recovering":
             state = "down"
         state = suspension_kept(state, str(data.get("code") or ""), a.suspended_at)
-        # Time since the last check counts for the state the app was in during it.
-        if a.last_check_at is not None and a.state in UP_STATES | DOWN_STATES and state != "paused":
-            gap = observed_gap(a.last_check_at, ts)
-            if gap:
-                h = self.hour(a.app, ts)
-                if a.state in UP_STATES:
-                    h[2] += gap
-                else:
-                    h[3] += gap
+        if state != "paused":
+            self.count_gap(a, ts)
         a.last_check_at, a.last_check_seq = ts, seq
         if state == "paused":
             return  # a pause hides the health state, it does not replace it
