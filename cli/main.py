@@ -324,8 +324,7 @@ def init(
         fail(f"{path} exists; not overwriting it (use --force, or edit it and run `recovery config validate`)", 1)
     text = cfg.sample(url=url, name=name)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        cfg.write_sample(path, text)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}", 1)
     problems = cfg.check_file(path)[1]
@@ -382,7 +381,8 @@ def config_validate(
     alerting = f"; {len(channels)} alert channel(s)" if channels else ""
     typer.echo(f"OK {target}: {len(conf.apps)} app(s): {names}; store {conf.store.path}{alerting}")
     if probe:
-        from recovery.check import CRITICAL, shown_url, try_urls
+        from recovery.check import CRITICAL, try_urls
+        from recovery.units import shown_url
 
         failed = 0
         for app_conf, a in try_urls(conf):

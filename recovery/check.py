@@ -152,20 +152,6 @@ def try_urls(config: Config, transport: Any = None) -> list[tuple[AppConfig, Att
         prober.close()
 
 
-def shown_url(url: str) -> str:
-    """The URL without what may be secret in it (user, password, query): scheme, host, port, path."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable url)"
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}{port}{parts.path}{'?…' if parts.query else ''}"
-
-
 class MissingPm2:
     """Stands in for PM2 when it cannot be found: the apps are still probed and recorded, every
     pm2 call fails with why, and the run ends UNKNOWN naming it."""

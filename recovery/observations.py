@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .units import shown_url
+
 RUNNING = {"online"}
 RESTARTING = {"waiting restart", "one-launch-status"}
 # Moving between states (an operator's restart or stop under way, PM2 starting it): never final.
@@ -35,7 +37,11 @@ class Attempt:
     local_port: int | None = field(default=None, compare=False)
 
     def data(self, **extra: Any) -> dict[str, Any]:
-        d: dict[str, Any] = {"url": self.url, "attempt": self.attempt, "latency_ms": round(self.latency_ms, 1)}
+        d: dict[str, Any] = {
+            "url": shown_url(self.url),
+            "attempt": self.attempt,
+            "latency_ms": round(self.latency_ms, 1),
+        }
         if self.status is not None:
             d["status"] = self.status
         if self.error:

@@ -34,6 +34,7 @@ from .model import (
     suspension_kept,
 )
 from .store import immediate
+from .units import shown_url
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
@@ -1045,8 +1046,11 @@ def worker_restarts(
 
 
 def url_answered(conn: sqlite3.Connection, app: str, url: str) -> bool:
-    """Whether `url` ever answered a probe of `app` (one primary-key lookup)."""
-    row = conn.execute("SELECT 1 FROM answered_urls WHERE app = ? AND url = ?", (app, url)).fetchone()
+    """Whether `url` ever answered a probe of `app` (primary-key lookups): as it is recorded
+    (`units.shown_url`, its secrets left out), or as stores before that recorded it."""
+    row = conn.execute(
+        "SELECT 1 FROM answered_urls WHERE app = ? AND url IN (?, ?)", (app, shown_url(url), url)
+    ).fetchone()
     return row is not None
 
 

@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .events import format_ts, parse_ts
 from .model import DOWN_STATES, UP_STATES, History, observed_gap, opens_incident, restarts_count_since, suspension_kept
 from .observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
+from .units import shown_url
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
 # Re-decided under the daemon lock: PM2's daemon ran again (this run or another resurrected it),
@@ -354,7 +355,7 @@ class Fold:
             suspend_reason=self.suspend_reason,
             last_restart_at=self.last_restart_at(),
             recent_restarts=tuple(self.restarts[bisect.bisect_right(self.restart_ats, counting_since) :]),
-            url_answered=None if url is None else url in self.answered,
+            url_answered=None if url is None else bool({url, shown_url(url)} & self.answered),
             pm2_restarts=self.pm2_restarts_since(format_ts(now - _dt.timedelta(seconds=window))),
         )
 

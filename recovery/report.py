@@ -20,7 +20,7 @@ from .hints import LOOKBACK_S, evaluate
 from .logs.storage import top_templates
 from .stats import clustered_hours
 from .store import Store
-from .units import age, earlier, next_hour, parse_duration, percent, period_label, span, times
+from .units import DurationTooLong, age, earlier, next_hour, parse_duration, percent, period_label, span, times
 from .units import one_line as one_line  # re-exported: cli/errors.py imports it from here
 
 
@@ -29,6 +29,8 @@ def since_to_ts(text: str, now: _dt.datetime | None = None) -> str:
     now = now or _dt.datetime.now(_dt.UTC)
     try:
         seconds = parse_duration(text)
+    except DurationTooLong:
+        raise
     except ValueError:
         try:
             when = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -14,6 +14,13 @@ MB = 1048576
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)")
 _DURATION_HINT = "use 500ms, 30s, 5m, 1h, 7d"
+# The longest duration accepted anywhere (100 years): every duration is added to or taken from a
+# date, and a datetime ends at year 9999; `3000000d` used to pass validation and then crash every run.
+MAX_DURATION_S = 36500 * 86400.0
+
+
+class DurationTooLong(ValueError):
+    """A well-formed duration longer than MAX_DURATION_S."""
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -31,6 +38,8 @@ def parse_duration(value: str | int | float) -> float:
         raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
     if seconds < 0:
         raise ValueError(f"bad duration {value!r}: must not be negative")
+    if seconds > MAX_DURATION_S:
+        raise DurationTooLong(f"duration {value!r} is too long: at most 36500d (100 years)")
     return seconds
 
 
@@ -129,6 +138,22 @@ def percent(p: float | None) -> str:
     if p is None:
         return "-"
     return f"{math.floor(p * 100) / 100:.2f}".rstrip("0").rstrip(".")
+
+
+def shown_url(url: str) -> str:
+    """A URL as it is stored and printed: without what may be secret in it. A user and password
+    become `***@`, a query `?…`; scheme, host, port and path stay (`http://***@127.0.0.1:3000/health`)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable url)"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    user = "***@" if "@" in parts.netloc else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}{'?…' if parts.query else ''}"
 
 
 def one_line(text: str | None, width: int = 160) -> str:

@@ -29,6 +29,7 @@ from .clock import utc_now
 from .config import Config, format_duration
 from .events import now_ts
 from .store import Recorder
+from .units import shown_url
 
 STOP_GRACE = 2.0  # at the stop, how long the alert worker may take to end; an attempt still in flight stays owed
 LEAK_EVERY = 60.0  # the worker looks at an app's leak forecast at most this often
@@ -60,7 +61,7 @@ def describe(config: Config, interval: float, apps: list[str] | None = None) -> 
         probes = f"{a.retries} probe{'s' if a.retries > 1 else ''}"
         if a.retries > 1 and a.retry_delay:
             probes += f" {format_duration(a.retry_delay)} apart"
-        parts.append(f"{a.name} {a.url} ({probes}, {format_duration(a.timeout)} timeout)")
+        parts.append(f"{a.name} {shown_url(a.url)} ({probes}, {format_duration(a.timeout)} timeout)")
     return f"watching {', '.join(parts)} every {format_duration(interval)}; store {config.store.path}"
 
 

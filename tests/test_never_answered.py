@@ -242,7 +242,7 @@ def test_validate_probe_says_which_url_answers_and_which_does_not(tmp_path, answ
     r = validate(tmp_path, f"http://127.0.0.1:{answering}/", f"http://user:secret@127.0.0.1:{bad}/health?token=x")
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"app0 http://127.0.0.1:{answering}/ answered 200 in " in r.stdout
-    assert f"app1 http://127.0.0.1:{bad}/health?… did not answer: refused" in r.stderr
+    assert f"app1 http://***@127.0.0.1:{bad}/health?… did not answer: refused" in r.stderr
     assert "secret" not in r.stdout + r.stderr and "token=x" not in r.stdout + r.stderr
 
 

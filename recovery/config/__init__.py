@@ -8,7 +8,7 @@ from __future__ import annotations
 from recovery.units import format_duration, parse_duration
 
 from .loading import app_value, check_file, find_config_path, format_status_ranges, load, parse_status_ranges
-from .sample import sample
+from .sample import sample, write_sample
 from .schema import (
     ALERT_KINDS,
     DEFAULT_FILENAME,
@@ -48,4 +48,5 @@ __all__ = [
     "parse_duration",
     "parse_status_ranges",
     "sample",
+    "write_sample",
 ]

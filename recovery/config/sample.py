@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from recovery.units import format_duration
 
 from .loading import format_size, format_status_ranges, toml_string
@@ -90,6 +93,18 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
     for code, comment in rows:
         lines.append(f"{code:<{width}}  # {comment}" if comment else code)
     return "\n".join(lines) + "\n"
+
+
+def write_sample(path: Path, text: str) -> None:
+    """Write a config file readable by its owner only (0600): it will hold alert URLs and SMTP
+    passwords. An existing file (`init --force`) is replaced and its mode set to 0600 too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 def _duration(seconds: float) -> str:
