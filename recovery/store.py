@@ -725,16 +725,18 @@ class Recorder:
     def spool_summary(self) -> str:
         """Where this run's events went instead of the store: the spool, a fallback (and why the
         ones before it failed), or lost, naming every location tried and why it failed."""
-        failed = ", ".join(f"{p} ({why})" for p, why in self.spool_failed)
+        failed = dict(self.spool_failed)
         if self.lost:
-            return f"{len(self.lost)} event(s) lost: every spool location failed: {failed}"
-        parts = [f"spool failed: {failed}"] if failed else []
-        if len(self.spooled_to) == 1:
-            ((p, n),) = self.spooled_to.items()
-            parts.append(f"{n} event(s) spooled to {p}" + (" (fallback)" if p != self.spool else ""))
-        elif self.spooled_to:
-            where = ", ".join(f"{n} to {p}" for p, n in self.spooled_to.items())
-            parts.append(f"{self.spooled} event(s) spooled: {where}")
+            tried = ", ".join(f"{p} ({why})" for p, why in self.spool_failed)
+            return f"{len(self.lost)} event(s) lost: every spool location failed: {tried}"
+        parts = []
+        for p in self.spools[: len(self.spool_failed) + 1]:
+            n = self.spooled_to.get(p, 0)
+            text = f"{n} event(s) spooled to {'the fallback ' if p != self.spool else ''}{p}" if n else f"{p}"
+            if p in failed:
+                text += f", which then failed ({failed[p]})" if n else f" failed ({failed[p]})"
+            if n or p in failed:
+                parts.append(text)
         return "; ".join(parts) or "nothing spooled"
 
     def read(
