@@ -10,6 +10,7 @@ import contextlib
 import datetime as _dt
 import errno
 import fcntl
+import glob
 import hashlib
 import heapq
 import json
@@ -549,14 +550,11 @@ def _location_files(spool: Path, *, fallback: bool) -> list[Path]:
             private_folder(spool.parent, create=False)
         except OSError:
             return []  # missing, or not ours: never read events someone else could have written
-    files = sorted(spool.parent.glob(glob_escape(spool.name) + ".replaying-*"))
-    if spool.exists():
-        files.append(spool)
+    files = sorted(spool.parent.glob(glob.escape(spool.name) + ".replaying-*"))
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.lstat(spool).st_mode):  # never a link: the writer does not follow one
+            files.append(spool)
     return files
-
-
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def spool_files(spool: Path) -> list[Path]:
