@@ -96,22 +96,21 @@ def test_a_file_size_limit_mid_run_sends_the_rest_to_the_fallback_and_nothing_is
     db = tmp_path / "data" / "recovery.db"
 
     proc = recovery_in(pm2, tmp_path, "check", "--config", str(config), fsize=1024)
+    assert recovery_in(pm2, tmp_path, "check", "--config", str(config)).returncode == 0  # no limit: replayed
 
-    assert proc.returncode == 3, output(proc)
-    line = proc.stdout.strip().splitlines()[-1]
-    assert f"spooled to {spool_path(db)}, which then failed (File too large)" in line, line
-    assert "spooled to the fallback " in line and "lost" not in line
-
-    assert recovery_in(pm2, tmp_path, "check", "--config", str(config)).returncode == 0
     events = stored(db)
     run = first_run(events)
     types = [e.type for e in run]
-    assert types[0] == "check.started" and types[-1] == "check.finished"
     assert "decision.made" in types and "probe.succeeded" in types
+    assert types[0] == "check.started" and types[-1] == "check.finished"
     assert [e.ts for e in run] == sorted(e.ts for e in run)
     assert len({e.id for e in events}) == len(events)
     (replayed,) = [e for e in events if e.type == "spool.replayed"]
     assert replayed.data["count"] == len(run) and len(replayed.data["files"]) >= 2
+    assert proc.returncode == 3, output(proc)
+    line = proc.stdout.strip().splitlines()[-1]
+    assert f"spooled to {spool_path(db)}, which then failed (File too large)" in line, line
+    assert "spooled to the fallback " in line and "lost" not in line
     assert leftovers(tmp_path) == []
 
 
@@ -124,22 +123,19 @@ def test_a_read_only_store_folder_spools_to_xdg_state_home_and_the_next_run_repl
     assert recovery_in(pm2, tmp_path, "check", "--config", str(config)).returncode == 0
 
     proc = recovery_in(pm2, tmp_path, "check", "--config", str(config), mounts=read_only(data))
+    fallback = tmp_path / "state" / "recovery"
+    (spool,) = fallback.iterdir()
+    assert oct(fallback.stat().st_mode & 0o777) == "0o700" and oct(spool.stat().st_mode & 0o777) == "0o600"
+    assert recovery_in(pm2, tmp_path, "check", "--config", str(config)).returncode == 0
 
+    events = stored(data / "recovery.db")
+    outcomes = [e.data["outcome"] for e in events if e.type == "check.finished"]
+    assert outcomes == ["OK", "UNKNOWN", "OK"]  # the read-only run's events are in, once
     assert proc.returncode == 3, output(proc)
     assert proc.stdout.startswith("web OK")
     line = proc.stdout.strip().splitlines()[-1]
     assert f"{spool_path(data / 'recovery.db')} failed (Read-only file system)" in line, line
-    fallback = tmp_path / "state" / "recovery"
     assert f"event(s) spooled to the fallback {fallback}/recovery.db-" in line
-    (spool,) = fallback.iterdir()
-    assert oct(fallback.stat().st_mode & 0o777) == "0o700" and oct(spool.stat().st_mode & 0o777) == "0o600"
-
-    assert recovery_in(pm2, tmp_path, "check", "--config", str(config)).returncode == 0
-    events = stored(data / "recovery.db")
-    runs = [e.run_id for e in events if e.type == "check.finished"]
-    assert len(runs) == 3 and len(set(runs)) == 3  # the read-only run's events are in, once
-    outcomes = [e.data["outcome"] for e in events if e.type == "check.finished"]
-    assert outcomes == ["OK", "UNKNOWN", "OK"]
     assert leftovers(tmp_path) == [] and not fallback.exists()
 
 
