@@ -557,11 +557,13 @@ def _location_files(spool: Path, *, fallback: bool) -> list[Path]:
     return files
 
 
-def spool_files(spool: Path) -> list[Path]:
+def spool_files(spool: Path, locations: Sequence[Path] | None = None) -> list[Path]:
     """Every file spooled for the store whose spool beside it is `spool`, location by location
-    (beside the store, then the fallbacks): claimed by a replay that did not finish, then the spool."""
-    store = spool.with_name(spool.name.removesuffix(".spool"))
-    return [f for i, loc in enumerate(spool_locations(store)) for f in _location_files(loc, fallback=i > 0)]
+    (beside the store, then the fallbacks; `locations` when already known): claimed by a replay
+    that did not finish, then the spool."""
+    if locations is None:
+        locations = spool_locations(spool.with_name(spool.name.removesuffix(".spool")))
+    return [f for i, loc in enumerate(locations) for f in _location_files(loc, fallback=i > 0)]
 
 
 def spool_events(files: Sequence[Path]) -> list[Event]:
@@ -581,7 +583,9 @@ def _claim_name(file: Path) -> Path:
     return file.with_name(file.name.split(".replaying-")[0])
 
 
-def spool_replay_all(store: Store, *, now: Callable[[], _dt.datetime] | None = None) -> SpoolReplay:
+def spool_replay_all(
+    store: Store, *, now: Callable[[], _dt.datetime] | None = None, locations: Sequence[Path] | None = None
+) -> SpoolReplay:
     """Append every spooled event of every location to `store` once, ordered by time, and a
     `spool.damaged` event for each damaged stretch, in one transaction.
 
@@ -590,7 +594,7 @@ def spool_replay_all(store: Store, *, now: Callable[[], _dt.datetime] | None = N
     stored are skipped, so a crash between commit and unlink replays nothing twice.
     """
     result = SpoolReplay()
-    locations = spool_locations(store.path)
+    locations = locations or spool_locations(store.path)
     pending: list[Path] = []
     for i, spool in enumerate(locations):
         files = _location_files(spool, fallback=i > 0)
@@ -678,7 +682,7 @@ class Recorder:
         self.lost: list[Event] = []
         try:
             self.store = Store.open(path, busy_timeout=busy_timeout)
-            replay = spool_replay_all(self.store, now=self.now)
+            replay = spool_replay_all(self.store, now=self.now, locations=self.spools)
             self.replayed, self.replayed_from, self.damaged = replay.count, replay.sources, replay.damaged
         except StoreError as exc:
             self._fail(str(exc))
@@ -794,7 +798,7 @@ class Recorder:
         """The events in every spool location (not in the store yet), oldest first; of `app` only
         when given. Without a spool (the usual case, on every check) a listing of the store's
         folder and an lstat of each fallback folder."""
-        events = spool_events(spool_files(self.spool))
+        events = spool_events(spool_files(self.spool, self.spools))
         return [e for e in events if app is None or e.app == app]
 
     def last_seq(self) -> int:
