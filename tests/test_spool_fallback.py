@@ -105,6 +105,7 @@ def test_a_file_size_limit_mid_run_sends_the_rest_to_the_fallback_and_nothing_is
     assert types[0] == "check.started" and types[-1] == "check.finished"
     assert [e.ts for e in run] == sorted(e.ts for e in run)
     assert len({e.id for e in events}) == len(events)
+    assert "spool.damaged" not in [e.type for e in events]  # the torn write was cut back off, not left
     (replayed,) = [e for e in events if e.type == "spool.replayed"]
     assert replayed.data["count"] == len(run) and len(replayed.data["files"]) >= 2
     assert proc.returncode == 3, output(proc)
