@@ -8,8 +8,10 @@ Real files and a real SQLite store; the check runs with the fake PM2 and app of 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from recovery.events import Event
 from recovery.policy import UNKNOWN
 from recovery.store import Recorder, Store, spool_path, spool_write
 
+from .conftest import wait_until
 from .test_check_flow import World
 
 
@@ -130,3 +133,28 @@ def test_the_check_that_replays_a_damaged_spool_says_so_once_and_exits_3(tmp_pat
     assert second.problems == []
     with Store.open(w.config.store.path) as s:
         assert len(damaged(s.query())) == 1
+
+
+def test_a_record_a_run_is_still_writing_when_the_replay_claims_the_spool_is_replayed_too(tmp_path):
+    """A run spooling while another, whose store works again, replays: the replay renames the
+    spool and then waits for the writer's lock, so the record being written is not unlinked unread."""
+    db = tmp_path / "recovery.db"
+    spool = spool_path(db)
+    spool_write(spool, [ev(1)])
+    record = tmp_path / "one-record"
+    spool_write(record, [ev(2)])
+
+    fd = os.open(spool, os.O_WRONLY | os.O_APPEND)  # the writer has opened the spool and holds its lock
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    replayer = threading.Thread(target=lambda: Recorder(db).close())
+    replayer.start()
+    try:
+        wait_until(lambda: not spool.exists(), timeout=10, message="the replay to claim the spool")
+        os.write(fd, record.read_bytes())
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        replayer.join(timeout=30)
+
+    with Store.open(db) as s:
+        assert numbers(s.query()) == [1, 2]
