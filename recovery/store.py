@@ -458,6 +458,8 @@ def spool_write(path: Path, events: Sequence[Event]) -> None:
                 os.fsync(fd)
             except OSError:
                 with contextlib.suppress(OSError):
+                    if created:
+                        os.unlink(path)  # a writer waiting for the lock sees it gone and opens anew
                     os.ftruncate(fd, start)
                     os.fsync(fd)
                 raise

@@ -153,7 +153,7 @@ def test_a_full_disk_without_xdg_state_home_spools_to_var_tmp(pm2, tmp_path):
 
     assert proc.returncode == 3, output(proc)
     line = proc.stdout.strip().splitlines()[-1]
-    assert "No space left on device" in line or "disk is full" in line, line
+    assert f"{spool_path(data / 'recovery.db')} failed (No space left on device)" in line, line
     assert f"event(s) spooled to the fallback /var/tmp/recovery-{os.getuid()}/recovery.db-" in line
     (spool,) = (tmp_path / "var-tmp" / f"recovery-{os.getuid()}").iterdir()
 
