@@ -30,6 +30,7 @@ from typing import Any
 
 from recovery.demo import SERVER_JS, _wait_healthy, free_port
 from recovery.pm2 import find_pm2, parse_jlist
+from recovery.store import spool_events, spool_files, spool_path
 
 # Exits 1 within a second of every start, before it listens, as an app with a bad environment does.
 CRASHER_JS = """
@@ -94,11 +95,8 @@ class Lab:
                     out.append({"ts": ts, "app": app, "type": type_, "run_id": run_id, "data": json.loads(data)})
             finally:
                 conn.close()
-        for spool in sorted(self.store.parent.glob(self.store.name + ".spool*")):
-            for line in spool.read_text(errors="replace").splitlines():
-                with contextlib.suppress(ValueError):
-                    e = json.loads(line[line.find("{") :])
-                    out.append({k: e.get(k) for k in ("ts", "app", "type", "run_id", "data")})
+        for e in spool_events(spool_files(spool_path(self.store))):  # every location, fallbacks too
+            out.append({"ts": e.ts, "app": e.app, "type": e.type, "run_id": e.run_id, "data": e.data})
         return [e for e in out if not types or e["type"] in types]
 
     def decisions(self) -> list[str]:

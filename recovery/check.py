@@ -346,7 +346,9 @@ class CheckRun:
         start = self.clock.monotonic()
         result = CheckResult(self.run_id)
         if self.rec.replayed:
-            self.emit("spool.replayed", None, count=self.rec.replayed, spool=str(self.rec.spool))
+            self.emit(
+                "spool.replayed", None, count=self.rec.replayed, spool=str(self.rec.spool), files=self.rec.replayed_from
+            )
         self.emit(
             "check.started",
             None,
@@ -379,14 +381,11 @@ class CheckRun:
         )
         self.fold()  # so that Datasette and sqlite3 see this run in the projections at once
         self.rec.close()
+        if self.rec.damaged:
+            lost = ", ".join(f"{d.file} at byte {d.offset} ({d.bytes} bytes: {d.why})" for d in self.rec.damaged)
+            result.problems.append(f"spool damaged, its events there are lost: {lost} (recorded as spool.damaged)")
         if self.rec.problem:
-            if self.rec.lost:
-                where = f"{len(self.rec.lost)} event(s) could not be kept"
-            elif self.rec.spooled:
-                where = f"{self.rec.spooled} event(s) spooled to {self.rec.spool}"
-            else:
-                where = "nothing spooled"
-            result.problems.append(f"event store unusable: {self.rec.problem}; {where}")
+            result.problems.append(f"event store unusable: {self.rec.problem}; {self.rec.spool_summary()}")
         return result
 
     # -- observe -------------------------------------------------------------------------

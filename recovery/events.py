@@ -90,6 +90,12 @@ REGISTRY: dict[str, EventType] = _types(
         "events written to the spool while the store was unusable were appended",
         ("count", "spool"),
     ),
+    (
+        "spool.damaged",
+        "a stretch of a spool file was not a whole record (torn or short write, bad checksum): its"
+        " events are lost (file, offset, bytes, why, head)",
+        ("file", "offset", "bytes", "why"),
+    ),
     ("maintenance.started", "an operator paused recovery for the app (until, reason, by)", ("until", "reason", "by")),
     ("maintenance.ended", "an operator resumed recovery for the app (reason, by)", ("reason", "by")),
     ("suspension.lifted", "an operator lifted a restart-loop suspension (reason, by)", ("reason", "by")),

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import fcntl
+import glob
 import hashlib
+import heapq
 import json
 import os
 import sqlite3
+import stat
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -345,75 +351,315 @@ def lock_fd(store_path: Path, suffix: str) -> int:
 
 
 # -- the spool: where events go while the store is unusable -----------------------------
+#
+# A spool file is a sequence of records, each one event:
+#
+#     RS "recovery-spool/2 " <payload length> " " <CRC-32 of the payload, 8 hex digits> LF
+#     <payload: the event as one JSON object> LF
+#
+# RS (0x1e) starts every record and never occurs inside one (json.dumps escapes every control
+# character), so a reader finds the next record after a torn or short one. Files written before
+# this format hold one JSON object a line; they are still read.
+
+SPOOL_MAGIC = b"\x1erecovery-spool/2 "
+_RS = b"\x1e"
+# The last resort when neither the store's folder nor $XDG_STATE_HOME can be written: /var/tmp
+# survives a reboot, unlike /tmp. A module attribute so tests can point it elsewhere.
+SPOOL_TMP = Path("/var/tmp")
+
+
+@dataclass(frozen=True)
+class SpoolDamage:
+    """A stretch of a spool file that is not a whole record: its events are lost."""
+
+    file: Path
+    offset: int
+    bytes: int
+    why: str
+    head: str = ""  # the stretch's first bytes, for a person to look at
+
+    def data(self) -> dict[str, Any]:
+        return {"file": str(self.file), "offset": self.offset, "bytes": self.bytes, "why": self.why, "head": self.head}
+
+
+@dataclass
+class SpoolScan:
+    events: list[Event] = field(default_factory=list)
+    damaged: list[SpoolDamage] = field(default_factory=list)
 
 
 def spool_path(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".spool")
 
 
-def spool_write(path: Path, events: Sequence[Event]) -> None:
-    """Append events as JSON lines, flushed to disk before returning."""
-    lines = "".join(json.dumps(e.to_dict(), sort_keys=True, default=str) + "\n" for e in events)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def spool_locations(store_path: Path) -> list[Path]:
+    """Where the store's events are spooled, in the order tried: beside the store, then
+    `$XDG_STATE_HOME/recovery/` (when set), then `/var/tmp/recovery-<uid>/`. A fallback's file is
+    named after the store and a hash of its absolute path, so two stores never share one."""
+    name = f"{store_path.name}-{hashlib.sha256(os.path.realpath(store_path).encode()).hexdigest()[:16]}.spool"
+    paths = [spool_path(store_path)]
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(xdg):
+        paths.append(Path(xdg) / "recovery" / name)
+    paths.append(SPOOL_TMP / f"recovery-{os.getuid()}" / name)
+    return paths
+
+
+def private_folder(folder: Path, *, create: bool) -> None:
+    """Check (or make, mode 0700) a fallback spool folder: a real folder of this user that no one
+    else can open. Raises OSError saying why not, FileNotFoundError when it is missing."""
+    if create:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, f"{folder} is not a folder")
+    if st.st_uid != os.getuid():
+        raise OSError(errno.EPERM, f"{folder} belongs to uid {st.st_uid}, not {os.getuid()}")
+    if st.st_mode & 0o077:
+        raise OSError(errno.EPERM, f"{folder} is open to other users (mode {stat.S_IMODE(st.st_mode):o})")
+
+
+def _frame(e: Event) -> bytes:
+    payload = json.dumps(e.to_dict(), sort_keys=True, default=str).encode("ascii")
+    return SPOOL_MAGIC + f"{len(payload)} {zlib.crc32(payload):08x}\n".encode() + payload + b"\n"
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.write(fd, lines.encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def spool_files(spool: Path) -> list[Path]:
-    """The spool's files, oldest events first: those a replay claimed and did not finish, then the spool."""
-    files = sorted(spool.parent.glob(spool.name + ".replaying-*"))
-    if spool.exists():
-        files.append(spool)
-    return files
+def spool_write(path: Path, events: Sequence[Event]) -> None:
+    """Append `events` as checksummed records, on disk (fsync; the folder too when the file is
+    new) before returning. A write that fails part-way (EFBIG, ENOSPC, EIO) is cut back off and
+    raises OSError, so the caller can put the same events elsewhere."""
+    buf = b"".join(_frame(e) for e in events)
+    while True:
+        created = False
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            created = True
+        except FileExistsError:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink == 0:
+                continue  # a replay claimed and emptied the file while we waited: open the new one
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(buf)
+                while view:
+                    view = view[os.write(fd, view) :]  # a short write (RLIMIT_FSIZE) raises on the next
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    if created:
+                        os.unlink(path)  # a writer waiting for the lock sees it gone and opens anew
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
+                raise
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_folder(path.parent)
+        return
+
+
+def _legacy_or_garbage(raw: bytes, pos: int) -> tuple[Event | None, int, str]:
+    """A line of the old JSON-lines format at `pos` (or garbage up to the next line or record)."""
+    rs = raw.find(_RS, pos)
+    nl = raw.find(b"\n", pos)
+    end = min(x for x in (rs, nl + 1 if nl >= 0 else -1, len(raw)) if x >= 0)
+    line = raw[pos:end]
+    if not line.startswith(b"{"):
+        return None, end, "not a spool record"
+    if not line.endswith(b"\n"):
+        return None, end, "a JSON line without its end (torn write)"
+    try:
+        return Event.from_dict(json.loads(line)), end, ""
+    except (ValueError, KeyError, TypeError):
+        return None, end, "a JSON line that does not hold an event"
+
+
+def _record(raw: bytes, pos: int) -> tuple[Event | None, int, str]:
+    """The record at `pos` (which starts with SPOOL_MAGIC): the event, where the next one starts, why not."""
+    limit = raw.find(_RS, pos + 1)
+    limit = len(raw) if limit < 0 else limit
+    head_end = raw.find(b"\n", pos, limit)
+    if head_end < 0:
+        return None, limit, "a record header cut short"
+    try:
+        length_text, crc_text = raw[pos + len(SPOOL_MAGIC) : head_end].split()
+        length, crc = int(length_text), int(crc_text, 16)
+    except ValueError:
+        return None, limit, "an unreadable record header"
+    start, stop = head_end + 1, head_end + 1 + length
+    if stop + 1 > limit:
+        return None, limit, f"a short record: {max(0, limit - start)} of {length + 1} bytes"
+    payload = raw[start:stop]
+    if raw[stop : stop + 1] != b"\n" or zlib.crc32(payload) != crc:
+        return None, limit, "a record whose checksum does not match"
+    try:
+        return Event.from_dict(json.loads(payload)), stop + 1, ""
+    except (ValueError, KeyError, TypeError):
+        return None, limit, "a record that does not hold an event"
+
+
+def spool_scan(file: Path, *, name: Path | None = None) -> SpoolScan:
+    """Every whole record of one spool file in the order written, and every stretch that is not
+    one (named `name`, default `file`); the records after a damaged stretch are still read."""
+    scan = SpoolScan()
+    try:
+        raw = file.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return scan
+    pos = 0
+    while pos < len(raw):
+        if raw[pos : pos + 1] in (b"\n", b"\r", b" ", b"\t"):
+            pos += 1
+            continue
+        read = _record if raw.startswith(SPOOL_MAGIC, pos) else _legacy_or_garbage
+        e, end, why = read(raw, pos)
+        if e is not None:
+            scan.events.append(e)
+        else:
+            last = scan.damaged[-1] if scan.damaged else None
+            if last is not None and last.offset + last.bytes == pos:  # one stretch, not one per line
+                scan.damaged[-1] = replace(last, bytes=end - last.offset)
+            else:
+                head = raw[pos : min(end, pos + 80)].decode("utf-8", "replace")
+                scan.damaged.append(SpoolDamage(name or file, pos, end - pos, why, head))
+        pos = end
+    return scan
 
 
 def spool_read(file: Path) -> list[Event]:
-    """The events of one spool file, in the order they were written; a torn line is left out."""
-    events = []
-    try:
-        text = file.read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, IsADirectoryError):
-        return []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+    """The events of one spool file, in the order they were written (damaged stretches left out:
+    `spool_scan` names them, and the replay records them as `spool.damaged`)."""
+    return spool_scan(file).events
+
+
+def _location_files(spool: Path, *, fallback: bool) -> list[Path]:
+    """One location's files: those a replay claimed and did not finish, then the spool. A fallback
+    folder costs one lstat when it does not exist (the usual case)."""
+    if fallback:
         try:
-            events.append(Event.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn last line from a crash mid-write
-    return events
+            private_folder(spool.parent, create=False)
+        except OSError:
+            return []  # missing, or not ours: never read events someone else could have written
+    files = sorted(spool.parent.glob(glob.escape(spool.name) + ".replaying-*"))
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.lstat(spool).st_mode):  # never a link: the writer does not follow one
+            files.append(spool)
+    return files
+
+
+def spool_files(spool: Path, locations: Sequence[Path] | None = None) -> list[Path]:
+    """Every file spooled for the store whose spool beside it is `spool`, location by location
+    (beside the store, then the fallbacks; `locations` when already known): claimed by a replay
+    that did not finish, then the spool."""
+    if locations is None:
+        locations = spool_locations(spool.with_name(spool.name.removesuffix(".spool")))
+    return [f for i, loc in enumerate(locations) for f in _location_files(loc, fallback=i > 0)]
+
+
+def spool_events(files: Sequence[Path]) -> list[Event]:
+    """The events of `files`, each file in its own order, merged across files by time."""
+    return list(heapq.merge(*(spool_read(f) for f in files), key=lambda e: e.ts))
+
+
+@dataclass
+class SpoolReplay:
+    count: int = 0  # spooled events appended
+    sources: dict[str, int] = field(default_factory=dict)  # spool file -> events read from it
+    damaged: list[SpoolDamage] = field(default_factory=list)
+
+
+def _claim_name(file: Path) -> Path:
+    """The spool a claimed file was written as (`x.spool.replaying-123` -> `x.spool`)."""
+    return file.with_name(file.name.split(".replaying-")[0])
+
+
+def spool_replay_all(
+    store: Store, *, now: Callable[[], _dt.datetime] | None = None, locations: Sequence[Path] | None = None
+) -> SpoolReplay:
+    """Append every spooled event of every location to `store` once, ordered by time, and a
+    `spool.damaged` event for each damaged stretch, in one transaction.
+
+    Each spool is renamed before it is read, so two runs never replay the same file; a claimed
+    file is read under its lock (a writer that opened it first finishes first); ids already
+    stored are skipped, so a crash between commit and unlink replays nothing twice.
+    """
+    result = SpoolReplay()
+    locations = locations or spool_locations(store.path)
+    pending: list[Path] = []
+    for i, spool in enumerate(locations):
+        files = _location_files(spool, fallback=i > 0)
+        pending += [f for f in files if f != spool]
+        if spool in files:
+            claimed = spool.with_name(f"{spool.name}.replaying-{os.getpid()}")
+            try:
+                os.rename(spool, claimed)
+                pending.append(claimed)
+            except FileNotFoundError:
+                pass  # another run claimed it first
+    if not pending:
+        return result
+    held: list[tuple[Path, int]] = []
+    try:
+        scans: list[list[Event]] = []
+        damage_events: list[Event] = []
+        for file in pending:
+            try:
+                fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            held.append((file, fd))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = os.fstat(fd)
+            if st.st_nlink == 0:
+                continue  # another run replayed it while we waited for its lock
+            scan = spool_scan(file, name=_claim_name(file))
+            scans.append(scan.events)
+            result.sources[str(_claim_name(file))] = result.sources.get(str(_claim_name(file)), 0) + len(scan.events)
+            for d in scan.damaged:
+                result.damaged.append(d)
+                key = f"{file}:{st.st_ino}:{d.offset}:{d.bytes}"
+                e = new_event("spool.damaged", None, None, d.data(), ts=format_ts((now or _utcnow)()))
+                damage_events.append(replace(e, id=hashlib.sha256(key.encode()).hexdigest()[:32]))
+        events = list(heapq.merge(*scans, key=lambda e: e.ts))
+        stored = store.append(events + damage_events, skip_known=True)
+        damage_ids = {e.id for e in damage_events}
+        result.count = sum(1 for e in stored if e.id not in damage_ids)
+        for file, _fd in held:
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+    finally:
+        for _file, fd in held:
+            os.close(fd)
+    for spool in locations[1:]:
+        with contextlib.suppress(OSError):
+            spool.parent.rmdir()  # only when empty: the next healthy checks stat it and stop
+    return result
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
 
 
 def spool_replay(store: Store) -> int:
-    """Append every spooled event to `store` once, in order; return how many were new.
-
-    The spool is renamed before it is read, so two runs never replay the same file; ids
-    already stored are skipped, so a crash between commit and unlink replays nothing twice.
-    """
-    spool = spool_path(store.path)
-    pending = [f for f in spool_files(spool) if f != spool]
-    if spool.exists():
-        claimed = spool.with_name(f"{spool.name}.replaying-{os.getpid()}")
-        try:
-            os.rename(spool, claimed)
-            pending.append(claimed)
-        except FileNotFoundError:
-            pass  # another run claimed it first
-    total = 0
-    for file in pending:
-        if not file.exists():
-            continue
-        total += len(store.append(spool_read(file), skip_known=True))
-        with contextlib.suppress(FileNotFoundError):
-            file.unlink()
-    return total
+    """Append every spooled event to `store` once, in order; return how many were new."""
+    return spool_replay_all(store).count
 
 
 class Recorder:
-    """Where one run's events go: the store when it works, else the spool beside it.
+    """Where one run's events go: the store when it works, else the spool beside it, else a
+    fallback spool (`spool_locations`).
 
     Each event is written as it is emitted (its own short transaction), so a concurrent run sees
     it at once. The audit log never blocks recovery: a store that cannot be opened, written or
@@ -423,17 +669,23 @@ class Recorder:
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, now: Callable[[], _dt.datetime] | None = None) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
-        self.spool = spool_path(path)
-        self.now = now or (lambda: _dt.datetime.now(_dt.UTC))
+        self.spools = spool_locations(path)
+        self.spool = self.spools[0]
+        self.now = now or _utcnow
         self.store: Store | None = None
         self.problem: str | None = None
         self.spooled = 0
+        self.spooled_to: dict[Path, int] = {}  # spool file -> events this run wrote there
+        self.spool_failed: list[tuple[Path, str]] = []  # spool files this run could not write, and why
         self.first_spooled: str | None = None  # the id of this run's first spooled event
         self.replayed = 0
+        self.replayed_from: dict[str, int] = {}
+        self.damaged: list[SpoolDamage] = []  # damaged stretches the replay found (recorded as spool.damaged)
         self.lost: list[Event] = []
         try:
             self.store = Store.open(path, busy_timeout=busy_timeout)
-            self.replayed = spool_replay(self.store)
+            replay = spool_replay_all(self.store, now=self.now, locations=self.spools)
+            self.replayed, self.replayed_from, self.damaged = replay.count, replay.sources, replay.damaged
         except StoreError as exc:
             self._fail(str(exc))
 
@@ -457,14 +709,39 @@ class Recorder:
                 return
             except StoreError as exc:
                 self._fail(str(exc))
-        try:
-            spool_write(self.spool, events)
+        # Once a location failed, this run's later events go to the next one (kept together).
+        while len(self.spool_failed) < len(self.spools):
+            target = self.spools[len(self.spool_failed)]
+            try:
+                if target != self.spool:
+                    private_folder(target.parent, create=True)
+                spool_write(target, events)
+            except OSError as exc:
+                self.spool_failed.append((target, exc.strerror or str(exc)))
+                continue
             self.spooled += len(events)
+            self.spooled_to[target] = self.spooled_to.get(target, 0) + len(events)
             if self.first_spooled is None:
                 self.first_spooled = events[0].id
-        except OSError as exc:
-            self.lost.extend(events)
-            self.problem = f"{self.problem}; the spool {self.spool} cannot be written either ({exc.strerror or exc})"
+            return
+        self.lost.extend(events)
+
+    def spool_summary(self) -> str:
+        """Where this run's events went instead of the store: the spool, a fallback (and why the
+        ones before it failed), or lost, naming every location tried and why it failed."""
+        failed = dict(self.spool_failed)
+        if self.lost:
+            tried = ", ".join(f"{p} ({why})" for p, why in self.spool_failed)
+            return f"{len(self.lost)} event(s) lost: every spool location failed: {tried}"
+        parts = []
+        for p in self.spools[: len(self.spool_failed) + 1]:
+            n = self.spooled_to.get(p, 0)
+            text = f"{n} event(s) spooled to {'the fallback ' if p != self.spool else ''}{p}" if n else f"{p}"
+            if p in failed:
+                text += f", which then failed ({failed[p]})" if n else f" failed ({failed[p]})"
+            if n or p in failed:
+                parts.append(text)
+        return "; ".join(parts) or "nothing spooled"
 
     def read(
         self,
@@ -520,10 +797,10 @@ class Recorder:
         return stored + [e for e in spooled[start:] if app is None or e.app == app]
 
     def spooled_events(self, app: str | None = None) -> list[Event]:
-        """The events in the spool (not in the store yet), oldest first; of `app` only when given.
-        Without a spool (the usual case, on every check) a listing of the store's folder."""
-        files = spool_files(self.spool)
-        events = [e for f in files for e in spool_read(f)]
+        """The events in every spool location (not in the store yet), oldest first; of `app` only
+        when given. Without a spool (the usual case, on every check) a listing of the store's
+        folder and an lstat of each fallback folder."""
+        events = spool_events(spool_files(self.spool, self.spools))
         return [e for e in events if app is None or e.app == app]
 
     def last_seq(self) -> int:

@@ -43,6 +43,16 @@ REPO = Path(__file__).resolve().parent.parent
 MARKER_KINDS = ("hang", "stall", "crash")
 
 
+@pytest.fixture(autouse=True)
+def private_spool_fallbacks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spool's fallback folders ($XDG_STATE_HOME/recovery/, /var/tmp/recovery-<uid>/) in a temp
+    folder of the test, so a test whose store folder is unusable never writes the machine's
+    /var/tmp; CLI subprocesses inherit XDG_STATE_HOME (tried before /var/tmp)."""
+    root = tmp_path_factory.mktemp("spool-fallbacks")
+    monkeypatch.setenv("XDG_STATE_HOME", str(root / "state"))
+    monkeypatch.setattr("recovery.store.SPOOL_TMP", root / "var-tmp")
+
+
 # --------------------------------------------------------------------------
 # helpers
 

@@ -24,8 +24,9 @@ def garbage(w: World) -> None:
 
 
 def spooled(w: World, *types: str) -> list[dict]:
-    """The spool's events of `types`, read as a person would: one JSON object a line."""
-    lines = spool_path(w.config.store.path).read_text().splitlines()
+    """The spool's events of `types`, read as a person would: the lines that are JSON objects
+    (each record's payload line; its header line before it starts with RS)."""
+    lines = [line for line in spool_path(w.config.store.path).read_text().splitlines() if line.startswith("{")]
     return [e for e in map(json.loads, lines) if e["type"] in types]
 
 
