@@ -289,25 +289,6 @@ def _expand_types(types: list[str], known: dict[str, str]) -> list[str]:
 
 @app.command()
 @guarded
-def verify(config: ConfigOption = None) -> None:
-    """Check the hash chain of the event store.
-
-    Exits 2 naming the first event that was edited, deleted or inserted out of band.
-
-    Example: recovery verify
-    """
-    conf = load_config(config)
-    with open_store(conf, readonly=True) as store:
-        result = store.verify()
-    if result.ok:
-        typer.echo(f"OK {conf.store.path}: hash chain intact, {result.count} events")
-        return
-    typer.echo(f"recovery: {conf.store.path}: chain broken at seq {result.first_bad_seq}: {result.reason}", err=True)
-    raise typer.Exit(2)
-
-
-@app.command()
-@guarded
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the sample config.")] = Path("recovery.toml"),
     url: Annotated[str, typer.Option(help="The URL to probe.")] = "http://127.0.0.1:3000/",
@@ -426,6 +407,7 @@ from .errors import errors_app, ingest  # noqa: E402
 from .replay import replay  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .serve import serve  # noqa: E402
+from .store import archive, verify  # noqa: E402
 from .watch import watch  # noqa: E402
 
 app.command()(guarded(report))
@@ -436,6 +418,8 @@ app.add_typer(errors_app, name="errors")
 app.add_typer(alert_app, name="alert")
 app.command(name="watch")(guarded(watch))
 app.command(name="serve")(guarded(serve))
+app.command()(guarded(verify))
+app.command()(guarded(archive))
 
 
 def _only(name: str) -> typer.Typer | None:
