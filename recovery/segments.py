@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError
-from .store import GENESIS, _uri, verify_chain
+from .store import GENESIS, _uri, file_problems, verify_chain
 
 SUFFIX = ".segment.db"
 
@@ -167,7 +167,7 @@ def check(store_path: Path, *, full: bool = False) -> tuple[list[Segment], list[
         conn = connect(seg.path)
         try:
             pragma = "integrity_check" if full else "quick_check"
-            bad = [r[0] for r in conn.execute(f"PRAGMA {pragma}(100)") if r[0] != "ok"]
+            bad = file_problems(r[0] for r in conn.execute(f"PRAGMA {pragma}(100)"))
             problems.extend(f"{name}: {b}" for b in bad)
             result = verify_chain(conn, seg.entry_hash, seg.first_seq)
         except sqlite3.Error as exc:

@@ -360,7 +360,18 @@ class Store:
             rows = [r[0] for r in self.conn.execute(f"PRAGMA {pragma}(100)")]
         except sqlite3.Error as exc:
             return [f"{self.path}: {pragma} failed: {_describe(exc)}"]
-        return [f"{self.path}: {r}" for r in rows if r != "ok"]
+        return [f"{self.path}: {line}" for line in file_problems(rows)]
+
+
+def file_problems(rows: Iterable[str]) -> list[str]:
+    """The lines of a quick_check/integrity_check answer that name a problem (one row may hold several)."""
+    return [
+        line.strip()
+        for row in rows
+        if row != "ok"
+        for line in str(row).splitlines()
+        if line.strip() and not line.startswith("*** in database")
+    ]
 
 
 def verify_chain(conn: sqlite3.Connection, prev: str, first_seq: int, table: str = "events") -> VerifyResult:
