@@ -56,7 +56,8 @@ def open_store(conf: Any, *, readonly: bool = False) -> Store:
     """The configured event store, with its busy timeout: the one way a command opens it."""
     from recovery.store import Store
 
-    return Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=readonly)
+    group = None if readonly else conf.store.group
+    return Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=readonly, group=group)
 
 
 def configured_app(conf: Any, name: str, flag: str = "app ") -> Any:

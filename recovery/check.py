@@ -1053,7 +1053,9 @@ def open_run(
 
     clock = clock or SystemClock()
     env = os.environ if environ is None else environ
-    recorder = Recorder(config.store.path, busy_timeout=config.store.busy_timeout, now=clock.now)
+    recorder = Recorder(
+        config.store.path, busy_timeout=config.store.busy_timeout, now=clock.now, group=config.store.group
+    )
     pm2: Pm2Port
     problem = None
     try:

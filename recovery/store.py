@@ -533,7 +533,14 @@ class Recorder:
     read turns this recorder into a spool writer, and `problem` says why.
     """
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0, now: Callable[[], _dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: float = 5.0,
+        now: Callable[[], _dt.datetime] | None = None,
+        group: str | None = None,
+    ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.spool = spool_path(path)
@@ -545,7 +552,7 @@ class Recorder:
         self.replayed = 0
         self.lost: list[Event] = []
         try:
-            self.store = Store.open(path, busy_timeout=busy_timeout)
+            self.store = Store.open(path, busy_timeout=busy_timeout, group=group)
             self.replayed = spool_replay(self.store)
         except StoreError as exc:
             self._fail(str(exc))
