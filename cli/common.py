@@ -93,3 +93,12 @@ def since_bound(value: str, now: Any) -> str:
     if since_ts >= format_ts(now):
         fail(f"--since {value!r} is not in the past")
     return since_ts
+
+
+def store_note(store: Store) -> None:
+    """Say once, on stderr, how a read-only store was read (an immutable snapshot, a folded copy)."""
+    from recovery.store import IMMUTABLE_NOTE
+
+    note = store.note or (IMMUTABLE_NOTE if store.immutable else None)
+    if note:
+        typer.echo(f"note: {store.path}: {note}", err=True)

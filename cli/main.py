@@ -22,6 +22,7 @@ from .common import (  # shared by every command module
     load_config,
     open_store,
     positive_duration,
+    store_note,
 )
 
 app = typer.Typer(
@@ -167,12 +168,13 @@ def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
 
     Example: recovery status --json
     """
+    from recovery.reading import open_folded
     from recovery.render import status_table
     from recovery.status import status as app_status
-    from recovery.store import Store
 
     conf = load_config(config)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+    with open_folded(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        store_note(store)
         rows = app_status(store, conf)
     if json_out:
         import json
@@ -247,6 +249,7 @@ def events(
         fail("--limit must be 0 or more")
     wanted = _expand_types(types or [], TYPES)
     with open_store(conf, readonly=True) as store:
+        store_note(store)
         for e in _tail(store, follow, app=app_name, types=wanted, since=since_ts, limit=limit or None):
             typer.echo(json.dumps(e.to_dict(), sort_keys=True) if json_out else format_event(e))
 

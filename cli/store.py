@@ -17,9 +17,7 @@ def verify(
     ] = False,
     all_segments: Annotated[
         bool,
-        typer.Option(
-            "--all", help="Check every archived segment too, the links between them, and into the store."
-        ),
+        typer.Option("--all", help="Check every archived segment too, the links between them, and into the store."),
     ] = False,
 ) -> None:
     """Check the event store's file (SQLite's quick_check) and its hash chain.
@@ -37,7 +35,7 @@ def verify(
     path = conf.store.path
     result = verify_record(path, full=full, all_segments=all_segments, busy_timeout=conf.store.busy_timeout)
     if result.immutable:
-        typer.echo(f"note: {path} was {IMMUTABLE_NOTE}", err=True)
+        typer.echo(f"note: {path}: {IMMUTABLE_NOTE}", err=True)
     if not result.ok:
         for line in result.problems or []:
             typer.echo(f"recovery: {line}", err=True)
@@ -54,7 +52,9 @@ def verify(
 def archive(
     before: Annotated[
         str,
-        typer.Option(help="Archive the whole months that ended before this: a duration back from now (90d) or an ISO date."),
+        typer.Option(
+            help="Archive the whole months that ended before this: a duration back from now (90d) or an ISO date."
+        ),
     ] = "90d",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would move, and move nothing.")] = False,
     config: ConfigOption = None,

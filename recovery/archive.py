@@ -58,9 +58,7 @@ class ArchiveResult:
         out = []
         for n, p in enumerate(self.pieces):
             where = f" -> {self.segments[n].name}" if n < len(self.segments) else ""
-            out.append(
-                f"{verb} {p.events} events of {','.join(p.months)} (seq {p.first_seq}..{p.last_seq}){where}"
-            )
+            out.append(f"{verb} {p.events} events of {','.join(p.months)} (seq {p.first_seq}..{p.last_seq}){where}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,8 +90,7 @@ def plan(conn: sqlite3.Connection, cut: str, *, months: int | None = None) -> li
     end = conn.execute("SELECT seq FROM events WHERE ts >= ? ORDER BY ts, seq LIMIT 1", (cut,)).fetchone()
     limit = end[0] if end else (conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0) + 1
     rows = conn.execute(
-        "SELECT substr(ts, 1, 7), min(seq), count(*), min(ts), max(ts) FROM events WHERE seq < ?"
-        " GROUP BY 1 ORDER BY 2",
+        "SELECT substr(ts, 1, 7), min(seq), count(*), min(ts), max(ts) FROM events WHERE seq < ? GROUP BY 1 ORDER BY 2",
         (limit,),
     ).fetchall()
     pieces: list[Piece] = []

@@ -203,7 +203,9 @@ class RecordCheck:
         return not self.problems
 
 
-def verify_record(store_path: Path, *, full: bool = False, all_segments: bool = False, busy_timeout: float = 5.0) -> RecordCheck:
+def verify_record(
+    store_path: Path, *, full: bool = False, all_segments: bool = False, busy_timeout: float = 5.0
+) -> RecordCheck:
     """The store's file (SQLite's quick_check, or integrity_check when `full`) and hash chain; with
     `all_segments`, every segment too, the links between them and into the store, and each
     `store.archived` event's segment present and matching."""
@@ -238,7 +240,11 @@ def verify_record(store_path: Path, *, full: bool = False, all_segments: bool = 
                 f"{store_path.parent / str(d.get('segment'))}: missing (store.archived recorded seq"
                 f" {d.get('first_seq')}..{d.get('last_seq')} there)"
             )
-        elif (seg.first_seq, seg.last_seq, seg.exit_hash) != (d.get("first_seq"), d.get("last_seq"), d.get("last_hash")):
+        elif (seg.first_seq, seg.last_seq, seg.exit_hash) != (
+            d.get("first_seq"),
+            d.get("last_seq"),
+            d.get("last_hash"),
+        ):
             problems.append(f"{seg.path.name}: does not match its store.archived event (seq range or last hash)")
     if found and first is not None:
         last = found[-1]
@@ -254,4 +260,6 @@ def verify_record(store_path: Path, *, full: bool = False, all_segments: bool = 
 def _archived(conn: sqlite3.Connection) -> list[dict]:
     import json
 
-    return [json.loads(t) for (t,) in conn.execute("SELECT data FROM events WHERE type = 'store.archived' ORDER BY seq")]
+    return [
+        json.loads(t) for (t,) in conn.execute("SELECT data FROM events WHERE type = 'store.archived' ORDER BY seq")
+    ]

@@ -349,7 +349,9 @@ class Store:
         except (sqlite3.Error, ValueError) as exc:
             raise StoreError(f"cannot read the event store {self.path}: {_describe_any(exc)}") from exc
         return VerifyResult(
-            0, first[0], f"the first event is seq {first[0]} and no store.archived event accounts for the ones before it"
+            0,
+            first[0],
+            f"the first event is seq {first[0]} and no store.archived event accounts for the ones before it",
         )
 
     def check_file(self, *, full: bool = False) -> list[str]:
@@ -378,7 +380,9 @@ def verify_chain(conn: sqlite3.Connection, prev: str, first_seq: int, table: str
     """Walk the hash chain of `table` from `prev` (the hash before it) and `first_seq`; name the first
     event that was edited, deleted or inserted out of band."""
     expected_prev, expected_seq, count = prev, first_seq, 0
-    cursor = conn.execute(f"SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM {table} ORDER BY seq")
+    cursor = conn.execute(
+        f"SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM {table} ORDER BY seq"
+    )
     for row in cursor:
         count += 1
         seq, data_json, prev_hash, stored_hash = row[0], row[7], row[8], row[9]
