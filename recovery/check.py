@@ -392,6 +392,7 @@ class CheckRun:
             problems=result.problems,
         )
         self.fold()  # so that Datasette and sqlite3 see this run in the projections at once
+        self.keep_size(result)
         self.rec.close()
         if self.rec.problem:
             if self.rec.lost:
@@ -402,6 +403,21 @@ class CheckRun:
                 where = "nothing spooled"
             result.problems.append(f"event store unusable: {self.rec.problem}; {where}")
         return result
+
+    def keep_size(self, result: CheckResult) -> None:
+        """`[store] max_size`: past it, archive the oldest whole months (recovery.archive); a stat
+        of the store file when it is under."""
+        limit, store = self.config.store.max_size, self.rec.store
+        if limit is None or store is None:
+            return
+        from .archive import keep_under, over_budget
+
+        if not over_budget(store.path, limit):
+            return
+        try:
+            keep_under(store, limit, now=self.clock.now())
+        except RecoveryError as exc:
+            result.problems.append(f"[store] max_size: {exc}")
 
     # -- observe -------------------------------------------------------------------------
 
