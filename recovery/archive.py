@@ -9,9 +9,12 @@ is dropped and recreated inside that transaction, so no other writer ever sees i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from . import projections, segments
 from .errors import StoreError
 from .events import format_ts
 from .events import new as new_event
-from .store import GENESIS, Store, _describe, immediate, split_sql, verify_chain
+from .store import GENESIS, Store, _describe, immediate, lock_fd, split_sql, verify_chain
 
 NO_DELETE_TRIGGER = (
     "CREATE TRIGGER events_no_delete BEFORE DELETE ON events\n"
@@ -114,6 +117,7 @@ def archive(
     dry_run: bool = False,
     months: int | None = None,
     now: _dt.datetime | None = None,
+    wait: bool = True,
 ) -> ArchiveResult:
     """Move the raw events of every whole month before `before` into sealed segments."""
     now = now or _dt.datetime.now(_dt.UTC)
@@ -122,17 +126,36 @@ def archive(
     if store.immutable:
         raise StoreError(f"{store.path}: read-only here; it cannot be archived")
     conn = store.conn
-    try:
-        projections.fold(conn)  # everything moved out has been folded: the read models stay whole
-        result.pieces = plan(conn, cut, months=months)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the event store {store.path}: {_describe(exc)}") from exc
-    if dry_run or not result.pieces:
-        return result
-    _drop_orphans(store)
-    for piece in result.pieces:
-        result.segments.append(_move(store, piece, now))
+    with archive_lock(store.path, wait=wait) as held:
+        if not held:
+            return result  # another process is archiving this store right now
+        try:
+            projections.fold(conn)  # everything moved out has been folded: the read models stay whole
+            result.pieces = plan(conn, cut, months=months)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the event store {store.path}: {_describe(exc)}") from exc
+        if dry_run or not result.pieces:
+            return result
+        _drop_orphans(store)
+        for piece in result.pieces:
+            result.segments.append(_move(store, piece, now))
     return result
+
+
+@contextlib.contextmanager
+def archive_lock(store_path: Path, *, wait: bool) -> Iterator[bool]:
+    """One archiver per store (two checks over `max_size` at once must not both move a month):
+    an exclusive flock beside the store; yields False when `wait` is off and it is taken."""
+    fd = lock_fd(store_path, "-archive.lock")  # app locks are "<store>.<app>.lock": no clash
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _drop_orphans(store: Store) -> None:
@@ -185,6 +208,11 @@ def _move(store: Store, piece: Piece, now: _dt.datetime) -> Path:
     )
     try:
         with immediate(conn):
+            held = conn.execute(
+                "SELECT count(*) FROM events WHERE seq BETWEEN ? AND ?", (piece.first_seq, piece.last_seq)
+            ).fetchone()[0]
+            if held != piece.events:
+                raise sqlite3.OperationalError(f"seq {piece.first_seq}..{piece.last_seq} changed while it was copied")
             store.link([event])
             conn.execute("DROP TRIGGER events_no_delete")
             conn.execute("DELETE FROM events WHERE seq BETWEEN ? AND ?", (piece.first_seq, piece.last_seq))
@@ -200,7 +228,9 @@ def _write_segment(conn: sqlite3.Connection, path: Path, piece: Piece, now: _dt.
     """Copy the piece's rows into a new segment file at `path`; its entry and exit hashes."""
     conn.execute("ATTACH DATABASE ? AS seg", (str(path),))
     try:
-        with immediate(conn):
+        # Deferred: only the segment is written, so checks can go on writing the store meanwhile.
+        conn.execute("BEGIN")
+        try:
             for statement in split_sql(segments.SCHEMA.format(db="seg.")):
                 conn.execute(statement)
             conn.execute(
@@ -225,6 +255,10 @@ def _write_segment(conn: sqlite3.Connection, path: Path, piece: Piece, now: _dt.
                     format_ts(now),
                 ),
             )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
     finally:
         conn.execute("DETACH DATABASE seg")
     fd = os.open(path, os.O_RDONLY)
@@ -303,7 +337,7 @@ def keep_under(store: Store, max_size: int, now: _dt.datetime | None = None) -> 
     total: ArchiveResult | None = None
     try:
         while used_bytes(store.conn) > max_size:
-            step = archive(store, now, months=1, now=now)
+            step = archive(store, now, months=1, now=now, wait=False)
             if total is None:
                 total = step
             else:

@@ -233,6 +233,14 @@ def verify_record(
     out.segments = found
     out.events += sum(s.events for s in found)
     by_name = {s.path.name: s for s in found}
+    for seg in found:  # the store.archived events of earlier archives may have been archived since
+        conn = connect(seg.path)
+        try:
+            archived += _archived(conn)
+        except sqlite3.Error:
+            pass  # reported by check() already
+        finally:
+            conn.close()
     for d in archived:
         seg = by_name.get(str(d.get("segment")))
         if seg is None:

@@ -255,3 +255,29 @@ def test_an_archive_run_twice_moves_nothing_more(store_path):
     again = archived(store_path)
     assert first.events and again.pieces == []
     assert len(segments.files(store_path)) == 3
+
+
+def test_a_month_is_archived_once_when_two_archivers_meet(tmp_path, store_path):
+    with Store.open(store_path) as store:
+        used = archive.used_bytes(store.conn)
+    config = write_config(tmp_path, f"max_size = {used * 3 // 4}\n")
+    with archive.archive_lock(store_path, wait=False) as held:  # another run is archiving
+        assert held
+        assert check_at(config, NOW).code == OK
+        assert segments.files(store_path) == []
+    assert check_at(config, NOW).code == OK
+    assert segments.files(store_path)
+
+
+def test_verify_all_follows_archives_of_archive_records(tmp_path, store_path):
+    archived(store_path, dt.datetime(2026, 8, 15, tzinfo=dt.UTC))  # July: its store.archived is written in "November"
+    with Store.open(store_path) as store:
+        build_more = Timeline(store, dt.datetime(2026, 12, 2, tzinfo=dt.UTC))
+        build_more.healthy(0)
+        archive.archive(store, dt.datetime(2027, 1, 1, tzinfo=dt.UTC), now=dt.datetime(2027, 1, 2, tzinfo=dt.UTC))
+    result = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    gone = segments.files(store_path)[0]
+    gone.unlink()
+    result = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
+    assert f"{gone.name}: missing" in result.stderr
