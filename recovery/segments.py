@@ -9,6 +9,7 @@ Plain `sqlite3`, like the store.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,8 +103,11 @@ def read(path: Path) -> Segment:
 
 
 def files(store_path: Path) -> list[Path]:
-    """The segment files beside the store (sealed ones; a temp file of an archive under way is not)."""
-    return sorted(store_path.parent.glob(f"{base_name(store_path)}.*{SUFFIX}"))
+    """The segment files beside the store (sealed ones; a temp file of an archive under way is not):
+    `<base>.<YYYY-MM>[.<n>].segment.db`, so another store's segments in the same folder are not."""
+    base = base_name(store_path)
+    pattern = re.compile(re.escape(base) + r"\.\d{4}-\d{2}(\.\d+)?" + re.escape(SUFFIX))
+    return sorted(p for p in store_path.parent.glob(f"{base}.*{SUFFIX}") if pattern.fullmatch(p.name))
 
 
 def segments(store_path: Path) -> list[Segment]:

@@ -68,6 +68,10 @@ def datasette_command(store: Path, host: str, port: int, *, root: bool = False) 
         "--plugins-dir",
         str(plugins),
     ]
+    from .segments import files
+
+    for segment in files(Path(store)):
+        argv += ["-i", str(segment.resolve())]  # sealed segments: immutable, named after their files
     for key, value in SETTINGS.items():
         argv += ["--setting", key, str(value)]
     argv += ["--host", host, "--port", str(port)]

@@ -92,7 +92,8 @@ class VerifyResult:
 
 
 IMMUTABLE_NOTE = (
-    "read as an immutable snapshot (its folder is read-only): changes still in its WAL file, if any, are not seen"
+    "read as an immutable snapshot (SQLite cannot create its -shm file: a read-only folder or filesystem);"
+    " changes still in its -wal file, if any, are not seen"
 )
 
 

@@ -281,3 +281,25 @@ def test_verify_all_follows_archives_of_archive_records(tmp_path, store_path):
     gone.unlink()
     result = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
     assert f"{gone.name}: missing" in result.stderr
+
+
+def test_the_printed_datasette_command_opens_the_segments_immutable(store_path):
+    archived(store_path)
+    line = srv.datasette_command(store_path, "127.0.0.1", 8001)
+    for seg in segments.files(store_path):
+        assert f"-i {seg.resolve()}" in line
+
+
+def test_another_stores_segments_in_the_same_folder_are_not_taken(tmp_path, store_path):
+    other = tmp_path / "recovery.old.db"
+    build(other, until=dt.datetime(2026, 9, 5, tzinfo=dt.UTC))
+    with Store.open(other) as store:
+        archive.archive(store, dt.datetime(2026, 9, 1, tzinfo=dt.UTC), now=NOW)
+    assert [p.name for p in segments.files(other)] == [
+        "recovery.old.2026-07.segment.db",
+        "recovery.old.2026-08.segment.db",
+    ]
+    assert segments.files(store_path) == []
+    archived(store_path)
+    result = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
+    assert result.exit_code == 0, result.output
