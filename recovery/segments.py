@@ -237,8 +237,8 @@ def verify_record(
     out.segments = found
     out.events += sum(s.events for s in found)
     by_name = {s.path.name: s for s in found}
-    for seg in found:  # the store.archived events of earlier archives may have been archived since
-        conn = connect(seg.path)
+    for one in found:  # the store.archived events of earlier archives may have been archived since
+        conn = connect(one.path)
         try:
             archived += _archived(conn)
         except sqlite3.Error:
@@ -246,18 +246,18 @@ def verify_record(
         finally:
             conn.close()
     for d in archived:
-        seg = by_name.get(str(d.get("segment")))
-        if seg is None:
+        named = by_name.get(str(d.get("segment")))
+        if named is None:
             problems.append(
                 f"{store_path.parent / str(d.get('segment'))}: missing (store.archived recorded seq"
                 f" {d.get('first_seq')}..{d.get('last_seq')} there)"
             )
-        elif (seg.first_seq, seg.last_seq, seg.exit_hash) != (
+        elif (named.first_seq, named.last_seq, named.exit_hash) != (
             d.get("first_seq"),
             d.get("last_seq"),
             d.get("last_hash"),
         ):
-            problems.append(f"{seg.path.name}: does not match its store.archived event (seq range or last hash)")
+            problems.append(f"{named.path.name}: does not match its store.archived event (seq range or last hash)")
     if found and first is not None:
         last = found[-1]
         if first[0] != last.last_seq + 1 or first[1] != last.exit_hash:
