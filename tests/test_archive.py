@@ -303,3 +303,21 @@ def test_another_stores_segments_in_the_same_folder_are_not_taken(tmp_path, stor
     archived(store_path)
     result = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
     assert result.exit_code == 0, result.output
+
+
+def test_an_archive_killed_before_its_store_transaction_is_redone_cleanly(tmp_path, store_path, monkeypatch):
+    def killed(folder: Path) -> None:
+        raise SystemExit("killed")  # the process dies right after the segment file is in place
+
+    monkeypatch.setattr(archive, "_fsync_dir", killed)
+    with pytest.raises(SystemExit):
+        archived(store_path)
+    monkeypatch.undo()
+    assert [p.name for p in segments.files(store_path)] == ["recovery.2026-07.segment.db"]  # an orphan
+    with Store.open(store_path, readonly=True) as store:
+        assert store.query(types=["store.archived"]) == []
+        assert store.conn.execute("SELECT min(seq) FROM events").fetchone()[0] == 1
+    archived(store_path)
+    assert [p.name for p in segments.files(store_path)] == [f"recovery.2026-0{m}.segment.db" for m in (7, 8, 9)]
+    result = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
+    assert result.exit_code == 0, result.output
