@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import recovery_datasette
+import yaml
 from recovery_cli.main import app
 from typer.testing import CliRunner
 
@@ -201,6 +203,8 @@ def test_a_report_over_archived_months_still_counts_them(tmp_path, store_path):
 
 def test_serve_attaches_the_segments_and_the_canned_queries_still_run(store_path):
     archived(store_path)
+    prepared = srv.prepare(store_path)  # as `recovery serve` does: projections and error-log tables ready
+    assert prepared.note is None and prepared.path == store_path
     ds = srv.make_datasette(store_path)
     try:
         names = [n for n in ds.databases if n.startswith("segment-")]
@@ -210,6 +214,12 @@ def test_serve_attaches_the_segments_and_the_canned_queries_still_run(store_path
         assert [r["ts"][:7] for r in got.json()] == ["2026-08"] * 5
         incidents = asyncio.run(ds.client.get("/recovery/incidents.json?_shape=array"))
         assert incidents.status_code == 200 and len(incidents.json()) == 14
+        queries = yaml.safe_load(recovery_datasette.METADATA.read_text())["databases"]["recovery"]["queries"]
+        for name in queries:  # the canned queries and their metadata still answer
+            answer = asyncio.run(ds.client.get(f"/recovery/{name}.json?_shape=array"))
+            assert answer.status_code == 200, (name, answer.text[:300])
+        described = asyncio.run(ds.client.get("/-/metadata.json")).json()["databases"]
+        assert described["segment-2026-08"]["tables"]["events"]["columns"]["seq"]
     finally:
         for db in ds.databases.values():
             db.close()
