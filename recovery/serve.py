@@ -135,6 +135,8 @@ def prepare(path: Path) -> Prepared:
             ensure_schema(store.conn)
         except Exception:  # sqlite3.Error, or a newer log schema: the error-log queries say so
             pass
+        # Served immutable, which reads no WAL: everything folded goes into the copy's file first.
+        store.conn.execute("PRAGMA journal_mode = DELETE")
         return Prepared(store.conn_path(), store.note, True, store)
     store.close()
     return Prepared(path, store.note, store.immutable)

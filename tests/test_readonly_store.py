@@ -9,11 +9,14 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from recovery_cli.main import app
 from typer.testing import CliRunner
@@ -21,6 +24,7 @@ from typer.testing import CliRunner
 from recovery import projections
 from recovery import serve as srv
 from recovery.store import Store
+from tests.conftest import free_port, wait_until
 from tests.test_projections import Timeline
 
 runner = CliRunner()
@@ -152,3 +156,27 @@ def test_stale_projections_are_folded_in_a_temporary_copy_and_nothing_is_left(ro
     assert set(Path(tempfile.gettempdir()).glob("recovery-readonly-*")) == temp_before
     with Store.open(src / "recovery.db", readonly=True) as store:  # the store itself was not folded
         assert projections.last_folded(store.conn) < store.last_seq()
+
+
+@pytest.mark.parametrize("ro_store", [3 * 3600.0], indirect=True)
+def test_recovery_serve_serves_it_as_a_real_server_with_stale_projections_folded(ro_store, layout):
+    src, ro = layout
+    write_history(src / "recovery.db", hangs=1, fold=False)  # one more incident, not folded
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "recovery_cli.main", "serve", "--config", str(ro_store), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RECOVERY_CONFIG": ""},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/recovery/incidents.json?_shape=array"
+        wait_until(lambda: server.poll() is None and httpx.get(url).status_code == 200, 60, message=f"{url}")
+        assert len(httpx.get(url).json()) == 2
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "temporary copy" in err and "Traceback" not in err
+    assert f"serving {ro / 'recovery.db'} read-only" in out
