@@ -976,7 +976,10 @@ def _fold_segments(conn: sqlite3.Connection, batch: int) -> int:
     total = 0
     for rows in segments.rows_after(path, last_folded(conn), batch) if path else ():
         with immediate(conn):
-            _apply(conn, rows)
+            done = last_folded(conn)  # another process may have folded some meanwhile
+            rows = [r for r in rows if r[0] > done]
+            if rows:
+                _apply(conn, rows)
         total += len(rows)
     return total
 

@@ -331,3 +331,14 @@ def test_an_archive_killed_before_its_store_transaction_is_redone_cleanly(tmp_pa
     assert [p.name for p in segments.files(store_path)] == [f"recovery.2026-0{m}.segment.db" for m in (7, 8, 9)]
     result = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
     assert result.exit_code == 0, result.output
+
+
+def test_projections_of_another_version_are_rebuilt_from_the_segments_too(store_path, monkeypatch):
+    with Store.open(store_path) as store:
+        before = snapshot(store.conn)
+    archived(store_path)
+    monkeypatch.setattr(projections, "VERSION", projections.VERSION + 1)  # a newer recovery opens the store
+    with Store.open(store_path) as store:
+        projections.fold(store.conn)
+        assert projections.last_folded(store.conn) == store.last_seq()
+        assert snapshot(store.conn) == before
