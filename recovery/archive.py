@@ -87,26 +87,42 @@ def month_start(ts: str) -> str:
     return f"{ts[:7]}-01T00:00:00.000Z"
 
 
+def next_month(month: str) -> str:
+    """The first instant of the month after `month` ("2026-12" -> "2027-01-01T00:00:00.000Z")."""
+    year, mon = int(month[:4]), int(month[5:7])
+    year, mon = (year + 1, 1) if mon == 12 else (year, mon + 1)
+    return f"{year:04d}-{mon:02d}-01T00:00:00.000Z"
+
+
+def _first_at(conn: sqlite3.Connection, ts: str, after: int) -> int:
+    """The seq of the first event (by ts, from the ts index) at or after `ts` with a seq above
+    `after`; past the last seq when there is none."""
+    row = conn.execute(
+        "SELECT seq FROM events WHERE ts >= ? AND seq > ? ORDER BY ts, seq LIMIT 1", (ts, after)
+    ).fetchone()
+    if row:
+        return int(row[0])
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]) + 1
+
+
 def plan(conn: sqlite3.Connection, cut: str, *, months: int | None = None) -> list[Piece]:
-    """The pieces to move: events before the first event at or after `cut` (seq order), split where
-    the month changes; at most `months` pieces (oldest first) when given."""
-    end = conn.execute("SELECT seq FROM events WHERE ts >= ? ORDER BY ts, seq LIMIT 1", (cut,)).fetchone()
-    limit = end[0] if end else (conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0) + 1
-    rows = conn.execute(
-        "SELECT substr(ts, 1, 7), min(seq), count(*), min(ts), max(ts) FROM events WHERE seq < ? GROUP BY 1 ORDER BY 2",
-        (limit,),
-    ).fetchall()
+    """The pieces to move, oldest first: the events before the first one at or after `cut` (seq
+    order), split where the next month begins; at most `months` pieces when given. Each piece is
+    found from the ts index and counted over its own seq range: no scan of the rest of the store.
+
+    Seqs stay contiguous whatever the timestamps: a clock stepped back leaves its few events in
+    the piece of the month around them."""
+    end = _first_at(conn, cut, 0)
     pieces: list[Piece] = []
-    # A month's piece runs up to the seq before the next month's first event: a clock stepped
-    # back leaves its few events in the segment of the month around them, and seqs stay contiguous.
-    for n, (month, first, _, first_ts, _) in enumerate(rows):
-        last = (rows[n + 1][1] if n + 1 < len(rows) else limit) - 1
+    row = conn.execute("SELECT seq, ts FROM events ORDER BY seq LIMIT 1").fetchone()
+    while row is not None and row[0] < end and (months is None or len(pieces) < months):
+        first, month = int(row[0]), str(row[1])[:7]
+        boundary = min(_first_at(conn, next_month(month), first), end)
         count, lo, hi = conn.execute(
-            "SELECT count(*), min(ts), max(ts) FROM events WHERE seq BETWEEN ? AND ?", (first, last)
+            "SELECT count(*), min(ts), max(ts) FROM events WHERE seq >= ? AND seq < ?", (first, boundary)
         ).fetchone()
-        pieces.append(Piece([month], first, last, count, lo or first_ts, hi or first_ts))
-        if months is not None and len(pieces) >= months:
-            break
+        pieces.append(Piece([month], first, boundary - 1, count, lo, hi))
+        row = conn.execute("SELECT seq, ts FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (boundary,)).fetchone()
     return pieces
 
 

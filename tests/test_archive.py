@@ -342,3 +342,22 @@ def test_projections_of_another_version_are_rebuilt_from_the_segments_too(store_
         projections.fold(store.conn)
         assert projections.last_folded(store.conn) == store.last_seq()
         assert snapshot(store.conn) == before
+
+
+def test_a_clock_stepped_back_across_a_month_boundary_keeps_seqs_contiguous(tmp_path):
+    path = tmp_path / "recovery.db"
+    with Store.open(path) as store:
+        late_august = dt.datetime(2026, 8, 31, 23, 50, tzinfo=dt.UTC)
+        Timeline(store, late_august).healthy(0)
+        Timeline(store, late_august).healthy(1200)  # 1 September, 00:10
+        Timeline(store, late_august).healthy(300)  # the clock stepped back into August
+        october = Timeline(store, dt.datetime(2026, 10, 2, tzinfo=dt.UTC))
+        october.healthy(0)
+        total = store.last_seq()
+        result = archive.archive(store, dt.datetime(2026, 10, 20, tzinfo=dt.UTC), now=NOW)
+    assert [p.months for p in result.pieces] == [["2026-08"], ["2026-09"]]
+    assert result.pieces[0].last_seq + 1 == result.pieces[1].first_seq
+    assert result.events == 12
+    every = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
+    assert every.exit_code == 0, every.output
+    assert f"{total + 2} events, 2 segment(s) linked" in every.stdout
