@@ -87,10 +87,11 @@ def test_the_group_is_read_from_the_config_and_checked_there(tmp_path):
     assert f"{cfg}:3: store.group: no group 'no-such-group-15'" in result.output
 
 
-def test_an_existing_store_keeps_its_mode(tmp_path):
+def test_a_new_store_is_0600_and_an_existing_one_keeps_its_mode(tmp_path):
     path = tmp_path / "recovery.db"
     with Store.open(path) as store:
         write_some(store)
+    assert oct(mode(path)) == "0o600"
     os.chmod(path, 0o644)  # an operator opened it up on purpose
     with Store.open(path) as store:
         write_some(store)

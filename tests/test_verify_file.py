@@ -84,7 +84,7 @@ def test_full_runs_integrity_check_and_finds_the_damage_too(tmp_path, store_path
     assert "integrity_check" in result.stderr or "Page 4" in result.stderr
 
 
-def test_an_edited_event_is_still_named_beside_a_sound_file(tmp_path, store_path):
+def test_an_edited_event_and_damaged_pages_are_each_named(tmp_path, store_path):
     import sqlite3
 
     conn = sqlite3.connect(store_path)
@@ -92,9 +92,11 @@ def test_an_edited_event_is_still_named_beside_a_sound_file(tmp_path, store_path
     conn.execute("UPDATE events SET data = '{\"latency_ms\": 1}' WHERE seq = 7")
     conn.commit()
     conn.close()
+    scribble(store_path, 4, 6)
     result = verify(tmp_path)
     assert result.exit_code == 2
     assert "chain broken at seq 7" in result.stderr
+    assert "Page 4" in result.stderr
 
 
 def test_damaged_index_pages_that_the_chain_walk_never_reads_are_found(tmp_path, store_path):
