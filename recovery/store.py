@@ -363,7 +363,10 @@ class Store:
             rows = [r[0] for r in self.conn.execute(f"PRAGMA {pragma}(100)")]
         except sqlite3.Error as exc:
             return [f"{self.path}: {pragma} failed: {_describe(exc)}"]
-        return [f"{self.path}: {line}" for line in file_problems(rows)]
+        found = [f"{self.path}: {line}" for line in file_problems(rows)]
+        if len(rows) >= 100:
+            found.append(f"{self.path}: (SQLite stops at 100 problems; there may be more)")
+        return found
 
 
 def file_problems(rows: Iterable[str]) -> list[str]:
