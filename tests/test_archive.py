@@ -361,3 +361,11 @@ def test_a_clock_stepped_back_across_a_month_boundary_keeps_seqs_contiguous(tmp_
     every = invoke("verify", "--all", "--config", str(write_config(tmp_path)))
     assert every.exit_code == 0, every.output
     assert f"{total + 2} events, 2 segment(s) linked" in every.stdout
+
+
+@pytest.mark.parametrize("before", ["0d", "soon", "2999-01-01"])
+def test_a_bad_before_is_one_line_naming_the_option(tmp_path, store_path, before):
+    result = invoke("archive", "--before", before, "--config", str(write_config(tmp_path)))
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"recovery: --before {before!r}") and len(result.stderr.splitlines()) == 1
+    assert segments.files(store_path) == []
