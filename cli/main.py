@@ -258,7 +258,9 @@ def _tail(store: Any, follow: bool, *, limit: int | None, **where: Any) -> Itera
     """The newest `limit` matching events; with `follow`, then each new one as it arrives, until Ctrl-C."""
     import time
 
-    rows = store.query(**where, limit=limit)
+    from recovery.segments import query_all
+
+    rows = query_all(store, **where, limit=limit)  # reaching back before the store: its segments too
     yield from rows
     if not follow:
         return

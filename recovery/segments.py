@@ -14,9 +14,11 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import StoreError
-from .store import GENESIS, _uri, file_problems, verify_chain
+from .events import Event
+from .store import GENESIS, Store, _uri, file_problems, verify_chain
 
 SUFFIX = ".segment.db"
 
@@ -213,8 +215,6 @@ def verify_record(
     """The store's file (SQLite's quick_check, or integrity_check when `full`) and hash chain; with
     `all_segments`, every segment too, the links between them and into the store, and each
     `store.archived` event's segment present and matching."""
-    from .store import Store
-
     with Store.open(store_path, busy_timeout=busy_timeout, readonly=True) as store:
         out = RecordCheck(store_path, immutable=store.immutable)
         problems = store.check_file(full=full)
@@ -275,3 +275,21 @@ def _archived(conn: sqlite3.Connection) -> list[dict]:
     return [
         json.loads(t) for (t,) in conn.execute("SELECT data FROM events WHERE type = 'store.archived' ORDER BY seq")
     ]
+
+
+def query_all(store: Store, *, since: str | None = None, limit: int | None = None, **filters: Any) -> list[Event]:
+    """`store.query`, and when `since` reaches back before the store's first event, the matching
+    archived events of the segments first (oldest first; `limit` keeps the newest of all)."""
+    older: list[Event] = []
+    if since is not None:
+        first = store.conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone()
+        if first is None or since < first[0]:
+            for seg in segments(store.path):
+                if seg.last_ts >= since:
+                    with Store(seg.path, connect(seg.path)) as archived:
+                        older += archived.query(since=since, **filters)
+    rows = store.query(since=since, limit=limit, **filters)
+    if not older:
+        return rows
+    rows = older + rows
+    return rows[-limit:] if limit else rows

@@ -369,3 +369,20 @@ def test_a_bad_before_is_one_line_naming_the_option(tmp_path, store_path, before
     assert result.exit_code == 3
     assert result.stderr.startswith(f"recovery: --before {before!r}") and len(result.stderr.splitlines()) == 1
     assert segments.files(store_path) == []
+
+
+def test_events_since_before_the_store_reads_the_segments_too(tmp_path, store_path):
+    with Store.open(store_path) as store:
+        total = store.last_seq()
+    archived(store_path)
+    config = str(write_config(tmp_path))
+    result = invoke("events", "--json", "--limit", "0", "--since", "2026-07-01", "--config", config)
+    assert result.exit_code == 0, result.output
+    seqs = [json.loads(line)["seq"] for line in result.stdout.splitlines()]
+    assert seqs == list(range(1, total + 4))  # every event, archived or not, and the 3 store.archived
+    newest = invoke("events", "--json", "--limit", "5", "--since", "2026-07-01", "--config", config)
+    assert [json.loads(line)["seq"] for line in newest.stdout.splitlines()] == seqs[-5:]
+    august = invoke(
+        "events", "--json", "--limit", "0", "--since", "2026-08-01", "--type", "restart.requested", "--config", config
+    )
+    assert {json.loads(line)["ts"][:7] for line in august.stdout.splitlines()} >= {"2026-08", "2026-09", "2026-10"}
