@@ -56,7 +56,8 @@ def open_store(conf: Any, *, readonly: bool = False) -> Store:
     """The configured event store, with its busy timeout: the one way a command opens it."""
     from recovery.store import Store
 
-    return Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=readonly)
+    group = None if readonly else conf.store.group
+    return Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout, readonly=readonly, group=group)
 
 
 def configured_app(conf: Any, name: str, flag: str = "app ") -> Any:
@@ -92,3 +93,12 @@ def since_bound(value: str, now: Any) -> str:
     if since_ts >= format_ts(now):
         fail(f"--since {value!r} is not in the past")
     return since_ts
+
+
+def store_note(store: Store) -> None:
+    """Say once, on stderr, how a read-only store was read (an immutable snapshot, a folded copy)."""
+    from recovery.store import IMMUTABLE_NOTE
+
+    note = store.note or (IMMUTABLE_NOTE if store.immutable else None)
+    if note:
+        typer.echo(f"note: {store.path}: {note}", err=True)

@@ -22,6 +22,7 @@ from .common import (  # shared by every command module
     load_config,
     open_store,
     positive_duration,
+    store_note,
 )
 
 app = typer.Typer(
@@ -167,12 +168,13 @@ def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
 
     Example: recovery status --json
     """
+    from recovery.reading import open_folded
     from recovery.render import status_table
     from recovery.status import status as app_status
-    from recovery.store import Store
 
     conf = load_config(config)
-    with Store.open(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+    with open_folded(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
+        store_note(store)
         rows = app_status(store, conf)
     if json_out:
         import json
@@ -247,6 +249,7 @@ def events(
         fail("--limit must be 0 or more")
     wanted = _expand_types(types or [], TYPES)
     with open_store(conf, readonly=True) as store:
+        store_note(store)
         for e in _tail(store, follow, app=app_name, types=wanted, since=since_ts, limit=limit or None):
             typer.echo(json.dumps(e.to_dict(), sort_keys=True) if json_out else format_event(e))
 
@@ -255,7 +258,9 @@ def _tail(store: Any, follow: bool, *, limit: int | None, **where: Any) -> Itera
     """The newest `limit` matching events; with `follow`, then each new one as it arrives, until Ctrl-C."""
     import time
 
-    rows = store.query(**where, limit=limit)
+    from recovery.segments import query_all
+
+    rows = query_all(store, **where, limit=limit)  # reaching back before the store: its segments too
     yield from rows
     if not follow:
         return
@@ -285,25 +290,6 @@ def _expand_types(types: list[str], known: dict[str, str]) -> list[str]:
         else:
             fail(f"--type {t!r} is not an event type (known: {', '.join(known)})")
     return out
-
-
-@app.command()
-@guarded
-def verify(config: ConfigOption = None) -> None:
-    """Check the hash chain of the event store.
-
-    Exits 2 naming the first event that was edited, deleted or inserted out of band.
-
-    Example: recovery verify
-    """
-    conf = load_config(config)
-    with open_store(conf, readonly=True) as store:
-        result = store.verify()
-    if result.ok:
-        typer.echo(f"OK {conf.store.path}: hash chain intact, {result.count} events")
-        return
-    typer.echo(f"recovery: {conf.store.path}: chain broken at seq {result.first_bad_seq}: {result.reason}", err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -426,6 +412,7 @@ from .errors import errors_app, ingest  # noqa: E402
 from .replay import replay  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .serve import serve  # noqa: E402
+from .store import archive, verify  # noqa: E402
 from .watch import watch  # noqa: E402
 
 app.command()(guarded(report))
@@ -436,6 +423,8 @@ app.add_typer(errors_app, name="errors")
 app.add_typer(alert_app, name="alert")
 app.command(name="watch")(guarded(watch))
 app.command(name="serve")(guarded(serve))
+app.command()(guarded(verify))
+app.command()(guarded(archive))
 
 
 def _only(name: str) -> typer.Typer | None:

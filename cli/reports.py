@@ -42,7 +42,7 @@ def report(
     from recovery.render import report_markdown, report_text
     from recovery.report import build_report, open_store
 
-    from .common import fail, load_config, since_bound
+    from .common import fail, load_config, since_bound, store_note
 
     if json_out and markdown:
         fail("use either --json or --markdown")
@@ -56,6 +56,7 @@ def report(
         names = [app_name]
     store = open_store(conf.store.path, conf.store.busy_timeout)
     try:
+        store_note(store)
         result = build_report(store, names, since_ts, now)
     finally:
         store.close()
@@ -94,11 +95,12 @@ def why(
     from recovery.report import open_store
     from recovery.report import why as timeline
 
-    from .common import fail, load_config
+    from .common import fail, load_config, store_note
 
     conf = load_config(config)
     store = open_store(conf.store.path, conf.store.busy_timeout)
     try:
+        store_note(store)
         result = timeline(store, name, incident)
     finally:
         store.close()

@@ -63,16 +63,21 @@ def serve(
         if note:
             typer.echo(f"# {note}", err=True)
         return
-    note = srv.check_store(store)
-    if note:
-        typer.echo(f"recovery: {note}", err=True)
-    server = srv.start(store, host, port, root=root)
-    typer.echo(f"serving {store} read-only at {server.url} (dashboard: {server.dashboard}); {rule}")
-    if server.sign_in:
-        typer.echo(f"sign in as root: {server.sign_in}")
-    if open_browser:
-        import webbrowser
+    prepared = srv.prepare(store)
+    try:
+        if prepared.note:
+            typer.echo(
+                f"recovery: {prepared.note}" if not prepared.immutable else f"note: {store}: {prepared.note}", err=True
+            )
+        server = srv.start(prepared.path, host, port, root=root, immutable=prepared.immutable)
+        typer.echo(f"serving {store} read-only at {server.url} (dashboard: {server.dashboard}); {rule}")
+        if server.sign_in:
+            typer.echo(f"sign in as root: {server.sign_in}")
+        if open_browser:
+            import webbrowser
 
-        webbrowser.open(server.dashboard)  # the socket already listens: the browser's request waits for it
-    sys.stdout.flush()
-    srv.serve(server.ds, server.sock)
+            webbrowser.open(server.dashboard)  # the socket already listens: the browser's request waits for it
+        sys.stdout.flush()
+        srv.serve(server.ds, server.sock)
+    finally:
+        prepared.close()

@@ -380,6 +380,7 @@ class CheckRun:
             problems=result.problems,
         )
         self.fold()  # so that Datasette and sqlite3 see this run in the projections at once
+        self.keep_size(result)
         self.rec.close()
         if self.rec.damaged:
             lost = ", ".join(f"{d.file} at byte {d.offset} ({d.bytes} bytes: {d.why})" for d in self.rec.damaged)
@@ -387,6 +388,21 @@ class CheckRun:
         if self.rec.problem:
             result.problems.append(f"event store unusable: {self.rec.problem}; {self.rec.spool_summary()}")
         return result
+
+    def keep_size(self, result: CheckResult) -> None:
+        """`[store] max_size`: past it, archive the oldest whole months (recovery.archive); a stat
+        of the store file when it is under."""
+        limit, store = self.config.store.max_size, self.rec.store
+        if limit is None or store is None:
+            return
+        from .archive import keep_under, over_budget
+
+        if not over_budget(store.path, limit):
+            return
+        try:
+            keep_under(store, limit, now=self.clock.now())
+        except RecoveryError as exc:
+            result.problems.append(f"[store] max_size: {exc}")
 
     # -- observe -------------------------------------------------------------------------
 
@@ -1038,7 +1054,9 @@ def open_run(
 
     clock = clock or SystemClock()
     env = os.environ if environ is None else environ
-    recorder = Recorder(config.store.path, busy_timeout=config.store.busy_timeout, now=clock.now)
+    recorder = Recorder(
+        config.store.path, busy_timeout=config.store.busy_timeout, now=clock.now, group=config.store.group
+    )
     pm2: Pm2Port
     problem = None
     try:

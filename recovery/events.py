@@ -96,6 +96,12 @@ REGISTRY: dict[str, EventType] = _types(
         " events are lost (file, offset, bytes, why, head)",
         ("file", "offset", "bytes", "why"),
     ),
+    (
+        "store.archived",
+        "old raw events were moved into a sealed segment file by `recovery archive` (segment, months,"
+        " events, first_seq, last_seq, last_hash)",
+        ("segment", "months", "events", "first_seq", "last_seq", "last_hash"),
+    ),
     ("maintenance.started", "an operator paused recovery for the app (until, reason, by)", ("until", "reason", "by")),
     ("maintenance.ended", "an operator resumed recovery for the app (reason, by)", ("reason", "by")),
     ("suspension.lifted", "an operator lifted a restart-loop suspension (reason, by)", ("reason", "by")),

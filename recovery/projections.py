@@ -941,7 +941,7 @@ def fold(conn: sqlite3.Connection, *, batch: int = 50_000) -> int:
     """Fold every event after the last folded seq; returns how many were folded."""
     try:
         ensure(conn)
-        total = 0
+        total = _fold_segments(conn, batch)
         while True:
             with immediate(conn):
                 start = last_folded(conn)
@@ -951,14 +951,38 @@ def fold(conn: sqlite3.Connection, *, batch: int = 50_000) -> int:
                 ).fetchall()
                 if not rows:
                     return total
-                folder = Folder(conn)
-                for seq, ts, app, type_, run_id, data in rows:
-                    if app is not None or type_ == "restart.requested":  # `pm2 resurrect` names its apps
-                        folder.apply(seq, ts, app, type_, run_id, json.loads(data) if data else {})
-                folder.save(rows[-1][0])
+                _apply(conn, rows)
                 total += len(rows)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot update the projections: {exc}") from exc
+
+
+def _apply(conn: sqlite3.Connection, rows: list[Any]) -> None:
+    folder = Folder(conn)
+    for seq, ts, app, type_, run_id, data in rows:
+        if app is not None or type_ == "restart.requested":  # `pm2 resurrect` names its apps
+            folder.apply(seq, ts, app, type_, run_id, json.loads(data) if data else {})
+    folder.save(rows[-1][0])
+
+
+def _fold_segments(conn: sqlite3.Connection, batch: int) -> int:
+    """Events `recovery archive` moved into segment files that the projections have not folded
+    (after a rebuild): the segments' first, oldest first. One indexed read when there are none."""
+    first = conn.execute("SELECT seq FROM events ORDER BY seq LIMIT 1").fetchone()
+    if first is None or first[0] <= last_folded(conn) + 1:
+        return 0
+    from . import segments
+
+    path = segments.main_path(conn)
+    total = 0
+    for rows in segments.rows_after(path, last_folded(conn), batch) if path else ():
+        with immediate(conn):
+            done = last_folded(conn)  # another process may have folded some meanwhile
+            rows = [r for r in rows if r[0] > done]
+            if rows:
+                _apply(conn, rows)
+        total += len(rows)
+    return total
 
 
 def rebuild(conn: sqlite3.Connection) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import projections
-from .errors import RecoveryError, StoreError
+from .errors import RecoveryError
 from .events import format_ts
 from .hints import LOOKBACK_S, evaluate
 from .logs.storage import top_templates
@@ -154,16 +154,11 @@ class _Window:
 
 
 def open_store(path: Path, busy_timeout: float) -> Store:
-    """Open an existing store and bring its projections up to date (the fold writes, so not read-only)."""
-    if not Path(path).exists():
-        raise StoreError(f"no event store at {path} (a `recovery check` run creates it)")
-    store = Store.open(path, busy_timeout=busy_timeout)
-    try:
-        projections.fold(store.conn)
-    except BaseException:
-        store.close()
-        raise
-    return store
+    """Open an existing store and bring its projections up to date (in a temporary copy when the
+    store is read-only here: `store.note` says so)."""
+    from .reading import open_folded
+
+    return open_folded(path, busy_timeout)
 
 
 def merge_histograms(joined: str | None) -> dict[int, int]:

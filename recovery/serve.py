@@ -68,6 +68,10 @@ def datasette_command(store: Path, host: str, port: int, *, root: bool = False) 
         "--plugins-dir",
         str(plugins),
     ]
+    from .segments import files
+
+    for segment in files(Path(store)):
+        argv += ["-i", str(segment.resolve())]  # sealed segments: immutable, named after their files
     for key, value in SETTINGS.items():
         argv += ["--setting", key, str(value)]
     argv += ["--host", host, "--port", str(port)]
@@ -101,6 +105,43 @@ def check_store(path: Path) -> str | None:
     return None
 
 
+@dataclass
+class Prepared:
+    """What to serve for a store: its file (or a folded temporary copy of a read-only one), how
+    Datasette must open it, and what to tell the user."""
+
+    path: Path
+    note: str | None = None
+    immutable: bool = False
+    copy: Any = None  # the temporary copy's Store, closed (and removed) when serving ends
+
+    def close(self) -> None:
+        if self.copy is not None:
+            self.copy.close()
+
+
+def prepare(path: Path) -> Prepared:
+    """`check_store` for a store this process can write; for a read-only one (folder or filesystem),
+    the store read as it is, or a folded temporary copy when its projections are behind."""
+    from .reading import CopyStore, open_folded, writable
+
+    if writable(path) or not path.exists():
+        return Prepared(path, check_store(path))
+    store = open_folded(path)
+    if isinstance(store, CopyStore):
+        from .logs.storage import ensure_schema
+
+        try:
+            ensure_schema(store.conn)
+        except Exception:  # sqlite3.Error, or a newer log schema: the error-log queries say so
+            pass
+        # Served immutable, which reads no WAL: everything folded goes into the copy's file first.
+        store.conn.execute("PRAGMA journal_mode = DELETE")
+        return Prepared(store.conn_path(), store.note, True, store)
+    store.close()
+    return Prepared(path, store.note, store.immutable)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket, bound before Datasette starts, so a busy port is one clear error."""
     try:
@@ -122,8 +163,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_datasette(store: Path, *, require_actor: str | None = None) -> Any:
-    """A Datasette instance serving `store` read-only as the database `recovery`."""
+def make_datasette(store: Path, *, require_actor: str | None = None, immutable: bool = False) -> Any:
+    """A Datasette instance serving `store` read-only as the database `recovery`, and each of its
+    sealed segments (recovery.segments) as a database `segment-<month>` with the same events table.
+
+    `immutable`: a store on a read-only folder or filesystem, which SQLite cannot open otherwise."""
     import recovery_datasette
     import yaml
     from datasette.app import Datasette
@@ -137,8 +181,29 @@ def make_datasette(store: Path, *, require_actor: str | None = None) -> Any:
     # Mutable, not immutable=1: the store is in WAL mode and written by cron while served, and
     # immutable would hide what is still in the WAL. Reads use mode=ro; the plugin makes every
     # connection query_only.
-    ds.add_database(Database(ds, path=str(store), is_mutable=True), name=recovery_datasette.DATABASE)
+    ds.add_database(Database(ds, path=str(store), is_mutable=not immutable), name=recovery_datasette.DATABASE)
+    add_segments(ds, metadata, store)
     return ds
+
+
+def add_segments(ds: Any, metadata: dict[str, Any], store: Path) -> None:
+    """Each sealed segment beside the store as its own immutable database, its events table
+    described as the store's is."""
+    from datasette.database import Database
+
+    from . import segments
+
+    events = metadata.get("databases", {}).get("recovery", {}).get("tables", {}).get("events", {})
+    for path in segments.files(store):
+        name = "segment-" + path.name[len(segments.base_name(store)) + 1 : -len(segments.SUFFIX)]
+        ds.add_database(Database(ds, path=str(path), is_mutable=False), name=name)
+        metadata.setdefault("databases", {})[name] = {
+            "title": f"archived events: {name[len('segment-') :]}",
+            "description": "A sealed segment moved out of the store by `recovery archive`: raw events"
+            " of one month, read-only. The hash chain runs on from the segment before it; `recovery verify"
+            " --all` checks it.",
+            "tables": {"events": dict(events)},
+        }
 
 
 @dataclass(frozen=True)
@@ -152,13 +217,13 @@ class Server:
     sign_in: str | None  # the one-time link that signs in Datasette's root actor (--root)
 
 
-def start(store: Path, host: str, port: int, *, root: bool = False) -> Server:
+def start(store: Path, host: str, port: int, *, root: bool = False, immutable: bool = False) -> Server:
     """Bind `host`:`port` (0: any free port) and make the Datasette that will serve `store` on it.
 
     Raises ServeError when the port cannot be had."""
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    ds = make_datasette(store, require_actor=ROOT if root else None)
+    ds = make_datasette(store, require_actor=ROOT if root else None, immutable=immutable)
     # Single use: Datasette forgets the token once it has signed someone in.
     sign_in = url_of(host, port, "/-/auth-token?token=" + ds._root_token) if root else None
     return Server(ds, sock, url_of(host, port), url_of(host, port, "/-/dashboards/recovery"), sign_in)

@@ -89,10 +89,55 @@ class VerifyResult:
     count: int
     first_bad_seq: int | None = None
     reason: str | None = None
+    last_hash: str | None = None  # where a sound chain ends: the next file's (or event's) prev_hash
+    last_seq: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.first_bad_seq is None
+
+
+IMMUTABLE_NOTE = (
+    "read as an immutable snapshot (SQLite cannot create its -shm file: a read-only folder or filesystem);"
+    " changes still in its -wal file, if any, are not seen"
+)
+
+
+def _uri(path: Path, **params: str) -> str:
+    """A SQLite URI for `path` (quoted: a `?` or `#` in a folder name is part of the path)."""
+    from urllib.parse import quote
+
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"file:{quote(str(path))}" + (f"?{query}" if query else "")
+
+
+def create_private(path: Path, group: str | None = None) -> None:
+    """Create the file `path` 0600 (0640, owned by `group`, when one is given) unless it exists;
+    an existing file keeps its mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite's own open names the problem
+    try:
+        if group is not None:
+            import grp
+
+            try:
+                os.fchown(fd, -1, grp.getgrnam(group).gr_gid)
+            except (KeyError, OSError) as exc:
+                os.close(fd)
+                fd = -1
+                path.unlink(missing_ok=True)
+                why = "no such group" if isinstance(exc, KeyError) else (exc.strerror or str(exc))
+                raise StoreError(f"cannot give the new store {path} to group {group!r}: {why}") from None
+            os.fchmod(fd, 0o640)
+        else:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _describe(exc: sqlite3.Error) -> str:
@@ -110,15 +155,30 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
+        self.immutable = False  # read as an immutable snapshot (a read-only folder or filesystem)
+        self.note: str | None = None  # what a reader should know about the numbers (recovery.reading)
 
     @classmethod
-    def open(cls, path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = False) -> Store:
-        """Open (and for writers create and migrate) the store at `path`."""
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout: float = 5.0,
+        readonly: bool = False,
+        group: str | None = None,
+    ) -> Store:
+        """Open (and for writers create and migrate) the store at `path`.
+
+        A new store file is created 0600 (0640 and owned by `group` when one is given) before
+        SQLite opens it: SQLite gives its WAL and SHM files the database file's mode and owner.
+        A reader that cannot open the store the usual way (a read-only folder or filesystem, where
+        SQLite cannot create the SHM file) reads it as an immutable snapshot: `immutable` says so.
+        """
         path = Path(path)
         if readonly:
             if not path.exists():
                 raise StoreError(f"no event store at {path} (a `recovery check` run creates it)")
-            uri = f"file:{path}?mode=ro"
+            uri = _uri(path, mode="ro")
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +186,8 @@ class Store:
                 raise StoreError(f"cannot create the store's folder {path.parent}: {exc.strerror or exc}") from exc
             if path.is_dir():
                 raise StoreError(f"{path}: is a directory, not a SQLite database")
-            uri = f"file:{path}"
+            create_private(path, group)
+            uri = _uri(path)
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -134,7 +195,15 @@ class Store:
         store = cls(path, conn)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if not readonly or "unable to open" not in str(exc):
+                    raise
+                conn.close()
+                conn = sqlite3.connect(_uri(path, immutable="1"), uri=True, isolation_level=None)
+                store.conn, store.immutable = conn, True
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
             if not readonly:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
@@ -190,25 +259,29 @@ class Store:
             return []
         try:
             with self._write():
-                last = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (last[0], last[1]) if last else (0, GENESIS)
-                stored: list[Event] = []
-                for e in events:
-                    if skip_known and self.conn.execute("SELECT 1 FROM events WHERE id = ?", (e.id,)).fetchone():
-                        continue
-                    seq += 1
-                    data_json = e.data_json()
-                    h = chain_hash(prev, seq, e, data_json)
-                    self.conn.execute(
-                        "INSERT INTO events (seq, id, ts, host, app, type, run_id, data, prev_hash, hash)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (seq, e.id, e.ts, e.host, e.app, e.type, e.run_id, data_json, prev, h),
-                    )
-                    stored.append(replace(e, seq=seq, prev_hash=prev, hash=h))
-                    prev = h
-                return stored
+                return self.link(events, skip_known=skip_known)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to the event store {self.path}: {_describe(exc)}") from exc
+
+    def link(self, events: Sequence[Event], *, skip_known: bool = False) -> list[Event]:
+        """Insert `events` at the end of the hash chain, inside the caller's write transaction."""
+        last = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+        stored: list[Event] = []
+        for e in events:
+            if skip_known and self.conn.execute("SELECT 1 FROM events WHERE id = ?", (e.id,)).fetchone():
+                continue
+            seq += 1
+            data_json = e.data_json()
+            h = chain_hash(prev, seq, e, data_json)
+            self.conn.execute(
+                "INSERT INTO events (seq, id, ts, host, app, type, run_id, data, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, e.id, e.ts, e.host, e.app, e.type, e.run_id, data_json, prev, h),
+            )
+            stored.append(replace(e, seq=seq, prev_hash=prev, hash=h))
+            prev = h
+        return stored
 
     # -- reading -------------------------------------------------------------------------
 
@@ -268,28 +341,76 @@ class Store:
         return row[0] or 0
 
     def verify(self) -> VerifyResult:
-        """Walk the hash chain; name the first event that was edited, deleted or inserted out of band."""
-        expected_prev, expected_seq, count = GENESIS, None, 0
+        """Walk the hash chain; name the first event that was edited, deleted or inserted out of band.
+
+        After `recovery archive` the chain starts at the exit hash of the last segment moved out,
+        as the store's own `store.archived` event records it (itself verified by the walk)."""
         try:
-            cursor = self.conn.execute(
-                "SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM events ORDER BY seq"
-            )
-            for row in cursor:
-                count += 1
-                seq, data_json, prev_hash, stored_hash = row[0], row[7], row[8], row[9]
-                if expected_seq is not None and seq != expected_seq:
-                    return VerifyResult(count, seq, f"seq jumps from {expected_seq - 1} to {seq}: events were deleted")
-                if prev_hash != expected_prev:
-                    return VerifyResult(
-                        count, seq, "prev_hash does not match the event before it: history before it was changed"
-                    )
-                e = Event(type=row[5], app=row[4], run_id=row[6], ts=row[2], host=row[3], id=row[1])
-                if chain_hash(prev_hash, seq, e, data_json) != stored_hash:
-                    return VerifyResult(count, seq, "its contents do not match its hash: the row was edited")
-                expected_prev, expected_seq = stored_hash, seq + 1
+            first = self.conn.execute("SELECT seq, prev_hash FROM events ORDER BY seq LIMIT 1").fetchone()
+            if first is None or first[0] == 1:
+                return verify_chain(self.conn, GENESIS, 1)
+            for (text,) in self.conn.execute("SELECT data FROM events WHERE type = 'store.archived' ORDER BY seq"):
+                d = json.loads(text)
+                if d.get("last_seq") == first[0] - 1:
+                    return verify_chain(self.conn, str(d.get("last_hash")), first[0])
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreError(f"cannot read the event store {self.path}: {_describe_any(exc)}") from exc
+        return VerifyResult(
+            0,
+            first[0],
+            f"the first event is seq {first[0]} and no store.archived event accounts for the ones before it",
+        )
+
+    def check_file(self, *, full: bool = False) -> list[str]:
+        """SQLite's own check of the file (`quick_check`, or `integrity_check` when `full`): one
+        line per problem found, none when the file is sound."""
+        pragma = "integrity_check" if full else "quick_check"
+        try:
+            rows = [r[0] for r in self.conn.execute(f"PRAGMA {pragma}(100)")]
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the event store {self.path}: {_describe(exc)}") from exc
-        return VerifyResult(count)
+            return [f"{self.path}: {pragma} failed: {_describe(exc)}"]
+        found = [f"{self.path}: {line}" for line in file_problems(rows)]
+        if len(rows) >= 100:
+            found.append(f"{self.path}: (SQLite stops at 100 problems; there may be more)")
+        return found
+
+
+def file_problems(rows: Iterable[str]) -> list[str]:
+    """The lines of a quick_check/integrity_check answer that name a problem (one row may hold several)."""
+    return [
+        line.strip()
+        for row in rows
+        if row != "ok"
+        for line in str(row).splitlines()
+        if line.strip() and not line.startswith("*** in database")
+    ]
+
+
+def verify_chain(conn: sqlite3.Connection, prev: str, first_seq: int, table: str = "events") -> VerifyResult:
+    """Walk the hash chain of `table` from `prev` (the hash before it) and `first_seq`; name the first
+    event that was edited, deleted or inserted out of band."""
+    expected_prev, expected_seq, count = prev, first_seq, 0
+    cursor = conn.execute(
+        f"SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM {table} ORDER BY seq"
+    )
+    for row in cursor:
+        count += 1
+        seq, data_json, prev_hash, stored_hash = row[0], row[7], row[8], row[9]
+        if seq != expected_seq:
+            return VerifyResult(count, seq, f"seq jumps from {expected_seq - 1} to {seq}: events were deleted")
+        if prev_hash != expected_prev:
+            return VerifyResult(
+                count, seq, "prev_hash does not match the event before it: history before it was changed"
+            )
+        e = Event(type=row[5], app=row[4], run_id=row[6], ts=row[2], host=row[3], id=row[1])
+        if chain_hash(prev_hash, seq, e, data_json) != stored_hash:
+            return VerifyResult(count, seq, "its contents do not match its hash: the row was edited")
+        expected_prev, expected_seq = stored_hash, seq + 1
+    return VerifyResult(count, last_hash=expected_prev, last_seq=expected_seq - 1)
+
+
+def _describe_any(exc: Exception) -> str:
+    return _describe(exc) if isinstance(exc, sqlite3.Error) else str(exc)
 
 
 def _row_to_event(r: tuple) -> Event:
@@ -666,7 +787,14 @@ class Recorder:
     read turns this recorder into a spool writer, and `problem` says why.
     """
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0, now: Callable[[], _dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: float = 5.0,
+        now: Callable[[], _dt.datetime] | None = None,
+        group: str | None = None,
+    ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.spools = spool_locations(path)
@@ -683,7 +811,7 @@ class Recorder:
         self.damaged: list[SpoolDamage] = []  # damaged stretches the replay found (recorded as spool.damaged)
         self.lost: list[Event] = []
         try:
-            self.store = Store.open(path, busy_timeout=busy_timeout)
+            self.store = Store.open(path, busy_timeout=busy_timeout, group=group)
             replay = spool_replay_all(self.store, now=self.now, locations=self.spools)
             self.replayed, self.replayed_from, self.damaged = replay.count, replay.sources, replay.damaged
         except StoreError as exc:

@@ -198,7 +198,8 @@ class AlertWorker:
         if self.rec is None or self.rec.store is None:  # (re)opened after trouble, like each step's
             if self.rec is not None:
                 self.rec.close()
-            self.rec = Recorder(self.config.store.path, busy_timeout=self.config.store.busy_timeout)
+            store = self.config.store
+            self.rec = Recorder(store.path, busy_timeout=store.busy_timeout, group=store.group)
         return self.rec
 
     def rest(self, seconds: float) -> None:

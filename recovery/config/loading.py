@@ -294,6 +294,18 @@ def _string(value: Any) -> str:
     return value
 
 
+def _group(value: Any) -> str:
+    "A group on this machine (`[store] group`)."
+    import grp
+
+    name = _string(value)
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        raise ValueError(f"no group {name!r} on this machine") from None
+    return name
+
+
 def _app_name(value: Any) -> str:
     name = _string(value)
     if name != name.strip():
@@ -346,7 +358,7 @@ def _paths(value: Any) -> tuple[str, ...]:
 # How each key of a table is read. A schema field missing here fails every load (KeyError), so a new
 # field cannot be forgotten; problems within a table are reported in the schema's field order.
 _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
-    StoreConfig: {"path": _string, "busy_timeout": _duration()},
+    StoreConfig: {"path": _string, "busy_timeout": _duration(), "group": _group, "max_size": _size},
     Pm2Config: {"bin": _string, "timeout": _duration()},
     PolicyConfig: {"max_restarts": _retries, "window": _duration(), "restart_grace": _duration(allow_zero=True)},
     WatchConfig: {

@@ -21,6 +21,8 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ("[store]", ""),
         (f"path = {toml_string(store.path.as_posix())}", "the event store; relative to this file's folder"),
         (f"busy_timeout = {_duration(store.busy_timeout)}", "how long to wait for a locked database"),
+        ('# group = "adm"', "create the store 0640 for this group (default 0600: its owner only)"),
+        ('# max_size = "2GB"', "past this, a check archives the oldest whole months (`recovery archive`)"),
         ("", ""),
         ("[pm2]", ""),
         ('# bin = "pm2"', "pm2 name or path; leave out to find it automatically"),

@@ -25,6 +25,10 @@ class StoreConfig:
     # Relative to the config file's folder, not the cwd: the loader resolves it.
     path: Path = Path("data/recovery.db")
     busy_timeout: float = 5.0
+    # A new store (and its WAL and SHM) is created 0600; with a group, 0640 and owned by that group.
+    group: str | None = None
+    # When the store file grows past this, a check archives its oldest whole months; None: never.
+    max_size: int | None = None
 
 
 @dataclass(frozen=True)
