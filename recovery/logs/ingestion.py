@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -15,9 +14,8 @@ from ..errors import StoreError
 from . import reader as _reader
 from .grouper import Entry, Grouper
 from .miner import Miner
-from .storage import _iso, ensure_schema
+from .storage import BLOCK, _iso, ensure_schema, pack_block
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 DEFAULT_MAX_BYTES = 16 << 20  # per run (~3 s, ~100 MB of memory at most): a backlog is worked off over several runs
 
 
@@ -170,6 +168,46 @@ def ingest(
     return result
 
 
+def _source_ids(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for path in paths:
+        row = conn.execute("SELECT id FROM log_sources WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            conn.execute("INSERT INTO log_sources (path) VALUES (?)", (path,))
+            row = conn.execute("SELECT id FROM log_sources WHERE path = ?", (path,)).fetchone()
+        ids[path] = row[0]
+    return ids
+
+
+def _write_entries(
+    conn: sqlite3.Connection, ingest_id: int, first_id: int, rows: list[tuple], texts: list[tuple]
+) -> None:
+    """Entries with ids from `first_id`, their texts in compressed blocks of BLOCK, and the FTS index."""
+    sources = _source_ids(conn, {r[6] for r in rows})
+    block_id = (conn.execute("SELECT max(id) FROM log_blocks").fetchone()[0] or 0) + 1
+    entries = []
+    for lo in range(0, len(rows), BLOCK):
+        chunk = rows[lo : lo + BLOCK]
+        conn.execute(
+            "INSERT INTO log_blocks (id, first_entry, entries, last_ts, data) VALUES (?, ?, ?, ?, ?)",
+            (block_id, first_id + lo, len(chunk), max(r[2] for r in chunk), pack_block(texts[lo : lo + BLOCK])),
+        )
+        entries += [
+            (first_id + lo + i, ingest_id, a, stream, ts, tid, code, lines, sources[f], offset, block_id)
+            for i, (a, stream, ts, tid, code, lines, f, offset) in enumerate(chunk)
+        ]
+        block_id += 1
+    conn.executemany(
+        "INSERT INTO log_entries (id, ingest_id, app, stream, ts, template_id, code, lines, source, offset, block)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        entries,
+    )
+    conn.executemany(
+        "INSERT INTO log_entries_fts (rowid, message, stack_top) VALUES (?, ?, ?)",
+        [(first_id + i, t[0], t[1]) for i, t in enumerate(texts)],
+    )
+
+
 def _mark(conn: sqlite3.Connection) -> tuple:
     """What another ingestion would have changed: reader states and templates."""
     return conn.execute(
@@ -179,7 +217,8 @@ def _mark(conn: sqlite3.Connection) -> tuple:
 
 @dataclass
 class _Plan:
-    rows: list[tuple] = field(default_factory=list)  # log_entries without ingest_id
+    rows: list[tuple] = field(default_factory=list)  # (app, stream, ts, template_id, code, lines, file, offset)
+    texts: list[tuple] = field(default_factory=list)  # (message, stack_top, params, detail), one per row
     file_rows: list[tuple] = field(default_factory=list)  # log_files without ingest_id
     counts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
@@ -202,7 +241,7 @@ def _plan(
     miner = load_miner(conn)
     plan = _Plan(miner=miner)
     per_file = max(1, max_bytes // max(1, len(files)))
-    rows, counts, examples, changed = plan.rows, plan.counts, plan.examples, plan.changed
+    rows, texts, counts, examples, changed = plan.rows, plan.texts, plan.counts, plan.examples, plan.changed
 
     def store_entry(e: Entry) -> None:
         ts = e.ts or now_s
@@ -213,22 +252,8 @@ def _plan(
             examples[tid] = e.message
         elif m.changed:
             changed.add(tid)
-        rows.append(
-            (
-                app,
-                e.stream,
-                ts,
-                tid,
-                e.message,
-                _dumps(m.params) if m.params else "[]",
-                e.stack_top,
-                e.code,
-                e.detail_text,
-                e.lines,
-                e.file,
-                e.offset,
-            )
-        )
+        rows.append((app, e.stream, ts, tid, e.code, e.lines, e.file, e.offset))
+        texts.append((e.message, e.stack_top, m.params or None, e.detail_text))
         key = (tid, ts[:13])
         c = counts.get(key)
         if c is None:
@@ -309,17 +334,7 @@ def _write(
         [(ingest_id, *r) for r in plan.file_rows],
     )
     rows = plan.rows
-    conn.executemany(
-        "INSERT INTO log_entries (ingest_id, app, stream, ts, template_id, message, params, stack_top, code, detail,"
-        " lines, file, offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(ingest_id, *r) for r in rows],
-    )
-    if rows:
-        conn.execute(
-            "INSERT INTO log_entries_fts (rowid, message, stack_top) SELECT id, message, stack_top FROM log_entries"
-            " WHERE id >= ?",
-            (first_id,),
-        )
+    _write_entries(conn, ingest_id, first_id, rows, plan.texts)
     new = set(result.new_templates)
     for tid in result.new_templates:
         t = miner.by_id[tid]

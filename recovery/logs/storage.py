@@ -6,8 +6,14 @@
     log_templates          one row per template: stable id, the masked text that created it, an example
     log_template_versions  a template's text each time Drain generalised it; the newest version is current
     log_template_current   view: the current text of each template
-    log_entries            one row per entry (a message with its stack): prunable, only by a recorded prune
-    log_entries_fts        FTS5 index over message and first stack frame (external content: derived, rebuildable)
+    log_sources            one row per log file path an entry was read from (entries name it by id)
+    log_entries            one row per entry (a message with its stack): time, app, template, code, where it
+                           was read; its texts are in a block. Prunable, only by a recorded prune
+    log_blocks             the entries' texts (message, first stack frame, template parameters, the rest of
+                           the stack), BLOCK entries at a time, as zlib-compressed JSON: a stack repeats, so
+                           a block is ~15x smaller than its text; deleted once every entry in it is pruned
+    log_entries_fts        FTS5 index over message and first stack frame (contentless: the text is in the
+                           blocks; derived, rebuildable)
     log_counts             entries per (ingest run, app, template, UTC hour), with first and last time:
                            kept for good, so counts and first/last seen outlive pruned entries
     log_prunes             each prune: entries with ts before `before_ts` may then be deleted
@@ -15,19 +21,26 @@
 Templates change as Drain refines them; rather than a mutable template row, each refinement is
 a new `log_template_versions` row (append-only, so a report can say what the text was then).
 Reader state is append-only too: a row per file per run is small and tells when rotation happened.
+
+Schema 3 (compact entries) is created with plain SQL below, because `recovery check` may create
+it; stores with schema 1 or 2 are migrated once by `migrate.py`, with sqlite-utils.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import sqlite3
+import zlib
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..events import format_ts
 from ..store import split_sql
 from ..units import next_hour
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+BLOCK = 256  # entries per text block: ~30 KB of compressed text is read to show one of them
 
 _IMMUTABLE = ("log_ingests", "log_files", "log_templates", "log_template_versions", "log_counts", "log_prunes")
 
@@ -126,7 +139,56 @@ MIGRATIONS: list[str] = [
     ),
     # 2: `recovery check` finds an app's log files from the files it read before.
     "CREATE INDEX log_files_app ON log_files (app, path);",
+    # 3: compact entries (texts in compressed blocks): `migrate.to_compact`, with sqlite-utils.
 ]
+
+_ENTRIES_V1 = MIGRATIONS[0][
+    MIGRATIONS[0].index("    CREATE TABLE log_entries (") : MIGRATIONS[0].index("    CREATE TABLE log_counts (")
+]
+# Schema 3's own tables, and its triggers: a source is kept for good; a block only goes once a
+# recorded prune covers every entry in it (its newest `last_ts`).
+COMPACT = """
+    CREATE TABLE log_sources (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE log_blocks (
+        id INTEGER PRIMARY KEY,
+        first_entry INTEGER NOT NULL,
+        entries INTEGER NOT NULL,
+        last_ts TEXT NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TRIGGER log_sources_no_update BEFORE UPDATE ON log_sources
+    BEGIN SELECT RAISE(ABORT, 'log_sources is append-only: UPDATE refused'); END;
+    CREATE TRIGGER log_sources_no_delete BEFORE DELETE ON log_sources
+    BEGIN SELECT RAISE(ABORT, 'log_sources is append-only: DELETE refused'); END;
+    CREATE TRIGGER log_blocks_no_update BEFORE UPDATE ON log_blocks
+    BEGIN SELECT RAISE(ABORT, 'log blocks are immutable: UPDATE refused'); END;
+    CREATE TRIGGER log_blocks_no_delete BEFORE DELETE ON log_blocks
+    WHEN OLD.last_ts >= coalesce((SELECT max(before_ts) FROM log_prunes), '')
+    BEGIN SELECT RAISE(ABORT, 'log blocks are deleted only by a recorded prune: DELETE refused'); END;
+"""
+ENTRIES = """
+    CREATE TABLE log_entries (
+        id INTEGER PRIMARY KEY,
+        ingest_id INTEGER NOT NULL,
+        app TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        code TEXT,
+        lines INTEGER NOT NULL DEFAULT 1,
+        source INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        block INTEGER NOT NULL
+    );
+    CREATE INDEX log_entries_template_ts ON log_entries (template_id, ts);
+    CREATE INDEX log_entries_ts ON log_entries (ts);
+"""
+FTS = "CREATE VIRTUAL TABLE log_entries_fts USING fts5(message, stack_top, content='', columnsize=0);"
+# A new store gets schema 3 at once, in plain SQL (no sqlite-utils on `recovery check`'s path).
+CURRENT = MIGRATIONS[0].replace(_ENTRIES_V1, ENTRIES + "    " + FTS + "\n") + MIGRATIONS[1] + "\n" + COMPACT
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -147,14 +209,81 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         version = schema_version(conn)
         if version > SCHEMA_VERSION:
             raise sqlite3.OperationalError(f"log tables have schema version {version}, newer than {SCHEMA_VERSION}")
-        for step in range(version, SCHEMA_VERSION):
-            for statement in split_sql(MIGRATIONS[step]):
+        if version == 0:
+            for statement in split_sql(CURRENT):
                 conn.execute(statement)
-            conn.execute("INSERT OR REPLACE INTO log_meta (key, value) VALUES ('schema_version', ?)", (str(step + 1),))
+        elif version < SCHEMA_VERSION:  # (another run may have done it while this one waited for the lock)
+            for step in range(version, SCHEMA_VERSION - 1):
+                for statement in split_sql(MIGRATIONS[step]):
+                    conn.execute(statement)
+            from .migrate import to_compact  # once per old store: sqlite-utils is imported only here
+
+            to_compact(conn)
+        conn.execute(
+            "INSERT OR REPLACE INTO log_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+# -- text blocks ---------------------------------------------------------------------------
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+TEXT_KEYS = ("message", "stack_top", "params", "detail")
+
+
+def pack_block(texts: Sequence[Sequence[Any]]) -> bytes:
+    """Compress entries' texts, each (message, stack_top, params list or None, detail), in entry order."""
+    return zlib.compress(_dumps([list(t) for t in texts]).encode("utf-8"), 6)
+
+
+def unpack_block(data: bytes) -> list[list[Any]]:
+    return json.loads(zlib.decompress(data).decode("utf-8"))
+
+
+def entry_texts(conn: sqlite3.Connection, entries: Iterable[tuple[int, int]]) -> dict[int, dict[str, Any]]:
+    """The texts of entries given as (id, block): message, stack_top, params (a list) and detail."""
+    wanted: dict[int, list[int]] = {}
+    for entry_id, block in entries:
+        wanted.setdefault(block, []).append(entry_id)
+    out: dict[int, dict[str, Any]] = {}
+    for block, ids in wanted.items():
+        row = conn.execute("SELECT first_entry, data FROM log_blocks WHERE id = ?", (block,)).fetchone()
+        if row is None:
+            continue
+        texts = unpack_block(row[1])
+        for entry_id in ids:
+            slot = entry_id - row[0]
+            if 0 <= slot < len(texts):
+                message, stack_top, params, detail = texts[slot]
+                out[entry_id] = {"message": message, "stack_top": stack_top, "params": params or [], "detail": detail}
+    return out
+
+
+def entries(conn: sqlite3.Connection, app: str | None = None) -> list[dict[str, Any]]:
+    """Every stored entry (of `app`), oldest id first, with its texts: for tests and exports, not hot paths."""
+    keys = ("id", "ingest_id", "app", "stream", "ts", "template_id", "code", "lines", "file", "offset", "block")
+    rows = conn.execute(
+        "SELECT e.id, e.ingest_id, e.app, e.stream, e.ts, e.template_id, e.code, e.lines, s.path, e.offset, e.block"
+        " FROM log_entries e JOIN log_sources s ON s.id = e.source"
+        + (" WHERE e.app = ?" if app is not None else "")
+        + " ORDER BY e.id",
+        [app] if app is not None else [],
+    ).fetchall()
+    return _with_texts(conn, [dict(zip(keys, r)) for r in rows], TEXT_KEYS)
+
+
+def _with_texts(conn: sqlite3.Connection, rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows that carry `id` and `block`: the named texts added, `block` dropped."""
+    texts = entry_texts(conn, [(r["id"], r["block"]) for r in rows])
+    for r in rows:
+        r.pop("block")
+        t = texts.get(r["id"], {})
+        for k in keys:
+            r[k] = t.get(k)
+    return rows
 
 
 # -- queries -----------------------------------------------------------------------------
@@ -219,10 +348,12 @@ def top_templates(
             " WHERE t.id = ? ORDER BY v.version DESC LIMIT 1",
             (tid,),
         ).fetchone()
-        recent = conn.execute(
-            "SELECT message, stack_top FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
+        newest = conn.execute(
+            "SELECT id, block FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
             (tid, app_),
         ).fetchone()
+        text = entry_texts(conn, [newest]).get(newest[0]) if newest else None
+        recent = (text["message"], text["stack_top"]) if text else None
         out.append(
             {
                 "template_id": tid,
@@ -245,8 +376,9 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
     quoted = " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
     query = text if any(op in text for op in ('"', " OR ", " NOT ", " AND ", "*")) else quoted
     sql = (
-        "SELECT e.id, e.ts, e.app, e.stream, e.template_id, e.message, e.stack_top, e.code, e.file, e.offset"
-        " FROM log_entries_fts f JOIN log_entries e ON e.id = f.rowid WHERE log_entries_fts MATCH ?"
+        "SELECT e.id, e.ts, e.app, e.stream, e.template_id, e.code, s.path, e.offset, e.block"
+        " FROM log_entries_fts f JOIN log_entries e ON e.id = f.rowid JOIN log_sources s ON s.id = e.source"
+        " WHERE log_entries_fts MATCH ?"
     )
     params: list[Any] = [query]
     if app is not None:
@@ -254,14 +386,22 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
         params.append(app)
     sql += " ORDER BY e.ts DESC, e.id DESC LIMIT ?"
     params.append(int(limit))
-    keys = ("id", "ts", "app", "stream", "template_id", "message", "stack_top", "code", "file", "offset")
+    keys = ("id", "ts", "app", "stream", "template_id", "code", "file", "offset", "block")
     try:
         rows = conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError:
         if query == quoted:
             raise
         rows = conn.execute(sql, [quoted, *params[1:]]).fetchall()  # not valid FTS5 syntax: plain words
-    return [dict(zip(keys, row)) for row in rows]
+    return [_ordered(r, SEARCH_KEYS) for r in _with_texts(conn, [dict(zip(keys, row)) for row in rows], TEXT_KEYS)]
+
+
+SEARCH_KEYS = ("id", "ts", "app", "stream", "template_id", "message", "stack_top", "code", "file", "offset")
+EXAMPLE_KEYS = ("id", "ts", "app", "stream", "message", "stack_top", "code", "file", "offset", "detail")
+
+
+def _ordered(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    return {k: row.get(k) for k in keys}
 
 
 def template_detail(
@@ -288,11 +428,13 @@ def template_detail(
         [template_id, *app_params],
     ).fetchall()
     recent = conn.execute(
-        "SELECT id, ts, app, stream, message, stack_top, code, file, offset FROM log_entries"
-        f" WHERE template_id = ?{app_sql} ORDER BY ts DESC, id DESC LIMIT ?",
+        "SELECT e.id, e.ts, e.app, e.stream, e.code, s.path, e.offset, e.block FROM log_entries e"
+        f" JOIN log_sources s ON s.id = e.source WHERE e.template_id = ?{app_sql.replace('app', 'e.app')}"
+        " ORDER BY e.ts DESC, e.id DESC LIMIT ?",
         [template_id, *app_params, int(examples)],
     ).fetchall()
-    keys = ("id", "ts", "app", "stream", "message", "stack_top", "code", "file", "offset")
+    keys = ("id", "ts", "app", "stream", "code", "file", "offset", "block")
+    found = _with_texts(conn, [dict(zip(keys, r)) for r in recent], TEXT_KEYS)
     return {
         "template_id": row[0],
         "template": versions[-1][1] if versions else row[2],
@@ -303,5 +445,5 @@ def template_detail(
         "first_seen": min((d[3] for d in days), default=None),
         "last_seen": max((d[4] for d in days), default=None),
         "days": [{"day": d, "app": a, "count": n, "first_seen": f, "last_seen": la} for d, a, n, f, la in days],
-        "examples": [dict(zip(keys, r)) for r in recent] or [{**dict.fromkeys(keys), "message": row[3]}],
+        "examples": [_ordered(r, EXAMPLE_KEYS) for r in found] or [{**dict.fromkeys(EXAMPLE_KEYS), "message": row[3]}],
     }
