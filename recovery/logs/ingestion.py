@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -368,3 +368,62 @@ def _write(
         "INSERT INTO log_ingests (id, ts, app, run_id, entries, new_templates) VALUES (?, ?, ?, ?, ?, ?)",
         (ingest_id, now_s, app, run_id, result.entries, len(result.new_templates)),
     )
+
+
+def pending_bytes(store: Any, paths: Sequence[str | Path | tuple[str | Path, str]]) -> int:
+    """About how many bytes `paths` hold past where reading stopped (a rotated-away rest not counted)."""
+    conn: sqlite3.Connection = store.conn
+    total = 0
+    for p in paths:
+        path = str(p[0]) if isinstance(p, tuple) else str(p)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        try:
+            row = conn.execute(
+                "SELECT dev, ino, offset FROM log_files WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no log tables yet
+            row = None
+        done = row[2] if row and (row[0], row[1]) == (st.st_dev, st.st_ino) and row[2] <= st.st_size else 0
+        total += st.st_size - done
+    return total
+
+
+def ingest_all(
+    store: Any,
+    app: str,
+    paths: Sequence[str | Path | tuple[str | Path, str]],
+    *,
+    chunk_bytes: int = DEFAULT_MAX_BYTES,
+    progress: Callable[[int], None] | None = None,
+    keep_stdout: bool = False,
+    start: str = "beginning",
+) -> IngestResult:
+    """Ingest every new byte of `paths`: `ingest` over and over, `chunk_bytes` at a time, each chunk
+    committed with its reader offsets and its own `log.ingested` event, so an interrupted run loses
+    at most the chunk it was in and the next run resumes there. `progress(bytes)` after each chunk.
+    Returns the totals; `complete` is False only when a chunk read nothing yet did not reach the end.
+    """
+    total = IngestResult(app)
+    seen: set[tuple[str, str, str]] = set()
+    while True:
+        r = ingest(store, app, paths, max_bytes=chunk_bytes, keep_stdout=keep_stdout, start=start)
+        read = sum(f.bytes for f in r.files)
+        total.ingest_id = r.ingest_id if r.ingest_id is not None else total.ingest_id
+        total.entries += r.entries
+        total.lines += r.lines
+        total.skipped += r.skipped
+        total.new_templates += r.new_templates
+        total.changed_templates += [t for t in r.changed_templates if t not in total.changed_templates]
+        total.files += r.files
+        for w in r.warnings:  # a missing file is reported by every chunk: once is enough
+            if (w.path, w.kind, w.message) not in seen:
+                seen.add((w.path, w.kind, w.message))
+                total.warnings.append(w)
+        total.complete = r.complete
+        if progress is not None:
+            progress(read)
+        if r.complete or (read == 0 and not r.lines):
+            return total
