@@ -3,8 +3,8 @@
 reader    incremental reading that survives rotation, truncation and bad bytes
 grouper   lines -> entries (a message with its stack frames and `{ code: … }` block)
 miner     a small Drain template miner with masks for Node logs
-storage   the append-only log tables (texts in compressed blocks) and the queries over them
-migrate   schema 2 -> 3 with sqlite-utils, once per old store
+storage   the append-only log tables (texts in compressed blocks), their migration (sqlite-utils,
+          once per old store) and the queries over them
 ingestion one run: read, group, mine, store, and record a `log.ingested` event; which files;
           `ingest_all`, every new byte in committed chunks (`recovery ingest`)
 queries   what `recovery errors` asks, with the store's errors raised as StoreError
