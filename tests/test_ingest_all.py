@@ -218,3 +218,24 @@ def test_entries_take_less_room_than_the_log_and_come_back_whole(tmp_path):
         assert first["params"] == [first["message"].split()[-1]]
         (hit,) = logs.search(store.conn, f'"{first["message"]}"', limit=5)
         assert hit["message"] == first["message"] and hit["file"] == str(log) and hit["offset"] == 0
+
+
+def test_the_datasette_queries_read_entry_texts_from_their_blocks(tmp_path):
+    import asyncio
+
+    from recovery import serve
+
+    log = tmp_path / "web-error.log"
+    write_log(log, 50_000)
+    with Store.open(tmp_path / "recovery.db") as store:
+        logs.ingest_all(store, "web", [log])
+        newest = storage.entries(store.conn)[-1]
+    ds = serve.make_datasette(tmp_path / "recovery.db")
+    got = asyncio.run(ds.client.get("/recovery/error_examples.json?_shape=array&template_id=")).json()
+    assert (got[0]["message"], got[0]["stack_top"], got[0]["file"]) == (
+        newest["message"],
+        newest["stack_top"],
+        str(log),
+    )
+    top = asyncio.run(ds.client.get("/recovery/top_error_templates.json?_shape=array")).json()
+    assert all(row["example"] for row in top) and newest["message"] in {row["example"] for row in top}

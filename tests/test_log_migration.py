@@ -147,3 +147,21 @@ def test_a_healthy_check_that_ingests_logs_never_imports_sqlite_utils(pm2, tmp_p
         assert "httpx" in imported and "sqlite_utils" not in imported
     with Store.open(tmp_path / "data" / "recovery.db", readonly=True) as store:
         assert store.query(types=["log.ingested"]), "the check ingested the app's log"
+
+
+def test_recovery_errors_on_an_old_store_says_how_to_upgrade_and_ingest_upgrades_it(tmp_path):
+    from .test_errors_cli import assert_one_line_exit_3, invoke
+
+    log = tmp_path / "web-error.log"
+    log.write_text("")
+    old_store(tmp_path / "recovery.db", str(log))
+    conf = tmp_path / "recovery.toml"
+    conf.write_text(
+        f'[store]\npath = "{tmp_path / "recovery.db"}"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n'
+        f'logs = ["{log}"]\n'
+    )
+    assert_one_line_exit_3(invoke("errors", "search", "ECONNREFUSED", "--config", str(conf)), "recovery ingest")
+    assert invoke("ingest", "--config", str(conf)).exit_code == 0
+    found = invoke("errors", "search", "ECONNREFUSED", "--json", "--config", str(conf))
+    assert found.exit_code == 0, found.output
+    assert [r["id"] for r in json.loads(found.output)] == [6, 5, 2, 1]

@@ -199,6 +199,12 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def readable(conn: sqlite3.Connection) -> bool:
+    """The log tables are there in this code's schema. Older ones read as none until a command that
+    writes (check, ingest, errors prune, serve) upgrades them: see `queries` for the one-line error."""
+    return schema_version(conn) == SCHEMA_VERSION
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create or migrate the log tables (in their own transaction)."""
     if schema_version(conn) == SCHEMA_VERSION:
@@ -384,7 +390,7 @@ def top_templates(
     Whole hours come from `log_counts` (kept for good); the partial hours at either edge of the
     window from `log_entries`, so the answer is exact while raw entries are kept.
     """
-    if schema_version(conn) == 0:
+    if not readable(conn):
         return []
     since_s = _iso(since)
     until_s = _iso(until) if until is not None else "9999"
@@ -449,7 +455,7 @@ def top_templates(
 
 def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None = None) -> list[dict[str, Any]]:
     """Entries matching `text` (FTS5 query syntax; plain words are ANDed), newest first."""
-    if schema_version(conn) == 0:
+    if not readable(conn):
         return []
     quoted = " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
     query = text if any(op in text for op in ('"', " OR ", " NOT ", " AND ", "*")) else quoted
@@ -489,7 +495,7 @@ def template_detail(
 
     Day counts come from `log_counts` (kept for good); `None` when there is no such template.
     """
-    if schema_version(conn) == 0:
+    if not readable(conn):
         return None
     row = conn.execute(
         "SELECT t.id, t.created_at, t.first_text, t.example FROM log_templates t WHERE t.id = ?", (template_id,)
