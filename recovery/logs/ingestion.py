@@ -183,7 +183,7 @@ def _write_entries(
     conn: sqlite3.Connection, ingest_id: int, first_id: int, rows: list[tuple], texts: list[tuple]
 ) -> None:
     """Entries with ids from `first_id`, their texts in compressed blocks of BLOCK, and the FTS index."""
-    sources = _source_ids(conn, {r[6] for r in rows})
+    sources = _source_ids(conn, sorted({r[6] for r in rows}))
     block_id = (conn.execute("SELECT max(id) FROM log_blocks").fetchone()[0] or 0) + 1
     entries = []
     for lo in range(0, len(rows), BLOCK):

@@ -139,7 +139,7 @@ MIGRATIONS: list[str] = [
     ),
     # 2: `recovery check` finds an app's log files from the files it read before.
     "CREATE INDEX log_files_app ON log_files (app, path);",
-    # 3: compact entries (texts in compressed blocks): `migrate.to_compact`, with sqlite-utils.
+    # 3: compact entries (texts in compressed blocks): `to_compact` below, with sqlite-utils.
 ]
 
 _ENTRIES_V1 = MIGRATIONS[0][
