@@ -122,7 +122,12 @@ def test_a_log_bigger_than_the_old_per_run_cap_is_read_whole_in_one_run(tmp_path
     assert first.returncode == 0, first.stderr
     (line,) = first.stdout.splitlines()  # piped: the summary alone, no progress bar
     assert "\x1b" not in first.stdout and "━" not in first.stdout
-    assert line.startswith(f"web: {log.stat().st_size / 1e6:,.1f} MB, ") and f", {n:,} entries, " in line, line
+    lines = log.read_bytes().count(b"\n")
+    assert line.startswith(f"web: {log.stat().st_size / 1e6:,.1f} MB, {lines:,} lines, {n:,} entries, "), line
+    with Store.open(tmp_path / "recovery.db", readonly=True) as store:
+        (event1, event2) = store.query(types=["log.ingested"])
+    assert event1.data["lines"] + event2.data["lines"] == lines  # an error cut by the first part: counted once
+    assert sum(f["bytes"] for e in (event1, event2) for f in e.data["files"]) == log.stat().st_size
     assert count_entries(tmp_path / "recovery.db") == (n, n)
 
     again = ingest_cli(conf)

@@ -281,6 +281,7 @@ def _plan(
             for e in grouper.feed_all(lines[lo:hi]):
                 store_entry(e)
         pending = grouper.pending
+        again = again_lines = 0  # what the next run reads again: counted then, not twice
         if (
             not read.eof
             and pending is not None
@@ -289,11 +290,13 @@ def _plan(
             and pending.offset > (before.offset if before and before.ino == state.ino else 0)
         ):
             # Stopped by the budget inside an error: read it again, whole, next time.
+            again = state.offset - pending.offset
+            again_lines = sum(1 for ln in lines if ln.ino == pending.ino and ln.offset >= pending.offset)
             state = replace(state, offset=pending.offset, skip=0)
         else:
             for e in grouper.flush():
                 store_entry(e)
-        result.lines += len(read.lines)
+        result.lines += len(read.lines) - again_lines
         result.skipped += grouper.skipped
         result.complete = result.complete and read.eof
         if state is not None and state != before:
@@ -309,7 +312,7 @@ def _plan(
                     from_offset,
                     state.offset if state else 0,
                     state.ino if state else 0,
-                    read.bytes_read,
+                    read.bytes_read - again,
                     len(rows) - n_before,
                     read.rotations,
                     read.eof,
