@@ -31,7 +31,7 @@ def ingest(
 ) -> None:
     """Read every new byte of each app's PM2 logs into the store, grouped into error templates.
 
-    The log files are the app's `logs = [...]` in the config, else the paths `pm2 jlist` gives (pm_err_log_path, pm_out_log_path). Each line is read once: the next run starts where this one stopped, across rotations. Everything new is read in one run, 16 MB at a time, each part committed, so an interrupted run loses nothing and the next one resumes. A progress bar on a terminal; then one line per app: bytes, lines, entries, new templates, warnings, seconds. Exit 0; exit 3 with one line when the config, the store or pm2 cannot be used.
+    The log files are the app's `logs = [...]` in the config, else the paths `pm2 jlist` gives (pm_err_log_path, pm_out_log_path). Each line is read once: the next run starts where this one stopped, across rotations. Everything new is read in one run, 16 MB at a time, each part committed: an interrupted run keeps what it committed and the next one resumes there. A progress bar on a terminal; then one line per app: bytes, lines, entries, new templates, warnings, seconds. Exit 0; exit 3 with one line when the config, the store or pm2 cannot be used.
 
     Example: recovery ingest --app web
     """
