@@ -425,6 +425,15 @@ def top_templates(
         ):
             add(*row)
     ranked = sorted(agg.items(), key=lambda kv: (-kv[1][0], kv[0][1], kv[0][0]))[:top]
+    newest = {}
+    for (app_, tid), _ in ranked:
+        row = conn.execute(
+            "SELECT id, block FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
+            (tid, app_),
+        ).fetchone()
+        if row is not None:
+            newest[(app_, tid)] = row
+    texts = entry_texts(conn, newest.values())  # the newest entries share a few blocks: each is read once
     out = []
     for (app_, tid), (n, first, last) in ranked:
         cur = conn.execute(
@@ -432,11 +441,8 @@ def top_templates(
             " WHERE t.id = ? ORDER BY v.version DESC LIMIT 1",
             (tid,),
         ).fetchone()
-        newest = conn.execute(
-            "SELECT id, block FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
-            (tid, app_),
-        ).fetchone()
-        text = entry_texts(conn, [newest]).get(newest[0]) if newest else None
+        entry = newest.get((app_, tid))
+        text = texts.get(entry[0]) if entry else None
         recent = (text["message"], text["stack_top"]) if text else None
         out.append(
             {
