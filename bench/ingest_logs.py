@@ -9,6 +9,13 @@ in pages, Next.js ` ⨯ ` errors with a digest, unhandled rejections, timeouts, 
 mixed with warnings and other stderr noise, over the last 6 days. Prints lines/s and MB/s of
 `recovery.logs.ingest` beside `grep -ci 'error\\|fatal'`, then `top_templates(since 7d)` and `recovery errors --since 7d` beside
 `grep -i 'error\\|fatal' FILE | sort | uniq -c | sort -rn | head`.
+
+    .venv/bin/python bench/ingest_logs.py --size 200MB --cli   # `recovery ingest` as a user runs it
+
+`--cli` times `recovery ingest` (a fresh process, one run) on the log and prints the store's size
+before and after, beside the same for the code at `--baseline` (default: main before issue 15,
+unpacked with `git archive` into .cache/bench/): how many runs it needed to read the whole log,
+their time, and the store it left.
 """
 
 from __future__ import annotations
@@ -168,6 +175,76 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, value
 
 
+def _store_bytes(db: Path) -> int:
+    """The store's bytes on disk, its WAL checkpointed first (what stays)."""
+    import sqlite3
+
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+
+
+def _baseline_tree(rev: str, into: Path) -> Path:
+    """The code at `rev`, unpacked once (with `recovery_cli` pointing at its cli/, as installed)."""
+    tree = into / f"baseline-{rev}"
+    if not (tree / "recovery").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        (tree / "recovery_cli").symlink_to("cli")
+    return tree
+
+
+def _runs_until_done(log: Path, workdir: Path, src: Path) -> tuple[int, float, int, int, str]:
+    """`recovery ingest` from `src` until the log is read whole: (runs, seconds, store bytes before, after, last line)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "recovery.db"
+    conf = workdir / "recovery.toml"
+    conf.write_text(
+        f'[store]\npath = "{db}"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:9/"\nlogs = ["{log}"]\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(src), "RECOVERY_CONFIG": ""}
+    subprocess.run(
+        [sys.executable, "-m", "recovery_cli.main", "status", "--config", str(conf)], env=env, capture_output=True
+    )
+    before = _store_bytes(db)
+    runs, seconds, line = 0, 0.0, ""
+    while True:
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", "recovery_cli.main", "ingest", "--config", str(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=workdir,
+        ).stdout
+        seconds += time.perf_counter() - t0
+        runs += 1
+        line = out.strip().splitlines()[0]
+        if "more waiting" not in out or runs >= 1000:
+            return runs, seconds, before, _store_bytes(db), line
+
+
+def cli_compare(log: Path, args: argparse.Namespace) -> None:
+    nbytes = log.stat().st_size
+    subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-cli-", dir=args.dir) as tmp:
+        rows = []
+        if args.baseline:
+            src = _baseline_tree(args.baseline, args.dir)
+            rows.append((f"before ({args.baseline})", *_runs_until_done(log, Path(tmp) / "before", src)))
+        rows.append(("after (this tree)", *_runs_until_done(log, Path(tmp) / "after", REPO)))
+    print(f"`recovery ingest` of {log.name} ({nbytes / 1e6:.0f} MB), each run a fresh process:")
+    for name, runs, seconds, before, after, line in rows:
+        print(
+            f"  {name:22} {runs:3d} run(s) {seconds:7.1f}s  store {before / 1e6:6.2f} MB -> {after / 1e6:7.1f} MB"
+            f" ({after / nbytes:.2f}x the log)"
+        )
+        print(f"  {'':22} last run said: {line[:120]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1GB", help="size of the synthetic log (default 1GB; e.g. 50MB for a trial)")
@@ -175,6 +252,8 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="regenerate the log even if one of that size exists")
     ap.add_argument("--max-bytes", default="64MB", help="byte budget per ingest call (several calls work off the file)")
     ap.add_argument("--profile", action="store_true", help="cProfile the ingestion")
+    ap.add_argument("--cli", action="store_true", help="time `recovery ingest` runs and the store size, before/after")
+    ap.add_argument("--baseline", default="b8c4cc2", help="with --cli: the git revision for 'before' ('' to skip)")
     args = ap.parse_args()
     size = parse_size(args.size)
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +265,9 @@ def main() -> None:
     nbytes = log.stat().st_size
     nlines = int(subprocess.run(["wc", "-l", str(log)], capture_output=True, text=True).stdout.split()[0])
     print(f"log: {log} {nbytes / 1e6:.1f} MB, {nlines:,} lines")
+    if args.cli:
+        cli_compare(log, args)
+        return
 
     # Read the file once so neither side pays for a cold page cache.
     subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)

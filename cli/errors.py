@@ -24,14 +24,20 @@ def ingest(
         Optional[str],
         typer.Option("--app", help="Only this app. Default: every app in the config.", show_default=False),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar (there is none off a terminal).")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Read what is new in each app's PM2 logs into the store, grouped into error templates.
+    """Read every new byte of each app's PM2 logs into the store, grouped into error templates.
 
-    The log files are the app's `logs = [...]` in the config, else the paths `pm2 jlist` gives (pm_err_log_path, pm_out_log_path). Each line is read once: the next run starts where this one stopped, across rotations. One line per app: entries stored, new templates, warnings. Exit 0; exit 3 with one line when the config, the store or pm2 cannot be used.
+    The log files are the app's `logs = [...]` in the config, else the paths `pm2 jlist` gives (pm_err_log_path, pm_out_log_path). Each line is read once: the next run starts where this one stopped, across rotations. Everything new is read in one run, 16 MB at a time, each part committed: an interrupted run keeps what it committed and the next one resumes there. A progress bar on a terminal; then one line per app: bytes, lines, entries, new templates, warnings, seconds. Exit 0; exit 3 with one line when the config, the store or pm2 cannot be used.
 
     Example: recovery ingest --app web
     """
+    import sys
+    import time
+
     from recovery import logs
 
     from .common import configured_app, load_config, open_store
@@ -44,18 +50,51 @@ def ingest(
             if not paths:
                 typer.echo(f"{name}: no log files (not in `pm2 jlist`, and no logs = [...] in the config)")
                 continue
-            typer.echo(_ingest_text(logs.ingest(store, name, paths), len(paths)))
+            t0 = time.monotonic()
+            if quiet or not sys.stdout.isatty():
+                result = logs.ingest_all(store, name, paths)
+            else:
+                result = _with_bar(store, name, paths)
+            typer.echo(_ingest_text(result, len(paths), time.monotonic() - t0))
 
 
-def _ingest_text(result: Any, files: int) -> str:
+def _with_bar(store: Any, name: str, paths: list[str]) -> Any:
+    """`ingest_all` under a rich progress bar (rich comes with typer; imported only here)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from recovery import logs
+
+    total = logs.pending_bytes(store, paths)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(name, total=total or None)
+
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(task, completed=done, total=max(total, done) or None)
+
+        return logs.ingest_all(store, name, paths, progress=advance)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _ingest_text(result: Any, files: int, seconds: float) -> str:
+    nbytes = sum(f.bytes for f in result.files)
     parts = [
-        f"{result.entries} entr{'y' if result.entries == 1 else 'ies'}",
-        f"{len(result.new_templates)} new template{'' if len(result.new_templates) == 1 else 's'}",
-        f"{len(result.warnings)} warning{'' if len(result.warnings) == 1 else 's'}",
+        f"{nbytes / 1e6:,.1f} MB" if nbytes >= 100_000 else _plural(nbytes, "byte", "bytes"),
+        _plural(result.lines, "line", "lines"),
+        _plural(result.entries, "entry", "entries"),
+        _plural(len(result.new_templates), "new template", "new templates"),
+        _plural(len(result.warnings), "warning", "warnings"),
     ]
-    line = f"{result.app}: " + ", ".join(parts) + f" from {files} file{'' if files == 1 else 's'}"
+    line = f"{result.app}: " + ", ".join(parts) + f" from {_plural(files, 'file', 'files')} in {seconds:.1f}s"
     if not result.complete:
-        line += " (more waiting: run again)"
+        line += " (stopped before the end: see the warnings)"
     return "\n".join([line, *(f"  warning: {w.path}: {w.message}" for w in result.warnings)])
 
 

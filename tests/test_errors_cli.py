@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -222,11 +223,14 @@ def test_ingest_reads_the_logs_given_in_the_config_once(tmp_path):
     conf = write_config(tmp_path, 'logs = ["logs/web-error.log"]\n')
     result = invoke("ingest", "--config", str(conf))
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "web: 2 entries, 1 new template, 0 warnings from 1 file"
+    assert re.fullmatch(
+        r"web: [\d,]+ bytes, [\d,]+ lines, 2 entries, 1 new template, 0 warnings from 1 file in [\d.]+s",
+        result.output.strip(),
+    ), result.output
     with log.open("a") as f:
         f.write(TYPE_ERROR)
     again = invoke("ingest", "--app", "web", "--config", str(conf))
-    assert again.exit_code == 0 and "web: 1 entry, 1 new template" in again.output
+    assert again.exit_code == 0 and ", 1 entry, 1 new template," in again.output
     rows = json.loads(invoke("errors", "--json", "--config", str(conf)).output)
     assert sorted(r["count"] for r in rows) == [1, 2]
 
@@ -269,7 +273,7 @@ def test_ingest_finds_the_log_paths_pm2_reports(pm2, tmp_path, monkeypatch):
     monkeypatch.setenv("PM2_HOME", str(pm2.home))
     result = invoke("ingest", "--config", str(conf))
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "logger: 3 entries, 1 new template, 0 warnings from 2 files"
+    assert ", 3 entries, 1 new template, 0 warnings from 2 files in " in result.output, result.output
     rows = json.loads(invoke("errors", "--json", "--config", str(conf)).output)
     assert [(r["template"], r["count"], r["app"]) for r in rows] == [(TEMPLATE, 3, "logger")]
-    assert "logger: 0 entries" in invoke("ingest", "--config", str(conf)).output  # read once
+    assert "logger: 0 bytes, 0 lines, 0 entries" in invoke("ingest", "--config", str(conf)).output  # read once

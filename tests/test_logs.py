@@ -16,7 +16,7 @@ import pytest
 from recovery import logs
 from recovery.errors import StoreError
 from recovery.events import parse_ts
-from recovery.logs import queries, reader
+from recovery.logs import queries, reader, storage
 from recovery.logs.grouper import Grouper
 from recovery.logs.miner import Miner, mask
 from recovery.store import Store
@@ -604,7 +604,10 @@ def test_log_files_come_from_the_config_and_pm2_is_asked_only_for_the_others(mon
 def test_log_rows_refuse_update_and_unrecorded_delete(tmp_path, store):
     logs.ingest(store, "web", [_err_log(tmp_path, "2026-11-28T01:00:00: Error: x\n")])
     for sql in (
-        "UPDATE log_entries SET message = 'y'",
+        "UPDATE log_entries SET code = 'y'",
+        "UPDATE log_blocks SET data = x''",
+        "DELETE FROM log_blocks",
+        "DELETE FROM log_sources",
         "DELETE FROM log_entries",
         "UPDATE log_counts SET count = 9",
         "DELETE FROM log_templates",
@@ -619,7 +622,7 @@ def test_prune_is_recorded_and_keeps_counts(tmp_path, store):
     lines = ["2026-10-01T01:00:00: Error: boom 1", "2026-11-28T01:00:00: Error: boom 2"]
     logs.ingest(store, "web", [_err_log(tmp_path, "\n".join(lines) + "\n")])
     assert logs.prune(store, "2026-11-01T00:00:00Z") == 1
-    assert [r[0] for r in store.conn.execute("SELECT message FROM log_entries")] == ["Error: boom 2"]
+    assert [r["message"] for r in storage.entries(store.conn)] == ["Error: boom 2"]
     assert [h["message"] for h in logs.search(store.conn, "boom", 10)] == ["Error: boom 2"]
     (e,) = store.query(types=["log.pruned"])
     assert e.data == {"before": "2026-11-01T00:00:00.000Z", "entries": 1}
@@ -673,7 +676,7 @@ def test_two_runs_ingesting_at_once_store_each_entry_once(tmp_path):
         t.join()
     assert not errors
     with Store.open(tmp_path / "r.db") as s:
-        messages = [r[0] for r in s.conn.execute("SELECT message FROM log_entries ORDER BY id")]
+        messages = [r["message"] for r in storage.entries(s.conn)]
         assert s.conn.execute("SELECT count(DISTINCT template_id) FROM log_entries").fetchone()[0] == 1
     assert messages == [f"Error: job {i} failed" for i in range(3000)]
 

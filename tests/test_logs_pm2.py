@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recovery import logs
+from recovery.logs import storage
 from recovery.store import Store
 
 from .conftest import wait_until
@@ -46,10 +47,11 @@ def test_errors_pm2_wrote_become_one_entry_each_with_one_template(pm2, tmp_path:
     with Store.open(tmp_path / "recovery.db") as store:
         result = logs.ingest(store, "logger", [err_log, out_log], now="2000-01-01T00:00:00Z")
         assert result.entries == 3 and result.skipped == 4, result
-        rows = store.conn.execute(
-            "SELECT e.stream, e.code, e.stack_top, e.lines, v.text, e.ts FROM log_entries e"
-            " JOIN log_template_current v ON v.template_id = e.template_id ORDER BY e.id"
-        ).fetchall()
+        current = dict(store.conn.execute("SELECT template_id, text FROM log_template_current"))
+        rows = [
+            (e["stream"], e["code"], e["stack_top"], e["lines"], current[e["template_id"]], e["ts"])
+            for e in storage.entries(store.conn)
+        ]
         assert {r[4] for r in rows} == {"Error: connect ECONNREFUSED <IP>"}
         assert all(r[0] == "err" and r[1] == "ECONNREFUSED" and r[2].startswith("at ") and r[3] >= 5 for r in rows)
         # With --time the entry's time is PM2's, else the time of ingestion.

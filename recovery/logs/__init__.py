@@ -3,8 +3,10 @@
 reader    incremental reading that survives rotation, truncation and bad bytes
 grouper   lines -> entries (a message with its stack frames and `{ code: … }` block)
 miner     a small Drain template miner with masks for Node logs
-storage   the append-only log tables and the queries over them (top_templates, search)
-ingestion one run: read, group, mine, store, and record a `log.ingested` event; which files
+storage   the append-only log tables (texts in compressed blocks), their migration (sqlite-utils,
+          once per old store) and the queries over them
+ingestion one run: read, group, mine, store, and record a `log.ingested` event; which files;
+          `ingest_all`, every new byte in committed chunks (`recovery ingest`)
 queries   what `recovery errors` asks, with the store's errors raised as StoreError
 pruning   the recorded deletion of old raw entries (`log.pruned`)
 checkstep the small, rate-limited ingestion at the end of `recovery check`
@@ -22,6 +24,8 @@ _WHERE = {
     "FileReport": "ingestion",
     "IngestResult": "ingestion",
     "ingest": "ingestion",
+    "ingest_all": "ingestion",
+    "pending_bytes": "ingestion",
     "log_files": "ingestion",
     "pm2_log_paths": "ingestion",
     "stream_of": "ingestion",
@@ -33,6 +37,8 @@ _WHERE = {
     "ensure_schema": "storage",
     "search": "storage",
     "top_templates": "storage",
+    "entries": "storage",
+    "entry_texts": "storage",
 }
 __all__ = sorted(_WHERE)
 

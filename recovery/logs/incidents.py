@@ -16,7 +16,7 @@ import sqlite3
 from typing import Any
 
 from ..events import parse_ts
-from .storage import _iso, schema_version, top_templates
+from .storage import _iso, readable, top_templates
 
 
 def _incidents(conn: sqlite3.Connection, since: str, until: str, app: str | None) -> list[tuple]:
@@ -56,7 +56,7 @@ def around_incidents(
     """
     since_s, until_s = _iso(since), _iso(until)
     pruned = None
-    if schema_version(conn):
+    if readable(conn):
         pruned = conn.execute("SELECT max(before_ts) FROM log_prunes").fetchone()[0]
     start = max(since_s, pruned) if pruned else since_s
     incidents = _incidents(conn, start, until_s, app)
@@ -68,7 +68,7 @@ def around_incidents(
         "incidents": [{"id": i, "app": a, "started_at": s} for i, a, s in incidents],
         "templates": [],
     }
-    if not incidents or not schema_version(conn):
+    if not incidents or not readable(conn):
         return out
     width = _dt.timedelta(minutes=minutes)
     per_app: dict[str, list[tuple[int, str, str]]] = {}

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,8 @@ from ..errors import StoreError
 from . import reader as _reader
 from .grouper import Entry, Grouper
 from .miner import Miner
-from .storage import _iso, ensure_schema
+from .storage import BLOCK, _iso, ensure_schema, pack_block
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 DEFAULT_MAX_BYTES = 16 << 20  # per run (~3 s, ~100 MB of memory at most): a backlog is worked off over several runs
 
 
@@ -170,6 +168,46 @@ def ingest(
     return result
 
 
+def _source_ids(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for path in paths:
+        row = conn.execute("SELECT id FROM log_sources WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            conn.execute("INSERT INTO log_sources (path) VALUES (?)", (path,))
+            row = conn.execute("SELECT id FROM log_sources WHERE path = ?", (path,)).fetchone()
+        ids[path] = row[0]
+    return ids
+
+
+def _write_entries(
+    conn: sqlite3.Connection, ingest_id: int, first_id: int, rows: list[tuple], texts: list[tuple]
+) -> None:
+    """Entries with ids from `first_id`, their texts in compressed blocks of BLOCK, and the FTS index."""
+    sources = _source_ids(conn, sorted({r[6] for r in rows}))
+    block_id = (conn.execute("SELECT max(id) FROM log_blocks").fetchone()[0] or 0) + 1
+    entries = []
+    for lo in range(0, len(rows), BLOCK):
+        chunk = rows[lo : lo + BLOCK]
+        conn.execute(
+            "INSERT INTO log_blocks (id, first_entry, entries, last_ts, data) VALUES (?, ?, ?, ?, ?)",
+            (block_id, first_id + lo, len(chunk), max(r[2] for r in chunk), pack_block(texts[lo : lo + BLOCK])),
+        )
+        entries += [
+            (first_id + lo + i, ingest_id, a, stream, ts, tid, code, lines, sources[f], offset, block_id)
+            for i, (a, stream, ts, tid, code, lines, f, offset) in enumerate(chunk)
+        ]
+        block_id += 1
+    conn.executemany(
+        "INSERT INTO log_entries (id, ingest_id, app, stream, ts, template_id, code, lines, source, offset, block)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        entries,
+    )
+    conn.executemany(
+        "INSERT INTO log_entries_fts (rowid, message, stack_top) VALUES (?, ?, ?)",
+        [(first_id + i, t[0], t[1]) for i, t in enumerate(texts)],
+    )
+
+
 def _mark(conn: sqlite3.Connection) -> tuple:
     """What another ingestion would have changed: reader states and templates."""
     return conn.execute(
@@ -179,7 +217,8 @@ def _mark(conn: sqlite3.Connection) -> tuple:
 
 @dataclass
 class _Plan:
-    rows: list[tuple] = field(default_factory=list)  # log_entries without ingest_id
+    rows: list[tuple] = field(default_factory=list)  # (app, stream, ts, template_id, code, lines, file, offset)
+    texts: list[tuple] = field(default_factory=list)  # (message, stack_top, params, detail), one per row
     file_rows: list[tuple] = field(default_factory=list)  # log_files without ingest_id
     counts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
@@ -202,7 +241,7 @@ def _plan(
     miner = load_miner(conn)
     plan = _Plan(miner=miner)
     per_file = max(1, max_bytes // max(1, len(files)))
-    rows, counts, examples, changed = plan.rows, plan.counts, plan.examples, plan.changed
+    rows, texts, counts, examples, changed = plan.rows, plan.texts, plan.counts, plan.examples, plan.changed
 
     def store_entry(e: Entry) -> None:
         ts = e.ts or now_s
@@ -213,22 +252,8 @@ def _plan(
             examples[tid] = e.message
         elif m.changed:
             changed.add(tid)
-        rows.append(
-            (
-                app,
-                e.stream,
-                ts,
-                tid,
-                e.message,
-                _dumps(m.params) if m.params else "[]",
-                e.stack_top,
-                e.code,
-                e.detail_text,
-                e.lines,
-                e.file,
-                e.offset,
-            )
-        )
+        rows.append((app, e.stream, ts, tid, e.code, e.lines, e.file, e.offset))
+        texts.append((e.message, e.stack_top, m.params or None, e.detail_text))
         key = (tid, ts[:13])
         c = counts.get(key)
         if c is None:
@@ -256,6 +281,7 @@ def _plan(
             for e in grouper.feed_all(lines[lo:hi]):
                 store_entry(e)
         pending = grouper.pending
+        again = again_lines = 0  # what the next run reads again: counted then, not twice
         if (
             not read.eof
             and pending is not None
@@ -264,11 +290,13 @@ def _plan(
             and pending.offset > (before.offset if before and before.ino == state.ino else 0)
         ):
             # Stopped by the budget inside an error: read it again, whole, next time.
+            again = state.offset - pending.offset
+            again_lines = sum(1 for ln in lines if ln.ino == pending.ino and ln.offset >= pending.offset)
             state = replace(state, offset=pending.offset, skip=0)
         else:
             for e in grouper.flush():
                 store_entry(e)
-        result.lines += len(read.lines)
+        result.lines += len(read.lines) - again_lines
         result.skipped += grouper.skipped
         result.complete = result.complete and read.eof
         if state is not None and state != before:
@@ -284,7 +312,7 @@ def _plan(
                     from_offset,
                     state.offset if state else 0,
                     state.ino if state else 0,
-                    read.bytes_read,
+                    read.bytes_read - again,
                     len(rows) - n_before,
                     read.rotations,
                     read.eof,
@@ -309,17 +337,7 @@ def _write(
         [(ingest_id, *r) for r in plan.file_rows],
     )
     rows = plan.rows
-    conn.executemany(
-        "INSERT INTO log_entries (ingest_id, app, stream, ts, template_id, message, params, stack_top, code, detail,"
-        " lines, file, offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(ingest_id, *r) for r in rows],
-    )
-    if rows:
-        conn.execute(
-            "INSERT INTO log_entries_fts (rowid, message, stack_top) SELECT id, message, stack_top FROM log_entries"
-            " WHERE id >= ?",
-            (first_id,),
-        )
+    _write_entries(conn, ingest_id, first_id, rows, plan.texts)
     new = set(result.new_templates)
     for tid in result.new_templates:
         t = miner.by_id[tid]
@@ -353,3 +371,62 @@ def _write(
         "INSERT INTO log_ingests (id, ts, app, run_id, entries, new_templates) VALUES (?, ?, ?, ?, ?, ?)",
         (ingest_id, now_s, app, run_id, result.entries, len(result.new_templates)),
     )
+
+
+def pending_bytes(store: Any, paths: Sequence[str | Path | tuple[str | Path, str]]) -> int:
+    """About how many bytes `paths` hold past where reading stopped (a rotated-away rest not counted)."""
+    conn: sqlite3.Connection = store.conn
+    total = 0
+    for p in paths:
+        path = str(p[0]) if isinstance(p, tuple) else str(p)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        try:
+            row = conn.execute(
+                "SELECT dev, ino, offset FROM log_files WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no log tables yet
+            row = None
+        done = row[2] if row and (row[0], row[1]) == (st.st_dev, st.st_ino) and row[2] <= st.st_size else 0
+        total += st.st_size - done
+    return total
+
+
+def ingest_all(
+    store: Any,
+    app: str,
+    paths: Sequence[str | Path | tuple[str | Path, str]],
+    *,
+    chunk_bytes: int = DEFAULT_MAX_BYTES,
+    progress: Callable[[int], None] | None = None,
+    keep_stdout: bool = False,
+    start: str = "beginning",
+) -> IngestResult:
+    """Ingest every new byte of `paths`: `ingest` over and over, `chunk_bytes` at a time, each chunk
+    committed with its reader offsets and its own `log.ingested` event, so an interrupted run loses
+    at most the chunk it was in and the next run resumes there. `progress(bytes)` after each chunk.
+    Returns the totals; `complete` is False only when a chunk read nothing yet did not reach the end.
+    """
+    total = IngestResult(app)
+    seen: set[tuple[str, str, str]] = set()
+    while True:
+        r = ingest(store, app, paths, max_bytes=chunk_bytes, keep_stdout=keep_stdout, start=start)
+        read = sum(f.bytes for f in r.files)
+        total.ingest_id = r.ingest_id if r.ingest_id is not None else total.ingest_id
+        total.entries += r.entries
+        total.lines += r.lines
+        total.skipped += r.skipped
+        total.new_templates += r.new_templates
+        total.changed_templates += [t for t in r.changed_templates if t not in total.changed_templates]
+        total.files += r.files
+        for w in r.warnings:  # a missing file is reported by every chunk: once is enough
+            if (w.path, w.kind, w.message) not in seen:
+                seen.add((w.path, w.kind, w.message))
+                total.warnings.append(w)
+        total.complete = r.complete
+        if progress is not None:
+            progress(read)
+        if r.complete or (read == 0 and not r.lines):
+            return total

@@ -1,4 +1,8 @@
-"""Pruning raw entries: an explicit, recorded step; templates and hourly counts stay for good."""
+"""Pruning raw entries: an explicit, recorded step; templates and hourly counts stay for good.
+
+A text block goes with the prune that covers its newest entry; until then it still holds the
+texts of its entries already pruned (at most BLOCK of them per block).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import sqlite3
 from typing import Any
 
 from ..errors import StoreError
-from .storage import _iso, ensure_schema
+from .storage import _iso, ensure_schema, entry_texts
 
 
 def count_before(store: Any, before: Any) -> int:
@@ -40,12 +44,15 @@ def prune(store: Any, before: Any, *, now: Any = None, run_id: str | None = None
             n = conn.execute("SELECT count(*) FROM log_entries WHERE ts < ?", (before_s,)).fetchone()[0]
             if n:
                 conn.execute("INSERT INTO log_prunes (ts, before_ts, entries) VALUES (?, ?, ?)", (now_s, before_s, n))
-                conn.execute(
-                    "INSERT INTO log_entries_fts (log_entries_fts, rowid, message, stack_top)"
-                    " SELECT 'delete', id, message, stack_top FROM log_entries WHERE ts < ?",
-                    (before_s,),
+                # The index is contentless: a row leaves it given the text it was indexed with.
+                gone = conn.execute("SELECT id, block FROM log_entries WHERE ts < ?", (before_s,)).fetchall()
+                texts = entry_texts(conn, gone)
+                conn.executemany(
+                    "INSERT INTO log_entries_fts (log_entries_fts, rowid, message, stack_top) VALUES ('delete', ?, ?, ?)",
+                    [(i, t["message"], t["stack_top"]) for i, t in texts.items()],
                 )
                 conn.execute("DELETE FROM log_entries WHERE ts < ?", (before_s,))
+                conn.execute("DELETE FROM log_blocks WHERE last_ts < ?", (before_s,))
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -13,12 +13,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import StoreError
-from .storage import search, template_detail, top_templates
+from .storage import SCHEMA_VERSION, schema_version, search, template_detail, top_templates
 
 
 @contextlib.contextmanager
 def _reading(store: Any) -> Iterator[sqlite3.Connection]:
     try:
+        version = schema_version(store.conn)
+        if 0 < version < SCHEMA_VERSION:
+            raise StoreError(
+                f"the error-log tables in {store.path} are from an older version (schema {version}):"
+                " run `recovery ingest` once to upgrade them"
+            )
         yield store.conn
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the error-log tables in {store.path}: {exc}") from exc

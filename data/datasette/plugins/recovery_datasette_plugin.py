@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
+from functools import lru_cache
 
 from datasette import hookimpl  # type: ignore[attr-defined]
 from markupsafe import Markup, escape
@@ -21,6 +23,27 @@ def prepare_connection(conn, database):
     # in-memory `_internal` catalogue must stay writable.)
     if database != "_internal":
         conn.execute("PRAGMA query_only = 1")
+        conn.create_function("log_text", 3, log_text, deterministic=True)
+
+
+@lru_cache(maxsize=64)
+def _block(data: bytes) -> list:
+    return json.loads(zlib.decompress(data).decode("utf-8"))
+
+
+_TEXT_KEYS = {"message": 0, "stack_top": 1, "params": 2, "detail": 3}
+
+
+def log_text(data, slot, key):
+    """`log_text(log_blocks.data, log_entries.id - log_blocks.first_entry, 'message')`: one text of an
+    error entry (message, stack_top, params as JSON, detail) from its compressed block (recovery.logs.storage)."""
+    if data is None or slot is None or key not in _TEXT_KEYS:
+        return None
+    try:
+        value = _block(bytes(data))[int(slot)][_TEXT_KEYS[key]]
+    except (zlib.error, ValueError, IndexError, TypeError):
+        return None
+    return json.dumps(value, ensure_ascii=False) if key == "params" and value is not None else value
 
 
 @hookimpl
