@@ -368,7 +368,7 @@ def config_validate(
     typer.echo(f"OK {target}: {len(conf.apps)} app(s): {names}; store {conf.store.path}{alerting}")
     if probe:
         from recovery.check import CRITICAL, try_urls
-        from recovery.units import shown_url
+        from recovery.urls import shown_url
 
         failed = 0
         for app_conf, a in try_urls(conf):

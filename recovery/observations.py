@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .units import shown_url
-
 RUNNING = {"online"}
 RESTARTING = {"waiting restart", "one-launch-status"}
 # Moving between states (an operator's restart or stop under way, PM2 starting it): never final.
@@ -38,7 +36,7 @@ class Attempt:
 
     def data(self, **extra: Any) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "url": shown_url(self.url),
+            "url": self.url,
             "attempt": self.attempt,
             "latency_ms": round(self.latency_ms, 1),
         }

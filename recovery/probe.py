@@ -25,6 +25,7 @@ import httpcore  # noqa: E402
 import httpx  # noqa: E402
 
 from .observations import ERROR_KINDS, Attempt  # noqa: E402
+from .urls import shown_url  # noqa: E402
 
 __all__ = ["BODY_CAP", "ERROR_KINDS", "Attempt", "classify", "make_client", "probe_burst", "probe_once"]
 
@@ -190,6 +191,7 @@ def probe_once(
     """One GET of `url`, ended by `timeout` (else the client's) as a whole, its body read up to
     BODY_CAP. A slow answer is a success with its latency: slow is not down."""
     limit = timeout if timeout is not None else client.timeout.read
+    shown = shown_url(url)  # what is recorded: no user, password or query
     start = clock()
     bound = _DEADLINE.set(None if limit is None else (time.monotonic() + limit, limit))
     conn: dict[str, Any] = {}
@@ -206,19 +208,19 @@ def probe_once(
         port = conn.get("local_port")
         if error == "timeout" and limit is not None:
             detail = f"no complete answer within {limit:.3g}s"
-            return Attempt(False, attempt, url, ms, error=error, detail=detail, local_port=port)
-        return Attempt(False, attempt, url, ms, error=error, detail=_short(exc), local_port=port)
+            return Attempt(False, attempt, shown, ms, error=error, detail=detail, local_port=port)
+        return Attempt(False, attempt, shown, ms, error=error, detail=_short(exc), local_port=port)
     finally:
         _DEADLINE.reset(bound)
         _CONN.reset(conn_token)
     ms = (clock() - start) * 1000
     port = conn.get("local_port")
     if status_ok(response.status_code):
-        return Attempt(True, attempt, url, ms, status=response.status_code, body=body, local_port=port)
+        return Attempt(True, attempt, shown, ms, status=response.status_code, body=body, local_port=port)
     return Attempt(
         False,
         attempt,
-        url,
+        shown,
         ms,
         status=response.status_code,
         error="status",

@@ -34,7 +34,7 @@ from .model import (
     suspension_kept,
 )
 from .store import immediate
-from .units import shown_url
+from .urls import shown_url
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 

@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .events import format_ts, parse_ts
 from .model import DOWN_STATES, UP_STATES, History, observed_gap, opens_incident, restarts_count_since, suspension_kept
 from .observations import Attempt, Instance, Observations, Pm2Daemon, ProcessView
-from .units import shown_url
+from .urls import shown_url
 
 LOCK_CODES = ("already_recovered", "already_restarted", "lock_timeout")
 # Re-decided under the daemon lock: PM2's daemon ran again (this run or another resurrected it),

@@ -140,22 +140,6 @@ def percent(p: float | None) -> str:
     return f"{math.floor(p * 100) / 100:.2f}".rstrip("0").rstrip(".")
 
 
-def shown_url(url: str) -> str:
-    """A URL as it is stored and printed: without what may be secret in it. A user and password
-    become `***@`, a query `?…`; scheme, host, port and path stay (`http://***@127.0.0.1:3000/health`)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable url)"
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    user = "***@" if "@" in parts.netloc else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}{'?…' if parts.query else ''}"
-
-
 def one_line(text: str | None, width: int = 160) -> str:
     """`text` on one line, whitespace runs collapsed, cut to `width` with an ellipsis."""
     text = " ".join(str(text or "").split())

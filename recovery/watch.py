@@ -29,7 +29,7 @@ from .clock import utc_now
 from .config import Config, format_duration
 from .events import now_ts
 from .store import Recorder
-from .units import shown_url
+from .urls import shown_url
 
 STOP_GRACE = 2.0  # at the stop, how long the alert worker may take to end; an attempt still in flight stays owed
 LEAK_EVERY = 60.0  # the worker looks at an app's leak forecast at most this often

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from recovery.config import load
-from recovery.units import DurationTooLong, parse_duration, shown_url
+from recovery.units import DurationTooLong, parse_duration
+from recovery.urls import shown_url
 from recovery.watch import describe
 from tests.test_cli import GOOD_APP, assert_one_line_exit_3, invoke, write
 

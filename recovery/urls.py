@@ -1,0 +1,19 @@
+"""URLs as they are recorded and printed: without the secrets they may carry."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+
+def shown_url(url: str) -> str:
+    """A URL as it is stored and printed: without what may be secret in it. A user and password
+    become `***@`, a query `?…`; scheme, host, port and path stay (`http://***@127.0.0.1:3000/health`)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable url)"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    user = "***@" if "@" in parts.netloc else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}{'?…' if parts.query else ''}"
