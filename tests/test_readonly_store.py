@@ -28,7 +28,6 @@ from tests.conftest import free_port, wait_until
 from tests.test_projections import Timeline
 
 runner = CliRunner()
-NOW = dt.datetime.now(dt.UTC)
 STEP = 60.0  # between checks
 
 
@@ -61,7 +60,7 @@ def layout(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 def write_history(path: Path, *, hangs: int = 1, fold: bool = True, ago: float = 60.0) -> None:
     """20 healthy checks, `hangs` hangs restarted, a healthy check `ago` seconds before now."""
     with Store.open(path) as store:
-        timeline = Timeline(store, NOW - dt.timedelta(seconds=ago + (20 + hangs) * STEP))
+        timeline = Timeline(store, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ago + (20 + hangs) * STEP))
         for n in range(20):
             timeline.healthy(n * STEP)
         for n in range(hangs):
