@@ -145,7 +145,7 @@ CREATE TABLE IF NOT EXISTS rollup_minute (
     up_s REAL NOT NULL DEFAULT 0,
     down_s REAL NOT NULL DEFAULT 0,
     unobserved_s REAL NOT NULL DEFAULT 0,
-    latency TEXT NOT NULL DEFAULT '{}',
+    latency TEXT NOT NULL DEFAULT '[0]',
     PRIMARY KEY (app, start)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_hour (
@@ -156,7 +156,7 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
     up_s REAL NOT NULL DEFAULT 0,
     down_s REAL NOT NULL DEFAULT 0,
     unobserved_s REAL NOT NULL DEFAULT 0,
-    latency TEXT NOT NULL DEFAULT '{}',
+    latency TEXT NOT NULL DEFAULT '[0]',
     p50_ms REAL,
     p95_ms REAL,
     p99_ms REAL,
@@ -170,7 +170,7 @@ CREATE TABLE IF NOT EXISTS rollup_day (
     up_s REAL NOT NULL DEFAULT 0,
     down_s REAL NOT NULL DEFAULT 0,
     unobserved_s REAL NOT NULL DEFAULT 0,
-    latency TEXT NOT NULL DEFAULT '{}',
+    latency TEXT NOT NULL DEFAULT '[0]',
     p50_ms REAL,
     p95_ms REAL,
     p99_ms REAL,
