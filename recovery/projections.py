@@ -1139,7 +1139,9 @@ from .store import _describe, first_seq_since  # noqa: E402
 from .units import earlier  # noqa: E402
 
 HINT_INCIDENTS = 500  # newest incidents of the period the hints read
-HINT_SAMPLES = 5000  # newest process samples the hints read (for the memory rule)
+# The newest process samples the hints read (for the memory rule), from the last hints.LOOKBACK_S
+# at most, whatever the period: decoding them is most of a long report's time otherwise.
+HINT_SAMPLES = 2000
 
 # The code of a decision recorded before decisions carried one, from the start of its reason.
 _OLD_REASONS = (
@@ -1205,7 +1207,7 @@ def _hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: st
         since,
         now,
         incidents=incidents,
-        samples=_samples(conn, app, first, until),
+        samples=_samples(conn, app, max(first, first_seq_since(conn, earlier(now, hints.LOOKBACK_S))), until),
         restarts=_restarts(conn, app, min(since, earlier(now, hints.WEEKS * hints.WEEK_S)), until),
         pm2_restarts=tuple(_pm2_restart(*e) for e in _events_of(conn, app, "process.restarted", first, until)),
         deploys=tuple(hints.Deploy(seq, ts) for seq, ts, _ in _events_of(conn, app, "maintenance.ended", first, until)),

@@ -98,24 +98,23 @@ def test_folding_in_small_batches_gives_the_same_rollups_as_at_once(tmp_path):
         s.close()
 
 
-def test_hints_read_a_bounded_number_of_process_samples(tmp_path):
+def test_hints_of_a_long_report_decode_a_bounded_number_of_process_samples(tmp_path):
     store = Store.open(tmp_path / "r.db")
+    now = T0 + dt.timedelta(days=30)
     rows = [
         Event(
             "process.sampled",
             "web",
             f"r{k}",
-            {"source": "jlist", "status": "online", "pid": 42, "memory": 50_000_000 + 1000 * k},
-            ts=format_ts(T0 + dt.timedelta(seconds=60 * k)),
+            {"source": "pidfile", "status": "online", "pid": 42, "memory": 50_000_000 + 1000 * k},
+            ts=format_ts(now - dt.timedelta(seconds=60 * (6000 - k))),
         )
-        for k in range(3 * projections.HINT_SAMPLES)
+        for k in range(6000)  # one a minute for the last 4 days
     ]
     store.append(rows)
     projections.fold(store.conn)
-    decoded = []
-    store.conn.set_trace_callback(decoded.append)
-    model = projections.hint_input(store.conn, "web", T0 + dt.timedelta(days=40), format_ts(T0))
-    assert 0 < len(model.samples) <= projections.HINT_SAMPLES
-    assert model.samples[-1].data["memory"] == 50_000_000 + 1000 * (3 * projections.HINT_SAMPLES - 1)
-    assert isinstance(hints.LOOKBACK_S, float | int)
+    model = projections.hint_input(store.conn, "web", now, format_ts(now - dt.timedelta(days=365)))
+    assert 0 < len(model.samples) <= 2000  # not every sample of a year (the 5,000 newest before)
+    assert model.samples[-1].data["memory"] == 50_000_000 + 1000 * 5999
+    assert hints.LOOKBACK_S <= 7 * 86400
     store.close()
