@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from itertools import accumulate
 
 RELATIVE_ERROR = 0.005  # half of the 1 % the report promises
 GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
@@ -111,10 +112,9 @@ class Sketch:
 def _add(counts: dict[int | str, int], items: list[int]) -> None:
     if items and items[0]:
         counts[ZERO] = counts.get(ZERO, 0) + items[0]
-    k = 0
-    for i in range(1, len(items) - 1, 2):
-        k += items[i]
-        counts[k] = counts.get(k, 0) + items[i + 1]
+    get = counts.get
+    for k, n in zip(accumulate(items[1::2]), items[2::2]):  # keys are running sums of the distances
+        counts[k] = get(k, 0) + n
 
 
 def merged(texts: Iterable[str | None]) -> Sketch:
