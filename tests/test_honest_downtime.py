@@ -196,3 +196,18 @@ def test_the_recovered_alert_says_how_long_from_the_first_failed_probe(tmp_path)
     recovered = next(a for a in owed if a.kind == "recovered")
     assert "after 32.2s down (from " in recovered.body
     store.close()
+
+
+def test_the_report_text_shows_both_availabilities_and_the_unobserved_time(tmp_path):
+    from recovery.render import report_text
+
+    store, c = fresh(tmp_path)
+    c.healthy(0)
+    c.hang(60)
+    c.healthy(150)
+    projections.fold(store.conn)
+    text = report_text(build_report(store, ["web"], format_ts(T0), T0 + dt.timedelta(minutes=5)))
+    head, row = text.splitlines()[2:4]
+    assert head.split()[1:4] == ["AVAILABILITY", "WORST", "UNOBSERVED"]
+    assert row.split()[3] == "60.0s"  # 59.97 s from the healthy check to the first failed probe
+    store.close()
