@@ -1139,9 +1139,11 @@ from .store import _describe, first_seq_since  # noqa: E402
 from .units import earlier  # noqa: E402
 
 HINT_INCIDENTS = 500  # newest incidents of the period the hints read
-# The newest process samples the hints read (for the memory rule), from the last hints.LOOKBACK_S
-# at most, whatever the period: decoding them is most of a long report's time otherwise.
+# The newest process samples the hints read (for the memory rule), from the last HINT_SAMPLES_S at
+# most, whatever the period: reading and decoding them was most of a long report's time (each one a
+# random page of a big store with a cold cache). The rule fits a line within one process's uptime.
 HINT_SAMPLES = 2000
+HINT_SAMPLES_S = 3 * 86400.0
 
 # The code of a decision recorded before decisions carried one, from the start of its reason.
 _OLD_REASONS = (
@@ -1207,7 +1209,7 @@ def _hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: st
         since,
         now,
         incidents=incidents,
-        samples=_samples(conn, app, max(first, first_seq_since(conn, earlier(now, hints.LOOKBACK_S))), until),
+        samples=_samples(conn, app, max(first, first_seq_since(conn, earlier(now, HINT_SAMPLES_S))), until),
         restarts=_restarts(conn, app, min(since, earlier(now, hints.WEEKS * hints.WEEK_S)), until),
         pm2_restarts=tuple(_pm2_restart(*e) for e in _events_of(conn, app, "process.restarted", first, until)),
         deploys=tuple(hints.Deploy(seq, ts) for seq, ts, _ in _events_of(conn, app, "maintenance.ended", first, until)),
