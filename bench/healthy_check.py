@@ -10,6 +10,10 @@ again. To stay quick, the k-th timed check runs with its wall clock moved k x 61
 (bench/shifted_clock.py), so it finds the record exactly as a check a minute after the previous
 one would, and does what that check would do (its pm2 calls, samples, queries); `--real-gap`
 sleeps the gap instead (n minutes). Spaced runs use the shifted launcher for both modes.
+`--store PATH` runs the checks against a copy-free existing store (e.g. the 10M-event one
+bench/big_store.py generates, or `--store-events 1000000` to have big_store.py make one of that
+size first): the healthy check's time at 0, 1M and 10M events. The store is written to (each
+check appends its events); its projections are brought up to date before timing.
 Needs pm2: $PM2, else on PATH (./test.sh or ./demo.sh install one under .cache/).
 GNU time (Debian package `time`) gives exact peak RSS; without it the figure is an upper bound.
 """
@@ -72,7 +76,27 @@ def main() -> int:
     parser.add_argument("--cluster", type=int, default=0, metavar="N", help="also an app of N cluster workers")
     parser.add_argument("--gap", type=float, default=0.0, metavar="S", help="runs spaced S seconds apart")
     parser.add_argument("--real-gap", action="store_true", help="sleep the gap instead of moving the clock")
+    parser.add_argument("--store", type=Path, help="check against this existing store (default: a new, empty one)")
+    parser.add_argument(
+        "--store-events",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --store: generate it first with bench/big_store.py --events N when it does not exist",
+    )
     args = parser.parse_args()
+    store = args.store.resolve() if args.store else None
+    if store is not None:
+        if not store.exists():
+            if not args.store_events:
+                print(f"no store at {store} (--store-events N generates one)", file=sys.stderr)
+                return 1
+            gen = [sys.executable, str(Path(__file__).with_name("big_store.py")), "--db", str(store)]
+            subprocess.run([*gen, "--events", str(args.store_events), "--fresh", "--no-time"], check=True)
+        events = sqlite3.connect(store).execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+        print(
+            f"store: {store} ({events:,} events, {sum(p.stat().st_size for p in store.parent.glob(store.name + '*')) / 1e9:.2f} GB)"
+        )
     pm2 = find_pm2(os.environ.get("PM2"))
     home = Path(tempfile.mkdtemp(prefix="rbench-", dir="/tmp"))
     env = dict(os.environ, PM2_HOME=str(home / "pm2"))
@@ -82,7 +106,7 @@ def main() -> int:
     apps = [("bench", free_port(), 0)] + ([("bench-cluster", free_port(), args.cluster)] if args.cluster else [])
     config = home / "recovery.toml"
     config.write_text(
-        f'[store]\npath = "recovery.db"\n[pm2]\nbin = "{pm2}"\n'
+        f'[store]\npath = "{store or "recovery.db"}"\n[pm2]\nbin = "{pm2}"\n'
         + "".join(
             f'[[apps]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/"\ntimeout = "2s"\n' for name, port, _ in apps
         )
@@ -111,8 +135,17 @@ def main() -> int:
                 "--config",
                 str(config),
             ]
+        db = store or home / "recovery.db"
+        if store is not None:  # bring its projections up to date, untimed (a new fold version rebuilds them)
+            started = time.perf_counter()
+            rebuilt = subprocess.run(
+                [sys.executable, "-m", "recovery_cli.main", "status", "--config", str(config)],
+                env=env,
+                capture_output=True,
+            )
+            print(f"store folded in {time.perf_counter() - started:.1f}s (status exit {rebuilt.returncode})")
         timed(check, env)  # warm the page cache and create the store
-        jlist_before = jlist_samples(home / "recovery.db")
+        jlist_before = jlist_samples(db)
         floor, runs = [], []
         for k in range(1, args.n + 1):  # interleaved, so both see the same background noise
             floor.append(timed([sys.executable, "-c", "pass"], env))
@@ -124,7 +157,7 @@ def main() -> int:
         if any(code != 0 for _, _, code in runs):
             print(f"a check did not exit 0: {[c for _, _, c in runs]}", file=sys.stderr)
             return 1
-        jlist_calls = jlist_samples(home / "recovery.db") - jlist_before
+        jlist_calls = jlist_samples(db) - jlist_before
         f_wall = statistics.median(w for w, _, _ in floor)
         c_wall = statistics.median(w for w, _, _ in runs)
         c_rss = statistics.median(r for _, r, _ in runs)

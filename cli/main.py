@@ -188,7 +188,7 @@ def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
 @app.command()
 @guarded
 def rebuild(config: ConfigOption = None) -> None:
-    """Drop the projections (app_state, incidents, restarts, probe_hourly) and fold every event again.
+    """Drop the projections (app_state, incidents, restarts, rollups) and fold every event again.
 
     They are derived from `events`; the answers are the same before and after.
 

@@ -224,7 +224,8 @@ def plan(
     cutoff = earlier(now, OWED_FOR)
     try:
         incidents = conn.execute(
-            "SELECT id, started_at, started_seq, ended_at, ended_seq, duration_s, outcome, first_reason FROM incidents"
+            "SELECT id, started_at, started_seq, ended_at, ended_seq, duration_s, outcome, first_reason,"
+            " coalesce(detected_at, started_at) FROM incidents"
             " WHERE app = ? AND (ended_at IS NULL OR ended_at >= ?) ORDER BY id",
             (app.name, cutoff),
         ).fetchall()
@@ -235,13 +236,13 @@ def plan(
     alerts: list[Alert] = []
     first_seq = min((i[2] for i in incidents), default=None)
     likely = "{likely}"  # filled in below, once, when something is owed
-    for iid, started, sseq, ended, eseq, duration, outcome, first_reason in incidents:
+    for iid, started, sseq, ended, eseq, duration, outcome, first_reason, detected in incidents:
         f = _facts(conn, name, sseq, eseq)
         opened = [
             f"{name} on {host} stopped answering at {_clock(started)}: {first_reason or 'down'}.",
             _sample_text(f.get("sample")),
         ]
-        if ended is None or started >= cutoff:
+        if ended is None or detected >= cutoff:  # owed from when it was known
             alerts.append(
                 Alert(
                     name,

@@ -5,7 +5,8 @@ Tables (same database, so Datasette and `sqlite3` see them):
     incidents       one row per outage: first failed check to verified recovery (or still open)
     restarts        every restart: ours (check, schedule, operator) and PM2's own (sample deltas)
     answered_urls   per app and URL: the first probe that URL ever answered (a wrong URL never did)
-    probe_hourly    per app and UTC hour: probes, failures, seconds up/down, latency histogram
+    rollup_minute   per app and UTC minute (the last MINUTE_KEEP_S only), rollup_hour, rollup_day:
+                    probes, failures, seconds up / down / unobserved, a latency sketch (recovery.sketch)
     projection_meta the last `seq` folded, written in the same transaction as the rows
 
 `fold()` is incremental; `rebuild()` drops everything and folds from seq 0.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,20 +25,21 @@ from .errors import StoreError
 from .events import format_ts, parse_ts
 from .model import (
     DOWN_STATES,
+    MAX_GAP_S,
     STATE_CODES,
     UP_STATES,
     History,
-    observed_gap,
     opens_incident,
     restarts_count_since,
     suspension_kept,
 )
+from .rollups import DOWN, UNOBSERVED, UP, Rollups, epoch
 from .store import immediate
 from .urls import shown_url
 
 __all__ = ["DOWN_STATES", "STATE_CODES", "UP_STATES", "History", "format_ts"]
 
-VERSION = 10  # bump when the fold changes: stale projections are rebuilt on open
+VERSION = 11  # bump when the fold changes: stale projections are rebuilt on open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -72,13 +73,18 @@ CREATE TABLE IF NOT EXISTS app_state (
     ours_since_pid INTEGER NOT NULL DEFAULT 0,
     pm2_seen_since_sample INTEGER NOT NULL DEFAULT 0,
     workers TEXT,
-    failed_workers TEXT
+    failed_workers TEXT,
+    counted_at TEXT,
+    last_ok_at TEXT,
+    first_fail_at TEXT
 );
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     app TEXT NOT NULL,
     started_at TEXT NOT NULL,
     started_seq INTEGER NOT NULL,
+    detected_at TEXT,
+    unobserved_s REAL,
     ended_at TEXT,
     ended_seq INTEGER,
     duration_s REAL,
@@ -132,24 +138,53 @@ CREATE TABLE IF NOT EXISTS answered_urls (
     first_at TEXT NOT NULL,
     PRIMARY KEY (app, url)
 );
-CREATE TABLE IF NOT EXISTS probe_hourly (
+CREATE TABLE IF NOT EXISTS rollup_minute (
     app TEXT NOT NULL,
-    hour TEXT NOT NULL,
+    start TEXT NOT NULL,
     probes INTEGER NOT NULL DEFAULT 0,
     failures INTEGER NOT NULL DEFAULT 0,
     up_s REAL NOT NULL DEFAULT 0,
     down_s REAL NOT NULL DEFAULT 0,
-    latency_sum REAL NOT NULL DEFAULT 0,
-    latency_n INTEGER NOT NULL DEFAULT 0,
-    latency_hist TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (app, hour)
-);
+    unobserved_s REAL NOT NULL DEFAULT 0,
+    latency TEXT NOT NULL DEFAULT '[0]',
+    PRIMARY KEY (app, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_hour (
+    app TEXT NOT NULL,
+    start TEXT NOT NULL,
+    probes INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    up_s REAL NOT NULL DEFAULT 0,
+    down_s REAL NOT NULL DEFAULT 0,
+    unobserved_s REAL NOT NULL DEFAULT 0,
+    latency TEXT NOT NULL DEFAULT '[0]',
+    p50_ms REAL,
+    p95_ms REAL,
+    p99_ms REAL,
+    PRIMARY KEY (app, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_day (
+    app TEXT NOT NULL,
+    start TEXT NOT NULL,
+    probes INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    up_s REAL NOT NULL DEFAULT 0,
+    down_s REAL NOT NULL DEFAULT 0,
+    unobserved_s REAL NOT NULL DEFAULT 0,
+    latency TEXT NOT NULL DEFAULT '[0]',
+    p50_ms REAL,
+    p95_ms REAL,
+    p99_ms REAL,
+    PRIMARY KEY (app, start)
+) WITHOUT ROWID;
 """
 TABLES = (
     "app_state",
     "incidents",
     "restarts",
-    "probe_hourly",
+    "rollup_minute",
+    "rollup_hour",
+    "rollup_day",
     "decision_points",
     "answered_urls",
     "projection_meta",
@@ -158,29 +193,6 @@ TABLES = (
 
 def seconds_between(a: str, b: str) -> float:
     return (parse_ts(b) - parse_ts(a)).total_seconds()
-
-
-def latency_bucket(ms: float) -> int:
-    """Log-scale bucket: 10 per decade from 1 ms (bucket k covers 10**(k/10) ms)."""
-    return max(0, int(math.floor(10 * math.log10(max(ms, 1.0)))))
-
-
-def bucket_value(k: int) -> float:
-    """A representative latency for bucket k (its geometric middle), in ms."""
-    return 10 ** ((k + 0.5) / 10)
-
-
-def percentile(hist: dict[int, int], q: float) -> float | None:
-    total = sum(hist.values())
-    if not total:
-        return None
-    rank = q * total
-    seen = 0
-    for k in sorted(hist):
-        seen += hist[k]
-        if seen >= rank:
-            return round(bucket_value(k), 1)
-    return round(bucket_value(max(hist)), 1)
 
 
 @dataclass
@@ -219,6 +231,11 @@ class _App:
     # (JSON, see `workers_of`); None for an app with one process.
     workers: str | None = None
     failed_workers: str | None = None  # JSON [pm_id, ...] the last decision named as failed
+    # Honest downtime: the time counted into the rollups so far, the last successful check probe,
+    # and the start of the first failed one since (None while the app answers).
+    counted_at: str | None = None
+    last_ok_at: str | None = None
+    first_fail_at: str | None = None
 
 
 _STATE_COLUMNS = list(_App.__dataclass_fields__)
@@ -230,7 +247,7 @@ class Folder:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.apps: dict[str, _App] = {}
-        self.hourly: dict[tuple[str, str], list[Any]] = {}
+        self.rollups = Rollups(conn)
         self.incidents: dict[int, dict[str, Any]] = {}
         self.seen = RunObservations()  # a run's check probes and sample, until its decision is folded
         self.answered: dict[tuple[str, str], tuple[int, str]] = {}  # (app, url) -> first (seq, ts) of this batch
@@ -275,22 +292,6 @@ class Folder:
             self.incidents[iid] = inc
         return inc
 
-    def hour(self, app: str, ts: str) -> list[Any]:
-        key = (app, ts[:13])
-        h = self.hourly.get(key)
-        if h is None:
-            row = self.conn.execute(
-                "SELECT probes, failures, up_s, down_s, latency_sum, latency_n, latency_hist"
-                " FROM probe_hourly WHERE app = ? AND hour = ?",
-                key,
-            ).fetchone()
-            if row:
-                h = [*row[:6], {int(k): v for k, v in json.loads(row[6]).items()}]
-            else:
-                h = [0, 0, 0.0, 0.0, 0.0, 0, {}]
-            self.hourly[key] = h
-        return h
-
     def save(self, last_seq: int) -> None:
         placeholders = ", ".join("?" * len(_STATE_COLUMNS))
         self.conn.executemany(
@@ -314,11 +315,7 @@ class Folder:
                 for i in self.incidents.values()
             ],
         )
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO probe_hourly (app, hour, probes, failures, up_s, down_s, latency_sum,"
-            " latency_n, latency_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(app, hour, *h[:6], json.dumps(h[6], sort_keys=True)) for (app, hour), h in self.hourly.items()],
-        )
+        self.rollups.save()
         self.conn.executemany(
             "INSERT OR IGNORE INTO answered_urls (app, url, first_seq, first_at) VALUES (?, ?, ?, ?)",
             [(app, url, seq, ts) for (app, url), (seq, ts) in self.answered.items()],
@@ -329,12 +326,13 @@ class Folder:
             (last_seq, VERSION),
         )
         self.apps.clear()
-        self.hourly.clear()
         self.incidents.clear()
 
     # -- the fold ------------------------------------------------------------------------
 
     def apply(self, seq: int, ts: str, app_name: str | None, type_: str, run_id: str | None, data: dict) -> None:
+        if ts > self.rollups.latest:
+            self.rollups.latest = ts
         if app_name is None:
             if type_ == "restart.requested":
                 # `pm2 resurrect` (code pm2_down) is one event for every app it brings back:
@@ -426,6 +424,8 @@ class Folder:
                 self.incident(a.open_incident)["evidence"].append(seq)
             if type_ == "verification.passed":
                 a.failed_workers = None
+                self.count_gap(a, ts)  # down until it answered again
+                a.last_ok_at, a.first_fail_at = ts, None
                 self.set_state(a, "healthy", ts, seq, "verified after restart")
                 self.close_incident(a, seq, ts, "restarted")
                 self.lift(a, ts)
@@ -443,18 +443,15 @@ class Folder:
                 self.set_state(a, "down", ts, seq, "suspension lifted by an operator")
 
     def count_probe(self, a: _App, ts: str, ok: bool, latency_ms: float | None) -> None:
-        """One check probe at `ts` into the rollups (a verification probe is not counted)."""
-        h = self.hour(a.app, ts)
-        h[0] += 1
-        if not ok:
-            h[1] += 1
-        elif latency_ms is not None:
-            ms = float(latency_ms)
-            h[4] += ms
-            h[5] += 1
-            k = latency_bucket(ms)
-            h[6][k] = h[6].get(k, 0) + 1
-            a.last_latency_ms = ms
+        """One check probe at `ts` into the rollups (a verification probe is not counted); a failed
+        one after a success is where the app's next downtime starts (when it was sent)."""
+        self.rollups.probe(a.app, ts, ok, latency_ms)
+        if ok:
+            if latency_ms is not None:
+                a.last_latency_ms = float(latency_ms)
+            a.last_ok_at, a.first_fail_at = ts, None
+        elif a.first_fail_at is None:
+            a.first_fail_at = failure_start(ts, latency_ms, a.last_ok_at)
 
     def batched(self, a: _App, seq: int, data: dict) -> None:
         """A `probe.batched` event: each probe in it is a successful check probe followed by a healthy
@@ -462,28 +459,54 @@ class Folder:
         url = data.get("url")
         if url:
             self.answered.setdefault((a.app, str(url)), (seq, data["start"]))
-        start = parse_ts(data["start"])
-        for at_ms, latency in zip(data["at_ms"], data["latency_ms"], strict=False):
-            ts = format_ts(start + _dt.timedelta(milliseconds=at_ms))
-            self.count_probe(a, ts, True, latency)
-            self.steady(a, seq, ts)
+        start = epoch(data["start"])
+        n = min(len(data["at_ms"]), len(data["latency_ms"]))
+        if not n:
+            return
+        times = [start + ms / 1000.0 for ms in data["at_ms"][:n]]
+        latencies = [float(ms) for ms in data["latency_ms"][:n]]
+        self.rollups.probes(a.app, times, latencies)
+        last = format_ts(_dt.datetime.fromtimestamp(times[-1], _dt.UTC))
+        a.last_latency_ms = latencies[-1]
+        a.last_ok_at, a.first_fail_at = last, None
+        self.steady(a, seq, last, times)
 
-    def steady(self, a: _App, seq: int, ts: str) -> None:
-        """A healthy check at `ts` that changed nothing (a probe of a batch): its time since the
-        last check counts as up, and it is the app's last check. No decision point is kept."""
-        self.count_gap(a, ts)
+    def steady(self, a: _App, seq: int, ts: str, times: list[float] | None = None) -> None:
+        """Healthy checks that changed nothing (the probes of a batch, at epoch `times`; the last at
+        `ts`): the time since the last check counts for the app's state, as between checks; the
+        last is the app's last check. No decision point is kept."""
+        if a.counted_at is not None and a.state in UP_STATES | DOWN_STATES:
+            index = UP if a.state in UP_STATES else DOWN
+            begin = prev = epoch(a.counted_at)
+            for t in times or [epoch(ts)]:
+                if not 0 <= t - prev <= MAX_GAP_S:  # nobody was looking: that gap counts for nothing
+                    self.rollups.span(a.app, begin, prev, index, observed=True)
+                    begin = t
+                prev = t
+            self.rollups.span(a.app, begin, prev, index, observed=True)
+        a.counted_at = ts
         a.last_check_at, a.last_check_seq = ts, seq
 
     def count_gap(self, a: _App, ts: str) -> None:
-        """The time since the app's last check counts for the state it was in during it."""
-        if a.last_check_at is not None and a.state in UP_STATES | DOWN_STATES:
-            gap = observed_gap(a.last_check_at, ts)
-            if gap:
-                h = self.hour(a.app, ts)
-                if a.state in UP_STATES:
-                    h[2] += gap
-                else:
-                    h[3] += gap
+        """The time since the last time counted (a check, a verification) counts for the state the
+        app was in during it."""
+        if a.counted_at is not None and a.state in UP_STATES | DOWN_STATES:
+            self.rollups.span(a.app, epoch(a.counted_at), epoch(ts), UP if a.state in UP_STATES else DOWN)
+        a.counted_at = ts
+
+    def count_failure(self, a: _App, ts: str) -> None:
+        """A decision at `ts` that finds the app down after it was up: from the last time counted to
+        the last success the app was up, from there to the first failed probe nobody saw (unobserved),
+        and from that first failure on it was down."""
+        d = epoch(ts)
+        f = min(epoch(a.first_fail_at), d) if a.first_fail_at else d
+        c = epoch(a.counted_at) if a.counted_at is not None else None
+        if c is not None and a.state in UP_STATES:
+            u = min(max(c, epoch(a.last_ok_at)) if a.last_ok_at else c, f)
+            self.rollups.span(a.app, c, u, UP)
+            self.rollups.span(a.app, u, f, UNOBSERVED)
+        self.rollups.span(a.app, f if c is None else max(c, f), d, DOWN)
+        a.counted_at = ts
 
     def point(self, app: str, seq: int, ts: str, run_id: str | None, data: dict) -> None:
         """A decision with what it was decided on, for `recovery replay`."""
@@ -515,7 +538,13 @@ class Folder:
         if data.get("dry_run") and state == "recovering":
             state = "down"
         state = suspension_kept(state, str(data.get("code") or ""), a.suspended_at)
-        if state != "paused":
+        if state in ("paused", "stopped"):
+            a.first_fail_at = None  # failures while paused or stopped start no downtime of their own
+        if state == "paused":
+            a.counted_at = ts  # a pause is counted for nothing
+        elif state in ("down", "recovering", "suspended") and a.state not in DOWN_STATES:
+            self.count_failure(a, ts)
+        else:
             self.count_gap(a, ts)
         a.last_check_at, a.last_check_seq = ts, seq
         if state == "paused":
@@ -528,12 +557,15 @@ class Folder:
                 self.lift(a, ts)
         elif state in ("down", "recovering", "suspended"):
             if a.open_incident is None and opens_incident(state, decision_code(data)):
+                started, unobserved = incident_start(a, ts)
                 cur = self.conn.execute(
-                    "INSERT INTO incidents (app, started_at, started_seq, first_reason, evidence)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (a.app, ts, seq, data.get("reason"), json.dumps([seq])),
+                    "INSERT INTO incidents (app, started_at, started_seq, detected_at, unobserved_s, first_reason,"
+                    " evidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (a.app, started, seq, ts, unobserved, data.get("reason"), json.dumps([seq])),
                 )
                 a.open_incident = cur.lastrowid
+                if a.state not in DOWN_STATES:
+                    self.set_state(a, state, started, seq, data.get("reason"))  # down since the first failure
             elif a.open_incident is not None:
                 self.incident(a.open_incident)["evidence"].append(seq)
             if state == "suspended" and a.suspended_at is None:
@@ -600,7 +632,8 @@ class Folder:
         a.failed_workers = None
         inc = self.incident(a.open_incident)
         inc["ended_at"], inc["ended_seq"], inc["outcome"] = ts, seq, outcome
-        inc["duration_s"] = round(seconds_between(inc["started_at"], ts), 3)
+        inc["duration_s"] = round(max(0.0, seconds_between(inc["started_at"], ts)), 3)
+        a.first_fail_at = None
         if seq not in inc["evidence"]:
             inc["evidence"].append(seq)
         a.open_incident = None
@@ -608,6 +641,25 @@ class Folder:
     def lift(self, a: _App, ts: str) -> None:
         if a.suspended_at is not None:
             a.suspended_at, a.suspend_reason, a.lifted_at = None, None, ts
+
+
+def failure_start(ts: str, latency_ms: float | None, last_ok_at: str | None) -> str:
+    """When a failed probe recorded at `ts` was sent (its latency before), not before the last success."""
+    if not isinstance(latency_ms, (int, float)) or isinstance(latency_ms, bool) or not latency_ms > 0:
+        return ts
+    sent = format_ts(parse_ts(ts) - _dt.timedelta(milliseconds=min(float(latency_ms), 86_400_000.0)))
+    return max(sent, last_ok_at) if last_ok_at else sent
+
+
+def incident_start(a: _App, ts: str) -> tuple[str, float | None]:
+    """Where an incident a decision at `ts` opens starts: the app's first failed check probe since its
+    last success (else the decision), and the unobserved seconds from that success to it (None
+    when unknown, or longer than MAX_GAP_S: nobody was looking)."""
+    started = a.first_fail_at if a.first_fail_at and a.first_fail_at <= ts else ts
+    if a.last_ok_at is None or a.last_ok_at > started:
+        return started, None
+    gap = seconds_between(a.last_ok_at, started)
+    return started, round(gap, 3) if gap <= MAX_GAP_S else None
 
 
 def _instance_count(a: _App, data: dict) -> int | None:
@@ -1115,7 +1167,11 @@ from .store import _describe, first_seq_since  # noqa: E402
 from .units import earlier  # noqa: E402
 
 HINT_INCIDENTS = 500  # newest incidents of the period the hints read
-HINT_SAMPLES = 5000  # newest process samples the hints read (for the memory rule)
+# The newest process samples the hints read (for the memory rule), from the last HINT_SAMPLES_S at
+# most, whatever the period: reading and decoding them was most of a long report's time (each one a
+# random page of a big store with a cold cache). The rule fits a line within one process's uptime.
+HINT_SAMPLES = 2000
+HINT_SAMPLES_S = 3 * 86400.0
 
 # The code of a decision recorded before decisions carried one, from the start of its reason.
 _OLD_REASONS = (
@@ -1181,7 +1237,7 @@ def _hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: st
         since,
         now,
         incidents=incidents,
-        samples=_samples(conn, app, first, until),
+        samples=_samples(conn, app, max(first, first_seq_since(conn, earlier(now, HINT_SAMPLES_S))), until),
         restarts=_restarts(conn, app, min(since, earlier(now, hints.WEEKS * hints.WEEK_S)), until),
         pm2_restarts=tuple(_pm2_restart(*e) for e in _events_of(conn, app, "process.restarted", first, until)),
         deploys=tuple(hints.Deploy(seq, ts) for seq, ts, _ in _events_of(conn, app, "maintenance.ended", first, until)),

@@ -78,6 +78,10 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:g}ms"
 
 
+def _ts(ts: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
 def _when(ts: str | None) -> str:
     return ts[:19].replace("T", " ") if ts else "-"
 
@@ -90,6 +94,8 @@ def _grid(head: list[str], body: list[list[str]], indent: str = "") -> list[str]
 _SUMMARY_HEAD = [
     "APP",
     "AVAILABILITY",
+    "WORST",
+    "UNOBSERVED",
     "PROBES",
     "FAILURES",
     "INCIDENTS",
@@ -117,6 +123,8 @@ def _summary_row(a: AppReport) -> list[str]:
     return [
         a.app,
         percent(a.availability_percent) + ("%" if a.availability_percent is not None else ""),
+        percent(a.availability_worst_percent) + ("%" if a.availability_worst_percent is not None else ""),
+        span(a.unobserved_s, decimals=True),
         str(a.probes),
         str(a.failures),
         str(len(a.incidents)),
@@ -363,7 +371,11 @@ def ending(t: Timeline) -> str:
 def timeline_text(t: Timeline) -> str:
     """The incident's header, one line per event, and how it ended."""
     i = t.incident
-    lines = [f"{t.app} incident #{i.id}: started {_when(i.started_at)} UTC" + (f", {i.reason}" if i.reason else "")]
+    head = f"{t.app} incident #{i.id}: started {_when(i.started_at)} UTC"
+    if i.detected_at and i.detected_at != i.started_at:
+        later = span(max(0.0, (_ts(i.detected_at) - _ts(i.started_at)).total_seconds()), decimals=True)
+        head += f" (first failed probe; detected {later} later)"
+    lines = [head + (f", {i.reason}" if i.reason else "")]
     if i.workers:
         lines.append("about " + ", ".join(worker_text(w) for w in i.workers) + " of the cluster")
     rows = [[offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)] for s in t.steps]

@@ -8,19 +8,19 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sqlite3
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import projections
+from . import projections, rollups
 from .errors import RecoveryError
 from .events import format_ts
 from .hints import LOOKBACK_S, evaluate
 from .logs.storage import top_templates
+from .sketch import Sketch
 from .stats import clustered_hours
 from .store import Store
-from .units import DurationTooLong, age, earlier, next_hour, parse_duration, percent, period_label, span, times
+from .units import DurationTooLong, age, earlier, parse_duration, percent, period_label, span, times
 from .units import one_line as one_line  # re-exported: cli/errors.py imports it from here
 
 
@@ -47,11 +47,15 @@ def since_to_ts(text: str, now: _dt.datetime | None = None) -> str:
 #
 # Read from the projections only (never a scan of `events`), so a year of ten apps takes well
 # under a second. Definitions, also in the command's help:
-#   availability  up_s / (up_s + down_s) from probe_hourly: time between two checks counts for the
-#                 state the app was in; gaps longer than model.MAX_GAP_S count for neither.
-#                 Hours are whole: the hour that --since falls in is counted entirely.
-#   MTTR          mean duration of the incidents that ended in the period with a recovery
-#                 (restarted and verified, or answering again without a restart).
+#   availability  up_s / (up_s + down_s) from the rollups: time between two checks counts for the
+#                 state the app was in, down from an incident's first failed probe; gaps longer
+#                 than model.MAX_GAP_S count for neither. Edges are exact to the minute within
+#                 rollups.MINUTE_KEEP_S; an older --since counts its whole hour.
+#   worst         up_s / (up_s + down_s + unobserved_s): the time from the last successful probe to
+#                 the first failed one (nobody saw when the app stopped answering) counted as down.
+#   MTTR          mean duration (from the first failed probe) of the incidents that ended in the
+#                 period with a recovery (restarted and verified, or answering again without a restart).
+#   latency       p50/p95/p99 of answered check probes, from the rollups' sketches (within 0.5 %).
 #   MTBF          up time in the period divided by the number of incidents that began in it
 #                 (null when none began, or nothing was observed).
 
@@ -67,7 +71,7 @@ class IncidentNotFound(RecoveryError):
 @dataclass
 class IncidentRow:
     id: int
-    started_at: str
+    started_at: str  # the first failed check probe (its sending)
     ended_at: str | None  # None while open
     duration_s: float  # for an open incident: up to now
     restarts: int
@@ -75,13 +79,17 @@ class IncidentRow:
     reason: str | None = None  # the first decision's reason; text only, not in the JSON
     # The workers of a cluster that decisions named as hung during it: [{pm_id, pid, evidence}]
     workers: list[dict[str, Any]] = field(default_factory=list)
+    detected_at: str | None = None  # the decision that opened it
+    unobserved_s: float | None = None  # from the last successful probe to the first failed one
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "started_at": self.started_at,
+            "detected_at": self.detected_at,
             "ended_at": self.ended_at,
             "duration_s": self.duration_s,
+            "unobserved_s": self.unobserved_s,
             "restarts": self.restarts,
             "outcome": self.outcome,
             "workers": self.workers,
@@ -105,6 +113,9 @@ class AppReport:
     hints: list[dict[str, Any]] = field(default_factory=list)  # likely causes (recovery.hints), strongest first
     # Restarts of one worker of a cluster, by who made them, then by pm_id: {"pm2": {"2": 3}}
     worker_restarts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The unobserved gaps (last success to first failure) counted as down; and their seconds
+    availability_worst_percent: float | None = None
+    unobserved_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "app"}
@@ -134,13 +145,14 @@ class Report:
 
 @dataclass
 class _Window:
-    """Sums over one stretch of time for one app, from probe_hourly and restarts."""
+    """Sums over one stretch of time for one app, from the rollups and restarts."""
 
     probes: int = 0
     failures: int = 0
     up_s: float = 0.0
     down_s: float = 0.0
-    hist: dict[int, int] = field(default_factory=dict)
+    unobserved_s: float = 0.0
+    latency: Sketch = field(default_factory=Sketch)
     restarts_by: dict[str, int] = field(default_factory=dict)
     unrecovered_restarts: int = 0  # ours whose restart failed or was not verified
     worker_restarts: dict[str, dict[str, int]] = field(default_factory=dict)  # by who, then pm_id
@@ -150,7 +162,8 @@ class _Window:
         return sum(self.restarts_by.values())
 
     def percentile(self, q: float) -> float | None:
-        return projections.percentile(self.hist, q)
+        value = self.latency.quantile(q)
+        return None if value is None else round(value, 1)
 
 
 def open_store(path: Path, busy_timeout: float) -> Store:
@@ -161,43 +174,10 @@ def open_store(path: Path, busy_timeout: float) -> Store:
     return open_folded(path, busy_timeout)
 
 
-def merge_histograms(joined: str | None) -> dict[int, int]:
-    """Sum latency histograms given as probe_hourly.latency_hist texts joined with ', '.
-
-    A year of one app is ~8,760 small JSON objects; parsing each costs ~1 s here, so the
-    `"bucket": count` pairs are counted as strings (in C) and only the distinct ones parsed.
-    The fold writes them with json.dumps' default separators; anything else is parsed as JSON.
-    """
-    if not joined:
-        return {}
-    hist: dict[int, int] = {}
-    try:
-        for item, n in Counter(joined.split(", ")).items():
-            item = item.strip("{} ")
-            if item:
-                key, _, value = item.partition(": ")
-                k = int(key.strip('"'))
-                hist[k] = hist.get(k, 0) + int(value) * n
-        return hist
-    except ValueError:
-        hist = {}
-        for one in json.loads("[" + joined + "]"):
-            for key, value in one.items():
-                hist[int(key)] = hist.get(int(key), 0) + int(value)
-        return hist
-
-
 def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusive: bool) -> _Window:
-    """The app's sums for [start, end) (or [start, end] when inclusive); hours cover start's whole hour."""
-    end_hour = end[:13] if not inclusive else next_hour(end)
-    row = conn.execute(
-        "SELECT sum(probes), sum(failures), sum(up_s), sum(down_s), group_concat(latency_hist, ', ')"
-        " FROM probe_hourly WHERE app = ? AND hour >= ? AND hour < ?",
-        (app, start[:13], end_hour),
-    ).fetchone()
-    w = _Window(
-        int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0), float(row[3] or 0.0), merge_histograms(row[4])
-    )
+    """The app's sums for [start, end) (or [start, end] when inclusive), from the rollups."""
+    r = rollups.sums(conn, app, start, end, inclusive=inclusive)
+    w = _Window(r.probes, r.failures, r.up_s, r.down_s, r.unobserved_s, r.latency)
     rows = conn.execute(
         "SELECT by, sum(count), sum(source = 'recovery' AND outcome IN ('failed', 'unverified')) FROM restarts"
         f" WHERE app = ? AND at >= ? AND at {'<=' if inclusive else '<'} ? GROUP BY by",
@@ -217,15 +197,27 @@ def _open_for(now: _dt.datetime, started: str) -> float:
 def _incidents(conn: sqlite3.Connection, app: str, since: str, until: str, now: _dt.datetime) -> list[IncidentRow]:
     """Incidents that overlap [since, until], oldest first; an open one lasts until now."""
     out = []
-    for iid, started, ended, duration, restarts, outcome, reason, workers in conn.execute(
-        "SELECT id, started_at, ended_at, duration_s, restarts, outcome, first_reason, workers FROM incidents"
-        " WHERE app = ? AND started_at <= ? AND (ended_at IS NULL OR ended_at >= ?) ORDER BY started_at, id",
+    for iid, started, ended, duration, restarts, outcome, reason, workers, detected, unobserved in conn.execute(
+        "SELECT id, started_at, ended_at, duration_s, restarts, outcome, first_reason, workers, detected_at,"
+        " unobserved_s FROM incidents WHERE app = ? AND started_at <= ? AND (ended_at IS NULL OR ended_at >= ?)"
+        " ORDER BY started_at, id",
         (app, until, since),
     ):
         if ended is None:
             duration = _open_for(now, started)
         out.append(
-            IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason, json.loads(workers or "[]"))
+            IncidentRow(
+                iid,
+                started,
+                ended,
+                duration or 0.0,
+                restarts,
+                outcome,
+                reason,
+                json.loads(workers or "[]"),
+                detected,
+                unobserved,
+            )
         )
     return out
 
@@ -256,6 +248,8 @@ def _build_report(conn: sqlite3.Connection, apps: list[str], since: str, now: _d
         recovered = [i.duration_s for i in incidents if i.outcome in RECOVERED and i.ended_at and i.ended_at >= since]
         observed = cur.up_s + cur.down_s
         availability = round(100.0 * cur.up_s / observed, 3) if observed > 0 else None
+        seen = observed + cur.unobserved_s
+        worst = round(100.0 * cur.up_s / seen, 3) if seen > 0 else None
         out.append(
             AppReport(
                 app=app,
@@ -272,6 +266,8 @@ def _build_report(conn: sqlite3.Connection, apps: list[str], since: str, now: _d
                 top_errors=top_errors(conn, app, since, before, now),
                 hints=_hints(conn, app, now, since),
                 worker_restarts=cur.worker_restarts,
+                availability_worst_percent=worst,
+                unobserved_s=round(cur.unobserved_s, 3),
             )
         )
     return Report(since, until, until, out)
@@ -354,7 +350,7 @@ def worker_counts(per: dict[str, int]) -> str:
 class Step:
     seq: int
     ts: str
-    offset_s: float  # from the incident's start (the decision that opened it); the run's probes come before
+    offset_s: float  # from the incident's start (its first failed probe); the run's check.started may come before
     type: str
     app: str | None
     data: dict[str, Any]
@@ -373,7 +369,7 @@ def _incident(
 ) -> tuple[IncidentRow, int, int | None] | None:
     sql = (
         "SELECT id, app, started_at, ended_at, duration_s, restarts, outcome, first_reason, started_seq, ended_seq,"
-        " workers FROM incidents"
+        " workers, detected_at, unobserved_s FROM incidents"
     )
     if incident_id is None:
         row = conn.execute(sql + " WHERE app = ? ORDER BY id DESC LIMIT 1", (app,)).fetchone()
@@ -386,8 +382,10 @@ def _incident(
             whose = f" (it is {row[1]}'s)" if row is not None else ""
             known = f"; its latest is #{latest}" if latest is not None else f"; {app} has none"
             raise IncidentNotFound(f"no incident #{incident_id} for {app}{whose}{known}")
-    iid, _, started, ended, duration, restarts, outcome, reason, started_seq, ended_seq, workers = row
-    inc = IncidentRow(iid, started, ended, duration or 0.0, restarts, outcome, reason, json.loads(workers or "[]"))
+    iid, _, started, ended, duration, restarts, outcome, reason, started_seq, ended_seq, workers, detected, unobs = row
+    inc = IncidentRow(
+        iid, started, ended, duration or 0.0, restarts, outcome, reason, json.loads(workers or "[]"), detected, unobs
+    )
     return inc, started_seq, ended_seq
 
 

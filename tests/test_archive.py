@@ -30,7 +30,7 @@ from tests.test_projections import Timeline
 runner = CliRunner()
 T0 = dt.datetime(2026, 7, 10, tzinfo=dt.UTC)  # four and a half months before NOW
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-READ_MODELS = ("incidents", "restarts", "probe_hourly", "app_state", "decision_points")
+READ_MODELS = ("incidents", "restarts", "rollup_minute", "rollup_hour", "rollup_day", "app_state", "decision_points")
 
 
 def build(path: Path, until: dt.datetime = NOW) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from recovery import projections
 from recovery.events import Event
+from recovery.sketch import Sketch
 from recovery.store import Store
 from tests.test_projections import Timeline
 
@@ -18,9 +19,9 @@ def test_batch_counts_each_probe_and_its_time_as_up(tmp_path):
     store.append([Event("probe.batched", "web", None, batch, ts=tl.at(61))])
     projections.fold(store.conn)
     probes, up_s, n = store.conn.execute(
-        "SELECT sum(probes), sum(up_s), sum(latency_n) FROM probe_hourly WHERE app = 'web'"
+        "SELECT sum(probes), sum(up_s), latency FROM rollup_hour WHERE app = 'web'"
     ).fetchone()
-    assert probes == 31 and n == 31
+    assert probes == 31 and Sketch.from_json(n).count == 31
     assert abs(up_s - 60.0) < 0.5  # from the check at 0 s (+0.1) to the last probe of the batch at 60 s
     state, last = store.conn.execute("SELECT state, last_check_at FROM app_state WHERE app = 'web'").fetchone()
     assert state == "healthy" and last == tl.at(60)

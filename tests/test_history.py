@@ -17,7 +17,7 @@ def snapshot(db) -> dict:
     try:
         return {
             t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-            for t in ("app_state", "incidents", "restarts", "probe_hourly")
+            for t in ("app_state", "incidents", "restarts", "rollup_minute", "rollup_hour", "rollup_day")
         }
     finally:
         conn.close()

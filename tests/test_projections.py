@@ -90,7 +90,7 @@ def test_a_hang_becomes_one_incident_with_its_restart_and_evidence(store):
         "SELECT app, restarts, outcome, duration_s, ended_at, evidence FROM incidents"
     ).fetchall()
     assert inc[:3] == ("web", 1, "restarted")
-    assert 0 < inc[3] < 1 and inc[4] is not None
+    assert inc[3] == 2.6 and inc[4] is not None  # from the failed probe's sending (2 s before it was recorded)
     assert len(json.loads(inc[5])) >= 3
     state = store.conn.execute("SELECT state, open_incident FROM app_state").fetchone()
     assert state == ("healthy", None)
@@ -127,8 +127,11 @@ def test_availability_time_is_counted_between_checks(store):
     )
     tl.healthy(180)
     projections.fold(store.conn)
-    up, down = store.conn.execute("SELECT sum(up_s), sum(down_s) FROM probe_hourly").fetchone()
-    assert round(up) == 120 and round(down) == 60
+    up, down, unobserved = store.conn.execute(
+        "SELECT sum(up_s), sum(down_s), sum(unobserved_s) FROM rollup_hour"
+    ).fetchone()
+    # up from the first check to the second; unobserved from there to the failed probe; down after it
+    assert round(up) == 60 and round(down) == 60 and round(unobserved) == 60
 
 
 def test_folding_in_pieces_equals_folding_at_once(store, tmp_path):

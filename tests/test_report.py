@@ -17,7 +17,7 @@ from recovery import projections, units
 from recovery.errors import StoreError
 from recovery.events import Event
 from recovery.render import TIMELINE_MAX, ending, facts, report_markdown, report_text, timeline_text
-from recovery.report import IncidentNotFound, build_report, merge_histograms, why
+from recovery.report import IncidentNotFound, build_report, why
 from recovery.store import Store
 
 UTC = dt.UTC
@@ -197,10 +197,14 @@ def test_report_json_has_the_documented_shape(store):
         "top_errors",
         "hints",
         "worker_restarts",
+        "availability_worst_percent",
+        "unobserved_s",
     }
     assert set(web["incidents"][0]) == {
         "id",
         "started_at",
+        "detected_at",
+        "unobserved_s",
         "ended_at",
         "duration_s",
         "restarts",
@@ -217,7 +221,13 @@ def test_report_availability_is_the_share_of_observed_time_the_app_answered(stor
     for k in range(121):  # a check a minute for two hours; down from minute 30 to minute 40
         (trail.down if 30 <= k < 40 else trail.healthy)(start + 60 * k)
     web = report_of(store)["apps"]["web"]
-    assert web["availability_percent"] == round(100 * 6600 / 7200, 3)  # 120 gaps of 60 s, 10 of them down
+    # Down from the first failed probe (sent 4.4012 s before the decision at minute 30) to minute 40;
+    # unobserved from the check at minute 29 to that probe; up the rest.
+    down, unobserved = 600 + 4.4012, 60 - 4.4012
+    up = 7200 - down - unobserved
+    assert web["availability_percent"] == round(100 * up / (up + down), 3)
+    assert web["availability_worst_percent"] == round(100 * up / 7200, 3)
+    assert abs(web["unobserved_s"] - unobserved) < 0.002  # timestamps keep milliseconds
     assert (web["probes"], web["failures"]) == (121, 10)
 
 
@@ -231,9 +241,10 @@ def test_report_lists_incidents_that_overlap_the_period_with_their_outcome(store
     trail.down(13 * DAY)  # still open at the end
     incidents = report_of(store)["apps"]["web"]["incidents"]
     assert [(i["started_at"], i["ended_at"], i["duration_s"], i["restarts"], i["outcome"]) for i in incidents] == [
-        (trail.at(7 * DAY - 60), trail.at(7 * DAY + 60), 120.0, 0, "recovered without restart"),
-        (trail.at(9 * DAY), trail.at(9 * DAY + 2), 2.0, 1, "restarted"),
-        (trail.at(13 * DAY), None, DAY, 0, "open"),
+        # each from its first failed probe: sent 4.4012 s (down) or 6.4 s (hang) before the decision
+        (trail.at(7 * DAY - 64.4012), trail.at(7 * DAY + 60), 124.402, 0, "recovered without restart"),
+        (trail.at(9 * DAY - 6.4), trail.at(9 * DAY + 2), 8.4, 1, "restarted"),
+        (trail.at(13 * DAY - 4.4012), None, DAY + 4.402, 0, "open"),
     ]
 
 
@@ -257,7 +268,8 @@ def test_report_mttr_is_the_mean_duration_of_recovered_incidents(store):
     trail.healthy(8 * DAY + 600)  # answering again by itself after 600 s
     trail.hang(9 * DAY, took=2.0)
     trail.down(13 * DAY)  # open: not recovered, not counted
-    assert report_of(store)["apps"]["web"]["mttr_s"] == 301.0
+    # from the first failed probes: 600 + 4.4012 s and 2 + 6.4 s
+    assert report_of(store)["apps"]["web"]["mttr_s"] == 306.4
 
 
 def test_report_mttr_is_null_when_nothing_recovered(store):
@@ -277,24 +289,19 @@ def test_report_mtbf_is_up_time_divided_by_incidents_that_began_in_the_period(st
         else:
             trail.healthy(start + 60 * k)
     web = report_of(store)["apps"]["web"]
-    assert web["availability_percent"] == 100.0  # the restarts were verified before the next check
-    assert web["mtbf_s"] == 1800.0
+    # each hang: down 8.4 s from its first failed probe to the verification, unobserved 53.6 s before
+    up = 3600 - 2 * (8.4 + 53.6)
+    assert web["availability_percent"] == round(100 * up / (up + 2 * 8.4), 3)
+    assert web["mtbf_s"] == round(up / 2, 1)
 
 
-def test_report_latency_percentiles_merge_the_hourly_histograms(store):
+def test_report_latency_percentiles_merge_the_hourly_sketches(store):
     trail = Trail(store)
     for k in range(100):  # over several hours: 90 answers in 20 ms, 10 in 500 ms
         trail.healthy(8 * DAY + 300 * k, ms=500.0 if k % 10 == 0 else 20.0)
     latency = report_of(store)["apps"]["web"]["latency_ms"]
-    # log buckets, 10 per decade: 20 ms falls in [19.95, 25.12) shown as 22.4, 500 ms in [398, 501) as 446.7
-    assert latency == {"p50": 22.4, "p95": 446.7, "p99": 446.7}
-
-
-def test_merging_histograms_as_text_equals_merging_them_as_json():
-    texts = ['{"13": 5, "14": 2}', "{}", '{"13": 1, "26": 7}', '{"13": 5, "14": 2}']
-    expected = {13: 11, 14: 4, 26: 7}
-    assert merge_histograms(", ".join(texts)) == expected
-    assert merge_histograms(", ".join(t.replace(": ", ":").replace(", ", ",") for t in texts)) == expected
+    # the sketch's buckets are within 0.5 % of the values in them
+    assert latency == {"p50": 20.0, "p95": 500.2, "p99": 500.2}
 
 
 def test_report_says_when_restarts_doubled_vs_the_previous_period(store):
@@ -333,7 +340,7 @@ def test_report_says_when_availability_is_below_target(store):
     trail = Trail(store)
     for k in range(121):
         (trail.down if 30 <= k < 40 else trail.healthy)(8 * DAY + 60 * k)
-    assert "availability 91.66%, below 99.9%" in report_of(store)["apps"]["web"]["stands_out"]
+    assert "availability 91.54%, below 99.9%" in report_of(store)["apps"]["web"]["stands_out"]
 
 
 def test_report_says_nothing_stands_out_for_a_quiet_app(store):
@@ -362,7 +369,7 @@ def test_report_text_and_markdown_show_every_app_and_its_incidents(store):
     assert "2026-11-08 00:00 to 2026-11-15 00:00 UTC (7 days)" in text
     assert text.count("restarted") >= 2 and "restarts by: check 1, schedule 0, operator 0, pm2 0" in text
     md = report_markdown(rep)
-    assert "## web" in md and "## api" in md and "| #1 | 2026-11-09 00:00:00 | 2.0s | 1 | restarted |" in md
+    assert "## web" in md and "## api" in md and "| #1 | 2026-11-08 23:59:53 | 8.4s | 1 | restarted |" in md
 
 
 def test_report_lists_the_top_error_templates_of_the_period_against_the_period_before(store, tmp_path):
@@ -419,9 +426,10 @@ def test_why_shows_the_last_incident_from_the_check_that_opened_it(store):
         "probe.succeeded",
         "verification.passed",
     ]
-    assert [s.offset_s for s in t.steps] == [-4.5, -4.4, -2.4, -0.1, 0.0, 0.0, 1.5, 3.0, 3.0]
+    # from the first failed probe, sent 2 s (its timeout) before it was recorded, 6.4 s before the decision
+    assert [s.offset_s for s in t.steps] == [1.9, 2.0, 4.0, 6.3, 6.4, 6.4, 7.9, 9.4, 9.4]
     assert facts(t.steps[4].type, t.steps[4].data) == f"restart: {HANG}"
-    assert ending(t) == "ended: restarted after 3.0s, 1 restart"
+    assert ending(t) == "ended: restarted after 9.4s, 1 restart"
 
 
 def test_why_shows_the_incident_asked_for(store):
@@ -430,7 +438,8 @@ def test_why_shows_the_incident_asked_for(store):
     trail.hang(9 * DAY)
     projections.fold(store.conn)
     t = why(store, "web", incident_id=1)
-    assert t is not None and t.incident.started_at == trail.at(8 * DAY)
+    assert t is not None and t.incident.started_at == trail.at(8 * DAY - 6.4)
+    assert t.incident.detected_at == trail.at(8 * DAY)
     assert all(s.ts <= trail.at(8 * DAY + 2) for s in t.steps)
 
 
@@ -450,8 +459,8 @@ def test_why_says_an_open_incident_is_still_open(store):
     projections.fold(store.conn)
     t = why(store, "web", now=T0 + dt.timedelta(days=8, seconds=90))
     assert t is not None and t.incident.ended_at is None
-    assert [s.type for s in t.steps][-2:] == ["probe.failed", "decision.made"] and t.steps[-1].offset_s == 60.0
-    assert ending(t) == "still open, for 1m30s so far, 0 restarts"
+    assert [s.type for s in t.steps][-2:] == ["probe.failed", "decision.made"] and t.steps[-1].offset_s == 64.402
+    assert ending(t) == "still open, for 1m34s so far, 0 restarts"
 
 
 def test_why_text_elides_the_middle_of_a_long_timeline(store):
@@ -590,8 +599,9 @@ def test_why_command_prints_the_timeline(workdir):
     result = invoke(workdir, "why", "web")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("web incident #1: started") and lines[-1] == "ended: restarted after 2.0s, 1 restart"
-    assert any("+0.0s" in line and "decision.made" in line and HANG in line for line in lines)
+    assert lines[0].startswith("web incident #1: started") and lines[-1] == "ended: restarted after 8.4s, 1 restart"
+    assert "(first failed probe; detected 6.4s later)" in lines[0]
+    assert any("+6.4s" in line and "decision.made" in line and HANG in line for line in lines)
 
 
 def test_why_command_prints_json(workdir):
@@ -621,8 +631,8 @@ def test_every_report_command_has_help_text(workdir):
 
 def test_a_store_the_report_cannot_read_is_a_store_error_naming_it(store):
     projections.fold(store.conn)
-    store.conn.execute("DROP TABLE probe_hourly")
-    with pytest.raises(StoreError, match=f"cannot read the event store {store.path}: no such table: probe_hourly"):
+    store.conn.execute("DROP TABLE rollup_minute")
+    with pytest.raises(StoreError, match=f"cannot read the event store {store.path}: no such table: rollup_minute"):
         build_report(store, ["web"], SINCE, NOW)
 
 

@@ -11,9 +11,9 @@ from functools import lru_cache
 from datasette import hookimpl  # type: ignore[attr-defined]
 from markupsafe import Markup, escape
 
-# The one stored form of a time (recovery.events.format_ts), and hours in probe_hourly / log_counts.
+# The one stored form of a time (recovery.events.format_ts), and hours in rollup_hour / log_counts.
 ISO_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z$")
-JSON_COLUMNS = {"data", "evidence", "latency_hist", "params"}
+JSON_COLUMNS = {"data", "evidence", "latency", "params"}
 
 
 @hookimpl
