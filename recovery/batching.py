@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,15 +75,28 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
     """A batch in one line's worth: how many probes over how long, latency min/median/max."""
     latencies = [float(ms) for ms in data.get("latency_ms") or ()]
     at = data.get("at_ms") or [0]
-    out: dict[str, Any] = {"probes": len(latencies), "start": data.get("start"), "span_s": round(at[-1] / 1000, 1)}
+    out: dict[str, Any] = {"probes": len(latencies), "span_s": round(at[-1] / 1000, 1)}
     if latencies:
-        out["latency_ms"] = (
-            f"{min(latencies):g}/{round(statistics.median(latencies), 1):g}/{max(latencies):g} (min/median/max)"
+        out["latency_min/median/max_ms"] = "/".join(
+            f"{v:g}" for v in (min(latencies), round(statistics.median(latencies), 1), max(latencies))
         )
-    for key in ("status", "pid", "url"):
+    for key in ("status", "pid", "start", "url"):
         if data.get(key) is not None:
             out[key] = data[key]
     return out
+
+
+def query_types(types: list[str], expanding: bool) -> list[str]:
+    """The stored types to read for `types`: expanded, probe.succeeded is also in the batches."""
+    if expanding and "probe.succeeded" in types and "probe.batched" not in types:
+        return [*types, "probe.batched"]
+    return types
+
+
+def expanded(events: Iterable[Event]) -> Iterator[Event]:
+    """`events` with each batch expanded into its probes."""
+    for e in events:
+        yield from expand(e)
 
 
 # -- writing batches --------------------------------------------------------------------------------

@@ -114,8 +114,8 @@ def run_watch(
         raise ValueError("the watch interval must be longer than 0")
     on_result = on_result or Journal()
     if make_check is None:
-        if batcher is None:
-            batcher = Batcher(config.store.path, busy_timeout=config.store.busy_timeout)
+        if batcher is None and config.watch.batch > 0:
+            batcher = Batcher(config.store.path, busy_timeout=config.store.busy_timeout, span_s=config.watch.batch)
         kept = batcher
         make_check = lambda c: Checker(  # noqa: E731
             c, trigger="watch", apps=apps, deliver=False, stop=stop.is_set, batcher=kept
