@@ -331,7 +331,7 @@ def test_watch_recovers_a_hung_app_and_exits_cleanly_on_sigterm(pm2, tmp_path):
     assert len(body) == 4, lines  # three healthy steps before the hang, but one line: only changes are printed
     assert len(stored(config, "check.started")) >= 3  # the first step, the hang's, the first after it
     # The steady steps before the hang: one batch, written before the hang's first failed probe.
-    first = [e for e in stored(config, "probe.batched", "probe.failed") if e.type == "probe.failed"][0]
+    first = stored(config, "probe.failed")[0]
     batched = stored(config, "probe.batched")
     assert batched[0].seq < first.seq and len(batched[0].data["at_ms"]) >= 2
     assert app.pids()[0] != old_pid and app.processes()[0]["pm2_env"]["restart_time"] == 1
