@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from recovery import projections
 from recovery.batching import Batcher, expand
 from recovery.check import OK, WARNING, CheckRun, HttpProber
+from recovery.config import load
 from recovery.events import Event, parse_ts
 from recovery.observations import Attempt
 from recovery.replay import replay_store
@@ -161,6 +162,34 @@ def test_a_failure_mid_batch_writes_the_batch_then_the_failure_at_once(tmp_path)
     watch.stop()
     assert watch.probes_in_report() == 20 + 3 + 40  # the verification's probe is not a check's
     assert_in_order(watch.events())
+
+
+def test_another_apps_failure_writes_the_whole_step_of_both(tmp_path):
+    watch = Watch(tmp_path)
+    text = watch.w.config.source.read_text()
+    watch.w.config.source.write_text(text + text[text.index("[[apps]]") :].replace('"web"', '"api"', 1))
+    watch.w.config = load(watch.w.config.source)
+    failing: set[str] = set()
+    scripted = watch.prober.attempt
+
+    def attempt(app: Any, n: int, timeout: float | None = None) -> Attempt:
+        if app.name in failing:
+            return Attempt(False, n, app.url, 1000.0, error="timeout")
+        return scripted(app, n, timeout)
+
+    watch.prober.attempt = attempt  # type: ignore[method-assign]
+    watch.steps(10)
+    failing.add("api")
+    watch.w.pm2.heals = False
+    watch.step()
+    events = watch.events()
+    last_step = [e for e in events if e.run_id == events[-1].run_id]
+    web = [e.type for e in last_step if e.app == "web"]
+    assert web == ["probe.succeeded", "process.sampled", "decision.made"]  # written whole, api's trouble
+    batches = [e for e in events if e.type == "probe.batched"]
+    assert {e.app for e in batches} == {"web", "api"} and all(e.seq < last_step[0].seq for e in batches)
+    assert all(len(e.data["at_ms"]) == 9 for e in batches)
+    assert_in_order(events)
 
 
 def test_a_killed_watch_loses_at_most_the_open_batch(tmp_path):
