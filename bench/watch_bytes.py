@@ -45,16 +45,18 @@ def recovery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "recovery_cli.main", *args]
 
 
-def measure(store: Path) -> tuple[dict[str, int], int]:
-    """Bytes per table and index (dbstat, projections folded first), and the events stored."""
+def measure(store: Path) -> tuple[dict[str, int], int, int]:
+    """Bytes per table and index (dbstat's pages, projections folded first), the bytes used in
+    those pages (pages less their unused bytes: not rounded to whole pages), and the events stored."""
     conn = sqlite3.connect(store, timeout=30, isolation_level=None)
     try:
         projections.fold(conn)
         sizes = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
+        used = conn.execute("SELECT sum(pgsize - unused) FROM dbstat").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     finally:
         conn.close()
-    return sizes, events
+    return sizes, used, events
 
 
 def answered(url: str) -> int:
@@ -101,7 +103,7 @@ def main() -> int:
         log = (home / "watch.log").open("wb")
         watcher = subprocess.Popen(recovery_argv("watch", "--config", str(config)), env=env, stdout=log, stderr=log)
         time.sleep(args.warmup)
-        first_sizes, first_events = measure(store)
+        first_sizes, first_used, first_events = measure(store)
         t0 = time.monotonic()
         time.sleep(args.minutes * 60)
         watcher.send_signal(signal.SIGTERM)
@@ -109,7 +111,7 @@ def main() -> int:
         watcher = None
         elapsed = time.monotonic() - t0
         made = answered(url) - base_count
-        sizes, events = measure(store)
+        sizes, used, events = measure(store)
         out = subprocess.run(
             recovery_argv("report", "--config", str(config), "--since", "1d", "--json"),
             env=env,
@@ -119,6 +121,7 @@ def main() -> int:
         )
         reported = json.loads(out.stdout)["apps"][APP]["probes"] if out.returncode == 0 else None
         with sqlite3.connect(store) as conn:
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
             types = conn.execute("SELECT type, count(*) FROM events GROUP BY type ORDER BY 2 DESC").fetchall()
             full = conn.execute(
                 "SELECT sum(length(data) + length(id) + length(ts) + length(hash) * 2 + coalesce(length(run_id), 0))"
@@ -135,6 +138,11 @@ def main() -> int:
     total = sum(grown.values())
     print(f"measured {elapsed / 60:.1f} min after a {args.warmup:.0f} s warm-up; watch exit code {code} (SIGTERM)")
     print(f"store growth: {total} bytes -> {total / elapsed * DAY / 1e6:.2f} MB per app per day (dbstat, all tables)")
+    grown_used = used - first_used
+    print(
+        f"  bytes used in pages: {grown_used} -> {grown_used / elapsed * DAY / 1e6:.2f} MB per app per day"
+        f" (the page count moves {page / elapsed * DAY / 1e6:.2f} MB/day a page)"
+    )
     for name, n in sorted(grown.items(), key=lambda kv: -kv[1]):
         if n:
             print(f"  {name:<28} {n / elapsed * DAY / 1e6:8.3f} MB/day")

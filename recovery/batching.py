@@ -14,8 +14,9 @@ sample, a restart, a log line ingested, an UNKNOWN, another app's trouble), the 
 everything held for the step are written at once, in order, and the rest of the step passes
 through. A killed watch (SIGKILL) loses at most each app's open batch: a minute of healthy probes.
 
-Kept even in a steady step: `host.sampled` (once a minute, the host's memory and load), and one
-cheap process sample per app every SAMPLE_EVERY_S, so the memory-leak forecast keeps its points.
+Kept even in a steady step: one cheap process sample per app every SAMPLE_EVERY_S, so the
+memory-leak forecast keeps its points, and `host.sampled` (the host's memory and load, once a
+minute under `recovery check`) as often.
 `recovery check` (cron) does not batch: it writes every event, as before.
 """
 
@@ -33,7 +34,7 @@ from .events import new as new_event
 from .store import Recorder, Store
 
 BATCH_SPAN_S = 60.0  # a batch holds at most this much time of probes (first to last)
-SAMPLE_EVERY_S = 300.0  # a steady app's cheap process sample (its memory) is still written this often
+SAMPLE_EVERY_S = 300.0  # a steady app's cheap process sample (its memory), and the host's, still written this often
 
 
 # -- reading a batch back ---------------------------------------------------------------------------
@@ -154,6 +155,7 @@ class Batcher:
         self.open: dict[str, Batch] = {}
         self.seen: dict[str, _Seen] = {}
         self.current: BatchingRecorder | None = None
+        self.host_at: str | None = None  # when host.sampled was last written
         self.batched = 0  # probes put into batches (written or open), for the curious
 
     def recorder(self, *, now: Callable[[], _dt.datetime] | None = None) -> BatchingRecorder:
@@ -286,11 +288,12 @@ class BatchingRecorder(Recorder):
             self.pass_through(held[-1].ts)
             return
         now = parse_ts(held[-1].ts)
-        kept = [e for e in held if e.type == "host.sampled"]
-        for app, (_, sample, _) in by_app.items():
-            last = self.batcher.app(app).sampled_at
-            if last is None or (now - parse_ts(last)).total_seconds() >= self.batcher.sample_every_s:
-                kept.append(sample)
+
+        def due(last: str | None) -> bool:
+            return last is None or (now - parse_ts(last)).total_seconds() >= self.batcher.sample_every_s
+
+        kept = [e for e in held if e.type == "host.sampled" and due(self.batcher.host_at)]
+        kept += [sample for app, (_, sample, _) in by_app.items() if due(self.batcher.app(app).sampled_at)]
         if kept:
             kept.sort(key=lambda e: e.ts)
             self.write(self.batcher.take_batches(held[0].ts) + kept)
@@ -325,6 +328,8 @@ class BatchingRecorder(Recorder):
             self.note(e)
 
     def note(self, e: Event) -> None:
+        if e.type == "host.sampled":
+            self.batcher.host_at = e.ts
         if e.app is None:
             return
         seen = self.batcher.app(e.app)

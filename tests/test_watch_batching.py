@@ -247,6 +247,7 @@ def test_a_memory_sample_is_still_written_every_few_minutes(tmp_path):
     watch.stop()
     samples = watch.events("process.sampled")
     assert 4 <= len(samples) <= 6  # the first step's, then one every 5 minutes
+    assert 4 <= len(watch.events("host.sampled")) <= 6  # the host's too
     assert_in_order(watch.events())
 
 
