@@ -8,9 +8,13 @@ day, where it went (by table and index), the events written, and the probes the 
 own count, GET /__count) beside the probe count of `recovery report --json`.
 
 The hourly full PM2 sample (`pm2 jlist`, a whole step's events) falls outside a 10-minute window
-after the warm-up: it is printed on its own, as measured on the watch's first step.
+after the warm-up: it is printed on its own, as measured on the watch's first step. And a page of
+SQLite is 0.6 MB/day over 10 minutes: so a simulated day follows (`--day`, on by default), the same
+watch steps (`CheckRun` through the watch's `Batcher`) on a fake clock, with a fake PM2 and app,
+into a real store: its whole size after 24 h of 2 s steps, hourly full samples and B-tree slack
+included.
 
-Run: .venv/bin/python bench/watch_bytes.py [--minutes 10]
+Run: .venv/bin/python bench/watch_bytes.py [--minutes 10] [--no-day]
 Needs pm2: $PM2, else on PATH (./test.sh or ./demo.sh install one under .cache/).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -39,6 +45,77 @@ APP = "bench"
 # itself is imported from another checkout (PYTHONPATH), to measure that code.
 SERVER_JS = Path(__file__).resolve().parents[1] / "recovery" / "demo" / "server.js"
 DAY = 86400.0
+
+
+class _SteadyPm2:
+    """PM2 for the simulated day: one process, always online, the same pid."""
+
+    def _view(self, name: str, source: str) -> Any:
+        from recovery.observations import Instance, ProcessView
+
+        inst = Instance(name, 0, 4242, "online", memory=61 << 20, cpu=0.3, restart_time=0, uptime_s=3600.0)
+        return ProcessView(name, source, (inst,))
+
+    def view(self, name: str) -> Any:
+        return self._view(name, "jlist")
+
+    def quick_view(self, name: str) -> Any:
+        return self._view(name, "pidfile")
+
+    def cpu_mark(self, name: str) -> Any:
+        return None
+
+    def cpu_window(self, mark: Any) -> dict[str, Any]:
+        return {}
+
+
+class _SteadyProber:
+    """The app for the simulated day: every probe answered 200 in 0.8 to 6 ms."""
+
+    def __init__(self) -> None:
+        self.random = random.Random(15)
+
+    def attempt(self, app: Any, n: int, timeout: float | None = None) -> Any:
+        from recovery.observations import Attempt
+
+        return Attempt(True, n, app.url, self.random.uniform(0.8, 6.0), status=200)
+
+    def close(self) -> None:
+        pass
+
+
+def simulated_day(home: Path, interval: float) -> tuple[int, int, int]:
+    """A day of `recovery watch` steps on a steady app: (store bytes, events, probes)."""
+    from recovery.batching import Batcher
+    from recovery.check import CheckRun
+    from recovery.clock import FakeClock
+    from recovery.config import load
+
+    store = home / "day.db"
+    config = home / "day.toml"
+    config.write_text(
+        f'[store]\npath = "{store}"\n\n[logs]\nin_check = false\n\n'  # the fake PM2 names no log files
+        f'[[apps]]\nname = "{APP}"\nurl = "http://127.0.0.1:9/"\n'
+    )
+    conf = load(config)
+    clock, pm2, prober = FakeClock(), _SteadyPm2(), _SteadyProber()
+    batcher = Batcher(store, span_s=conf.watch.batch)
+    steps = int(DAY / interval)
+    for _ in range(steps):
+        run = CheckRun(
+            conf,
+            pm2=pm2,  # type: ignore[arg-type]
+            prober=prober,  # type: ignore[arg-type]
+            recorder=batcher.recorder(now=clock.now),
+            clock=clock,
+            trigger="watch",
+            deliver=False,
+        )
+        run.run()
+        clock.advance(interval)
+    batcher.close(now=clock.now)
+    sizes, _, events = measure(store)
+    return sum(sizes.values()), events, steps
 
 
 def recovery_argv(*args: str) -> list[str]:
@@ -68,6 +145,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10, help="minutes measured after the warm-up")
     parser.add_argument("--warmup", type=float, default=75, help="seconds before the first measurement")
+    parser.add_argument("--no-day", dest="day", action="store_false", help="skip the simulated day")
     args = parser.parse_args()
 
     pm2 = find_pm2(os.environ.get("PM2")).absolute()
@@ -152,6 +230,13 @@ def main() -> int:
     )
     print(f"a full step (the first, with its pm2 jlist sample; hourly): ~{full} bytes of event text")
     print(f"probes made (the app's own count): {made}; report's probe count: {reported}")
+    if args.day:
+        day_start = time.monotonic()
+        size, n_events, steps = simulated_day(home, 2.0)
+        print(
+            f"simulated day ({steps} steps 2 s apart, fake clock, PM2 and app; {time.monotonic() - day_start:.0f} s):"
+            f" the store is {size / 1e6:.2f} MB (dbstat, all tables and indexes), {n_events} events"
+        )
     shutil.rmtree(home, ignore_errors=True)
     return 0 if reported == made and code == 0 else 1
 
