@@ -156,7 +156,6 @@ class Batcher:
         self.seen: dict[str, _Seen] = {}
         self.current: BatchingRecorder | None = None
         self.host_at: str | None = None  # when host.sampled was last written
-        self.batched = 0  # probes put into batches (written or open), for the curious
 
     def recorder(self, *, now: Callable[[], _dt.datetime] | None = None) -> BatchingRecorder:
         """The recorder of one step (the store, or its spool, as `Recorder`)."""
@@ -205,7 +204,6 @@ class Batcher:
             b = self.open[app] = Batch(url, probe.ts, status, pid)
         b.at_ms.append(b.offset_ms(probe.ts))
         b.latency_ms.append(float(d.get("latency_ms") or 0.0))
-        self.batched += 1
         return closed
 
 
