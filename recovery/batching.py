@@ -365,7 +365,7 @@ class _WatchedStore(Store):
     `log.ingested`) first writes what the step held, so that seq and ts stay in order."""
 
     def __init__(self, store: Store, rec: BatchingRecorder) -> None:
-        super().__init__(store.path, store.conn)
+        self.__dict__.update(store.__dict__)  # the same open store, whatever it holds
         self.rec = rec
 
     def append(self, events: Sequence[Event], *, skip_known: bool = False) -> list[Event]:
