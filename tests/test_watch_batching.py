@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from recovery import projections
 from recovery.batching import Batcher, expand
 from recovery.check import OK, WARNING, CheckRun, HttpProber
-from recovery.config import load
+from recovery.config import check_file, load
 from recovery.events import Event, parse_ts
 from recovery.observations import Attempt
 from recovery.replay import replay_store
@@ -353,3 +353,13 @@ def test_a_cron_check_still_writes_every_event(tmp_path):
         run.run()
         w.clock.advance(60)
     assert [e.type for e in w.events()].count("decision.made") == 3
+
+
+def test_the_batch_span_is_configured_and_0s_turns_batching_off(tmp_path):
+    path = tmp_path / "recovery.toml"
+    body = '\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:3000/"\n'
+    path.write_text('[watch]\nbatch = "0s"\n' + body)
+    assert load(path).watch.batch == 0.0
+    path.write_text('[watch]\nbatch = "-5s"\n' + body)
+    config, problems = check_file(path)
+    assert config is None and [(p.line, p.key) for p in problems] == [(2, "watch.batch")]
