@@ -14,9 +14,10 @@ sample, a restart, a log line ingested, an UNKNOWN, another app's trouble), the 
 everything held for the step are written at once, in order, and the rest of the step passes
 through. A killed watch (SIGKILL) loses at most each app's open batch: a minute of healthy probes.
 
-Kept even in a steady step: one cheap process sample per app every SAMPLE_EVERY_S, so the
+Kept even in a steady step: one cheap process sample per app every SAMPLE_EVERY_S or so, so the
 memory-leak forecast keeps its points, and `host.sampled` (the host's memory and load, once a
-minute under `recovery check`) as often.
+minute under `recovery check`) as often; written with the batch that ends next, so that they split
+no batch.
 `recovery check` (cron) does not batch: it writes every event, as before.
 """
 
@@ -278,28 +279,30 @@ class BatchingRecorder(Recorder):
         return False
 
     def end_step(self) -> None:
-        """The step was steady: its probes go into the batches, host.sampled and due samples are written."""
+        """The step was steady: its probes go into the batches. A batch that this closes is written
+        (at the step's start: its probes are all older), with the samples due (host and process)."""
         held, self.held = self.held, []
         by_app = {a: [e for e in held if e.app == a] for a in self.apps or ()}
         if any(len(events) != 3 for events in by_app.values()):
             self.held = held  # an app decided nothing (stopped mid-step): not a steady step
             self.pass_through(held[-1].ts)
             return
+        self.apps = None
         now = parse_ts(held[-1].ts)
 
         def due(last: str | None) -> bool:
             return last is None or (now - parse_ts(last)).total_seconds() >= self.batcher.sample_every_s
 
-        kept = [e for e in held if e.type == "host.sampled" and due(self.batcher.host_at)]
-        kept += [sample for app, (_, sample, _) in by_app.items() if due(self.batcher.app(app).sampled_at)]
-        if kept:
-            kept.sort(key=lambda e: e.ts)
-            self.write(self.batcher.take_batches(held[0].ts) + kept)
         closed: list[Event] = []
+        kept: list[Event] = []
         for app, (probe, sample, _) in by_app.items():
-            closed += self.batcher.add(app, probe, sample.data.get("pid"), held[-1].ts)
-        self.write(closed)
-        self.apps = None
+            ended = self.batcher.add(app, probe, sample.data.get("pid"), held[0].ts)
+            closed += ended
+            if ended and due(self.batcher.app(app).sampled_at):
+                kept.append(sample)  # written with a batch, so that samples split no batch
+        if closed:
+            kept += [e for e in held if e.type == "host.sampled" and due(self.batcher.host_at)]
+        self.write(closed + sorted(kept, key=lambda e: e.ts))
 
     def pass_through(self, ts: str) -> None:
         """From now on the step is written as it goes: first the open batches (at `ts`, or the
