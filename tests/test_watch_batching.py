@@ -16,12 +16,12 @@ import httpx
 from recovery_cli.main import app as cli
 from typer.testing import CliRunner
 
-from recovery import projections
+from recovery import hints, projections
 from recovery.batching import Batcher, expand
 from recovery.check import OK, WARNING, CheckRun, HttpProber
 from recovery.config import check_file, load
 from recovery.events import Event, parse_ts
-from recovery.observations import Attempt
+from recovery.observations import Attempt, Instance, ProcessView
 from recovery.replay import replay_store
 from recovery.report import build_report
 from recovery.status import status
@@ -363,3 +363,24 @@ def test_the_batch_span_is_configured_and_0s_turns_batching_off(tmp_path):
     path.write_text('[watch]\nbatch = "-5s"\n' + body)
     config, problems = check_file(path)
     assert config is None and [(p.line, p.key) for p in problems] == [(2, "watch.batch")]
+
+
+def test_a_leak_under_a_steady_watch_is_still_forecast(tmp_path):
+    watch = Watch(tmp_path)
+    pm2 = watch.w.pm2
+    grown = {"mb": 50}
+
+    def view(name: str, source: str) -> ProcessView:
+        grown["mb"] += 1  # a leak: 1 MB more at each sample
+        inst = Instance(name, 0, pm2.pid, pm2.status, memory=grown["mb"] << 20, restart_time=pm2.restart_time)
+        return ProcessView(name, source, (inst,))
+
+    pm2._view = view  # type: ignore[method-assign]
+    watch.steps(900)  # 30 minutes
+    watch.stop()
+    assert len(watch.events("decision.made")) == 1  # steady all along: memory is no change of state
+    with Store.open(watch.path) as store:
+        projections.fold(store.conn)
+        model = projections.hint_input(store.conn, "web", watch.w.clock.now())
+    assert len(model.samples) >= 5
+    assert hints.memory_leak(model, hints._leak(model)) is not None
