@@ -384,3 +384,20 @@ def test_a_leak_under_a_steady_watch_is_still_forecast(tmp_path):
         model = projections.hint_input(store.conn, "web", watch.w.clock.now())
     assert len(model.samples) >= 5
     assert hints.memory_leak(model, hints._leak(model)) is not None
+
+
+def test_an_open_batch_goes_to_the_spool_with_the_store_and_comes_back_whole(tmp_path):
+    watch = Watch(tmp_path)
+    watch.steps(20)  # a batch open
+    aside = watch.path.with_name("aside.db")
+    watch.path.rename(aside)
+    watch.path.write_bytes(b"not a database" * 100)
+    for _ in range(10):
+        watch.step()  # UNKNOWN: the open batch, then each step whole, to the spool
+    assert not watch.batcher.open
+    watch.path.unlink()
+    aside.rename(watch.path)
+    watch.steps(20)  # the first of these appends the spool; then batches again
+    watch.stop()
+    assert watch.probes_in_report() == 50
+    assert_in_order(watch.events())
