@@ -1,7 +1,7 @@
 """Compact recording for `recovery watch`: a steady healthy stretch of an app as `probe.batched` events.
 
 A watch step of a healthy app writes check.started, probe.succeeded, process.sampled, decision.made
-and check.finished: about 110 MB a day at the 2 s default. While an app is steady, those events
+and check.finished: about 130 MB a day at the 2 s default (bench/watch_bytes.py, projections included). While an app is steady, those events
 are not written; its probe (time, latency, status) joins the app's open batch instead, written as
 one `probe.batched` event (see the fold, `projections.Folder.batched`) when it spans a minute,
 before anything else is written (so seq and ts stay in order), and at the watch's end.
