@@ -10,7 +10,7 @@ An app is steady in a step when its last decision (written or batched) was healt
 none, and in this step: one check probe that answered at the first attempt with the same HTTP
 status, the cheap sample (pid files) showing the same pid online, a healthy decision, and nothing
 else. At the first sign of anything else in the step (a failed probe, a retry, a full `pm2 jlist`
-sample, a restart, a log line ingested, an UNKNOWN, another app's trouble), the open batches and
+sample, a restart, a log entry ingested, an UNKNOWN, another app's trouble), the open batches and
 everything held for the step are written at once, in order, and the rest of the step passes
 through. A killed watch (SIGKILL) loses at most each app's open batch: a minute of healthy probes.
 
@@ -314,6 +314,11 @@ class BatchingRecorder(Recorder):
         at = held[0].ts if held else ts
         self.write(self.batcher.take_batches(at) + held)
 
+    def write_batches(self, ts: str) -> None:
+        """Write the open batches (at the time of the step's first held event, else `ts`), and nothing else."""
+        if not self.passing:
+            self.write(self.batcher.take_batches(self.held[0].ts if self.held else ts))
+
     # -- writing -----------------------------------------------------------------------------
 
     def write(self, events: list[Event]) -> None:
@@ -365,7 +370,9 @@ def steady_decision(d: dict[str, Any]) -> bool:
 
 class _WatchedStore(Store):
     """The step's store as others in the step write through it: a write of theirs (log ingestion's
-    `log.ingested`) first writes what the step held, so that seq and ts stay in order."""
+    `log.ingested`) first writes what the step held, so that seq and ts stay in order. A
+    `log.ingested` that kept no entry and warns of nothing (an app's stdout read past) is no sign
+    of anything: only the open batches are written before it, and the step may stay steady."""
 
     def __init__(self, store: Store, rec: BatchingRecorder) -> None:
         self.__dict__.update(store.__dict__)  # the same open store, whatever it holds
@@ -374,8 +381,16 @@ class _WatchedStore(Store):
     def append(self, events: Sequence[Event], *, skip_known: bool = False) -> list[Event]:
         events = list(events)
         if not self.rec.own_write and events:
-            self.rec.pass_through(events[0].ts)
+            if all(quiet(e) for e in events):
+                self.rec.write_batches(events[0].ts)
+            else:
+                self.rec.pass_through(events[0].ts)
         return super().append(events, skip_known=skip_known)
+
+
+def quiet(e: Event) -> bool:
+    """A `log.ingested` that kept no log entry and warns of nothing."""
+    return e.type == "log.ingested" and not e.data.get("entries") and not e.data.get("warnings")
 
 
 __all__ = ["BATCH_SPAN_S", "Batch", "Batcher", "BatchingRecorder", "batch_probes", "expand", "summary"]

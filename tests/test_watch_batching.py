@@ -27,7 +27,7 @@ from recovery.report import build_report
 from recovery.status import status
 from recovery.store import Recorder, Store
 from recovery.watch import run_watch
-from tests.test_check_flow import World
+from tests.test_check_flow import URL, World
 
 INTERVAL = 2.0
 
@@ -224,11 +224,33 @@ def test_a_log_line_ingested_mid_step_writes_what_the_step_held_first(tmp_path):
     rec.emit("check.started", None, "r1", trigger="watch", apps=["web"], dry_run=False)
     rec.emit("probe.succeeded", "web", "r1", url="u", attempt=1, latency_ms=3.0, status=200, phase="check")
     assert rec.store is not None
-    ingested = Event("log.ingested", "web", "r1", {"bytes": 10}, ts=projections.format_ts(watch.w.clock.now()))
+    data = {"entries": 2, "lines": 9, "files": []}
+    ingested = Event("log.ingested", "web", "r1", data, ts=projections.format_ts(watch.w.clock.now()))
     rec.store.append([ingested])  # what the check's log ingestion does
     rec.close()
     types = [e.type for e in watch.events()][-4:]
     assert types == ["probe.batched", "check.started", "probe.succeeded", "log.ingested"]
+
+
+def test_stdout_read_past_mid_step_leaves_the_step_steady(tmp_path):
+    watch = Watch(tmp_path)
+    watch.steps(5)
+    rec = watch.batcher.recorder(now=watch.w.clock.now)
+    rec.emit("check.started", None, "r2", trigger="watch", apps=["web"], dry_run=False)
+    rec.emit("probe.succeeded", "web", "r2", url=URL, attempt=1, latency_ms=3.0, status=200, phase="check")
+    rec.emit("process.sampled", "web", "r2", source="pidfile", status="online", known=True, pid=4242)
+    rec.emit("decision.made", "web", "r2", action="none", code="healthy", reason="healthy", state="healthy", inputs={})
+    assert rec.store is not None
+    data = {"entries": 0, "lines": 40, "files": [], "warnings": []}  # access lines on stdout, nothing kept
+    rec.store.append([Event("log.ingested", "web", "r2", data, ts=projections.format_ts(watch.w.clock.now()))])
+    rec.emit("check.finished", None, "r2", outcome="OK", code=0, duration_ms=1.0, apps={"web": "OK"}, problems=[])
+    rec.close()
+    watch.stop()
+    events = watch.events()
+    assert "r2" not in {e.run_id for e in events if e.type != "log.ingested"}  # the step stayed steady
+    assert [e.type for e in events][-3:] == ["probe.batched", "log.ingested", "probe.batched"]
+    assert 1 + batched_probes(events) == 6
+    assert_in_order(events)
 
 
 def test_a_step_that_failed_midway_is_written_by_the_next_one(tmp_path):
