@@ -68,6 +68,7 @@ class Bench:
         path = self.home / "watch.toml"
         text = f'[store]\npath = "{self.store}"\n\n[pm2]\nbin = "{self.pm2}"\n\n'
         text += '[policy]\nmax_restarts = 1000\nrestart_grace = "0s"\n\n'
+        text += '[watch]\nbatch = "0s"\n\n'  # each watch step is read from the record: no batching
         text += f'[[apps]]\nname = "{APP}"\nurl = "{self.url}"\n'
         path.write_text(text)
         return path

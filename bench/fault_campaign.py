@@ -66,7 +66,11 @@ class Lab:
         return url
 
     def write_config(self, app: str, extra: str = "") -> None:
-        self.config.write_text(f'[store]\npath = "{self.store}"\n[pm2]\nbin = "{self.pm2}"\n{extra}[[apps]]\n{app}')
+        # Each watch step is read from the record: no batching of steady steps.
+        watch = '[watch]\nbatch = "0s"\n'
+        self.config.write_text(
+            f'[store]\npath = "{self.store}"\n[pm2]\nbin = "{self.pm2}"\n{watch}{extra}[[apps]]\n{app}'
+        )
 
     def restart_time(self, name: str = "web") -> int:
         procs = parse_jlist(self.run_pm2("jlist").stdout)

@@ -83,7 +83,9 @@ def main() -> None:
     hole = Blackhole()
     config = home / "recovery.toml"
     config.write_text(
-        f'[store]\npath = "recovery.db"\n\n[pm2]\nbin = "{pm2}"\n\n[[apps]]\nname = "bench"\nurl = "{url}"\n\n'
+        f'[store]\npath = "recovery.db"\n\n[pm2]\nbin = "{pm2}"\n\n'
+        '[watch]\nbatch = "0s"\n\n'  # each watch step is read from the record: no batching
+        f'[[apps]]\nname = "bench"\nurl = "{url}"\n\n'
         f'[alerts]\nurls = ["json://127.0.0.1:{hole.port}/"]\nhost = "bench"\n'
     )
 

@@ -82,8 +82,9 @@ class Bench:
         # Every hang is measured as a first incident: loop protection would (rightly) hold back
         # a second restart within restart_grace and stop after max_restarts.
         text += '[policy]\nmax_restarts = 1000\nrestart_grace = "0s"\n\n'
-        if watch:
-            text += "[watch]\n" + "".join(f"{k} = {v}\n" for k, v in watch.items()) + "\n"
+        # Each watch step is read from the record (wait_steady, slow_mode): no batching of steady steps.
+        watch = {"batch": '"0s"', **watch}
+        text += "[watch]\n" + "".join(f"{k} = {v}\n" for k, v in watch.items()) + "\n"
         text += f'[[apps]]\nname = "{APP}"\nurl = "{self.url}"\n'
         path.write_text(text)
         return path

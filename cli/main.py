@@ -229,6 +229,14 @@ def events(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing events as they arrive (Ctrl-C stops).")
     ] = False,
+    expand: Annotated[
+        bool,
+        typer.Option(
+            "--expand",
+            help="Show each probe of a probe.batched event (recovery watch's steady minutes) as a probe.succeeded"
+            " at its own time; --limit counts stored events.",
+        ),
+    ] = False,
 ) -> None:
     """Show the audit trail, newest last.
 
@@ -236,6 +244,7 @@ def events(
     """
     import json
 
+    from recovery.batching import expanded, query_types
     from recovery.events import TYPES
     from recovery.render import format_event
     from recovery.report import since_to_ts
@@ -250,7 +259,10 @@ def events(
     wanted = _expand_types(types or [], TYPES)
     with open_store(conf, readonly=True) as store:
         store_note(store)
-        for e in _tail(store, follow, app=app_name, types=wanted, since=since_ts, limit=limit or None):
+        found = _tail(
+            store, follow, app=app_name, types=query_types(wanted, expand), since=since_ts, limit=limit or None
+        )
+        for e in expanded(found) if expand else found:
             typer.echo(json.dumps(e.to_dict(), sort_keys=True) if json_out else format_event(e))
 
 

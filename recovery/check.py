@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import policy, projections, telemetry
 from .clock import Clock, SystemClock
@@ -36,6 +36,9 @@ from .observations import (
 )
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder, lock_fd
+
+if TYPE_CHECKING:
+    from .batching import Batcher
 
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # PM2 caught moving an app (stopping, launching) is read again this often, for at most this long.
@@ -1048,15 +1051,20 @@ def open_run(
     clock: Clock | None = None,
     stop: Callable[[], bool] | None = None,
     deliver: bool = True,
+    batcher: Batcher | None = None,
 ) -> CheckRun:
-    """A check run with the real parts: the store (or its spool), PM2 found as cron would, httpx."""
+    """A check run with the real parts: the store (or its spool), PM2 found as cron would, httpx.
+    With `batcher` (`recovery watch`), steady healthy checks are recorded as batches."""
     from .pm2 import Pm2, find_pm2
 
     clock = clock or SystemClock()
     env = os.environ if environ is None else environ
-    recorder = Recorder(
-        config.store.path, busy_timeout=config.store.busy_timeout, now=clock.now, group=config.store.group
-    )
+    if batcher is not None:
+        recorder: Recorder = batcher.recorder(now=clock.now)
+    else:
+        recorder = Recorder(
+            config.store.path, busy_timeout=config.store.busy_timeout, now=clock.now, group=config.store.group
+        )
     pm2: Pm2Port
     problem = None
     try:

@@ -1422,6 +1422,19 @@ def decision_points(
         raise read_error(conn, exc) from exc
 
 
+def batched_rows(conn: sqlite3.Connection, apps: Sequence[str], start: int, end: int) -> list[tuple[int, str, str]]:
+    """(seq, app, data JSON) of the `probe.batched` events of `apps` in seq `start`..`end`, for `recovery replay`."""
+    marks = ",".join("?" * len(apps))
+    try:
+        return conn.execute(
+            f"SELECT seq, app, data FROM events WHERE app IN ({marks}) AND type = 'probe.batched'"
+            " AND seq >= ? AND seq <= ? ORDER BY seq",
+            (*apps, start, end),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise read_error(conn, exc) from exc
+
+
 def operator_verifications(
     conn: sqlite3.Connection, apps: Sequence[str], start: int, end: int
 ) -> list[tuple[Any, ...]]:

@@ -62,11 +62,16 @@ def _field(key: str, v: Any) -> str:
 
 
 def format_event(e: Event) -> str:
-    """One line: time, seq, app, type, then the data as key=value."""
-    keys = [k for k in _LEADING if k in e.data] + sorted(k for k in e.data if k not in _LEADING)
-    fields = " ".join(
-        f"{k}={_field(k, e.data[k])}" for k in keys if e.data[k] not in (None, "", [], {}) and k != "inputs"
-    )
+    """One line: time, seq, app, type, then the data as key=value (a batch of probes summed up)."""
+    data = e.data
+    if e.type == "probe.batched":
+        from .batching import summary
+
+        data = summary(data)
+    keys = [k for k in _LEADING if k in data] + sorted(k for k in data if k not in _LEADING and k != "probes")
+    if "probes" in data:
+        keys.insert(0, "probes")
+    fields = " ".join(f"{k}={_field(k, data[k])}" for k in keys if data[k] not in (None, "", [], {}) and k != "inputs")
     ts = e.ts.replace("T", " ").rstrip("Z")
     return f"{ts}  #{e.seq:<6} {(e.app or '-'):<12} {e.type:<20} {fields}".rstrip()
 

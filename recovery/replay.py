@@ -180,6 +180,7 @@ Step = Union["Point", "Operator", "Healthy", "Answered", "Pm2Restarted"]
 
 _OPERATOR_TYPES = ("maintenance.started", "maintenance.ended", "suspension.lifted")
 _TYPES = (
+    "probe.batched",
     "probe.succeeded",
     "probe.failed",
     "process.sampled",
@@ -214,7 +215,12 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
         if e.type == "probe.succeeded" and d.get("url") and (e.app, str(d["url"])) not in answered:
             answered.add((e.app, str(d["url"])))
             out.setdefault(e.app, []).append(Answered(e.seq, e.ts, str(d["url"])))
-        if e.type == "process.restarted":
+        if e.type == "probe.batched":
+            if d.get("url") and (e.app, str(d["url"])) not in answered:
+                answered.add((e.app, str(d["url"])))
+                out.setdefault(e.app, []).append(Answered(e.seq, str(d["start"]), str(d["url"])))
+            out.setdefault(e.app, []).extend(batched_points(e.seq, d))
+        elif e.type == "process.restarted":
             out.setdefault(e.app, []).append(Pm2Restarted(e.seq, e.ts, int(d.get("count") or 1)))
         elif e.type in ("probe.succeeded", "probe.failed", "process.sampled"):
             if key not in points:
@@ -237,6 +243,34 @@ def steps_from(events: Iterable[Any]) -> dict[str, list[Step]]:
                 Operator(e.seq, e.ts, e.type, until=d.get("until"), reason=d.get("reason"))
             )
     return out
+
+
+def batched_points(seq: int, data: dict[str, Any]) -> list[Point]:
+    """A `probe.batched` event as the healthy checks it stands for: at each probe's own time, one
+    answered probe and the cheap sample (the pid, online), decided healthy."""
+    from .batching import batch_probes
+
+    status, pid = data.get("status"), data.get("pid")
+    sample = ["online", True, "pidfile", pid, 1, None]
+    return [
+        Point(
+            seq, ts, "", [[True, 1, ms, status, None]], sample, "none", "healthy", "healthy", summary=(1, 0, ms, status)
+        )
+        for ts, ms in batch_probes(data)
+    ]
+
+
+def _batch_steps(seq: int, data: dict[str, Any], app: AppConfig) -> list[Step]:
+    """A batch from the store: one Healthy step when each of its answers is healthy again under
+    `app`'s settings (in time, not slow, an expected status), else a Point per probe."""
+    from .batching import batch_probes
+
+    probes = batch_probes(data)
+    status = data.get("status")
+    limit = min(app.timeout, app.slow_threshold if app.slow_threshold is not None else app.timeout) * 1000
+    if probes and status is not None and app.status_ok(int(status)) and all(ms <= limit for _, ms in probes):
+        return [Healthy(seq, probes[0][0], probes[-1][0], len(probes))]
+    return list(batched_points(seq, data))
 
 
 def _events(store: Any, types: Sequence[str], apps: Sequence[str], after: int) -> list[Any]:
@@ -302,6 +336,9 @@ def load(store: Any, apps: Sequence[AppConfig], since: str | None) -> dict[str, 
             extra.setdefault(app_name, []).append(Answered(seq, ts, url))
     for seq, ts, app_name, count in projections.pm2_restart_rows(store.conn, names, 0, folded):
         extra.setdefault(app_name, []).append(Pm2Restarted(seq, ts, count))
+    by_name = {a.name: a for a in apps}
+    for seq, app_name, data in projections.batched_rows(store.conn, names, start, folded):
+        extra.setdefault(app_name, []).extend(_batch_steps(seq, json.loads(data), by_name[app_name]))
     tail = steps_from(_events(store, _TYPES, names, max(folded, start - 1)))
     for name in out:
         if name in extra:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import projections
+from .batching import BATCH_SPAN_S, batch_probes
 from .config import Config
 from .hints import strongest
 from .store import Store
@@ -51,14 +52,26 @@ class AppStatus:
 
 def usual_interval(store: Store, app: str) -> float | None:
     """The median gap between the app's last 20 checks, None with fewer than 3."""
+    return check_cadence(store, app)[0]
+
+
+def check_cadence(store: Store, app: str) -> tuple[float | None, bool]:
+    """The median gap between the app's last 20 checks (None with fewer than 3), and whether
+    some of them were batched by `recovery watch`: its steady checks are written a minute late."""
     rows = store.conn.execute(
         "SELECT ts FROM events WHERE app = ? AND type = 'decision.made' ORDER BY seq DESC LIMIT 21", (app,)
     ).fetchall()
-    if len(rows) < 3:
-        return None
-    times = [projections.parse_ts(r[0]) for r in rows]
+    checks = [(r[0], False) for r in rows]
+    batches = store.conn.execute(
+        "SELECT data FROM events WHERE app = ? AND type = 'probe.batched' ORDER BY seq DESC LIMIT 2", (app,)
+    ).fetchall()
+    checks += [(ts, True) for (data,) in batches for ts, _ in batch_probes(json.loads(data))]
+    checks = sorted(checks, reverse=True)[:21]
+    if len(checks) < 3:
+        return None, False
+    times = [projections.parse_ts(ts) for ts, _ in checks]
     gaps = [(a - b).total_seconds() for a, b in zip(times, times[1:]) if a > b]
-    return statistics.median(gaps) if gaps else None
+    return (statistics.median(gaps) if gaps else None), any(batched for _, batched in checks)
 
 
 def status(store: Store, config: Config, now: _dt.datetime | None = None) -> list[AppStatus]:
@@ -66,12 +79,12 @@ def status(store: Store, config: Config, now: _dt.datetime | None = None) -> lis
     now = now or _dt.datetime.now(_dt.UTC)
     projections.fold(store.conn)
     try:
-        return [_status(store, app.name, now) for app in config.apps]
+        return [_status(store, app.name, now, config) for app in config.apps]
     except sqlite3.Error as exc:
         raise projections.read_error(store.conn, exc) from exc
 
 
-def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
+def _status(store: Store, name: str, now: _dt.datetime, config: Config) -> AppStatus:
     conn = store.conn
     day_ago = earlier(now, 86400)
     row = conn.execute(
@@ -119,10 +132,12 @@ def _status(store: Store, name: str, now: _dt.datetime) -> AppStatus:
             i["pm2_restarts_24h"] = theirs.get(str(i["pm_id"]), 0)
     if paused and paused > projections.format_ts(now):
         state = "paused"
-    interval = usual_interval(store, name)
+    interval, batched = check_cadence(store, name)
     stale = False
     if last_check and interval:
-        stale = age(now, last_check) > 2 * max(interval, 1.0)
+        # A watch writes its steady checks a minute at a time (at most two spans behind).
+        late = 2 * max(config.watch.batch, BATCH_SPAN_S) if batched else 0.0
+        stale = age(now, last_check) > 2 * max(interval, 1.0) + late
     if uptime is not None and sampled and pm2_status == "online":
         # The sample is as old as the last check; the process has been up that much longer.
         uptime += max(0.0, age(now, sampled))

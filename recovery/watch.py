@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
+from .batching import Batcher
 from .check import CRITICAL, OK, UNKNOWN, Checker, CheckResult
 from .clock import utc_now
 from .config import Config, format_duration
@@ -101,17 +102,30 @@ def run_watch(
     clock: Callable[[], float] = time.monotonic,
     make_check: Callable[[Config], _Check] | None = None,
     deliverer: _Deliverer | None = None,
+    batcher: Batcher | None = None,
 ) -> int:
     """Check `config`'s apps every `interval` seconds (start to start) until `stop` is set; returns 0.
 
     The steps deliver nothing; `deliverer` (by default an `AlertWorker` when alerts or a heartbeat
-    are configured) is nudged after each step and closed, within its grace, at the stop.
+    are configured) is nudged after each step and closed, within its grace, at the stop. Steady
+    healthy checks are recorded a minute at a time (`batcher`, see recovery.batching); the open
+    batches are written at the stop.
     """
     if interval <= 0:
         raise ValueError("the watch interval must be longer than 0")
     on_result = on_result or Journal()
     if make_check is None:
-        make_check = lambda c: Checker(c, trigger="watch", apps=apps, deliver=False, stop=stop.is_set)  # noqa: E731
+        if batcher is None and config.watch.batch > 0:
+            batcher = Batcher(
+                config.store.path,
+                busy_timeout=config.store.busy_timeout,
+                span_s=config.watch.batch,
+                group=config.store.group,
+            )
+        kept = batcher
+        make_check = lambda c: Checker(  # noqa: E731
+            c, trigger="watch", apps=apps, deliver=False, stop=stop.is_set, batcher=kept
+        )
         if deliverer is None and delivers(config):
             deliverer = AlertWorker(config, apps)
     config = watched(config)
@@ -131,6 +145,11 @@ def run_watch(
             # Measured from this step's start: a step longer than the interval is followed at once.
             stop.wait(max(0.0, start + interval - clock()))
     finally:
+        if batcher is not None:
+            try:
+                batcher.close()
+            except Exception:
+                traceback.print_exc(file=sys.stderr)  # the deliverer still gets its grace
         if deliverer is not None:
             deliverer.close()
     return 0

@@ -298,9 +298,11 @@ def test_watch_recovers_a_hung_app_and_exits_cleanly_on_sigterm(pm2, tmp_path):
     app = pm2.start_app("web")
     old_pid = app.pids()[0]
     config = write_config(tmp_path, pm2, app)
+    before = app.get("__count").json()["answered"]
     proc = watch_process(pm2, config, tmp_path)
     try:
-        app.wait_until(lambda: len(stored(config, "check.finished")) >= 3, message="three healthy watch steps")
+        # Steady steps are held in a batch (written before the hang's events): count them by the app's answers.
+        app.wait_until(lambda: app.get("__count").json()["answered"] >= before + 3, message="three healthy watch steps")
         app.control("hang")
         app.wait_until(
             lambda: app.answers() and app.pids()[0] != old_pid, timeout=60, message="a new process answering"
@@ -327,7 +329,11 @@ def test_watch_recovers_a_hung_app_and_exits_cleanly_on_sigterm(pm2, tmp_path):
     assert body[1].startswith("web RECOVERED restarted after 2 failed probes (timeout)")
     assert body[2].startswith("web OK ") and body[-1] == "stopped"
     assert len(body) == 4, lines  # three healthy steps before the hang, but one line: only changes are printed
-    assert len(stored(config, "check.started")) >= 5
+    assert len(stored(config, "check.started")) >= 3  # the first step, the hang's, the first after it
+    # The steady steps before the hang: one batch, written before the hang's first failed probe.
+    first = stored(config, "probe.failed")[0]
+    batched = stored(config, "probe.batched")
+    assert batched[0].seq < first.seq and len(batched[0].data["at_ms"]) >= 2
     assert app.pids()[0] != old_pid and app.processes()[0]["pm2_env"]["restart_time"] == 1
 
 

@@ -366,6 +366,7 @@ _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
         "timeout": _duration(),
         "retries": _retries,
         "retry_delay": _duration(allow_zero=True),
+        "batch": _duration(allow_zero=True),
     },
     LogsConfig: {
         "keep_raw": _duration(),

@@ -41,6 +41,10 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         (f"timeout = {_duration(watch.timeout)}", "per attempt"),
         (f"retries = {watch.retries}", "failed attempts before the app counts as down"),
         (f"retry_delay = {_duration(watch.retry_delay)}", "pause between attempts"),
+        (
+            f"# batch = {_duration(watch.batch)}",
+            "a steady healthy app's checks are written as one event per this much time (0s: every check)",
+        ),
         ("", ""),
         ("# [logs]", "error-log ingestion (`recovery ingest`, `recovery errors`)"),
         (

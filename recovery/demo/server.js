@@ -43,6 +43,8 @@ let burstTimer = null;
 const leaked = [];
 let leakMb = 0;
 let hangAtMb = 0;
+// GET / and /health answered, for GET /__count (bench/watch_bytes.py: probes made vs recorded).
+let answered = 0;
 
 function leak() {
   if (leakMb <= 0) return;
@@ -119,6 +121,7 @@ const server = http.createServer((req, res) => {
     setTimeout(() => action(url.searchParams), 50);
     return;
   }
+  if (path === '/__count') return sendJson(res, 200, { answered, pid: process.pid });
   if (path === '/slow') {
     const ms = Number(url.searchParams.get('ms')) || 0;
     setTimeout(() => sendJson(res, 200, { ok: true, pid: process.pid, slept: ms }), ms);
@@ -126,6 +129,7 @@ const server = http.createServer((req, res) => {
   }
   if (path === '/' || path === '/health') {
     const answer = () => {
+      answered += 1;
       sendJson(res, statusOverride, { ok: statusOverride < 400, pid: process.pid, uptime: process.uptime() });
       leak();
     };
