@@ -138,46 +138,24 @@ CREATE TABLE IF NOT EXISTS answered_urls (
     first_at TEXT NOT NULL,
     PRIMARY KEY (app, url)
 );
-CREATE TABLE IF NOT EXISTS rollup_minute (
-    app TEXT NOT NULL,
-    start TEXT NOT NULL,
-    probes INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0,
-    up_s REAL NOT NULL DEFAULT 0,
-    down_s REAL NOT NULL DEFAULT 0,
-    unobserved_s REAL NOT NULL DEFAULT 0,
-    latency TEXT NOT NULL DEFAULT '[0]',
-    PRIMARY KEY (app, start)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_hour (
-    app TEXT NOT NULL,
-    start TEXT NOT NULL,
-    probes INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0,
-    up_s REAL NOT NULL DEFAULT 0,
-    down_s REAL NOT NULL DEFAULT 0,
-    unobserved_s REAL NOT NULL DEFAULT 0,
-    latency TEXT NOT NULL DEFAULT '[0]',
-    p50_ms REAL,
-    p95_ms REAL,
-    p99_ms REAL,
-    PRIMARY KEY (app, start)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_day (
-    app TEXT NOT NULL,
-    start TEXT NOT NULL,
-    probes INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0,
-    up_s REAL NOT NULL DEFAULT 0,
-    down_s REAL NOT NULL DEFAULT 0,
-    unobserved_s REAL NOT NULL DEFAULT 0,
-    latency TEXT NOT NULL DEFAULT '[0]',
-    p50_ms REAL,
-    p95_ms REAL,
-    p99_ms REAL,
-    PRIMARY KEY (app, start)
-) WITHOUT ROWID;
 """
+
+
+def _rollup_table(level: str, *, percentiles: bool) -> str:
+    """One level of the rollups: the same columns at every level; hours and days also keep their percentiles."""
+    extra = "    p50_ms REAL,\n    p95_ms REAL,\n    p99_ms REAL,\n" if percentiles else ""
+    return (
+        f"CREATE TABLE IF NOT EXISTS rollup_{level} (\n"
+        "    app TEXT NOT NULL,\n    start TEXT NOT NULL,\n"
+        "    probes INTEGER NOT NULL DEFAULT 0,\n    failures INTEGER NOT NULL DEFAULT 0,\n"
+        "    up_s REAL NOT NULL DEFAULT 0,\n    down_s REAL NOT NULL DEFAULT 0,\n"
+        "    unobserved_s REAL NOT NULL DEFAULT 0,\n    latency TEXT NOT NULL DEFAULT '[0]',\n"
+        f"{extra}    PRIMARY KEY (app, start)\n) WITHOUT ROWID;\n"
+    )
+
+
+SCHEMA += "".join(_rollup_table(level, percentiles=level != "minute") for level in ("minute", "hour", "day"))
+
 TABLES = (
     "app_state",
     "incidents",

@@ -17,7 +17,6 @@ from .errors import RecoveryError
 from .events import format_ts
 from .hints import LOOKBACK_S, evaluate
 from .logs.storage import top_templates
-from .sketch import Sketch
 from .stats import clustered_hours
 from .store import Store
 from .units import DurationTooLong, age, earlier, parse_duration, percent, period_label, span, times
@@ -144,15 +143,9 @@ class Report:
 
 
 @dataclass
-class _Window:
-    """Sums over one stretch of time for one app, from the rollups and restarts."""
+class _Window(rollups.Sums):
+    """Sums over one stretch of time for one app: the rollups', and its restarts."""
 
-    probes: int = 0
-    failures: int = 0
-    up_s: float = 0.0
-    down_s: float = 0.0
-    unobserved_s: float = 0.0
-    latency: Sketch = field(default_factory=Sketch)
     restarts_by: dict[str, int] = field(default_factory=dict)
     unrecovered_restarts: int = 0  # ours whose restart failed or was not verified
     worker_restarts: dict[str, dict[str, int]] = field(default_factory=dict)  # by who, then pm_id
@@ -177,7 +170,7 @@ def open_store(path: Path, busy_timeout: float) -> Store:
 def _window(conn: sqlite3.Connection, app: str, start: str, end: str, *, inclusive: bool) -> _Window:
     """The app's sums for [start, end) (or [start, end] when inclusive), from the rollups."""
     r = rollups.sums(conn, app, start, end, inclusive=inclusive)
-    w = _Window(r.probes, r.failures, r.up_s, r.down_s, r.unobserved_s, r.latency)
+    w = _Window(**vars(r))
     rows = conn.execute(
         "SELECT by, sum(count), sum(source = 'recovery' AND outcome IN ('failed', 'unverified')) FROM restarts"
         f" WHERE app = ? AND at >= ? AND at {'<=' if inclusive else '<'} ? GROUP BY by",
