@@ -7,7 +7,7 @@ incident ids, template ids, numbers).
     stalled_on_io           hangs with the CPU idle: waiting on a DB pool, a lock, an upstream
     database_trouble        database connection error templates spike before incidents
     crash_loop              PM2 restarts the app itself, again and again, with errors
-    schedule                incidents cluster at an hour of the day, or right after deploys
+    schedule                incidents at one time of day on 3+ different days, or right after deploys
     restarts_treat_symptom  restarts rise week over week: restarting is not fixing anything
 
 Pure: the history arrives as a `HintInput` (built from the store by `projections.hint_input`, or
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import clustered_hours, fit_line, unlikely_count
+from .stats import fit_line, time_of_day_clusters, unlikely_count
 from .units import MB, earlier, format_ts, mb, one_line, parse_ts, span, times
 
 LOOKBACK_S = 7 * 86400.0  # hints read this far back unless told otherwise
@@ -592,22 +592,22 @@ def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
 def schedule(model: HintInput, leak: _Leak) -> Hint | None:
     starts = [i.started_at for i in model.incidents]
     best: Hint | None = None
-    for first, last, k in clustered_hours(starts):
-        hours = f"{first:02d}:00" if first == last else f"{first:02d}:00 and {(last + 1) % 24:02d}:00"
-        where = f"at {hours} UTC" if first == last else f"between {hours} UTC"
+    for cluster in time_of_day_clusters(starts):
+        k = len(cluster.members)
         message = (
-            f"schedule: {k} of {len(starts)} incidents began {where}: look for what runs then"
-            " (cron jobs, backups, log rotation, batch traffic)"
+            f"schedule: {k} of {len(starts)} incidents, on {cluster.days} different days, began"
+            f" {cluster.clock()}: look for what runs then (cron jobs, backups, log rotation, batch traffic)"
         )
         hint = Hint(
             "schedule",
             message,
             _conf(0.4 + 0.45 * k / len(starts)),
             {
-                "hours_utc": list(range(first, last + 1)),
+                "hours_utc": cluster.hours(),
+                "days": cluster.days,
                 "incidents": len(starts),
                 "in_cluster": k,
-                "incident_ids": [i.id for i in model.incidents if first <= int(i.started_at[11:13]) <= last],
+                "incident_ids": [model.incidents[m].id for m in cluster.members],
             },
         )
         if best is None or hint.confidence > best.confidence:

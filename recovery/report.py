@@ -17,7 +17,7 @@ from .errors import RecoveryError
 from .events import format_ts
 from .hints import LOOKBACK_S, evaluate
 from .logs.storage import top_templates
-from .stats import clustered_hours
+from .stats import time_of_day_clusters
 from .store import Store
 from .units import DurationTooLong, age, earlier, parse_duration, percent, period_label, span, times
 from .units import one_line as one_line  # re-exported: cli/errors.py imports it from here
@@ -323,8 +323,10 @@ def stands_out(
             f"PM2 restarted {app} {times(theirs)} on its own (a crash or max_memory_restart?)"
             + (f": worker {which}" if which else "")
         )
-    for first, last, n in clustered_hours([i.started_at for i in began]):
-        notes.append(f"{n} of {len(began)} incidents between {first:02d}:00 and {(last + 1) % 24:02d}:00 UTC")
+    for cluster in time_of_day_clusters([i.started_at for i in began]):
+        notes.append(
+            f"{len(cluster.members)} of {len(began)} incidents, on {cluster.days} different days, {cluster.clock()}"
+        )
     p95, was = cur.percentile(0.95), prev.percentile(0.95)
     if p95 is not None and was is not None and p95 >= 2 * was and p95 - was >= 20:
         notes.append(f"p95 latency {p95:g}ms, was {was:g}ms in the previous {label}")

@@ -1,9 +1,10 @@
-"""Small statistics the reports and the hints share: a fitted line, tail probabilities, busy hours. Pure."""
+"""Small statistics the reports and the hints share: a fitted line, tail probabilities, times of day. Pure."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
-from collections import Counter
+from dataclasses import dataclass
 
 
 def fit_line(points: list[tuple[float, float]]) -> tuple[float, float, float]:
@@ -45,22 +46,68 @@ def unlikely_count(n: int, expected: float, alpha: float = 0.01) -> bool:
     return 1 - total < alpha
 
 
-def clustered_hours(starts: list[str], alpha: float = 0.01) -> list[tuple[int, int, int]]:
-    """UTC hours of the day that hold far more incident starts than chance would, as (first, last, count).
+DAY_S = 86400
 
-    An hour stands out when at least 3 incidents began in it and, were starts spread evenly over
-    the day, 24 hours would give that many in any one of them with probability under `alpha`.
-    Neighbouring hours that stand out are joined (02:00 to 04:00).
+
+@dataclass(frozen=True)
+class TimeOfDayCluster:
+    """Incident starts that fall at the same time of day on several days."""
+
+    first_s: int  # its earliest start, in seconds after midnight UTC (first_s > last_s: it spans midnight)
+    last_s: int  # its latest start, the same way
+    days: int  # how many different days it has starts on
+    members: tuple[int, ...]  # indices into the starts given
+
+    def clock(self) -> str:
+        """'at 03:10 UTC' or 'between 02:56 and 03:04 UTC'."""
+        first, last = _hhmm(self.first_s), _hhmm(self.last_s)
+        return f"at {first} UTC" if first == last else f"between {first} and {last} UTC"
+
+    def hours(self) -> list[int]:
+        """The UTC hours of the day it touches, in order from its first start (wrapping at midnight)."""
+        span = (self.last_s - self.first_s) % DAY_S
+        first = self.first_s // 3600
+        return [(first + k) % 24 for k in range((self.first_s % 3600 + span) // 3600 + 1)]
+
+
+def _hhmm(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
+
+
+def time_of_day_clusters(
+    starts: list[str], *, window_s: int = 3600, min_days: int = 3, alpha: float = 0.01
+) -> list[TimeOfDayCluster]:
+    """Times of day at which incidents began on far more different days than chance would give.
+
+    A window of `window_s` slides over the time of day (wrapping across midnight, so 23:50 and
+    00:10 are 20 minutes apart). What counts is days, not incidents: a burst of incidents on one
+    day is one day. A window stands out when it holds starts on at least `min_days` days and, were
+    the days' starts spread evenly over the day, one of the day's 86400/`window_s` windows would
+    hold that many with probability under `alpha`. The best window is taken, its starts set
+    aside, and the rest searched again.
     """
-    n = len(starts)
-    if n < 3:
+    points = []
+    for i, ts in enumerate(starts):
+        t = _dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(_dt.UTC)
+        points.append((t.hour * 3600 + t.minute * 60 + t.second, t.date().toordinal(), i))
+    n_days = len({day for _, day, _ in points})
+    if n_days < min_days:
         return []
-    counts = Counter(int(ts[11:13]) for ts in starts)
-    hot = sorted(h for h, c in counts.items() if c >= 3 and 24 * binomial_tail(n, c, 1 / 24) < alpha)
-    runs: list[list[int]] = []
-    for h in hot:
-        if runs and runs[-1][-1] == h - 1:
-            runs[-1].append(h)
-        else:
-            runs.append([h])
-    return [(r[0], r[-1], sum(counts[h] for h in r)) for r in runs]
+    chance, windows = window_s / DAY_S, DAY_S / window_s
+    left = sorted(points)
+    found = []
+    while left:
+        best: tuple[int, int, int, list[tuple[int, int, int]]] | None = None  # (days, -span, first, members)
+        for tod, _, _ in left:
+            members = [q for q in left if (q[0] - tod) % DAY_S < window_s]
+            days = len({q[1] for q in members})
+            span = max((q[0] - tod) % DAY_S for q in members)
+            if best is None or (days, -span) > best[:2]:
+                best = (days, -span, tod, members)
+        assert best is not None
+        days, span, first, members = best
+        if days < min_days or windows * binomial_tail(n_days, days, chance) >= alpha:
+            break
+        found.append(TimeOfDayCluster(first, (first - span) % DAY_S, days, tuple(sorted(q[2] for q in members))))
+        left = [q for q in left if q not in members]
+    return found

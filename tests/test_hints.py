@@ -283,10 +283,37 @@ def test_incidents_clustered_at_one_hour_of_the_night_name_the_hour(h):
     for day in range(6):
         t = 86400 * day
         h.healthy(t + 3 * 3600)
-        h.hang(t + 3 * 3600 + 600, cpu=45.0)  # 03:10 UTC, every night
+        h.hang(t + 3 * 3600 + 630, cpu=45.0)  # 03:10 UTC (its first failed probe), every night
     h.hang(86400 * 2 + 14 * 3600, cpu=45.0)
     hint = next(x for x in h.hints(86400 * 7, since=0) if x.kind == "schedule")
-    assert "6 of 7 incidents began at 03:00 UTC" in hint.message and hint.evidence["hours_utc"] == [3]
+    assert "6 of 7 incidents, on 6 different days, began at 03:10 UTC" in hint.message
+    assert hint.evidence["hours_utc"] == [3] and hint.evidence["days"] == 6
+
+
+def test_nightly_incidents_either_side_of_the_hour_are_one_schedule(h):
+    # Six nights, 02:56 to 03:04: a clock-hour bucket split them 3 and 3 and saw nothing.
+    for day, minute in enumerate((176, 184, 177, 183, 178, 182)):
+        t = 86400 * day
+        h.healthy(t + 2 * 3600)
+        h.hang(t + minute * 60 + 30, cpu=45.0)  # the first failed probe in that minute
+    hint = next(x for x in h.hints(86400 * 7, since=0) if x.kind == "schedule")
+    assert "6 of 6 incidents, on 6 different days, began between 02:56 and 03:04 UTC" in hint.message
+    assert hint.evidence["hours_utc"] == [2, 3]
+
+
+def test_nightly_incidents_across_midnight_are_one_schedule(h):
+    for day, minute in enumerate((1430, 5, 1435, 10)):  # 23:50, 00:05, 23:55, 00:10
+        h.hang(86400 * day + minute * 60 + 30, cpu=45.0)
+    hint = next(x for x in h.hints(86400 * 5, since=0) if x.kind == "schedule")
+    assert "between 23:50 and 00:10 UTC" in hint.message and hint.evidence["hours_utc"] == [23, 0]
+
+
+def test_three_stalls_within_minutes_on_one_day_are_no_schedule(h):
+    # Three incidents in 8 minutes: one day, so no pattern, however close they are.
+    h.healthy(0)
+    for k in range(3):
+        h.hang(3 * 3600 + 240 * k, cpu=2.0)
+    assert "schedule" not in kinds(h.hints(86400, since=0))
 
 
 def test_incidents_spread_over_the_day_have_no_schedule(h):
