@@ -522,19 +522,31 @@ def database_trouble(model: HintInput, leak: _Leak) -> Hint | None:
     preceded = sorted({iid for t in db for iid in t.incident_ids})
     top = db[0]
     lift = "never seen otherwise" if top.lift is None else f"{top.lift:g}x its usual rate"
-    message = (
-        f"database trouble: connection errors before {len(preceded)} of {n} incidents, e.g."
-        f" “{one_line(top.template or top.example, 80)}” ({top.before_incidents}x in the"
-        f" {BEFORE_INCIDENT_MIN:g} min before, {lift}): check the database, its connection limit and the"
-        " app's pool size and timeouts"
-    )
-    conf = 0.55 + 0.3 * len(preceded) / max(n, 1) + (0.1 if top.lift is None or top.lift >= 5 else 0)
-    evidence = {
+    example = f"“{one_line(top.template or top.example, 80)}” ({top.before_incidents}x in the {BEFORE_INCIDENT_MIN:g} min before, {lift})"
+    evidence: dict[str, Any] = {
         "templates": [t.template_id for t in db],
         "incidents": preceded,
         "counts": {t.template_id: t.before_incidents for t in db},
         "lift": {t.template_id: t.lift for t in db},
     }
+    # A database that does not answer leaves the event loop idle, waiting; a hang with the CPU
+    # pinned is the app's own work, and the errors before it are context, not its cause.
+    cpu = {i.id: i.cpu for i in model.incidents}
+    pinned = [iid for iid in preceded if (cpu.get(iid) or 0.0) >= PINNED_CPU]
+    idle = [iid for iid in preceded if iid not in pinned]
+    if pinned:
+        evidence["pinned"] = pinned
+    if not idle:
+        message = (
+            f"database errors before {len(preceded)} of {n} incidents, e.g. {example}, but the CPU was pinned"
+            " at each hang: context, not the cause (see event_loop_blocked)"
+        )
+        return Hint("database_trouble", message, 0.3, evidence)
+    message = (
+        f"database trouble: connection errors before {len(idle)} of {n} incidents, e.g. {example}:"
+        " check the database, its connection limit and the app's pool size and timeouts"
+    )
+    conf = 0.55 + 0.3 * len(idle) / max(n, 1) + (0.1 if top.lift is None or top.lift >= 5 else 0)
     return Hint("database_trouble", message, _conf(conf), evidence)
 
 

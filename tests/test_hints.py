@@ -234,6 +234,21 @@ def test_database_errors_just_before_stalls_are_database_trouble(h):
     assert db.evidence["templates"] and "database errors came before 2 of them" in hints[1].message
 
 
+def test_database_errors_before_a_busy_loop_are_context_not_the_cause(h):
+    # Prisma errors, then the CPU pinned at 100 %: the loop is the app's own work.
+    h.logs(0, "Error: something unrelated happened")
+    for k in range(2):
+        t = 3600 * (k + 1)
+        h.healthy(t - 300)
+        h.logs(t - 120, *db_error() * 3)
+        h.hang(t, cpu=100.0)
+    found = h.hints(4 * 3600, since=0)
+    assert kinds(found)[0] == "event_loop_blocked", found
+    db = next(x for x in found if x.kind == "database_trouble")
+    assert db.confidence < found[0].confidence and "context, not the cause" in db.message
+    assert db.evidence["pinned"] == db.evidence["incidents"]
+
+
 def test_database_errors_at_an_even_rate_all_day_are_not_blamed(h):
     for k in range(48):  # the same error every half hour, whether or not anything breaks
         h.logs(1800 * k + 10, *db_error())
