@@ -220,14 +220,19 @@ def test_a_hang_whose_cpu_was_in_between_gives_no_cpu_hint(h):
 # -- database trouble ------------------------------------------------------------------------
 
 
-def test_database_errors_just_before_stalls_are_database_trouble(h):
+def db_errors_then_hangs(h, cpu: float) -> list:
+    """Database errors two minutes before each of two hangs, an hour apart, with the CPU at `cpu`."""
     h.logs(0, "Error: something unrelated happened")
     for k in range(2):
         t = 3600 * (k + 1)
         h.healthy(t - 300)
         h.logs(t - 120, *db_error() * 3)
-        h.hang(t, cpu=0.0)
-    hints = h.hints(4 * 3600, since=0)
+        h.hang(t, cpu=cpu)
+    return h.hints(4 * 3600, since=0)
+
+
+def test_database_errors_just_before_stalls_are_database_trouble(h):
+    hints = db_errors_then_hangs(h, cpu=0.0)
     assert kinds(hints)[:2] == ["database_trouble", "stalled_on_io"], hints
     db = hints[0]
     assert "before 2 of 2 incidents" in db.message and "ECONNREFUSED" in db.message and db.confidence >= 0.9
@@ -236,13 +241,7 @@ def test_database_errors_just_before_stalls_are_database_trouble(h):
 
 def test_database_errors_before_a_busy_loop_are_context_not_the_cause(h):
     # Prisma errors, then the CPU pinned at 100 %: the loop is the app's own work.
-    h.logs(0, "Error: something unrelated happened")
-    for k in range(2):
-        t = 3600 * (k + 1)
-        h.healthy(t - 300)
-        h.logs(t - 120, *db_error() * 3)
-        h.hang(t, cpu=100.0)
-    found = h.hints(4 * 3600, since=0)
+    found = db_errors_then_hangs(h, cpu=100.0)
     assert kinds(found)[0] == "event_loop_blocked", found
     db = next(x for x in found if x.kind == "database_trouble")
     assert db.confidence < found[0].confidence and "context, not the cause" in db.message
