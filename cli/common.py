@@ -81,17 +81,17 @@ def positive_duration(flag: str, text: str) -> float:
     return seconds
 
 
-def since_bound(value: str, now: Any) -> str:
-    """The event-timestamp bound of a --since option (a duration back from now, or an ISO time)."""
+def since_bound(value: str, now: Any, flag: str = "--since") -> str:
+    """The event-timestamp bound of a --since (or `flag`) option: a duration back from now, or an ISO time."""
     from recovery.projections import format_ts
     from recovery.report import since_to_ts
 
     try:
         since_ts = since_to_ts(value, now)
     except ValueError as exc:
-        fail(f"--since {value!r}: {exc}")
+        fail(f"{flag} {value!r}: {exc}")
     if since_ts >= format_ts(now):
-        fail(f"--since {value!r} is not in the past")
+        fail(f"{flag} {value!r} is not in the past")
     return since_ts
 
 

@@ -70,19 +70,12 @@ def archive(
     import json
 
     from recovery.archive import archive as do_archive
-    from recovery.projections import format_ts, parse_ts
-    from recovery.report import since_to_ts
+    from recovery.projections import parse_ts
 
-    from .common import fail, load_config, open_store
+    from .common import fail, load_config, open_store, since_bound
 
     now = dt.datetime.now(dt.UTC)
-    try:
-        cut_ts = since_to_ts(before, now)
-    except ValueError as exc:
-        fail(f"--before {before!r}: {exc}")
-    if cut_ts >= format_ts(now):
-        fail(f"--before {before!r} is not in the past")
-    cut = parse_ts(cut_ts)
+    cut = parse_ts(since_bound(before, now, "--before"))
     conf = load_config(config)
     if not conf.store.path.exists():
         fail(f"no event store at {conf.store.path} (a `recovery check` run creates it)")

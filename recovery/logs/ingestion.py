@@ -384,12 +384,11 @@ def pending_bytes(store: Any, paths: Sequence[str | Path | tuple[str | Path, str
         except OSError:
             continue
         try:
-            row = conn.execute(
-                "SELECT dev, ino, offset FROM log_files WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)
-            ).fetchone()
+            last = _last_states(conn, [path]).get(path)
         except sqlite3.OperationalError:  # no log tables yet
-            row = None
-        done = row[2] if row and (row[0], row[1]) == (st.st_dev, st.st_ino) and row[2] <= st.st_size else 0
+            last = None
+        same_file = last is not None and (last.dev, last.ino) == (st.st_dev, st.st_ino)
+        done = last.offset if last is not None and same_file and last.offset <= st.st_size else 0
         total += st.st_size - done
     return total
 
