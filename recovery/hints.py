@@ -107,12 +107,27 @@ class Incident:
         d = self.hang_sample.data
         if self.worker is not None:
             d = next((i for i in _instances(d) if i.get("pm_id") == self.worker), {})
-        v = d.get("cpu_demand", d.get("cpu_window", d.get("cpu")))
-        return float(v) if isinstance(v, (int, float)) else None
+        return hang_cpu(d)[0]
 
     def hung_in(self, worker: int | None) -> bool:
         """Whether this hang was of `worker` (a pm_id; None: an app with one process)."""
         return self.worker is None or self.worker == worker
+
+
+def hang_cpu(d: Mapping[str, Any]) -> tuple[float | None, str]:
+    """The CPU the rules read from a process sample, and what it is: the demand of the event-loop
+    thread over the probe window (`cpu_demand`), else the share of that window it ran
+    (`cpu_window`), else PM2's own figure (`cpu`, an average PM2 took at its last poll, which can
+    lag a loop that blocked since). `why` shows the same figure, so the timeline and the hint agree."""
+    for key, what in (
+        ("cpu_demand", "over the probe window"),
+        ("cpu_window", "over the probe window"),
+        ("cpu", "PM2's figure"),
+    ):
+        v = d.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v), what
+    return None, ""
 
 
 def _instances(d: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -436,6 +451,20 @@ def _hangs(model: HintInput) -> list[Incident]:
     return [i for i in model.incidents if i.hung and i.cpu is not None]
 
 
+def _cpu_source(incidents: list[Incident]) -> str:
+    """' over the probe window' when every one of these hangs' CPU was measured so; ', PM2's figure'
+    when any was PM2's own (the same words `why` puts beside the figure)."""
+    whats = set()
+    for i in incidents:
+        d = i.hang_sample.data if i.hang_sample else {}
+        if i.worker is not None:
+            d = next((w for w in _instances(d) if w.get("pm_id") == i.worker), {})
+        whats.add(hang_cpu(d)[1])
+    if whats == {"over the probe window"}:
+        return " over the probe window"
+    return ", PM2's figure" if "PM2's figure" in whats else ""
+
+
 def _workers_of(incidents: list[Incident]) -> list[int]:
     """The pm_ids of the cluster workers these hangs were of, each once, in order."""
     return list(dict.fromkeys(i.worker for i in incidents if i.worker is not None))
@@ -455,17 +484,15 @@ def event_loop_blocked(model: HintInput, leak: _Leak) -> Hint | None:
     if not pinned:
         return None
     own = [i for i in pinned if i.id not in leak.explained]
+    # The CPU measured over each hang's probe window is the evidence. PM2's event-loop delay metric
+    # is not: the app reports it from its own loop, so a blocked loop leaves PM2 its last value,
+    # taken before the block (a few ms), which says nothing about the hang.
     evidence = {
         "incidents": [i.id for i in pinned],
         "sample_seqs": [i.hang_sample.seq for i in pinned if i.hang_sample],
         "cpu": [i.cpu for i in pinned],
         "hangs": len(hung),
     }
-    delays = [
-        i.hang_sample.data["loop_delay_ms"] for i in pinned if i.hang_sample and "loop_delay_ms" in i.hang_sample.data
-    ]
-    if delays:
-        evidence["loop_delay_ms"] = delays
     cpu = max(i.cpu or 0.0 for i in pinned)
     workers = _workers_of(pinned)
     if workers:
@@ -478,7 +505,8 @@ def event_loop_blocked(model: HintInput, leak: _Leak) -> Hint | None:
         return Hint("event_loop_blocked", message, 0.3, evidence)
     share = len(own) / len(hung)
     message = (
-        f"event loop blocked: {len(own)} of {len(hung)} hangs had the CPU pinned ({cpu:.0f}%){_in_workers(own)}:"
+        f"event loop blocked: {len(own)} of {len(hung)} hangs had the CPU pinned ({cpu:.0f}%"
+        f"{_cpu_source(own)}){_in_workers(own)}:"
         " a busy loop, a catastrophic regex or synchronous work; a CPU profile (node --cpu-prof) shows where"
     )
     return Hint("event_loop_blocked", message, _conf(0.5 + 0.35 * share + (0.05 if len(own) >= 2 else 0)), evidence)
@@ -495,7 +523,8 @@ def stalled_on_io(model: HintInput, leak: _Leak) -> Hint | None:
     share = len(idle) / len(hung)
     cpu = max(i.cpu or 0.0 for i in idle)
     message = (
-        f"stalled on I/O: {len(idle)} of {len(hung)} hangs with the CPU idle ({cpu:.0f}%){_in_workers(idle)}:"
+        f"stalled on I/O: {len(idle)} of {len(hung)} hangs with the CPU idle ({cpu:.0f}%"
+        f"{_cpu_source(idle)}){_in_workers(idle)}:"
         " the server accepts"
         " connections but never answers, waiting on something (an exhausted DB pool, a lock, an upstream,"
         " a promise that never resolves)"

@@ -9,6 +9,7 @@ from typing import Any
 from . import replay
 from .config import format_status_ranges
 from .events import Event
+from .hints import hang_cpu
 from .report import AppReport, IncidentRow, Report, Step, Timeline, worker_counts
 from .status import AppStatus
 from .units import ago, format_duration, mb, one_line, percent, period_label, span
@@ -305,8 +306,14 @@ def facts(type_: str, d: dict[str, Any]) -> str:
             parts.append(f"{len(d['instances'])} workers: " + " ".join(_instance_fact(i) for i in d["instances"]))
         if isinstance(d.get("memory"), int):
             parts.append(mb(d["memory"], 1))
-        if d.get("cpu") is not None:
-            parts.append(f"cpu {d['cpu']:g}%")
+        cpu, what = hang_cpu(d)
+        if cpu is not None and what != "PM2's figure":
+            # the figure the hints read (over the probe window), PM2's own beside it
+            seconds = f" ({d['cpu_window_s']:g}s)" if isinstance(d.get("cpu_window_s"), (int, float)) else ""
+            pm2_cpu = f", PM2 said {d['cpu']:g}%" if isinstance(d.get("cpu"), (int, float)) else ""
+            parts.append(f"cpu {cpu:g}% {what}{seconds}{pm2_cpu}")
+        elif d.get("cpu") is not None:
+            parts.append(f"cpu {d['cpu']:g}% (PM2)")
         if d.get("restart_time") is not None:
             parts.append(f"restart_time {d['restart_time']}")
         return ", ".join(parts)

@@ -199,7 +199,10 @@ def test_hangs_with_the_cpu_pinned_mean_a_blocked_event_loop(h):
         h.hang(600 * k + 60, cpu=98.5)
     top = h.hints(2000)[0]
     assert top.kind == "event_loop_blocked" and top.confidence >= 0.85
-    assert "3 of 3 hangs had the CPU pinned (98%)" in top.message and len(top.evidence["sample_seqs"]) == 3
+    assert (
+        "3 of 3 hangs had the CPU pinned (98% over the probe window)" in top.message
+        and len(top.evidence["sample_seqs"]) == 3
+    )
 
 
 def test_hangs_with_an_idle_cpu_are_stalled_on_io_not_a_blocked_loop(h):
@@ -404,7 +407,7 @@ def test_an_empty_history_in_memory_gives_no_hint():
 
 def test_hangs_with_the_cpu_pinned_read_from_a_model_in_memory_are_a_blocked_event_loop():
     (top,) = hints.evaluate(in_memory(incidents=(hang(1, 600, 99.0), hang(2, 7200, 97.0))))
-    assert top.kind == "event_loop_blocked" and "2 of 2 hangs had the CPU pinned (99%)" in top.message
+    assert top.kind == "event_loop_blocked" and "2 of 2 hangs had the CPU pinned (99%, PM2's figure)" in top.message
     assert top.evidence["sample_seqs"] == [100, 200]
 
 

@@ -478,7 +478,7 @@ def test_why_gives_the_key_facts_of_each_event(store):
     projections.fold(store.conn)
     said = {s.type: facts(s.type, s.data) for s in why(store, "web").steps}  # type: ignore[union-attr]
     assert said["probe.failed"] == "attempt 2/2, timeout, 2000ms"
-    assert said["process.sampled"] == "online, pid 4242, 60.0MB, cpu 99.5%, restart_time 0"
+    assert said["process.sampled"] == "online, pid 4242, 60.0MB, cpu 99.5% (PM2), restart_time 0"
     assert said["restart.requested"] == "by check: pm2 restart web"
     assert said["restart.succeeded"] == "pm2 restart web, exit 0, 1000ms"
     assert said["verification.passed"] == "3 attempts, 2.0s"
