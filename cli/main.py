@@ -331,12 +331,34 @@ def init(
     typer.echo(f"wrote {path}; check it with: recovery config validate {path}")
 
 
+@config_app.command("path")
+@guarded
+def config_path(config: ConfigOption = None) -> None:
+    """Print the config file the commands use and why that one (exit 3 when there is none).
+
+    The order: --config, $RECOVERY_CONFIG, ./recovery.toml, $XDG_CONFIG_HOME/recovery/recovery.toml
+    (~/.config/recovery/recovery.toml), /etc/recovery/recovery.toml.
+
+    Example: cd /; recovery config path
+    """
+    from recovery import config as cfg
+
+    choice = cfg.locate_config(config)
+    if not choice.found:
+        looked = ", ".join(str(p) for p in choice.tried)
+        fail(f"no config file found; looked at {looked} (pass --config, set RECOVERY_CONFIG, or run `recovery init`)")
+    exists = "" if choice.path.is_file() else " (it does not exist)"
+    typer.echo(f"{choice.path}: {choice.reason}{exists}")
+    if not choice.path.is_file():
+        raise typer.Exit(UNKNOWN)
+
+
 @config_app.command("validate")
 @guarded
 def config_validate(
     path: Annotated[
         Optional[Path],
-        typer.Argument(help="The file to check. Default: $RECOVERY_CONFIG, else ./recovery.toml.", show_default=False),
+        typer.Argument(help="The file to check. Default: $RECOVERY_CONFIG, else the first of ./recovery.toml, ~/.config/recovery/recovery.toml, /etc/recovery/recovery.toml (`recovery config path` says which).", show_default=False),
     ] = None,
     probe: Annotated[
         bool,

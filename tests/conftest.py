@@ -53,6 +53,16 @@ def private_spool_fallbacks(tmp_path_factory: pytest.TempPathFactory, monkeypatc
     monkeypatch.setattr("recovery.store.SPOOL_TMP", root / "var-tmp")
 
 
+@pytest.fixture(autouse=True)
+def private_config_search(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config search path's user and system places ($XDG_CONFIG_HOME/recovery/,
+    /etc/recovery/) in a temp folder of the test, so a config on the machine never leaks into a
+    test that expects none (CLI subprocesses inherit XDG_CONFIG_HOME)."""
+    root = tmp_path_factory.mktemp("config-search")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(root / "xdg"))
+    monkeypatch.setattr("recovery.config.loading.SYSTEM_DIR", root / "etc-recovery")
+
+
 # --------------------------------------------------------------------------
 # helpers
 

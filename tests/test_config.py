@@ -563,7 +563,8 @@ def test_a_missing_file_says_how_to_get_one(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load(path)
     assert str(caught.value) == (
-        f"config file not found: {path} (pass --config, set RECOVERY_CONFIG, or run `recovery init`)"
+        f"config file not found: {path} (pass --config, set RECOVERY_CONFIG, put one in ~/.config/recovery/"
+        " or /etc/recovery/, or run `recovery init`)"
     )
 
 

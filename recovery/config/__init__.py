@@ -7,7 +7,16 @@ from __future__ import annotations
 # Durations live in recovery.units; callers still take them from here too.
 from recovery.units import format_duration, parse_duration
 
-from .loading import app_value, check_file, find_config_path, format_status_ranges, load, parse_status_ranges
+from .loading import (
+    ConfigChoice,
+    app_value,
+    check_file,
+    find_config_path,
+    format_status_ranges,
+    load,
+    locate_config,
+    parse_status_ranges,
+)
 from .sample import sample, write_sample
 from .schema import (
     ALERT_KINDS,
@@ -33,6 +42,7 @@ __all__ = [
     "AlertsConfig",
     "AppConfig",
     "Config",
+    "ConfigChoice",
     "LogsConfig",
     "Pm2Config",
     "PolicyConfig",
@@ -45,6 +55,7 @@ __all__ = [
     "format_duration",
     "format_status_ranges",
     "load",
+    "locate_config",
     "parse_duration",
     "parse_status_ranges",
     "sample",

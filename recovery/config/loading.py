@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,18 +85,69 @@ def format_status_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
 # --- finding and reading the file -----------------------------------------------------------
 
 
+SYSTEM_DIR = Path("/etc/recovery")
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    """The config file a command uses, why that one, and the places looked at in order."""
+
+    path: Path
+    reason: str
+    tried: tuple[Path, ...] = ()
+    found: bool = True
+
+
+def search_path(
+    environ: Mapping[str, str] | None = None, cwd: Path | None = None, system_dir: Path | None = None
+) -> tuple[tuple[Path, str], ...]:
+    """Where a config is looked for when neither --config nor $RECOVERY_CONFIG names one, in order:
+    ./recovery.toml, $XDG_CONFIG_HOME/recovery/recovery.toml (~/.config/…), /etc/recovery/recovery.toml."""
+    environ = os.environ if environ is None else environ
+    here = (cwd or Path.cwd()) / DEFAULT_FILENAME
+    xdg = environ.get("XDG_CONFIG_HOME") or ""
+    if not Path(xdg).is_absolute():  # the XDG spec: a relative value is ignored
+        xdg = str(Path(environ.get("HOME") or Path.home()) / ".config")
+    return (
+        (here, "in the current directory"),
+        (Path(xdg) / "recovery" / DEFAULT_FILENAME, "the user's config ($XDG_CONFIG_HOME, else ~/.config)"),
+        ((system_dir or SYSTEM_DIR) / DEFAULT_FILENAME, "the system's config"),
+    )
+
+
+def locate_config(
+    explicit: str | Path | None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    system_dir: Path | None = None,
+) -> ConfigChoice:
+    """The config file to use: `explicit` (--config), else $RECOVERY_CONFIG, else the first of
+    `search_path` that exists (when none does: ./recovery.toml, not found)."""
+    environ = os.environ if environ is None else environ
+
+    def absolute(chosen: str | Path) -> Path:
+        path = Path(chosen).expanduser()
+        return cwd / path if cwd is not None and not path.is_absolute() else path
+
+    if explicit:
+        return ConfigChoice(absolute(explicit), "named by --config")
+    if environ.get(ENV_VAR):
+        return ConfigChoice(absolute(environ[ENV_VAR]), f"named by ${ENV_VAR}")
+    places = search_path(environ, cwd, system_dir)
+    tried = tuple(p for p, _ in places)
+    for path, why in places:
+        if path.is_file():
+            return ConfigChoice(path, f"found {why}", tried)
+    return ConfigChoice(places[0][0], "none found", tried, found=False)
+
+
 def find_config_path(
     explicit: str | Path | None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Path:
-    "The config file to use: `explicit` (--config), else $RECOVERY_CONFIG, else ./recovery.toml."
-    environ = os.environ if environ is None else environ
-    chosen = explicit or environ.get(ENV_VAR) or DEFAULT_FILENAME
-    path = Path(chosen).expanduser()
-    if cwd is not None and not path.is_absolute():
-        path = cwd / path
-    return path
+    "The config file to use (see `locate_config`)."
+    return locate_config(explicit, environ, cwd).path
 
 
 def load(path: Path) -> Config:
@@ -119,7 +171,8 @@ def check_file(path: Path) -> tuple[Config | None, list[Problem]]:
                 None,
                 "",
                 f"config file not found: {path.absolute()} "
-                "(pass --config, set RECOVERY_CONFIG, or run `recovery init`)",
+                "(pass --config, set RECOVERY_CONFIG, put one in ~/.config/recovery/ or /etc/recovery/,"
+                " or run `recovery init`)",
             )
         ]
     except OSError as exc:
