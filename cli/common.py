@@ -20,7 +20,10 @@ UNKNOWN = 3
 ConfigOption = Annotated[
     Optional[Path],
     typer.Option(
-        "--config", "-c", help="Config file. Default: $RECOVERY_CONFIG, else the first of ./recovery.toml, ~/.config/recovery/recovery.toml, /etc/recovery/recovery.toml (`recovery config path` says which).", show_default=False
+        "--config",
+        "-c",
+        help="Config file. Default: $RECOVERY_CONFIG, else the first of ./recovery.toml, ~/.config/recovery/recovery.toml, /etc/recovery/recovery.toml (`recovery config path` says which).",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]

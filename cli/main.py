@@ -358,7 +358,10 @@ def config_path(config: ConfigOption = None) -> None:
 def config_validate(
     path: Annotated[
         Optional[Path],
-        typer.Argument(help="The file to check. Default: $RECOVERY_CONFIG, else the first of ./recovery.toml, ~/.config/recovery/recovery.toml, /etc/recovery/recovery.toml (`recovery config path` says which).", show_default=False),
+        typer.Argument(
+            help="The file to check. Default: $RECOVERY_CONFIG, else the first of ./recovery.toml, ~/.config/recovery/recovery.toml, /etc/recovery/recovery.toml (`recovery config path` says which).",
+            show_default=False,
+        ),
     ] = None,
     probe: Annotated[
         bool,
