@@ -29,12 +29,29 @@ app = typer.Typer(
     name="recovery",
     help="Self-healing watchdog for Node.js apps under PM2: probe, restart, verify, and remember every step.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"recovery {version('recovery')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", help="Print the version and exit.", callback=_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Self-healing watchdog for Node.js apps under PM2: probe, restart, verify, and remember every step."""
 
 
 @app.command()
