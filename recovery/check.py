@@ -125,7 +125,7 @@ class HttpProber:
         client = self.clients.get(app.name)
         if client is None:
             client = self.clients[app.name] = make_client(app.url, app.timeout, self.transport)
-        return probe_once(client, app.url, n, app.status_ok, timeout=timeout)
+        return probe_once(client, app.url, n, app.status_ok, timeout=timeout, body_check=app.body_problem)
 
     def burst(
         self, app: AppConfig, count: int, timeout: float | None = None
@@ -133,7 +133,9 @@ class HttpProber:
         from .probe import probe_burst
 
         limit = app.timeout if timeout is None else timeout
-        return probe_burst(app.url, count, app.status_ok, timeout=limit, transport=self.transport)
+        return probe_burst(
+            app.url, count, app.status_ok, timeout=limit, transport=self.transport, body_check=app.body_problem
+        )
 
     def close(self) -> None:
         for client in self.clients.values():

@@ -15,7 +15,7 @@ TRANSITION = {"stopping", "launching"}
 STOPPED = {"stopped"}
 ERRORED = {"errored"}
 
-ERROR_KINDS = ("timeout", "refused", "reset", "status", "tls", "dns", "protocol", "error")
+ERROR_KINDS = ("timeout", "refused", "reset", "status", "body", "tls", "dns", "protocol", "error")
 
 
 @dataclass(frozen=True)

@@ -187,9 +187,11 @@ def probe_once(
     *,
     timeout: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    body_check: Callable[[bytes], str | None] | None = None,
 ) -> Attempt:
     """One GET of `url`, ended by `timeout` (else the client's) as a whole, its body read up to
-    BODY_CAP. A slow answer is a success with its latency: slow is not down."""
+    BODY_CAP. A slow answer is a success with its latency: slow is not down. An answer whose
+    status is right but whose body fails `body_check` (it says what is wrong) fails as `body`."""
     limit = timeout if timeout is not None else client.timeout.read
     shown = shown_url(url)  # what is recorded: no user, password or query
     start = clock()
@@ -216,7 +218,20 @@ def probe_once(
     ms = (clock() - start) * 1000
     port = conn.get("local_port")
     if status_ok(response.status_code):
-        return Attempt(True, attempt, shown, ms, status=response.status_code, body=body, local_port=port)
+        problem = body_check(body) if body_check is not None else None
+        if problem is None:
+            return Attempt(True, attempt, shown, ms, status=response.status_code, body=body, local_port=port)
+        return Attempt(
+            False,
+            attempt,
+            shown,
+            ms,
+            status=response.status_code,
+            error="body",
+            detail=problem,
+            body=body,
+            local_port=port,
+        )
     return Attempt(
         False,
         attempt,
@@ -238,6 +253,7 @@ def probe_burst(
     timeout: float,
     transport: httpx.BaseTransport | None = None,
     first: int = 1,
+    body_check: Callable[[bytes], str | None] | None = None,
 ) -> tuple[list[Attempt], Callable[[], None]]:
     """`count` concurrent GETs of `url`, each on a fresh connection of its own client (so PM2's
     cluster master hands each to a worker in turn), numbered from `first`.
@@ -253,7 +269,7 @@ def probe_burst(
         token = _HOLD.set(held)
         client = make_client(url, timeout, transport)
         try:
-            return probe_once(client, url, n, status_ok, timeout=timeout)
+            return probe_once(client, url, n, status_ok, timeout=timeout, body_check=body_check)
         finally:
             client.close()
             _HOLD.reset(token)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import re
 import tomllib
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from recovery.errors import ConfigError
+from recovery.expect import JsonExpectation
 from recovery.units import parse_duration
 
 from .schema import (
@@ -408,6 +410,33 @@ def _paths(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _regex(value: Any) -> str:
+    "`expect_body_regex`: a Python regular expression, searched for in the body."
+    text = _string(value)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"{text!r} is not a valid regular expression ({exc})") from None
+    return text
+
+
+def _json_expectation(value: Any) -> JsonExpectation:
+    '`expect_json = { path = "status", equals = "ok" }`.'
+    if not isinstance(value, dict):
+        raise ValueError(f'expected a table like {{ path = "status", equals = "ok" }}, got {_describe(value)}')
+    unknown = sorted(set(value) - {"path", "equals"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} (expected path and equals)")
+    if "path" not in value or "equals" not in value:
+        raise ValueError('needs both path and equals, e.g. { path = "status", equals = "ok" }')
+    path = _string(value["path"])
+    if any(not part for part in path.split(".")):
+        raise ValueError(f"path {path!r}: use dotted keys like status or checks.0.ok")
+    if isinstance(value["equals"], (dict, _dt.date, _dt.time)):
+        raise ValueError("equals: expected a string, number, boolean or list")
+    return JsonExpectation(path, value["equals"])
+
+
 # How each key of a table is read. A schema field missing here fails every load (KeyError), so a new
 # field cannot be forgotten; problems within a table are reported in the schema's field order.
 _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
@@ -446,6 +475,9 @@ _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
         "retries": _retries,
         "retry_delay": _duration(allow_zero=True),
         "expect_status": parse_status_ranges,
+        "expect_body": _string,
+        "expect_body_regex": _regex,
+        "expect_json": _json_expectation,
         "verify_timeout": _duration(),
         "restart_command": _restart_command,
         "max_restarts": _retries,

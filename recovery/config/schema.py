@@ -10,6 +10,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from recovery.expect import JsonExpectation, body_problem
+
 DEFAULT_FILENAME = "recovery.toml"
 ENV_VAR = "RECOVERY_CONFIG"
 
@@ -58,6 +60,10 @@ class AppConfig:
     retries: int = 3
     retry_delay: float = 5.0
     expect_status: tuple[tuple[int, int], ...] = ((200, 399),)
+    # What the body must hold (recovery.expect): a substring, a regular expression, a JSON value.
+    expect_body: str | None = None
+    expect_body_regex: str | None = None
+    expect_json: JsonExpectation | None = None
     verify_timeout: float = 60.0
     restart_command: str = "restart"
     # Loop protection ([policy], overridable per app) and the degraded threshold.
@@ -89,6 +95,12 @@ class AppConfig:
     def status_ok(self, code: int) -> bool:
         "Whether an HTTP status code counts as healthy for this app."
         return any(low <= code <= high for low, high in self.expect_status)
+
+    def body_problem(self, body: bytes) -> str | None:
+        "What is wrong with an answer's body for this app's expectations; None when it holds them (or none are set)."
+        if self.expect_body is None and self.expect_body_regex is None and self.expect_json is None:
+            return None
+        return body_problem(body, text=self.expect_body, regex=self.expect_body_regex, json_expect=self.expect_json)
 
 
 @dataclass(frozen=True)
