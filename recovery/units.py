@@ -12,8 +12,13 @@ import re
 MB = 1048576
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)")
-_DURATION_HINT = "use 500ms, 30s, 5m, 1h, 7d"
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PART = re.compile(rf"({_NUMBER})\s*(ms|s|m|h|d)\s*")
+# One number and unit, or several from the largest unit down as every duration is printed
+# (`1h30m`, `4m51s`, `1d02h`), so any duration the tool prints can be given back to it.
+_DURATION = re.compile(rf"[+-]?\s*(?:{_NUMBER}\s*(?:ms|s|m|h|d)\s*)+")
+_ORDER = ("d", "h", "m", "s", "ms")
+_DURATION_HINT = "use 500ms, 30s, 5m, 1h, 7d, 1h30m"
 # The longest duration accepted anywhere (100 years): every duration is added to or taken from a
 # date, and a datetime ends at year 9999; `3000000d` used to pass validation and then crash every run.
 MAX_DURATION_S = 36500 * 86400.0
@@ -28,10 +33,14 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
     if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if match is None:
+        text = value.strip()
+        if _DURATION.fullmatch(text) is None:
             raise ValueError(f"bad duration {value!r} ({_DURATION_HINT})")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        parts = _PART.findall(text.lstrip("+-").strip())
+        ranks = [_ORDER.index(unit) for _, unit in parts]
+        if any(b <= a for a, b in zip(ranks, ranks[1:])):
+            raise ValueError(f"bad duration {value!r}: units from the largest down, each once, as in 1h30m or 4m51s")
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in parts) * (-1 if text.startswith("-") else 1)
     else:
         seconds = float(value)
     if not math.isfinite(seconds):
@@ -64,9 +73,13 @@ def span(seconds: float | None, *, decimals: bool = False) -> str:
     if seconds is None:
         return "-"
     seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s" if decimals else f"{seconds:.0f}s"
-    s = int(seconds)
+    if decimals and round(seconds, 1) < 60:
+        return f"{round(seconds, 1):.1f}s"
+    s = (
+        max(60, int(seconds)) if decimals else int(round(seconds, 3))
+    )  # whole seconds down, every unit alike: 59.6 is 59s and 479.6 is 7m59s (never 60s or 7m60s)
+    if s < 60:
+        return f"{s}s"
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     if s < 86400:

@@ -195,7 +195,7 @@ def test_it_reads_a_bare_number_as_seconds(number):
 
 @pytest.mark.parametrize("text", ["ten seconds", "30", "5x", "s", "", "1.2.3s", "5 m s", "1e3s", "30S"])
 def test_it_rejects_a_malformed_duration_with_the_forms_to_use(text):
-    with pytest.raises(ValueError, match=r"bad duration .*\(use 500ms, 30s, 5m, 1h, 7d\)"):
+    with pytest.raises(ValueError, match=r"bad duration .*\(use 500ms, 30s, 5m, 1h, 7d, 1h30m\)"):
         parse_duration(text)
 
 
@@ -238,7 +238,7 @@ def test_a_formatted_duration_parses_back(seconds):
 def test_it_names_the_line_of_a_bad_duration(tmp_path):
     problem = only_problem(tmp_path, MINIMAL_APP + 'timeout = "ten seconds"\n')
     assert str(problem) == (
-        f"{tmp_path / 'recovery.toml'}:4: apps[0].timeout: bad duration 'ten seconds' (use 500ms, 30s, 5m, 1h, 7d)"
+        f"{tmp_path / 'recovery.toml'}:4: apps[0].timeout: bad duration 'ten seconds' (use 500ms, 30s, 5m, 1h, 7d, 1h30m)"
     )
 
 

@@ -209,5 +209,7 @@ def test_the_report_text_shows_both_availabilities_and_the_unobserved_time(tmp_p
     text = report_text(build_report(store, ["web"], format_ts(T0), T0 + dt.timedelta(minutes=5)))
     head, row = text.splitlines()[2:4]
     assert head.split()[1:4] == ["AVAILABILITY", "WORST", "UNOBSERVED"]
-    assert row.split()[3] == "60.0s"  # 59.97 s from the healthy check to the first failed probe
+    assert (
+        row.split()[3] == "1m00s"
+    )  # 59.97 s (59.97 rounds to 60.0, which is written 1m00s) from the healthy check to the first failed probe
     store.close()
