@@ -215,3 +215,27 @@ def test_the_forecast_is_not_optimistic(series):
     # and is not useless the other way: within a third of the truth once the climb is well under way
     late = scored[len(scored) // 2 :]
     assert all(forecast >= 0.66 * actual - 60 for _, forecast, actual in late), late
+
+
+# -- a real PM2 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.pm2
+def test_a_steady_leak_then_a_stall_under_a_real_pm2_is_stalled_on_io(pm2, tmp_path):
+    from tests.test_check import write_config
+    from tests.test_hints_scenarios import QUICK, check, checks, gone_bad
+    from tests.test_hints_scenarios import hints as hints_of
+
+    app = pm2.start_app("web", extra_args=("--max-memory-restart", "1G"))
+    config = write_config(tmp_path, pm2, app, **QUICK)
+    checks(pm2, config, 1)
+    app.control("leak", mb=8)  # each answered request keeps 8 MB more: a steady climb, far below 1 GB
+    checks(pm2, config, 10)
+    app.control("stall")
+    gone_bad(app)
+    assert check(pm2, config).apps[0].state == "RECOVERED"
+    found = hints_of(config)
+    print("leak then stall:", found)
+    assert found[0].kind == "stalled_on_io", found
+    leak = by_kind(found)["memory_leak"]
+    assert leak.confidence < found[0].confidence and leak.evidence["unexplained_incidents"], leak
