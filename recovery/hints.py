@@ -2,7 +2,7 @@
 each giving a kind, a one-line message, a confidence (0..1) and its evidence (event seqs,
 incident ids, template ids, numbers).
 
-    memory_leak             memory grows steadily within uptime windows and hangs or restarts come near one level
+    memory_leak             memory grows steadily within uptime windows; it claims the hangs that came near the limit or one level
     event_loop_blocked      hangs with the CPU pinned: a busy loop, a catastrophic regex, synchronous work
     stalled_on_io           hangs with the CPU idle: waiting on a DB pool, a lock, an upstream
     database_trouble        database connection error templates spike before incidents
@@ -343,7 +343,8 @@ def _recent(w: _Window) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class _Leak:
-    """The leak hint, and the incidents (ids) it explains: hangs at the end of a leaking window."""
+    """The leak hint, and the incidents (ids) it explains: hangs at the end of a leaking window
+    with a sign that memory caused them (see _memory_cause); other hangs stay their CPU rules'."""
 
     hint: Hint | None = None
     explained: frozenset[int] = frozenset()

@@ -221,7 +221,8 @@ def test_the_forecast_is_not_optimistic(series):
 
 
 @pytest.mark.pm2
-def test_a_steady_leak_then_a_stall_under_a_real_pm2_is_stalled_on_io(pm2, tmp_path):
+@pytest.mark.parametrize(("control", "kind"), [("stall", "stalled_on_io"), ("hang", "event_loop_blocked")])
+def test_a_steady_leak_then_a_hang_of_its_own_under_a_real_pm2_is_that_hang(pm2, tmp_path, control, kind):
     from tests.test_check import write_config
     from tests.test_hints_scenarios import QUICK, check, checks, gone_bad
     from tests.test_hints_scenarios import hints as hints_of
@@ -230,12 +231,12 @@ def test_a_steady_leak_then_a_stall_under_a_real_pm2_is_stalled_on_io(pm2, tmp_p
     config = write_config(tmp_path, pm2, app, **QUICK)
     checks(pm2, config, 1)
     app.control("leak", mb=8)  # each answered request keeps 8 MB more: a steady climb, far below 1 GB
-    checks(pm2, config, 10)
-    app.control("stall")
+    checks(pm2, config, 16)  # back to back: many, so that one slow check does not bend the line
+    app.control(control)  # an idle stall, or a busy loop
     gone_bad(app)
     assert check(pm2, config).apps[0].state == "RECOVERED"
     found = hints_of(config)
-    print("leak then stall:", found)
-    assert found[0].kind == "stalled_on_io", found
+    print(f"leak then {control}:", found)
+    assert found[0].kind == kind, found
     leak = by_kind(found)["memory_leak"]
     assert leak.confidence < found[0].confidence and leak.evidence["unexplained_incidents"], leak
