@@ -329,7 +329,7 @@ def _windows(samples: tuple[Sample, ...], hung: Mapping[int, Incident] | None = 
 
 
 def _recent(w: _Window) -> tuple[float, float]:
-    """(memory now, bytes/s) for a forecast: the steeper of two lines, one fitted to the window's
+    """(memory at its last sample, bytes/s) for a forecast: the steeper of two lines, one fitted to the window's
     recent samples (its last FORECAST_RECENT share, LEAK_MIN_SAMPLES at least), one to all of it.
     A line over the whole window alone bends towards a flat warm-up or a leak that began late and
     says both the level and the rate too low (optimistic); the recent one alone, right after a
@@ -494,22 +494,25 @@ def _leak(model: HintInput) -> _Leak:
         evidence["max_memory_restart"] = limit
     if hung_levels:
         evidence["hang_level_bytes"] = min(hung_levels)
-    if forecast is not None:
+    if forecast is not None and current is not None:
         evidence["forecast_s"] = round(forecast)
+        evidence["forecast_from"] = next(s.ts for s in model.samples if s.seq == current.points[-1][0])
     return _Leak(Hint("memory_leak", message, _conf(conf), evidence), frozenset(explained))
 
 
 def forecast_errors(models: Iterable[HintInput], limit_hit_at: str) -> list[tuple[str, float, float]]:
     """The leak forecast scored against what happened: (now, forecast_s, actual_s) for each model
     (the history as it stood at its `now`, before `limit_hit_at`) whose memory_leak hint gave a
-    forecast. forecast_s - actual_s > 0 is optimistic: the limit came sooner than said."""
+    forecast; both count from the sample the forecast starts at (`evidence["forecast_from"]`).
+    forecast_s - actual_s > 0 is optimistic: the limit came sooner than said."""
     hit = parse_ts(limit_hit_at)
     out = []
     for model in models:
-        actual = (hit - model.now).total_seconds()
         leak = _leak(model).hint
-        if actual > 0 and leak is not None and "forecast_s" in leak.evidence:
-            out.append((model.until, float(leak.evidence["forecast_s"]), actual))
+        if model.now >= hit or leak is None or "forecast_s" not in leak.evidence:
+            continue
+        actual = (hit - parse_ts(leak.evidence["forecast_from"])).total_seconds()
+        out.append((model.until, float(leak.evidence["forecast_s"]), actual))
     return out
 
 

@@ -217,6 +217,21 @@ def test_the_forecast_is_not_optimistic(series):
     assert all(forecast >= 0.66 * actual - 60 for _, forecast, actual in late), late
 
 
+def test_forecast_errors_gives_each_forecast_beside_the_time_left_and_skips_what_has_none():
+    """10 MB a minute from 100 MB to a 512 MB limit: reached 41.2 minutes after the first sample."""
+    h = Leaky()
+    for k in range(8):
+        h.sample((100 + 10 * k) * MB, max_memory_restart=LIMIT)
+    whole = h.model()  # now: a minute after the 8th sample (170 MB)
+    early = hints.HintInput("web", at(0), T0 + dt.timedelta(seconds=60), samples=tuple(h.samples[:2]))  # no leak yet
+    hit = at(60 * 41.2)
+    ((now, forecast, actual),) = hints.forecast_errors([early, whole], hit)
+    # both counted from the last sample (7 min, 170 MB): 342 MB to go at 10 MB/min, not from `now`
+    assert now == whole.until and whole.until > at(420) and actual == pytest.approx(60 * 41.2 - 420)
+    assert forecast == pytest.approx(actual, abs=1)
+    assert hints.forecast_errors([whole], at(400)) == []  # the limit came before `now`: nothing to score
+
+
 # -- a real PM2 ---------------------------------------------------------------------------------
 
 
