@@ -448,9 +448,10 @@ def _leak(model: HintInput) -> _Leak:
     elif ended and not unexplained:
         parts.append(f"it was restarted at ~{mb(max(levels))}")
     if unexplained:
-        far = f"{mb(max(at_end[i][1] for i in unexplained))}"
+        far = mb(max(at_end[i][1] for i in unexplained))
+        which = f"{len(unexplained)} hangs" if len(unexplained) > 1 else "a hang"
         parts.append(
-            f"{len(unexplained)} hang(s) at the end of a climb (~{far}) show no sign memory caused them"
+            f"{which} at the end of a climb (~{far}) showed no sign memory caused {'them' if len(unexplained) > 1 else 'it'}"
             " (not near max_memory_restart nor the level of other hangs, no GC pressure): see the hang's own hint"
         )
     target, target_name = None, ""
