@@ -1,5 +1,5 @@
 """The memory-leak rule: a leak explains a hang only with a sign that memory caused it, and its
-forecast is not optimistic. Hand-built histories (`HintInput`), plus one real PM2 run."""
+forecast is not optimistic. Hand-built histories (`HintInput`), plus real PM2 runs (a leak, then a stall or a busy loop)."""
 
 from __future__ import annotations
 
