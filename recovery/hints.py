@@ -2,7 +2,7 @@
 each giving a kind, a one-line message, a confidence (0..1) and its evidence (event seqs,
 incident ids, template ids, numbers).
 
-    memory_leak             memory grows steadily within uptime windows and hangs or restarts come near one level
+    memory_leak             memory grows steadily within uptime windows; it claims the hangs that came near the limit or one level
     event_loop_blocked      hangs with the CPU pinned: a busy loop, a catastrophic regex, synchronous work
     stalled_on_io           hangs with the CPU idle: waiting on a DB pool, a lock, an upstream
     database_trouble        database connection error templates spike before incidents
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,11 @@ LEAK_MIN_R2 = 0.6  # how well a straight line fits memory over an uptime window
 LEAK_MIN_GROWTH = 16 * MB  # and at least this much growth, and LEAK_MIN_SHARE of the window's start
 LEAK_MIN_SHARE = 0.2
 SAME_LEVEL = 0.25  # hangs "near the same level": end levels within 25 % of each other
+# A leak explains a hang only with a sign that memory caused it (else the hang is its CPU rule's):
+NEAR_LIMIT = 0.85  # the hang's memory at this share of max_memory_restart or more
+GC_PRESSURE = 0.9  # or V8's heap this full (PM2's axm heap metrics) with the CPU busy: the collector thrashing
+FORECAST_RECENT = 1 / 3  # the forecast extends a line fitted to this last share of the window's samples
+LEAK_ALONE = 0.6  # a leak that explains no hang: its own finding, below a clear cause of a hang
 AFTER_DEPLOY_S = 1800.0
 BEFORE_INCIDENT_MIN = 10.0
 CRASH_TEMPLATES = 20  # the crash-loop rule names the top error among this many
@@ -276,6 +281,7 @@ class _Window:
     ended: bool = False
     fit: tuple[float, float, float] = (0.0, 0.0, 0.0)
     fitted: int = 0  # samples the line was fitted to
+    used: list[tuple[float, float]] = field(default_factory=list)  # those samples: (seconds, memory)
 
     @property
     def growth(self) -> float:
@@ -333,15 +339,59 @@ def _windows(samples: tuple[Sample, ...], hung: Mapping[int, Incident] | None = 
         if len(fitted) >= 2:
             w.fit = fit_line(fitted)
             w.fitted = len(fitted)
+            w.used = fitted
     return out
+
+
+def _recent(w: _Window) -> tuple[float, float]:
+    """(memory at its last sample, bytes/s) for a forecast: the steeper of two lines, one fitted to the window's
+    recent samples (its last FORECAST_RECENT share, LEAK_MIN_SAMPLES at least), one to all of it.
+    A line over the whole window alone bends towards a flat warm-up or a leak that began late and
+    says both the level and the rate too low (optimistic); the recent one alone, right after a
+    jump at start-up, can still hold flat samples. Erring early is the safe side of a forecast."""
+    recent = w.used[-max(LEAK_MIN_SAMPLES, int(len(w.used) * FORECAST_RECENT)) :]
+    a, b, _ = fit_line(recent) if len(recent) >= 2 else w.fit
+    if b < w.fit[1]:
+        a, b, _ = w.fit
+    return a + b * w.points[-1][1], b
 
 
 @dataclass(frozen=True)
 class _Leak:
-    """The leak hint, and the incidents (ids) it explains: hangs at the end of a leaking window."""
+    """The leak hint, and the incidents (ids) it explains: hangs at the end of a leaking window
+    with a sign that memory caused them (see _memory_cause); other hangs stay their CPU rules'."""
 
     hint: Hint | None = None
     explained: frozenset[int] = frozenset()
+
+
+def _own_data(inc: Incident) -> Mapping[str, Any]:
+    """The hang's sample as it concerns the hung process: for one worker of a cluster, its entry."""
+    d = inc.hang_sample.data if inc.hang_sample is not None else {}
+    if inc.worker is not None:
+        return next((i for i in _instances(d) if i.get("pm_id") == inc.worker), {})
+    return d
+
+
+def _memory_cause(inc: Incident, level: int, others: list[int], limit: int | None) -> str | None:
+    """Why memory caused this hang at `level` (others: the levels of the app's other busy hangs), or None:
+    near PM2's memory limit; or, the CPU not idle, near the level of other hangs or V8's heap full."""
+    d = _own_data(inc)
+    own_limit = d.get("max_memory_restart") if isinstance(d.get("max_memory_restart"), int) else limit
+    if own_limit and level >= NEAR_LIMIT * own_limit:
+        return "near max_memory_restart"
+    if _idle(inc):  # memory that starves a process keeps its CPU busy (the collector); an idle loop waits
+        return None
+    if any(abs(level - o) <= SAME_LEVEL * max(level, o) for o in others):
+        return "near the level of other hangs"
+    used, total = d.get("heap_used"), d.get("heap_total")
+    if isinstance(used, int) and isinstance(total, int) and total > 0 and used >= GC_PRESSURE * total:
+        return "GC pressure"
+    return None
+
+
+def _idle(inc: Incident) -> bool:
+    return inc.cpu is not None and inc.cpu <= IDLE_CPU
 
 
 def _leak(model: HintInput) -> _Leak:
@@ -367,13 +417,25 @@ def _leak(model: HintInput) -> _Leak:
     for w in leaking:  # a hang that we restarted ends its window too
         w.ended = w.ended or any(hang_of(w, seq) for seq, _, _ in w.points[-2:])
     ended = [w for w in leaking if w.ended]
-    explained: set[int] = set()
-    hung_levels = []
+    at_end: dict[int, tuple[Incident, int]] = {}  # hangs at the end of a leaking window, with the level
     for w in ended:
         for seq, _, _ in w.points[-2:]:
             if (inc := hang_of(w, seq)) is not None:
-                explained.add(inc.id)
-                hung_levels.append(w.end_level)
+                at_end[inc.id] = (inc, w.end_level)
+    # the levels of the app's other hangs that were not idle (stalls that recur on a clock while a leak
+    # restarts with each restart would come at one level too, by coincidence)
+    levels_of = {
+        i.id: m for i in model.incidents if i.hung and not _idle(i) and isinstance(m := _own_data(i).get("memory"), int)
+    }
+    levels_of.update({iid: level for iid, (inc, level) in at_end.items() if not _idle(inc)})
+    causes: dict[int, str] = {}
+    for iid, (inc, level) in at_end.items():
+        others = [m for other, m in levels_of.items() if other != iid]
+        if (cause := _memory_cause(inc, level, others, limit)) is not None:
+            causes[iid] = cause
+    explained = set(causes)
+    unexplained = sorted(set(at_end) - explained)
+    hung_levels = [at_end[iid][1] for iid in sorted(explained)]
     # The window still open that leaks fastest (a cluster may have one per worker).
     current = max((w for w in leaking if not w.ended), key=lambda w: w.fit[1], default=None)
     if not ended and current is None:
@@ -386,6 +448,8 @@ def _leak(model: HintInput) -> _Leak:
         conf += 0.1 if same_level else 0.05
     if explained or limit_restarts:
         conf += 0.1
+    elif unexplained:  # memory caused nothing seen: the hangs go to their CPU rules at full strength
+        conf = min(conf, LEAK_ALONE)
     workers = sorted({w.worker for w in leaking if w.worker is not None})
     of = (" of worker " + ", ".join(f"#{k}" for k in workers)) if workers else ""
     parts = [
@@ -396,8 +460,15 @@ def _leak(model: HintInput) -> _Leak:
         parts.append(f"it hung at ~{mb(max(hung_levels))}" + (f" {len(explained)} times" if len(explained) > 1 else ""))
     elif limit_restarts:
         parts.append(f"PM2 restarted it at max_memory_restart {mb(limit or 0)} {len(limit_restarts)} time(s)")
-    elif ended:
+    elif ended and not unexplained:
         parts.append(f"it was restarted at ~{mb(max(levels))}")
+    if unexplained:
+        far = mb(max(at_end[i][1] for i in unexplained))
+        which = f"{len(unexplained)} hangs" if len(unexplained) > 1 else "a hang"
+        parts.append(
+            f"{which} at the end of a climb (~{far}) showed no sign memory caused {'them' if len(unexplained) > 1 else 'it'}"
+            " (not near max_memory_restart nor the level of other hangs, no GC pressure): see the hang's own hint"
+        )
     target, target_name = None, ""
     if limit:
         target, target_name = limit, f"max_memory_restart {mb(limit)}"
@@ -405,8 +476,7 @@ def _leak(model: HintInput) -> _Leak:
         target, target_name = min(hung_levels), f"the level where it hung ({mb(min(hung_levels))})"
     forecast = None
     if current is not None and target is not None:
-        a, b, _ = current.fit
-        now_level = a + b * current.points[-1][1]
+        now_level, b = _recent(current)
         if target > now_level:
             forecast = (target - now_level) / b
             parts.append(f"at this rate it reaches {target_name} in {span(forecast)}")
@@ -431,13 +501,35 @@ def _leak(model: HintInput) -> _Leak:
         "incidents": sorted(explained),
         "memory_limit_restarts": [r.seq for r in limit_restarts],
     }
+    proofs = sorted(set(causes.values())) + (["PM2 memory-limit restarts"] if limit_restarts else [])
+    if proofs:
+        evidence["cause_evidence"] = "; ".join(proofs)
+    if unexplained:
+        evidence["unexplained_incidents"] = unexplained
     if limit:
         evidence["max_memory_restart"] = limit
     if hung_levels:
         evidence["hang_level_bytes"] = min(hung_levels)
-    if forecast is not None:
+    if forecast is not None and current is not None:
         evidence["forecast_s"] = round(forecast)
+        evidence["forecast_from"] = next(s.ts for s in model.samples if s.seq == current.points[-1][0])
     return _Leak(Hint("memory_leak", message, _conf(conf), evidence), frozenset(explained))
+
+
+def forecast_errors(models: Iterable[HintInput], limit_hit_at: str) -> list[tuple[str, float, float]]:
+    """The leak forecast scored against what happened: (now, forecast_s, actual_s) for each model
+    (the history as it stood at its `now`, before `limit_hit_at`) whose memory_leak hint gave a
+    forecast; both count from the sample the forecast starts at (`evidence["forecast_from"]`).
+    forecast_s - actual_s > 0 is optimistic: the limit came sooner than said."""
+    hit = parse_ts(limit_hit_at)
+    out = []
+    for model in models:
+        leak = _leak(model).hint
+        if model.now >= hit or leak is None or "forecast_s" not in leak.evidence:
+            continue
+        actual = (hit - parse_ts(leak.evidence["forecast_from"])).total_seconds()
+        out.append((model.until, float(leak.evidence["forecast_s"]), actual))
+    return out
 
 
 # -- the rules: (model, leak) -> Hint | None ------------------------------------------------------
