@@ -45,9 +45,9 @@ CRASH_TEMPLATES = 20  # the crash-loop rule names the top error among this many
 # PM2 says the process runs, yet it does not answer (the app, or one worker of a cluster)
 HANG_CODES = frozenset({"hung", "worker_hung"})
 ERRORED_CODES = frozenset({"errored"})  # PM2 gave up restarting it
-CRASH_CODES = frozenset({"crash_loop", "errored"})  # the deciding check saw PM2 cycling it, or giving up
+CYCLING_CODES = frozenset({"crash_loop", "errored"})  # the deciding check saw PM2 cycling it, or giving up
 WAIT_CODES = frozenset({"pm2_restarting"})  # PM2 was bringing it back after a crash: the check waited
-YOUNG_S = 60.0  # a process PM2 started this recently, after a crash, is in a crash loop's cycle
+CRASH_YOUNG_S = 60.0  # a process PM2 started this recently, after a crash, is in a crash loop's cycle
 
 DB_ERRORS = re.compile(
     r"(ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH)\S*\s+\S*:(5432|5433|6432|3306|33060|27017|6379|1433|1521|26257|9042)\b"
@@ -111,13 +111,13 @@ class Incident:
         the code says so (crash_loop, errored), or PM2 was bringing back a young process whose
         last exit code was not 0 (pm2_restarting, unless it came back and answered), or, in a
         record older than those codes, a "hang" of a young process after unstable restarts."""
-        if self.code in CRASH_CODES or self.status in ERRORED_CODES:
+        if self.code in CYCLING_CODES or self.status in ERRORED_CODES:
             return True
         crashed = self.exit_code not in (None, 0)
         unstable = bool(self.unstable_restarts)
         if self.code in WAIT_CODES:
             return (crashed or unstable) and not self.recovered
-        young = self.uptime_s is not None and self.uptime_s < YOUNG_S
+        young = self.uptime_s is not None and self.uptime_s < CRASH_YOUNG_S
         return self.code in HANG_CODES and young and (unstable or (crashed and (self.restart_time or 0) > 0))
 
     @property
@@ -651,7 +651,7 @@ def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
     else:
         parts.append("no error logs ingested: `recovery ingest` and `pm2 logs` show why it exits")
     # The deciding check saw PM2 cycling it (its own counters), not only a crash PM2 is recovering from.
-    cycling = n >= 3 or any(i.code in CRASH_CODES or i.unstable_restarts for i in loop.looping)
+    cycling = n >= 3 or any(i.code in CYCLING_CODES or i.unstable_restarts for i in loop.looping)
     conf = (
         0.5
         + (0.15 if gave_up is not None else 0)
