@@ -117,8 +117,9 @@ class Incident:
         unstable = bool(self.unstable_restarts)
         if self.code in WAIT_CODES:
             return (crashed or unstable) and not self.recovered
+        # PM2's own word (exits sooner than min_uptime), not an exit code that our restart may have left
         young = self.uptime_s is not None and self.uptime_s < CRASH_YOUNG_S
-        return self.code in HANG_CODES and young and (unstable or (crashed and (self.restart_time or 0) > 0))
+        return self.code in HANG_CODES and young and unstable
 
     @property
     def hang_sample(self) -> Sample | None:

@@ -152,6 +152,13 @@ def test_a_hang_of_a_process_that_ran_for_an_hour_is_still_a_stall(runs):
     assert kinds(runs.hints(3)) == ["stalled_on_io"]
 
 
+def test_a_hang_soon_after_a_restart_that_left_an_exit_code_is_still_a_stall(runs):
+    """A process 30 s old whose predecessor exited 1 (no unstable restarts): PM2 is not cycling it."""
+    sample = {**CYCLING, "unstable_restarts": 0, "uptime_s": 30.0, "cpu": 0, "cpu_demand": 0.0}
+    runs.failing(0, decision("hung", "restart", "recovering", pm2_status="online"), sample)
+    assert kinds(runs.hints(3)) == ["stalled_on_io"]
+
+
 def test_once_pm2_gives_up_the_crash_loop_says_so(runs):
     runs.failing(0, CRASH_LOOP, CYCLING)
     assert "gave up" not in runs.hints(30)[0].message
