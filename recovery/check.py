@@ -308,9 +308,8 @@ class CheckRun:
         self.resurrected = False  # this run ran `pm2 resurrect` (once, for every app)
         self.resurrect_problem: str | None = None  # and what went wrong with it
         self.pm2_revealed: dict[str, int] = {}  # app -> PM2's own restarts this run's sample revealed
-        self.crashing: set[str] = (
-            set()
-        )  # apps decided a crash loop: their logs are read this run, however recent the last read
+        # apps decided a crash loop: their logs are read this run, however recent the last read
+        self.crashing: set[str] = set()
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
