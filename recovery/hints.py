@@ -629,10 +629,12 @@ def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
     tops = model.crash_errors
     top = next((t for t in tops if t.template_id in named), tops[0] if tops else None)
     count = _restart_count(model, loop)
-    if count is not None and count > n:
+    if n <= 0 and count is not None:  # no earlier reading to count from: PM2's own counter says
         parts = [f"crash loop: PM2 restarted it {count} time{'s' if count != 1 else ''} (its restart count)"]
     else:
         parts = [f"crash loop: PM2 restarted it {n} time{'s' if n != 1 else ''} on its own"]
+        if count is not None and count != n:
+            parts[0] += f" (restart count {count})"
     workers = sorted({k for r in model.pm2_restarts for k in r.workers})
     if workers:
         parts[0] += " (worker " + ", ".join(f"#{k}" for k in workers) + ")"

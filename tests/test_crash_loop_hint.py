@@ -165,7 +165,7 @@ def test_once_pm2_gives_up_the_crash_loop_says_so(runs):
     errored = {"status": "errored", "restart_time": 16, "unstable_restarts": 16, "exit_code": 1, "since_start_s": 3.0}
     runs.failing(60, decision("errored", "restart", "recovering", pm2_status="errored"), errored)
     top = runs.hints(90)[0]
-    assert top.kind == "crash_loop" and "PM2 restarted it 16 times" in top.message
+    assert top.kind == "crash_loop" and "13 times on its own (restart count 16)" in top.message
     assert "gave up (errored) 30s ago" in top.message and top.evidence["gave_up_at"] == runs.at(60.02)
 
 
