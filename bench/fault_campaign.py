@@ -103,6 +103,16 @@ class Lab:
             out.append({"ts": e.ts, "app": e.app, "type": e.type, "run_id": e.run_id, "data": e.data})
         return [e for e in out if not types or e["type"] in types]
 
+    def top_hint(self, app: str = "web") -> Any:
+        """The strongest hint for `app` as the store stands now (None: no hint)."""
+        import datetime as dt
+
+        from recovery import hints, projections
+        from recovery.store import Store
+
+        with Store.open(self.store) as store:
+            return hints.strongest(projections.hint_input(store.conn, app, dt.datetime.now(dt.UTC)))
+
     def decisions(self) -> list[str]:
         return [(e["data"] or {}).get("code", "?") for e in self.events("decision.made") if e["app"]]
 
@@ -238,11 +248,18 @@ def crash_loop(pm2: Path, args: argparse.Namespace) -> list[tuple[str, str, str,
         url = lb.start(script=script, wait=False)
         lb.write_config(f'name = "web"\nurl = "{url}"\n{FAST}')
         codes: list[str] = []
-        for _ in range(3):
+        lb.check()
+        top = lb.top_hint()  # as the first incident's alert, sent at the end of that run, read it
+        for _ in range(2):
             lb.check()
         codes = lb.decisions()
         # A restart once PM2 gave up (errored) is ours to make; one while PM2 still cycles is not.
         ours = [e for e in lb.events("restart.requested") if (e["data"] or {}).get("code") != "errored"]
+        named = [
+            what
+            for what, word in (("exit code", "exit code 1"), ("count", "restarted it"), ("error", "DATABASE_URL"))
+            if top is not None and word in top.message
+        ]
         return [
             (
                 "first decision code",
@@ -252,6 +269,13 @@ def crash_loop(pm2: Path, args: argparse.Namespace) -> list[tuple[str, str, str,
             ),
             ("decision codes x3", ",".join(codes), "no hung", "hung" not in codes),
             ("our restarts while PM2 cycles", str(len(ours)), "0", not ours),
+            (
+                "top hint, first incident",
+                top.kind if top else "-",
+                "crash_loop",
+                top is not None and top.kind == "crash_loop",
+            ),
+            ("the hint names", "+".join(named) or "-", "exit code+count+error", len(named) == 3),
         ]
 
 

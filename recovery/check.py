@@ -310,6 +310,8 @@ class CheckRun:
         self.resurrected = False  # this run ran `pm2 resurrect` (once, for every app)
         self.resurrect_problem: str | None = None  # and what went wrong with it
         self.pm2_revealed: dict[str, int] = {}  # app -> PM2's own restarts this run's sample revealed
+        # apps decided a crash loop: their logs are read this run, however recent the last read
+        self.crashing: set[str] = set()
 
     def emit(self, type: str, app: str | None, **data: Any) -> None:
         self.rec.emit(type, app, self.run_id, **data)
@@ -687,6 +689,8 @@ class CheckRun:
         if policy.wants_listening(observed, history):
             observed = self.with_listening(observed)
         decision = policy.decide(observed, history, app, self.clock.now())
+        if decision.code in policy.CRASH_CODES:
+            self.crashing.add(app.name)  # the error before each exit names the cause: the first alert quotes it
         if self.dry_run:
             decision = policy.dry_run(decision)
         if not decision.dry_run and (
@@ -1036,8 +1040,9 @@ class CheckRun:
             store = self.rec.store
             if store is None:
                 return
+            every = dataclasses.replace(conf, check_every=0.0) if app.name in self.crashing else conf
             try:
-                ingest_in_check(store, app, conf, seen=seen, discover=discover, run_id=self.run_id)
+                ingest_in_check(store, app, every, seen=seen, discover=discover, run_id=self.run_id)
             except (RecoveryError, OSError, sqlite3.Error) as exc:
                 self.emit("log.failed", app.name, error=str(exc))
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .stats import fit_line, time_of_day_clusters, unlikely_count
-from .units import MB, earlier, format_ts, mb, one_line, parse_ts, span, times
+from .units import MB, ago, earlier, format_ts, mb, one_line, parse_ts, span, times
 
 LOOKBACK_S = 7 * 86400.0  # hints read this far back unless told otherwise
 WEEK_S = 7 * 86400.0
@@ -50,6 +50,9 @@ CRASH_TEMPLATES = 20  # the crash-loop rule names the top error among this many
 # PM2 says the process runs, yet it does not answer (the app, or one worker of a cluster)
 HANG_CODES = frozenset({"hung", "worker_hung"})
 ERRORED_CODES = frozenset({"errored"})  # PM2 gave up restarting it
+CYCLING_CODES = frozenset({"crash_loop", "errored"})  # the deciding check saw PM2 cycling it, or giving up
+WAIT_CODES = frozenset({"pm2_restarting"})  # PM2 was bringing it back after a crash: the check waited
+CRASH_YOUNG_S = 60.0  # a process PM2 started this recently, after a crash, is in a crash loop's cycle
 
 DB_ERRORS = re.compile(
     r"(ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH)\S*\s+\S*:(5432|5433|6432|3306|33060|27017|6379|1433|1521|26257|9042)\b"
@@ -94,10 +97,34 @@ class Incident:
     code: str  # the code of the decision that opened it: hung, worker_hung, errored, ...
     sample: Sample | None = None  # that check's process sample, taken just before it decided
     worker: int | None = None  # the pm_id of the cluster's worker it named as hung (worker_hung)
+    # What the deciding check saw of PM2's process (its decision's inputs, else its sample)
+    exit_code: int | None = None  # the last exit code PM2 recorded
+    restart_time: int | None = None  # PM2's restart count
+    unstable_restarts: int | None = None  # restarts PM2 counted as sooner than its min_uptime
+    status: str | None = None  # PM2's status: online, errored, waiting restart, ...
+    uptime_s: float | None = None  # since PM2 started the process (or marked it errored)
+    recovered: bool = False  # it ended by itself, answering again with no restart, by the time looked at
 
     @property
     def hung(self) -> bool:
-        return self.code in HANG_CODES
+        """A hang: the process ran and did not answer. A crash loop's refused probes are not one."""
+        return self.code in HANG_CODES and not self.crash_looping
+
+    @property
+    def crash_looping(self) -> bool:
+        """Whether the deciding check saw PM2 cycling the process through crashes (or giving up):
+        the code says so (crash_loop, errored), or PM2 was bringing back a young process whose
+        last exit code was not 0 (pm2_restarting, unless it came back and answered), or, in a
+        record older than those codes, a "hang" of a young process after unstable restarts."""
+        if self.code in CYCLING_CODES or self.status in ERRORED_CODES:
+            return True
+        crashed = self.exit_code not in (None, 0)
+        unstable = bool(self.unstable_restarts)
+        if self.code in WAIT_CODES:
+            return (crashed or unstable) and not self.recovered
+        # PM2's own word (exits sooner than min_uptime), not an exit code that our restart may have left
+        young = self.uptime_s is not None and self.uptime_s < CRASH_YOUNG_S
+        return self.code in HANG_CODES and young and unstable
 
     @property
     def hang_sample(self) -> Sample | None:
@@ -238,13 +265,10 @@ def strongest(model: HintInput) -> Hint | None:
 
 def crash_errors_from(model: HintInput) -> str | None:
     """Where the crash-loop rule counts error templates from (`HintInput.crash_errors`): some minutes
-    before the first PM2 restart or errored incident; None when the history shows no crash loop."""
+    before the first PM2 restart or crash-loop incident (so the first incident has its errors);
+    None when the history shows no crash loop."""
     loop = _crash_loop(model)
-    if loop is None:
-        return None
-    theirs, _, errored = loop
-    first = min([r.at for r in theirs] + [i.started_at for i in errored])
-    return earlier(parse_ts(first), 60 * BEFORE_INCIDENT_MIN)
+    return None if loop is None else earlier(parse_ts(loop.first), 60 * BEFORE_INCIDENT_MIN)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -671,35 +695,77 @@ def database_trouble(model: HintInput, leak: _Leak) -> Hint | None:
     return Hint("database_trouble", message, _conf(conf), evidence)
 
 
-def _crash_loop(model: HintInput) -> tuple[list[Restart], int, list[Incident]] | None:
-    """PM2's own restarts in the period, how many were not at the memory limit, and the errored
-    incidents; None when that is not a crash loop (fewer than 3 such restarts, none errored)."""
+@dataclass(frozen=True)
+class _Loop:
+    """What shows a crash loop in the period."""
+
+    theirs: list[Restart]  # PM2's own restarts
+    n: int  # how many of them were not at the memory limit
+    looping: list[Incident]  # incidents whose deciding check saw PM2 cycling the process (or giving up)
+    errored: list[Incident]  # those opened when PM2 had given up (status errored)
+
+    @property
+    def first(self) -> str:
+        return min([r.at for r in self.theirs] + [i.started_at for i in self.looping])
+
+
+def _crash_loop(model: HintInput) -> _Loop | None:
+    """PM2's own restarts in the period, and the incidents whose deciding check saw PM2 cycling
+    the process; None when that is not a crash loop (fewer than 3 such restarts, no such incident)."""
     since, until = model.since, model.until
     theirs = [r for r in model.restarts if r.by == "pm2" and since <= r.at <= until]
     memory = sum(r.count for r in model.pm2_restarts if r.cause == "memory limit")
     n = sum(r.count for r in theirs) - memory
-    errored = [i for i in model.incidents if i.code in ERRORED_CODES]
-    if n < 3 and not errored:
+    looping = [i for i in model.incidents if i.crash_looping]
+    if n < 3 and not looping:
         return None
-    return theirs, n, errored
+    return _Loop(theirs, n, looping, [i for i in looping if i.code in ERRORED_CODES])
+
+
+def _gave_up(model: HintInput, loop: _Loop) -> str | None:
+    """When PM2 first showed the app errored (it gave up restarting it) in the loop, if it did."""
+    seen = [i.started_at for i in loop.looping if i.status in ERRORED_CODES or i.code in ERRORED_CODES]
+    seen += [s.ts for s in model.samples if s.ts >= loop.first and s.data.get("status") in ERRORED_CODES]
+    return min(seen) if seen else None
+
+
+def _restart_count(model: HintInput, loop: _Loop) -> int | None:
+    """PM2's restart count (restart_time) at its newest reading in the loop."""
+    seen = [(i.started_at, i.restart_time) for i in loop.looping if i.restart_time is not None]
+    seen += [
+        (s.ts, s.data["restart_time"])
+        for s in model.samples
+        if s.ts >= loop.first and isinstance(s.data.get("restart_time"), int)
+    ]
+    return max(seen)[1] if seen else None
 
 
 def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
     loop = _crash_loop(model)
     if loop is None:
         return None
-    theirs, n, errored = loop
+    n, errored = loop.n, loop.errored
     crashes = [r for r in model.pm2_restarts if r.cause == "crash"]
     named = [r.template_id for r in crashes if r.template_id]
     tops = model.crash_errors
     top = next((t for t in tops if t.template_id in named), tops[0] if tops else None)
-    parts = [f"crash loop: PM2 restarted it {n} time{'s' if n != 1 else ''} on its own"]
+    count = _restart_count(model, loop)
+    if n <= 0 and count is not None:  # no earlier reading to count from: PM2's own counter says
+        parts = [f"crash loop: PM2 restarted it {count} time{'s' if count != 1 else ''} (its restart count)"]
+    else:
+        parts = [f"crash loop: PM2 restarted it {n} time{'s' if n != 1 else ''} on its own"]
+        if count is not None and count != n:
+            parts[0] += f" (restart count {count})"
     workers = sorted({k for r in model.pm2_restarts for k in r.workers})
     if workers:
         parts[0] += " (worker " + ", ".join(f"#{k}" for k in workers) + ")"
+    gave_up = _gave_up(model, loop)
     if errored:
         parts[0] += f" and gave up (errored) {times(len(errored))}"
-    codes = sorted({r.exit_code for r in crashes if r.exit_code is not None})
+    elif gave_up is not None:
+        parts[0] += f" and gave up (errored) {ago(model.now, gave_up)}"
+    seen = [r.exit_code for r in crashes] + [i.exit_code for i in loop.looping if i.exit_code != 0]
+    codes = sorted({c for c in seen if c is not None})
     if codes:
         parts.append(f"exit code {', '.join(map(str, codes))}")
     if top:
@@ -708,15 +774,29 @@ def crash_loop(model: HintInput, leak: _Leak) -> Hint | None:
         )
     else:
         parts.append("no error logs ingested: `recovery ingest` and `pm2 logs` show why it exits")
-    conf = 0.5 + (0.15 if errored else 0) + (0.1 if crashes else 0) + (0.15 if top else 0) + (0.05 if n >= 5 else 0)
-    evidence = {
+    # The deciding check saw PM2 cycling it (its own counters), not only a crash PM2 is recovering from.
+    cycling = n >= 3 or any(i.code in CYCLING_CODES or i.unstable_restarts for i in loop.looping)
+    conf = (
+        0.5
+        + (0.15 if gave_up is not None else 0)
+        + (0.1 if codes else 0)
+        + (0.15 if top else 0)
+        + (0.05 if max(n, count or 0) >= 5 else 0)
+        + (0.1 if cycling else 0)
+    )
+    evidence: dict[str, Any] = {
         "pm2_restarts": n,
-        "restart_seqs": [r.seq for r in theirs],
+        "restart_seqs": [r.seq for r in loop.theirs],
         "errored_incidents": [i.id for i in errored],
         "process_restarted": [r.seq for r in crashes],
         "exit_codes": codes,
         "templates": [top.template_id] if top else [],
+        "incidents": [i.id for i in loop.looping],
     }
+    if count is not None:
+        evidence["restart_time"] = count
+    if gave_up is not None:
+        evidence["gave_up_at"] = gave_up
     if workers:
         evidence["workers"] = workers
     return Hint("crash_loop", "; ".join(parts), _conf(conf), evidence)

@@ -61,6 +61,8 @@ CODES: dict[str, str] = {
     "pm2_transition": "PM2 is moving the app between states (stopping, launching): waited out",
     "worker_hung": "one worker of a PM2 cluster does not answer (busy loop or stall): that worker alone is restarted",
 }
+# Codes of a check that saw PM2 cycling the app through crashes, giving up, or bringing it back from one.
+CRASH_CODES = frozenset({"crash_loop", "errored", "pm2_restarting"})
 # The word in an app's result line for each state a decision concludes (anything else: DOWN).
 LABELS = {
     "healthy": "OK",

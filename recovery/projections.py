@@ -1234,28 +1234,52 @@ def _hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: st
 
 def _incidents_begun(conn: sqlite3.Connection, app: str, since: str, until: str) -> tuple[hints.Incident, ...]:
     """The newest HINT_INCIDENTS incidents begun in [since, until], oldest first, with the code and
-    the process sample of the decision that opened each."""
+    the process sample of the decision that opened each, and what that check saw of PM2's process."""
     rows = conn.execute(
-        "SELECT i.id, i.started_at, i.started_seq, i.first_reason, d.data, d.run_id FROM incidents i"
+        "SELECT i.id, i.started_at, i.started_seq, i.first_reason, d.data, d.run_id, i.ended_at FROM incidents i"
         " LEFT JOIN events d ON d.seq = i.started_seq WHERE i.app = ? AND i.started_at >= ?"
         " AND i.started_at <= ? ORDER BY i.started_at DESC, i.id DESC LIMIT ?",
         (app, since, until, HINT_INCIDENTS),
     ).fetchall()
     out = []
-    for iid, started, seq, reason, data, run_id in reversed(rows):
+    for iid, started, seq, reason, data, run_id, ended in reversed(rows):
         d = json.loads(data) if data else None
-        worker = ((d or {}).get("inputs") or {}).get("worker")
+        inputs = (d or {}).get("inputs") or {}
+        worker = inputs.get("worker")
         pm_id = worker.get("pm_id") if isinstance(worker, dict) else None
+        sample = _sample_before(conn, app, seq, run_id)
         out.append(
             hints.Incident(
                 iid,
                 started,
                 decision_code(d, reason),
-                _sample_before(conn, app, seq, run_id),
+                sample,
                 pm_id if isinstance(pm_id, int) else None,
+                **_process_seen(inputs, sample),
+                recovered=ended is not None and ended <= until,  # an end after `until` is not known then
             )
         )
     return tuple(out)
+
+
+def _process_seen(inputs: dict[str, Any], sample: hints.Sample | None) -> dict[str, Any]:
+    """What a deciding check saw of PM2's process: its decision's inputs, else its sample (one
+    process; a cluster's sample names no single exit code or count)."""
+    seen = sample.data if sample is not None else {}
+    out: dict[str, Any] = {}
+    for key, types, alias in (
+        ("exit_code", int, None),
+        ("restart_time", int, None),
+        ("unstable_restarts", int, None),
+        ("status", str, "pm2_status"),
+        ("uptime_s", (int, float), None),
+    ):
+        value = inputs.get(alias or key, seen.get(key))
+        if key == "uptime_s" and value is None:
+            value = seen.get("since_start_s")  # an errored process: since PM2 marked it so
+        if isinstance(value, types) and not isinstance(value, bool):
+            out[key] = value
+    return out
 
 
 def _sample_before(conn: sqlite3.Connection, app: str, seq: int, run_id: str | None) -> hints.Sample | None:
