@@ -75,9 +75,7 @@ def span(seconds: float | None, *, decimals: bool = False) -> str:
     seconds = max(0.0, seconds)
     if decimals and round(seconds, 1) < 60:
         return f"{round(seconds, 1):.1f}s"
-    s = (
-        max(60, int(seconds)) if decimals else int(round(seconds, 3))
-    )  # whole seconds down, every unit alike: 59.6 is 59s and 479.6 is 7m59s (never 60s or 7m60s)
+    s = round(seconds)  # to the nearest second, then cut to the units shown: 479.6 is 8m00s, never 7m60s
     if s < 60:
         return f"{s}s"
     if s < 3600:

@@ -68,9 +68,9 @@ def test_uptime_and_ages_are_written_like_every_other_duration(tmp_path):
         tl = Timeline(store)
         tl.healthy(0)
         (row,) = status(store, config_for(tmp_path, "web"), now=T0 + dt.timedelta(seconds=60))
-    row.uptime_s = 479.6  # 7m59.6s: the old status wrote 7m60s
+    row.uptime_s = 479.6  # 7m59.6s: the old status wrote 7m60s; it rounds to 8m00s
     text = status_table([row], now=T0 + dt.timedelta(seconds=60 + 59.6))
-    assert "7m59s" in text and "7m60s" not in text and "1m59s ago" in text
+    assert "8m00s" in text and "7m60s" not in text and "1m59s ago" in text
 
 
 def test_a_store_status_cannot_read_is_a_store_error_naming_it(tmp_path):
