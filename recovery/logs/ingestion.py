@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..units import format_ts
 from . import reader as _reader
 from .grouper import Entry, Grouper
 from .miner import Miner
@@ -110,6 +112,34 @@ def _last_states(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, _r
     return states
 
 
+def _ends_reached(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, str]:
+    """Per path, when the newest read of it that reached the file's end began: what was written past
+    that end came later."""
+    out = {}
+    for p in paths:
+        row = conn.execute(
+            "SELECT i.ts FROM log_files f JOIN log_ingests i ON i.id = f.ingest_id"
+            " WHERE f.path = ? AND f.eof = 1 ORDER BY f.id DESC LIMIT 1",
+            (p,),
+        ).fetchone()
+        if row:
+            out[p] = row[0]
+    return out
+
+
+def _bounds(read: _reader.ReadResult, read_at: str, lower: str | None) -> tuple[dict[int, str], str | None]:
+    """The time bounds of lines without a timestamp of their own, read just now: per inode, the
+    earliest time they provably existed (the read's time, or the file's mtime after the read when
+    earlier, rounded up to the millisecond); and the lower bound, dropped when it is not below that."""
+    upper = {}
+    for ino, mtime in read.mtimes.items():
+        written = format_ts(_dt.datetime.fromtimestamp(math.ceil(mtime * 1000) / 1000, _dt.UTC))
+        upper[ino] = min(read_at, written)
+    if lower is not None and any(lower > u for u in upper.values()):
+        lower = None  # a clock or an mtime set back: the order cannot be trusted
+    return upper, lower
+
+
 def ingest(
     store: Any,
     app: str,
@@ -145,7 +175,15 @@ def ingest(
                 mark = _mark(conn)
                 result = IngestResult(app)
                 plan = _plan(
-                    conn, app, files, result, max_bytes=max_bytes, now_s=now_s, keep_stdout=keep_stdout, start=start
+                    conn,
+                    app,
+                    files,
+                    result,
+                    max_bytes=max_bytes,
+                    now_s=now_s,
+                    keep_stdout=keep_stdout,
+                    start=start,
+                    read_at=(lambda: now_s) if now is not None else (lambda: _now_iso(None)),
                 )
                 if not locked:
                     conn.execute("BEGIN IMMEDIATE")
@@ -193,13 +231,27 @@ def _write_entries(
             (block_id, first_id + lo, len(chunk), max(r[2] for r in chunk), pack_block(texts[lo : lo + BLOCK])),
         )
         entries += [
-            (first_id + lo + i, ingest_id, a, stream, ts, tid, code, lines, sources[f], offset, block_id)
-            for i, (a, stream, ts, tid, code, lines, f, offset) in enumerate(chunk)
+            (
+                first_id + lo + i,
+                ingest_id,
+                a,
+                stream,
+                ts,
+                tid,
+                code,
+                lines,
+                sources[f],
+                offset,
+                block_id,
+                ts_from,
+                bounded,
+            )
+            for i, (a, stream, ts, tid, code, lines, f, offset, ts_from, bounded) in enumerate(chunk)
         ]
         block_id += 1
     conn.executemany(
-        "INSERT INTO log_entries (id, ingest_id, app, stream, ts, template_id, code, lines, source, offset, block)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO log_entries (id, ingest_id, app, stream, ts, template_id, code, lines, source, offset, block,"
+        " ts_from, ts_bounded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         entries,
     )
     conn.executemany(
@@ -217,7 +269,8 @@ def _mark(conn: sqlite3.Connection) -> tuple:
 
 @dataclass
 class _Plan:
-    rows: list[tuple] = field(default_factory=list)  # (app, stream, ts, template_id, code, lines, file, offset)
+    # (app, stream, ts, template_id, code, lines, file, offset, ts_from, bounded): see `_bounds`
+    rows: list[tuple] = field(default_factory=list)
     texts: list[tuple] = field(default_factory=list)  # (message, stack_top, params, detail), one per row
     file_rows: list[tuple] = field(default_factory=list)  # log_files without ingest_id
     counts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
@@ -236,15 +289,21 @@ def _plan(
     now_s: str,
     keep_stdout: bool,
     start: str,
+    read_at: Callable[[], str],
 ) -> _Plan:
     states = _last_states(conn, [p for p, _ in files])
+    lower_bounds = _ends_reached(conn, [p for p, _ in files])
     miner = load_miner(conn)
     plan = _Plan(miner=miner)
     per_file = max(1, max_bytes // max(1, len(files)))
     rows, texts, counts, examples, changed = plan.rows, plan.texts, plan.counts, plan.examples, plan.changed
 
+    bound: dict[int, str] = {}  # inode -> upper bound of the lines read from it now
+    lower: str | None = None  # the lower bound for the file being read
+    at = now_s  # and when it was read
+
     def store_entry(e: Entry) -> None:
-        ts = e.ts or now_s
+        ts, ts_from, bounded = (e.ts, None, 0) if e.ts else (bound.get(e.ino, at), lower, 1)
         m = miner.add(e.message)
         tid = m.template.id
         if m.created:
@@ -252,7 +311,7 @@ def _plan(
             examples[tid] = e.message
         elif m.changed:
             changed.add(tid)
-        rows.append((app, e.stream, ts, tid, e.code, e.lines, e.file, e.offset))
+        rows.append((app, e.stream, ts, tid, e.code, e.lines, e.file, e.offset, ts_from, bounded))
         texts.append((e.message, e.stack_top, m.params or None, e.detail_text))
         key = (tid, ts[:13])
         c = counts.get(key)
@@ -268,6 +327,8 @@ def _plan(
     for path, stream in files:
         before = states.get(path)
         read = _reader.read(path, before, max_bytes=per_file, start=start)
+        at = read_at()
+        bound, lower = _bounds(read, at, lower_bounds.get(path))
         result.warnings.extend(read.warnings)
         state = read.state
         grouper = Grouper(stream, keep_stdout=keep_stdout)
@@ -301,7 +362,18 @@ def _plan(
         result.complete = result.complete and read.eof
         if state is not None and state != before:
             plan.file_rows.append(
-                (app, path, stream, state.dev, state.ino, state.offset, state.fp, state.fp_len, state.skip)
+                (
+                    app,
+                    path,
+                    stream,
+                    state.dev,
+                    state.ino,
+                    state.offset,
+                    state.fp,
+                    state.fp_len,
+                    state.skip,
+                    int(read.eof),
+                )
             )
         if state is not None or read.rotations:
             from_offset = before.offset if before is not None and state is not None and before.ino == state.ino else 0
@@ -332,8 +404,8 @@ def _write(
     miner = plan.miner
     assert miner is not None
     conn.executemany(
-        "INSERT INTO log_files (ingest_id, app, path, stream, dev, ino, offset, fp, fp_len, skip)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO log_files (ingest_id, app, path, stream, dev, ino, offset, fp, fp_len, skip, eof)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(ingest_id, *r) for r in plan.file_rows],
     )
     rows = plan.rows

@@ -39,7 +39,9 @@ from ..events import format_ts
 from ..store import split_sql
 from ..units import next_hour
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+COMPACT_VERSION = 3  # texts in compressed blocks (`to_compact`)
+READABLE = (3, 4)  # schema 3 reads as 4 with every time exact (`bounds_sql`)
 BLOCK = 256  # entries per text block: ~30 KB of compressed text is read to show one of them
 
 _IMMUTABLE = ("log_ingests", "log_files", "log_templates", "log_template_versions", "log_counts", "log_prunes")
@@ -200,9 +202,17 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def readable(conn: sqlite3.Connection) -> bool:
-    """The log tables are there in this code's schema. Older ones read as none until a command that
-    writes (check, ingest, errors prune, serve) upgrades them: see `queries` for the one-line error."""
-    return schema_version(conn) == SCHEMA_VERSION
+    """The log tables are there in a schema this code reads (3 or 4). Older ones read as none until a
+    command that writes (check, ingest, errors prune, serve) upgrades them: see `queries` for the
+    one-line error."""
+    return schema_version(conn) in READABLE
+
+
+def bounds_sql(conn: sqlite3.Connection, alias: str = "e") -> str:
+    """The select list of an entry's time bound (`ts_from`, `ts_bounded`); constants on schema 3."""
+    if schema_version(conn) >= 4:
+        return f"{alias}.ts_from, {alias}.ts_bounded"
+    return "NULL, 0"
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -216,13 +226,15 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         if version > SCHEMA_VERSION:
             raise sqlite3.OperationalError(f"log tables have schema version {version}, newer than {SCHEMA_VERSION}")
         if version == 0:
-            for statement in split_sql(CURRENT):
+            for statement in split_sql(CURRENT + BOUNDS):
                 conn.execute(statement)
         elif version < SCHEMA_VERSION:  # (another run may have done it while this one waited for the lock)
-            for step in range(version, SCHEMA_VERSION - 1):
-                for statement in split_sql(MIGRATIONS[step]):
-                    conn.execute(statement)
-            to_compact(conn)  # once per old store: sqlite-utils is imported only there
+            if version < COMPACT_VERSION:
+                for step in range(version, COMPACT_VERSION - 1):
+                    for statement in split_sql(MIGRATIONS[step]):
+                        conn.execute(statement)
+                to_compact(conn)  # once per old store: sqlite-utils is imported only there
+            to_bounds(conn)
         conn.execute(
             "INSERT OR REPLACE INTO log_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -230,6 +242,37 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+# -- schema 3 -> 4: bounded times -------------------------------------------------------------
+#
+# A line without a timestamp of its own gets the earliest time it can be proven to exist: `ts` is
+# then its upper bound (the read's time, or the file's mtime when read if earlier), `ts_from` its
+# lower bound (when a previous read of the file reached its end; NULL when unknown), and
+# `ts_bounded` says so. `log_files.eof` says whether a read reached the file's end (NULL: unknown).
+BOUNDS = """
+    ALTER TABLE log_entries ADD COLUMN ts_from TEXT;
+    ALTER TABLE log_entries ADD COLUMN ts_bounded INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE log_files ADD COLUMN eof INTEGER;
+"""
+
+
+def to_bounds(conn: sqlite3.Connection) -> None:
+    """Migrate schema-3 log tables to schema 4 on `conn`, which holds a write transaction.
+
+    An old entry whose time is its ingestion's time was a line without a timestamp, stamped when it
+    was read: it is marked bounded (that time is an upper bound), its lower bound unknown.
+    """
+    for statement in split_sql(BOUNDS):
+        conn.execute(statement)
+    conn.execute("DROP TRIGGER log_entries_no_update")
+    conn.execute(
+        "UPDATE log_entries SET ts_bounded = 1"
+        " WHERE ts = (SELECT i.ts FROM log_ingests i WHERE i.id = log_entries.ingest_id)"
+    )
+    for statement in split_sql(_ENTRY_TRIGGERS):
+        if "log_entries_no_update" in statement:
+            conn.execute(statement)
 
 
 # -- schema 2 -> 3 ----------------------------------------------------------------------
