@@ -151,11 +151,13 @@ def ingest(
     keep_stdout: bool = False,
     start: str = "beginning",
     record: bool = True,
+    before_restart: bool = False,
 ) -> IngestResult:
     """Ingest what is new in `paths` (a path, or (path, "err"|"out")) for `app` into `store`.
 
     Log rows are committed in one transaction; then a `log.ingested` event is appended with
-    `store.append` (skipped with `record=False`, or when nothing was read and nothing is wrong).
+    `store.append` (skipped with `record=False`, or when nothing was read and nothing is wrong),
+    with `before_restart: true` when a check read the logs just before restarting the app.
     Raises StoreError when the database cannot be written; I/O trouble with the logs themselves
     comes back as `warnings`.
     """
@@ -202,7 +204,8 @@ def ingest(
     if record and (result.lines or result.warnings or any(f.rotations for f in result.files)):
         from ..events import new as new_event
 
-        store.append([new_event("log.ingested", app, run_id, result.event_data())])
+        data = {**result.event_data(), **({"before_restart": True} if before_restart else {})}
+        store.append([new_event("log.ingested", app, run_id, data)])
     return result
 
 
