@@ -391,8 +391,8 @@ def entry_texts(conn: sqlite3.Connection, entries: Iterable[tuple[int, int]]) ->
 
 def entries(conn: sqlite3.Connection, app: str | None = None) -> list[dict[str, Any]]:
     """Every stored entry (of `app`), oldest id first, with its texts: for tests and exports, not hot paths."""
-    keys = ("id", "ingest_id", "app", "stream", "ts", "ts_from", "ts_bounded", "template_id", "code", "lines")
-    keys += ("file", "offset", "block")
+    keys = ["id", "ingest_id", "app", "stream", "ts", "ts_from", "ts_bounded", "template_id", "code", "lines"]
+    keys += ["file", "offset", "block"]
     rows = conn.execute(
         f"SELECT e.id, e.ingest_id, e.app, e.stream, e.ts, {bounds_sql(conn)}, e.template_id, e.code, e.lines,"
         " s.path, e.offset, e.block FROM log_entries e JOIN log_sources s ON s.id = e.source"
