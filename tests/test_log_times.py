@@ -1,0 +1,211 @@
+"""Issue 16 point 2, fast: a log line without a timestamp of its own gets the earliest time it can
+be proven to exist (bounded, and said so), the check reads an app's logs before restarting it, and
+an old store's entries are migrated with what can be known of their times."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recovery import config as cfg
+from recovery import logs
+from recovery.check import CheckRun, HttpProber
+from recovery.clock import FakeClock
+from recovery.logs import storage
+from recovery.store import Recorder, Store, split_sql
+
+from .test_check_flow import FakeApp, FakePm2, write_config
+
+UTC = dt.UTC
+T1 = dt.datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
+ERROR = "Error: connect ECONNREFUSED 127.0.0.1:5432\n    at TCPConnectWrap.afterConnect (node:net:1555:16)\n"
+
+
+def iso(when: dt.datetime) -> str:
+    return storage._iso(when)
+
+
+def written_at(path: Path, when: dt.datetime) -> None:
+    os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(tmp_path / "recovery.db")
+    yield s
+    s.close()
+
+
+def bounds(store: Store) -> list[tuple]:
+    return [(e["ts_from"], e["ts"], e["ts_bounded"]) for e in storage.entries(store.conn)]
+
+
+def test_a_line_without_a_timestamp_gets_the_files_mtime_when_it_is_earlier_than_the_read(store, tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    written_at(log, T1 - dt.timedelta(seconds=90))
+    logs.ingest(store, "web", [log], now=T1)
+    assert bounds(store) == [(None, iso(T1 - dt.timedelta(seconds=90)), 1)]  # never read before: no lower bound
+
+
+def test_the_read_time_bounds_a_line_when_the_mtime_is_later(store, tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    written_at(log, T1 + dt.timedelta(seconds=5))  # (a read's time given by the caller, before the write)
+    logs.ingest(store, "web", [log], now=T1)
+    assert bounds(store) == [(None, iso(T1), 1)]
+
+
+def test_the_lower_bound_is_when_the_previous_read_reached_the_end_of_the_file(store, tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    written_at(log, T1 - dt.timedelta(minutes=5))
+    logs.ingest(store, "web", [log], now=T1)
+    with log.open("a") as f:
+        f.write(ERROR.replace("5432", "5433"))
+    t2 = T1 + dt.timedelta(minutes=3)
+    written_at(log, t2 - dt.timedelta(seconds=70))
+    logs.ingest(store, "web", [log], now=t2)
+    assert bounds(store)[1] == (iso(T1), iso(t2 - dt.timedelta(seconds=70)), 1)
+
+
+def test_a_read_cut_short_by_the_budget_gives_no_lower_bound(store, tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text("".join(f"Error: failed {i}\n" for i in range(200)))
+    written_at(log, T1 - dt.timedelta(minutes=5))
+    first = logs.ingest(store, "web", [log], now=T1, max_bytes=500)
+    assert not first.complete
+    t2 = T1 + dt.timedelta(minutes=1)
+    logs.ingest(store, "web", [log], now=t2)
+    # The rest existed before the first read already: nothing says when it was written.
+    later = [b for b in bounds(store) if b[1] != iso(T1 - dt.timedelta(minutes=5))]
+    assert later == [] and {b[0] for b in bounds(store)} == {None}
+    t3 = T1 + dt.timedelta(minutes=2)
+    with log.open("a") as f:
+        f.write("Error: failed again\n")
+    written_at(log, t3 - dt.timedelta(seconds=1))
+    logs.ingest(store, "web", [log], now=t3)
+    assert bounds(store)[-1] == (iso(t2), iso(t3 - dt.timedelta(seconds=1)), 1)
+
+
+def test_lines_with_their_own_timestamp_keep_it_exact(store, tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text("2026-11-28T03:58:00.250Z: Error: connect ECONNREFUSED 127.0.0.1:5432\n")
+    logs.ingest(store, "web", [log], now=T1)
+    assert bounds(store) == [(None, "2026-11-28T03:58:00.250Z", 0)]
+
+
+# -- the check reads before it restarts --------------------------------------------------------
+
+
+def checked(tmp_path: Path, log: Path, *, state: str, dry_run: bool = False, hours: int = 0, **logs_conf: str) -> Store:
+    """One check, `hours` after the first, of an app in `state` whose error log is `log`, with
+    `[logs]` settings; its store."""
+    write_config(tmp_path, timeout='"1s"', retries="1", retry_delay='"0s"', logs=f'["{log}"]')
+    path = tmp_path / "recovery.toml"
+    settings = "".join(f"{k} = {v}\n" for k, v in {"in_check": "true", **logs_conf}.items())
+    path.write_text(path.read_text().replace("[logs]\nin_check = false\n", "[logs]\n" + settings))
+    app = FakeApp(state)
+    clock = FakeClock(FakeClock().start + dt.timedelta(hours=hours))
+    CheckRun(
+        cfg.load(path),
+        pm2=FakePm2(app),
+        prober=HttpProber(httpx.MockTransport(app)),
+        recorder=Recorder(tmp_path / "recovery.db", busy_timeout=1.0, now=clock.now),
+        clock=clock,
+        dry_run=dry_run,
+    ).run()
+    return Store.open(tmp_path / "recovery.db")
+
+
+def test_a_check_reads_the_apps_new_log_lines_just_before_restarting_it(tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    with checked(tmp_path, log, state="hung") as store:
+        kinds = [e.type for e in store.query(app="web")]
+        (read,) = store.query(app="web", types=["log.ingested"])
+        assert kinds.index("decision.made") < kinds.index("log.ingested") < kinds.index("restart.requested")
+        assert read.data["before_restart"] is True and read.data["entries"] == 1
+
+
+def test_the_read_before_a_restart_ignores_check_every_and_the_run_still_reads_what_came_after(tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    with Store.open(tmp_path / "recovery.db") as store:
+        logs.ingest(store, "web", [log])  # just read: a check's own step is not due for a minute
+    with log.open("a") as f:
+        f.write(ERROR.replace("5432", "5433"))
+    with checked(tmp_path, log, state="hung", check_every='"1m"') as store:
+        ingested = store.query(app="web", types=["log.ingested"])
+        assert [e.data.get("before_restart") for e in ingested] == [None, True]
+        assert len(storage.entries(store.conn)) == 2
+    with checked(tmp_path, log, state="hung", check_every='"0s"', hours=1) as store:
+        assert len(store.query(app="web", types=["restart.succeeded"])) == 2
+        assert len(storage.entries(store.conn)) == 2  # nothing new: nothing read twice
+
+
+@pytest.mark.parametrize("how", ["dry_run", "in_check_off"])
+def test_no_read_before_a_restart_in_a_dry_run_or_with_logs_off_in_checks(tmp_path, how):
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    extra = {"in_check": "false"} if how == "in_check_off" else {}
+    with checked(tmp_path, log, state="hung", dry_run=how == "dry_run", **extra) as store:
+        assert store.query(app="web", types=["log.ingested"]) == []
+
+
+def test_trouble_reading_before_a_restart_is_recorded_and_the_app_is_still_restarted(tmp_path):
+    with checked(tmp_path, tmp_path / "web-error.log", state="hung") as store:  # (no such file: a warning)
+        assert store.query(app="web", types=["restart.succeeded"])
+    with Store.open(tmp_path / "recovery.db") as store:
+        store.conn.execute("INSERT OR REPLACE INTO log_meta VALUES ('schema_version', '99')")  # from a newer version
+    (tmp_path / "web-error.log").write_text(ERROR)
+    with checked(tmp_path, tmp_path / "web-error.log", state="hung", hours=1) as store:
+        failed = store.query(app="web", types=["log.failed"])
+        assert [e.data.get("before_restart") for e in failed] == [True, None]  # before the restart, and at the end
+        kinds = [e.type for e in store.query(app="web", run_id=failed[0].run_id)]
+        assert kinds.index("log.failed") < kinds.index("restart.requested")
+        assert len(store.query(app="web", types=["restart.succeeded"])) == 2
+
+
+# -- an old store ------------------------------------------------------------------------------
+
+
+def schema_3_store(path: Path) -> None:
+    """Log tables as schema 3 left them: one entry stamped with its read's time, one with its own."""
+    Store.open(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for statement in split_sql(storage.CURRENT):
+        conn.execute(statement)
+    conn.execute("INSERT INTO log_meta VALUES ('schema_version', '3')")
+    conn.execute("INSERT INTO log_ingests VALUES (1, '2026-11-21T03:00:00.000Z', 'web', NULL, 2, 1)")
+    conn.execute("INSERT INTO log_sources VALUES (1, '/var/log/web-error.log')")
+    texts = [("Error: connect ECONNREFUSED 10.0.0.1:5432", None, None, ""), ("Error: boom", None, None, "")]
+    conn.execute("INSERT INTO log_blocks VALUES (1, 1, 2, '2026-11-21T03:00:00.000Z', ?)", (storage.pack_block(texts),))
+    for i, ts in ((1, "2026-11-21T03:00:00.000Z"), (2, "2026-11-21T02:59:00.000Z")):
+        conn.execute(
+            "INSERT INTO log_entries VALUES (?, 1, 'web', 'err', ?, 'aaeca99a8bf5', NULL, 1, 1, ?, 1)", (i, ts, 100 * i)
+        )
+    conn.close()
+
+
+def test_an_old_store_marks_entries_stamped_with_their_reads_time_as_bounded(tmp_path):
+    schema_3_store(tmp_path / "recovery.db")
+    with Store.open(tmp_path / "recovery.db") as store:
+        assert storage.readable(store.conn)  # schema 3 is read as it is, every time exact
+        assert [e["ts_bounded"] for e in storage.entries(store.conn)] == [0, 0]
+        storage.ensure_schema(store.conn)
+        assert storage.schema_version(store.conn) == storage.SCHEMA_VERSION == 4
+        assert bounds(store) == [(None, "2026-11-21T03:00:00.000Z", 1), (None, "2026-11-21T02:59:00.000Z", 0)]
+        with pytest.raises(sqlite3.DatabaseError, match="immutable"):
+            store.conn.execute("UPDATE log_entries SET ts_bounded = 0")
+        log = tmp_path / "web-error.log"
+        log.write_text(ERROR)
+        written_at(log, T1)
+        logs.ingest(store, "web", [log], now=T1 + dt.timedelta(seconds=1))
+        assert bounds(store)[-1] == (None, iso(T1), 1)
