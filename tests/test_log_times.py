@@ -5,6 +5,7 @@ an old store's entries are migrated with what can be known of their times."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -209,3 +210,44 @@ def test_an_old_store_marks_entries_stamped_with_their_reads_time_as_bounded(tmp
         written_at(log, T1)
         logs.ingest(store, "web", [log], now=T1 + dt.timedelta(seconds=1))
         assert bounds(store)[-1] == (None, iso(T1), 1)
+
+
+# -- shown honestly ----------------------------------------------------------------------------
+
+
+def test_recovery_errors_shows_a_bounded_time_as_such_and_gives_the_bounds_in_json(tmp_path):
+    from recovery_cli.main import app
+    from typer.testing import CliRunner
+
+    conf = tmp_path / "recovery.toml"
+    conf.write_text(
+        f'[store]\npath = "{tmp_path / "recovery.db"}"\n\n[[apps]]\nname = "web"\nurl = "http://127.0.0.1:3000/"\n'
+    )
+    log = tmp_path / "web-error.log"
+    log.write_text("2026-11-28T03:58:00.250Z: Error: boom at start\n" + ERROR)
+    written_at(log, T1 - dt.timedelta(minutes=2))
+    t2 = T1 + dt.timedelta(minutes=1)
+    with Store.open(tmp_path / "recovery.db") as store:
+        logs.ingest(store, "web", [log], now=T1)
+        with log.open("a") as f:
+            f.write(ERROR.replace("5432", "5433"))
+        written_at(log, t2 - dt.timedelta(seconds=20))
+        logs.ingest(store, "web", [log], now=t2)
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["errors", "search", "ECONNREFUSED", "--config", str(conf)], env={"RECOVERY_CONFIG": ""})
+    assert shown.exit_code == 0, shown.output
+    newest, first = shown.output.splitlines()[0], shown.output.splitlines()[2]
+    assert newest.startswith(f"between {iso(T1)} and {iso(t2 - dt.timedelta(seconds=20))}  web  "), shown.output
+    assert first.startswith(f"≤ {iso(T1 - dt.timedelta(minutes=2))}  web  "), shown.output
+    own = runner.invoke(app, ["errors", "search", "boom", "--config", str(conf)], env={"RECOVERY_CONFIG": ""})
+    assert own.output.startswith("2026-11-28T03:58:00.250Z  web  "), own.output
+
+    as_json = runner.invoke(
+        app, ["errors", "search", "ECONNREFUSED", "--json", "--config", str(conf)], env={"RECOVERY_CONFIG": ""}
+    )
+    rows = json.loads(as_json.output)
+    assert [(r["ts_from"], r["ts"], r["ts_bounded"]) for r in rows] == [
+        (iso(T1), iso(t2 - dt.timedelta(seconds=20)), True),
+        (None, iso(T1 - dt.timedelta(minutes=2)), True),
+    ]

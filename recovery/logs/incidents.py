@@ -16,7 +16,7 @@ import sqlite3
 from typing import Any
 
 from ..events import parse_ts
-from .storage import _iso, readable, top_templates
+from .storage import _iso, readable, schema_version, top_templates
 
 
 def _incidents(conn: sqlite3.Connection, since: str, until: str, app: str | None) -> list[tuple]:
@@ -52,7 +52,9 @@ def around_incidents(
 
     Returns {"incidents": [...], "minutes": ..., "templates": [...]}, templates ranked by how
     many incidents they preceded, then by lift (window rate over base rate; None when the
-    template was never seen outside the windows), then by count.
+    template was never seen outside the windows), then by count. A line without a timestamp of
+    its own counts by its upper bound (`ts`): before an incident only when it provably was;
+    `bounded` says how many of a template's entries before incidents had such a time.
     """
     since_s, until_s = _iso(since), _iso(until)
     pruned = None
@@ -71,6 +73,7 @@ def around_incidents(
     if not incidents or not readable(conn):
         return out
     width = _dt.timedelta(minutes=minutes)
+    bounded_sql = "sum(ts_bounded)" if schema_version(conn) >= 4 else "0"
     per_app: dict[str, list[tuple[int, str, str]]] = {}
     for iid, a, started in incidents:
         lo = _iso(parse_ts(started) - width)
@@ -83,12 +86,15 @@ def around_incidents(
         base_hours = max(_hours(since_s, until_s) - window_hours, 1 / 60)
         totals = {r["template_id"]: r for r in top_templates(conn, since_s, app=a, top=1 << 30, until=until_s)}
         inside: dict[str, int] = {}
+        bounded: dict[str, int] = {}  # of them, lines without a timestamp: `ts` is their upper bound
         for lo, hi in merged:
-            for tid, n in conn.execute(
-                "SELECT template_id, count(*) FROM log_entries WHERE app = ? AND ts >= ? AND ts < ? GROUP BY template_id",
+            for tid, n, nb in conn.execute(
+                f"SELECT template_id, count(*), {bounded_sql} FROM log_entries WHERE app = ? AND ts >= ? AND ts < ?"
+                " GROUP BY template_id",
                 (a, lo, hi),
             ):
                 inside[tid] = inside.get(tid, 0) + n
+                bounded[tid] = bounded.get(tid, 0) + nb
         preceded: dict[str, list[int]] = {}
         for iid, lo, hi in windows:
             for (tid,) in conn.execute(
@@ -110,6 +116,7 @@ def around_incidents(
                     "template": total["template"] if total else None,
                     "app": a,
                     "before_incidents": n,
+                    "bounded": bounded.get(tid, 0),
                     "incidents_preceded": len(preceded.get(tid, [])),
                     "incidents": len(windows),
                     "incident_ids": preceded.get(tid, []),

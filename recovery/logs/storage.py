@@ -510,7 +510,7 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
     quoted = " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
     query = text if any(op in text for op in ('"', " OR ", " NOT ", " AND ", "*")) else quoted
     sql = (
-        "SELECT e.id, e.ts, e.app, e.stream, e.template_id, e.code, s.path, e.offset, e.block"
+        f"SELECT e.id, e.ts, {bounds_sql(conn)}, e.app, e.stream, e.template_id, e.code, s.path, e.offset, e.block"
         " FROM log_entries_fts f JOIN log_entries e ON e.id = f.rowid JOIN log_sources s ON s.id = e.source"
         " WHERE log_entries_fts MATCH ?"
     )
@@ -520,7 +520,7 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
         params.append(app)
     sql += " ORDER BY e.ts DESC, e.id DESC LIMIT ?"
     params.append(int(limit))
-    keys = ("id", "ts", "app", "stream", "template_id", "code", "file", "offset", "block")
+    keys = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "template_id", "code", "file", "offset", "block")
     try:
         rows = conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError:
@@ -530,12 +530,19 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
     return [_ordered(r, SEARCH_KEYS) for r in _with_texts(conn, [dict(zip(keys, row)) for row in rows], TEXT_KEYS)]
 
 
-SEARCH_KEYS = ("id", "ts", "app", "stream", "template_id", "message", "stack_top", "code", "file", "offset")
-EXAMPLE_KEYS = ("id", "ts", "app", "stream", "message", "stack_top", "code", "file", "offset", "detail")
+# `ts_bounded`: the line had no timestamp of its own; `ts` is then the earliest time it provably existed
+# (an upper bound) and `ts_from`, when known, the time it was written after (a lower bound).
+SEARCH_KEYS: tuple[str, ...] = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "template_id", "message")
+SEARCH_KEYS += ("stack_top", "code", "file", "offset")
+EXAMPLE_KEYS: tuple[str, ...] = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "message", "stack_top")
+EXAMPLE_KEYS += ("code", "file", "offset", "detail")
 
 
 def _ordered(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
-    return {k: row.get(k) for k in keys}
+    out = {k: row.get(k) for k in keys}
+    if "ts_bounded" in out:
+        out["ts_bounded"] = bool(out["ts_bounded"])
+    return out
 
 
 def template_detail(
@@ -562,12 +569,12 @@ def template_detail(
         [template_id, *app_params],
     ).fetchall()
     recent = conn.execute(
-        "SELECT e.id, e.ts, e.app, e.stream, e.code, s.path, e.offset, e.block FROM log_entries e"
+        f"SELECT e.id, e.ts, {bounds_sql(conn)}, e.app, e.stream, e.code, s.path, e.offset, e.block FROM log_entries e"
         f" JOIN log_sources s ON s.id = e.source WHERE e.template_id = ?{app_sql.replace('app', 'e.app')}"
         " ORDER BY e.ts DESC, e.id DESC LIMIT ?",
         [template_id, *app_params, int(examples)],
     ).fetchall()
-    keys = ("id", "ts", "app", "stream", "code", "file", "offset", "block")
+    keys = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "code", "file", "offset", "block")
     found = _with_texts(conn, [dict(zip(keys, r)) for r in recent], TEXT_KEYS)
     return {
         "template_id": row[0],
