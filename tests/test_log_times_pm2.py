@@ -61,3 +61,22 @@ def test_database_errors_before_a_stall_are_read_before_the_restart_and_come_bef
         found_hints = hints.evaluate(projections.hint_input(store.conn, "web", dt.datetime.now(dt.UTC)))
     print("db errors, then a stall:", found_hints[0])
     assert found_hints[0].kind == "database_trouble", found_hints
+
+
+def test_setup_says_how_to_turn_on_pm2_timestamps_and_turns_them_on_with_pm2_time(pm2, tmp_path):
+    from tests.test_deploy import install, output
+
+    app = pm2.start_app("web")  # started without --time
+    proc, _ = install(pm2, tmp_path)
+    assert proc.returncode == 0, output(proc)
+    assert "note: web's log lines carry no timestamps" in proc.stdout and "pm2 restart web --time" in proc.stdout
+    assert not app.processes()[0]["pm2_env"].get("time")  # the running app is left as it is
+
+    proc, _ = install(pm2, tmp_path, "--pm2-time")
+    assert proc.returncode == 0, output(proc)
+    assert app.processes()[0]["pm2_env"].get("time") is True
+    assert "✓ PM2 timestamps web's log lines (time: true)" in proc.stdout and "note: web's" not in proc.stdout
+    app.control("error", n=1)
+    err_log = app.processes()[0]["pm2_env"]["pm_err_log_path"]
+    app.wait_until(lambda: "ECONNREFUSED" in open(err_log).read(), message="the error in the log")
+    assert open(err_log).read().startswith(str(dt.datetime.now().year))  # each line starts with its time
