@@ -586,8 +586,9 @@ if [ "$PM2_TIME" = 1 ] && [ -n "$PM2_BIN" ] && [ "$(json_get "$APP_INFO" known)"
     [ "$(json_get "$APP_INFO" time)" != True ]; then
     step "pm2 restart $APP --time && pm2 save (timestamps in $APP's log lines)"
     if [ "$DRY_RUN" = 0 ]; then
-        pm2_run restart "$APP" --time >/dev/null && pm2_run save >/dev/null ||
+        if ! { pm2_run restart "$APP" --time >/dev/null && pm2_run save >/dev/null; }; then
             fail "pm2 restart $APP --time failed (turn it on later: pm2 restart $APP --time && pm2 save)"
+        fi
     fi
 fi
 

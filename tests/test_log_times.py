@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from recovery import config as cfg
 from recovery import logs
 from recovery.check import CheckRun, HttpProber
 from recovery.clock import FakeClock
-from recovery.logs import storage
+from recovery.logs import ingestion, storage
 from recovery.store import Recorder, Store, split_sql
 
 from .test_check_flow import FakeApp, FakePm2, write_config
@@ -31,8 +32,10 @@ def iso(when: dt.datetime) -> str:
     return storage._iso(when)
 
 
-def written_at(path: Path, when: dt.datetime) -> None:
-    os.utime(path, (when.timestamp(), when.timestamp()))
+def written_ago(path: Path, seconds: float) -> None:
+    """The file was last written `seconds` ago, on the system clock."""
+    when = time.time() - seconds
+    os.utime(path, (when, when))
 
 
 @pytest.fixture
@@ -46,52 +49,75 @@ def bounds(store: Store) -> list[tuple]:
     return [(e["ts_from"], e["ts"], e["ts_bounded"]) for e in storage.entries(store.conn)]
 
 
-def test_a_line_without_a_timestamp_gets_the_files_mtime_when_it_is_earlier_than_the_read(store, tmp_path):
-    log = tmp_path / "web-error.log"
-    log.write_text(ERROR)
-    written_at(log, T1 - dt.timedelta(seconds=90))
-    logs.ingest(store, "web", [log], now=T1)
-    assert bounds(store) == [(None, iso(T1 - dt.timedelta(seconds=90)), 1)]  # never read before: no lower bound
+def about(when: dt.datetime) -> tuple[str, str]:
+    """The stored times within a second of `when` (a bound is computed from an mtime's age)."""
+    return iso(when - dt.timedelta(seconds=1)), iso(when + dt.timedelta(seconds=1))
 
 
-def test_the_read_time_bounds_a_line_when_the_mtime_is_later(store, tmp_path):
+# -- the bounds, computed ------------------------------------------------------------------------
+
+
+def test_the_upper_bound_is_the_read_time_less_the_age_of_the_files_last_write():
+    upper, lower = ingestion.bounds({7: 1000.0, 8: 1090.0}, iso(T1), None, clock=1090.0)
+    assert upper == {7: iso(T1 - dt.timedelta(seconds=90)), 8: iso(T1)} and lower is None
+
+
+def test_a_file_written_after_the_clock_was_read_is_bounded_by_the_read_time():
+    upper, _ = ingestion.bounds({7: 1090.5}, iso(T1), None, clock=1090.0)
+    assert upper == {7: iso(T1)}
+
+
+def test_the_upper_bound_is_rounded_up_to_the_millisecond_never_down():
+    upper, _ = ingestion.bounds({7: 1000.0}, iso(T1), None, clock=1001.0004)
+    assert upper == {7: "2026-11-28T03:59:59.000Z"}  # 03:59:58.9996 exactly
+
+
+def test_a_lower_bound_after_the_upper_one_is_dropped():
+    assert ingestion.bounds({7: 1000.0}, iso(T1), iso(T1 - dt.timedelta(minutes=5)), clock=1060.0)[1] == iso(
+        T1 - dt.timedelta(minutes=5)
+    )
+    assert ingestion.bounds({7: 1000.0}, iso(T1), iso(T1), clock=1060.0)[1] is None
+
+
+# -- the bounds, stored --------------------------------------------------------------------------
+
+
+def test_a_line_without_a_timestamp_is_bounded_by_the_files_last_write_before_the_read(store, tmp_path):
     log = tmp_path / "web-error.log"
     log.write_text(ERROR)
-    written_at(log, T1 + dt.timedelta(seconds=5))  # (a read's time given by the caller, before the write)
+    written_ago(log, 90)
     logs.ingest(store, "web", [log], now=T1)
-    assert bounds(store) == [(None, iso(T1), 1)]
+    ((ts_from, ts, bounded),) = bounds(store)
+    lo, hi = about(T1 - dt.timedelta(seconds=90))
+    assert bounded == 1 and ts_from is None and lo < ts < hi  # never read before: no lower bound
 
 
 def test_the_lower_bound_is_when_the_previous_read_reached_the_end_of_the_file(store, tmp_path):
     log = tmp_path / "web-error.log"
     log.write_text(ERROR)
-    written_at(log, T1 - dt.timedelta(minutes=5))
     logs.ingest(store, "web", [log], now=T1)
     with log.open("a") as f:
         f.write(ERROR.replace("5432", "5433"))
+    written_ago(log, 70)
     t2 = T1 + dt.timedelta(minutes=3)
-    written_at(log, t2 - dt.timedelta(seconds=70))
     logs.ingest(store, "web", [log], now=t2)
-    assert bounds(store)[1] == (iso(T1), iso(t2 - dt.timedelta(seconds=70)), 1)
+    ts_from, ts, bounded = bounds(store)[1]
+    lo, hi = about(t2 - dt.timedelta(seconds=70))
+    assert bounded == 1 and ts_from == iso(T1) and lo < ts < hi
 
 
 def test_a_read_cut_short_by_the_budget_gives_no_lower_bound(store, tmp_path):
     log = tmp_path / "web-error.log"
     log.write_text("".join(f"Error: failed {i}\n" for i in range(200)))
-    written_at(log, T1 - dt.timedelta(minutes=5))
-    first = logs.ingest(store, "web", [log], now=T1, max_bytes=500)
-    assert not first.complete
+    assert not logs.ingest(store, "web", [log], now=T1, max_bytes=500).complete
     t2 = T1 + dt.timedelta(minutes=1)
     logs.ingest(store, "web", [log], now=t2)
-    # The rest existed before the first read already: nothing says when it was written.
-    later = [b for b in bounds(store) if b[1] != iso(T1 - dt.timedelta(minutes=5))]
-    assert later == [] and {b[0] for b in bounds(store)} == {None}
-    t3 = T1 + dt.timedelta(minutes=2)
+    # The rest existed before the first read already: nothing says since when.
+    assert len(bounds(store)) == 200 and {b[0] for b in bounds(store)} == {None}
     with log.open("a") as f:
         f.write("Error: failed again\n")
-    written_at(log, t3 - dt.timedelta(seconds=1))
-    logs.ingest(store, "web", [log], now=t3)
-    assert bounds(store)[-1] == (iso(t2), iso(t3 - dt.timedelta(seconds=1)), 1)
+    logs.ingest(store, "web", [log], now=t2 + dt.timedelta(minutes=1))
+    assert bounds(store)[-1][0] == iso(t2)  # the second read reached the end
 
 
 def test_lines_with_their_own_timestamp_keep_it_exact(store, tmp_path):
@@ -207,9 +233,8 @@ def test_an_old_store_marks_entries_stamped_with_their_reads_time_as_bounded(tmp
             store.conn.execute("UPDATE log_entries SET ts_bounded = 0")
         log = tmp_path / "web-error.log"
         log.write_text(ERROR)
-        written_at(log, T1)
-        logs.ingest(store, "web", [log], now=T1 + dt.timedelta(seconds=1))
-        assert bounds(store)[-1] == (None, iso(T1), 1)
+        logs.ingest(store, "web", [log], now=T1)
+        assert bounds(store)[-1][0::2] == (None, 1)  # and new entries are bounded as above
 
 
 # -- shown honestly ----------------------------------------------------------------------------
@@ -225,29 +250,24 @@ def test_recovery_errors_shows_a_bounded_time_as_such_and_gives_the_bounds_in_js
     )
     log = tmp_path / "web-error.log"
     log.write_text("2026-11-28T03:58:00.250Z: Error: boom at start\n" + ERROR)
-    written_at(log, T1 - dt.timedelta(minutes=2))
     t2 = T1 + dt.timedelta(minutes=1)
     with Store.open(tmp_path / "recovery.db") as store:
         logs.ingest(store, "web", [log], now=T1)
         with log.open("a") as f:
             f.write(ERROR.replace("5432", "5433"))
-        written_at(log, t2 - dt.timedelta(seconds=20))
         logs.ingest(store, "web", [log], now=t2)
 
-    runner = CliRunner()
-    shown = runner.invoke(app, ["errors", "search", "ECONNREFUSED", "--config", str(conf)], env={"RECOVERY_CONFIG": ""})
-    assert shown.exit_code == 0, shown.output
-    newest, first = shown.output.splitlines()[0], shown.output.splitlines()[2]
-    assert newest.startswith(f"between {iso(T1)} and {iso(t2 - dt.timedelta(seconds=20))}  web  "), shown.output
-    assert first.startswith(f"≤ {iso(T1 - dt.timedelta(minutes=2))}  web  "), shown.output
-    own = runner.invoke(app, ["errors", "search", "boom", "--config", str(conf)], env={"RECOVERY_CONFIG": ""})
-    assert own.output.startswith("2026-11-28T03:58:00.250Z  web  "), own.output
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "--config", str(conf)], env={"RECOVERY_CONFIG": ""})
+        assert result.exit_code == 0, result.output
+        return result.output
 
-    as_json = runner.invoke(
-        app, ["errors", "search", "ECONNREFUSED", "--json", "--config", str(conf)], env={"RECOVERY_CONFIG": ""}
-    )
-    rows = json.loads(as_json.output)
-    assert [(r["ts_from"], r["ts"], r["ts_bounded"]) for r in rows] == [
-        (iso(T1), iso(t2 - dt.timedelta(seconds=20)), True),
-        (None, iso(T1 - dt.timedelta(minutes=2)), True),
-    ]
+    rows = json.loads(invoke("errors", "search", "ECONNREFUSED", "--json"))
+    assert [(r["ts_from"], r["ts_bounded"]) for r in rows] == [(iso(T1), True), (None, True)]  # newest first
+    assert rows[0]["ts"] <= iso(t2) and rows[1]["ts"] <= iso(T1)
+    shown = invoke("errors", "search", "ECONNREFUSED").splitlines()
+    assert shown[0].startswith(f"between {iso(T1)} and {rows[0]['ts']}  web  "), shown
+    assert shown[2].startswith(f"≤ {rows[1]['ts']}  web  "), shown
+    assert invoke("errors", "search", "boom").startswith("2026-11-28T03:58:00.250Z  web  ")  # its own time
+    examples = json.loads(invoke("errors", "show", rows[0]["template_id"], "--json"))["examples"]
+    assert [(e["ts_from"], e["ts_bounded"]) for e in examples] == [(iso(T1), True), (None, True)]

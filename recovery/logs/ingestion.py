@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -127,16 +127,25 @@ def _ends_reached(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, s
     return out
 
 
-def _bounds(read: _reader.ReadResult, read_at: str, lower: str | None) -> tuple[dict[int, str], str | None]:
-    """The time bounds of lines without a timestamp of their own, read just now: per inode, the
-    earliest time they provably existed (the read's time, or the file's mtime after the read when
-    earlier, rounded up to the millisecond); and the lower bound, dropped when it is not below that."""
+def bounds(
+    mtimes: dict[int, float], read_at: str, lower: str | None, clock: float
+) -> tuple[dict[int, str], str | None]:
+    """The time bounds of lines without a timestamp of their own, read just now.
+
+    Upper, per inode: the earliest time they provably existed. The file's mtime after the read
+    says it was last written `clock - mtime` seconds before (both on the system clock), so the
+    lines existed that long before `read_at` (the read's time on the record's clock, which a
+    test or a shifted clock may move), rounded up to the millisecond. Lower: kept only while it
+    is not after an upper bound (a clock or an mtime set back: the order cannot be trusted).
+    """
+    at = _dt.datetime.fromisoformat(read_at.replace("Z", "+00:00"))
     upper = {}
-    for ino, mtime in read.mtimes.items():
-        written = format_ts(_dt.datetime.fromtimestamp(math.ceil(mtime * 1000) / 1000, _dt.UTC))
-        upper[ino] = min(read_at, written)
+    for ino, mtime in mtimes.items():
+        when = at - _dt.timedelta(seconds=max(0.0, clock - mtime))
+        spare = when.microsecond % 1000
+        upper[ino] = format_ts(when + _dt.timedelta(microseconds=1000 - spare) if spare else when)
     if lower is not None and any(lower > u for u in upper.values()):
-        lower = None  # a clock or an mtime set back: the order cannot be trusted
+        lower = None
     return upper, lower
 
 
@@ -272,7 +281,7 @@ def _mark(conn: sqlite3.Connection) -> tuple:
 
 @dataclass
 class _Plan:
-    # (app, stream, ts, template_id, code, lines, file, offset, ts_from, bounded): see `_bounds`
+    # (app, stream, ts, template_id, code, lines, file, offset, ts_from, bounded): see `bounds`
     rows: list[tuple] = field(default_factory=list)
     texts: list[tuple] = field(default_factory=list)  # (message, stack_top, params, detail), one per row
     file_rows: list[tuple] = field(default_factory=list)  # log_files without ingest_id
@@ -330,8 +339,9 @@ def _plan(
     for path, stream in files:
         before = states.get(path)
         read = _reader.read(path, before, max_bytes=per_file, start=start)
+        clock = time.time()  # (before the read's time: a bound a few microseconds late, never early)
         at = read_at()
-        bound, lower = _bounds(read, at, lower_bounds.get(path))
+        bound, lower = bounds(read.mtimes, at, lower_bounds.get(path), clock)
         result.warnings.extend(read.warnings)
         state = read.state
         grouper = Grouper(stream, keep_stdout=keep_stdout)
