@@ -271,3 +271,13 @@ def test_recovery_errors_shows_a_bounded_time_as_such_and_gives_the_bounds_in_js
     assert invoke("errors", "search", "boom").startswith("2026-11-28T03:58:00.250Z  web  ")  # its own time
     examples = json.loads(invoke("errors", "show", rows[0]["template_id"], "--json"))["examples"]
     assert [(e["ts_from"], e["ts_bounded"]) for e in examples] == [(iso(T1), True), (None, True)]
+
+
+def test_the_read_before_a_restart_reads_at_most_2mb_and_the_end_of_the_run_the_rest(tmp_path):
+    log = tmp_path / "web-error.log"
+    log.write_text("".join(f"Error: failed {i:07d} {'x' * 1000}\n" for i in range(3000)))  # ~3 MB
+    with checked(tmp_path, log, state="hung", check_budget='"8MB"', check_every='"0s"') as store:
+        first, rest = store.query(app="web", types=["log.ingested"])
+        assert first.data["before_restart"] is True and not first.data["complete"]
+        assert sum(f["bytes"] for f in first.data["files"]) <= 2 << 20
+        assert rest.data["complete"] and len(storage.entries(store.conn)) == 3000
