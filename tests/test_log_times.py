@@ -281,3 +281,39 @@ def test_the_read_before_a_restart_reads_at_most_2mb_and_the_end_of_the_run_the_
         assert first.data["before_restart"] is True and not first.data["complete"]
         assert sum(f["bytes"] for f in first.data["files"]) <= 2 << 20
         assert rest.data["complete"] and len(storage.entries(store.conn)) == 3000
+
+
+# -- before an incident, as the store held it ---------------------------------------------------
+
+
+def test_a_bounded_line_counts_before_an_incident_by_its_upper_bound_and_only_once_it_was_read(store, tmp_path):
+    from recovery import projections
+    from recovery.logs.incidents import around_incidents
+
+    from .test_projections import Timeline
+
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    tl = Timeline(store, t0=now)
+    tl.healthy(-4 * 3600)
+    tl.hang_recovered(-3600)
+    tl.healthy(-60)
+    projections.fold(store.conn)
+    (started,) = [r[0] for r in store.conn.execute("SELECT started_at FROM incidents")]
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR * 5)
+    written_ago(log, 150)
+    read_at = dt.datetime.fromisoformat(started.replace("Z", "+00:00")) + dt.timedelta(seconds=60)
+    logs.ingest(store, "web", [log], now=read_at)  # read after the hang began (as after a restart)
+    assert all(e["ts"] < started for e in storage.entries(store.conn))  # written 90 s before it
+
+    found = around_incidents(store.conn, now - dt.timedelta(days=1), now, app="web")
+    ((before,),) = [found["templates"]]
+    assert before["before_incidents"] == 5 and before["bounded"] == 5 and before["incidents_preceded"] == 1
+    # As the store stood before that read, nothing preceded the incident:
+    earlier = around_incidents(
+        store.conn, now - dt.timedelta(days=1), now, app="web", as_of=read_at - dt.timedelta(seconds=1)
+    )
+    assert earlier["templates"] == []
+    model = projections.hint_input(store.conn, "web", read_at - dt.timedelta(seconds=1))
+    assert model.before_incidents.templates == ()
+    assert projections.hint_input(store.conn, "web", now).before_incidents.templates[0].before_incidents == 5

@@ -426,13 +426,22 @@ def _iso(when: Any) -> str:
     return format_ts(when)
 
 
+def read_by(conn: sqlite3.Connection, when: Any) -> tuple[str, list[Any]]:
+    """SQL (` AND ingest_id <= ?`, its parameter) keeping the rows of the ingestion runs begun by
+    `when`: the logs as the store held them then. An entry's `ts` alone does not say that: a line
+    without a timestamp is stored with a time before the read that brought it in."""
+    row = conn.execute("SELECT id FROM log_ingests WHERE ts <= ? ORDER BY id DESC LIMIT 1", (_iso(when),)).fetchone()
+    return " AND ingest_id <= ?", [row[0] if row else 0]
+
+
 def top_templates(
-    conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20, until: Any = None
+    conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20, until: Any = None, as_of: Any = None
 ) -> list[dict[str, Any]]:
     """Templates ranked by count in [since, until), newest counts included; one row per (template, app).
 
     Whole hours come from `log_counts` (kept for good); the partial hours at either edge of the
-    window from `log_entries`, so the answer is exact while raw entries are kept.
+    window from `log_entries`, so the answer is exact while raw entries are kept. `as_of`: only
+    what was read by then (`read_by`).
     """
     if not readable(conn):
         return []
@@ -452,6 +461,8 @@ def top_templates(
             a[2] = max(a[2], last)
 
     app_sql, app_params = (" AND app = ?", [app]) if app is not None else ("", [])
+    known_sql, known = read_by(conn, as_of) if as_of is not None else ("", [])
+    app_sql, app_params = app_sql + known_sql, [*app_params, *known]
     for row in conn.execute(
         "SELECT app, template_id, sum(count), min(first_ts), max(last_ts) FROM log_counts"
         f" WHERE hour > ? AND hour < ?{app_sql} GROUP BY app, template_id",
@@ -472,8 +483,8 @@ def top_templates(
     newest = {}
     for (app_, tid), _ in ranked:
         row = conn.execute(
-            "SELECT id, block FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
-            (tid, app_),
+            f"SELECT id, block FROM log_entries WHERE template_id = ? AND app = ?{known_sql} ORDER BY ts DESC LIMIT 1",
+            (tid, app_, *known),
         ).fetchone()
         if row is not None:
             newest[(app_, tid)] = row
