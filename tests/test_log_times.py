@@ -67,9 +67,9 @@ def test_a_file_written_after_the_clock_was_read_is_bounded_by_the_read_time():
     assert upper == {7: iso(T1)}
 
 
-def test_the_upper_bound_is_rounded_up_to_the_millisecond_never_down():
-    upper, _ = ingestion.bounds({7: 1000.0}, iso(T1), None, clock=1001.0004)
-    assert upper == {7: "2026-11-28T03:59:59.000Z"}  # 03:59:58.9996 exactly
+def test_the_age_of_the_last_write_counts_in_whole_seconds_so_a_bound_is_never_early():
+    upper, _ = ingestion.bounds({7: 1000.0, 8: 1089.9996}, iso(T1), None, clock=1091.9996)
+    assert upper == {7: "2026-11-28T03:58:29.000Z", 8: "2026-11-28T03:59:58.000Z"}  # 91.9996 s, 2 s ago
 
 
 def test_a_lower_bound_after_the_upper_one_is_dropped():

@@ -135,15 +135,13 @@ def bounds(
     Upper, per inode: the earliest time they provably existed. The file's mtime after the read
     says it was last written `clock - mtime` seconds before (both on the system clock), so the
     lines existed that long before `read_at` (the read's time on the record's clock, which a
-    test or a shifted clock may move), rounded up to the millisecond. Lower: kept only while it
-    is not after an upper bound (a clock or an mtime set back: the order cannot be trusted).
+    test or a shifted clock may move). The age is counted in whole seconds, rounded down: the
+    bound is at most a second late, never early, and a file written just before a read gets
+    the read's time (as filesystems with coarse mtimes would give anyway). Lower: kept only
+    while it is not after an upper bound (a clock or an mtime set back: the order is unknown).
     """
     at = _dt.datetime.fromisoformat(read_at.replace("Z", "+00:00"))
-    upper = {}
-    for ino, mtime in mtimes.items():
-        when = at - _dt.timedelta(seconds=max(0.0, clock - mtime))
-        spare = when.microsecond % 1000
-        upper[ino] = format_ts(when + _dt.timedelta(microseconds=1000 - spare) if spare else when)
+    upper = {ino: format_ts(at - _dt.timedelta(seconds=max(0, int(clock - mtime)))) for ino, mtime in mtimes.items()}
     if lower is not None and any(lower > u for u in upper.values()):
         lower = None
     return upper, lower
