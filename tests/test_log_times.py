@@ -317,3 +317,33 @@ def test_a_bounded_line_counts_before_an_incident_by_its_upper_bound_and_only_on
     model = projections.hint_input(store.conn, "web", read_at - dt.timedelta(seconds=1))
     assert model.before_incidents.templates == ()
     assert projections.hint_input(store.conn, "web", now).before_incidents.templates[0].before_incidents == 5
+
+
+def test_a_cluster_workers_restart_and_a_pm2_resurrect_read_the_logs_first_too(tmp_path):
+    from .test_cluster import Cluster
+    from .test_pm2_daemon import Fleet
+
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    (tmp_path / "c").mkdir()
+    c = Cluster(tmp_path / "c", logs=f'["{log}"]')
+    path = tmp_path / "c" / "recovery.toml"
+    path.write_text(path.read_text().replace("in_check = false", "in_check = true"))
+    c.config = cfg.load(path)
+    c.stall(1002, 2, 6)
+    c.check()
+    kinds = [e.type for e in c.events()]
+    assert c.pm2.worker_restarts == [2]
+    assert kinds.index("decision.made") < kinds.index("log.ingested") < kinds.index("restart.requested")
+    assert c.events("log.ingested")[0].data["before_restart"] is True
+
+    (tmp_path / "f").mkdir()
+    f = Fleet(tmp_path / "f")
+    path = tmp_path / "f" / "recovery.toml"
+    text = path.read_text().replace("in_check = false", "in_check = true")
+    path.write_text(text.replace("retries = 2\n", f'retries = 2\nlogs = ["{log}"]\n', 1))  # web's log
+    f.config = cfg.load(path)
+    f.check()
+    kinds = [(e.type, e.app) for e in f.events()]
+    assert kinds.index(("log.ingested", "web")) < kinds.index(("restart.requested", None))
+    assert f.events("log.ingested")[0].data["before_restart"] is True
