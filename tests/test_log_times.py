@@ -67,9 +67,14 @@ def test_a_file_written_after_the_clock_was_read_is_bounded_by_the_read_time():
     assert upper == {7: iso(T1)}
 
 
-def test_the_age_of_the_last_write_counts_in_whole_seconds_so_a_bound_is_never_early():
-    upper, _ = ingestion.bounds({7: 1000.0, 8: 1089.9996}, iso(T1), None, clock=1091.9996)
-    assert upper == {7: "2026-11-28T03:58:29.000Z", 8: "2026-11-28T03:59:58.000Z"}  # 91.9996 s, 2 s ago
+def test_the_age_of_the_last_write_is_rounded_down_to_the_millisecond_so_a_bound_is_never_early():
+    upper, _ = ingestion.bounds({7: 1000.0004}, iso(T1), None, clock=1001.5)
+    assert upper == {7: "2026-11-28T03:59:58.501Z"}  # 1.4996 s before the read
+
+
+def test_a_file_written_less_than_a_second_before_the_read_gets_the_reads_time():
+    upper, _ = ingestion.bounds({7: 1000.25}, iso(T1), None, clock=1001.0)
+    assert upper == {7: iso(T1)}
 
 
 def test_a_lower_bound_after_the_upper_one_is_dropped():

@@ -135,13 +135,16 @@ def bounds(
     Upper, per inode: the earliest time they provably existed. The file's mtime after the read
     says it was last written `clock - mtime` seconds before (both on the system clock), so the
     lines existed that long before `read_at` (the read's time on the record's clock, which a
-    test or a shifted clock may move). The age is counted in whole seconds, rounded down: the
-    bound is at most a second late, never early, and a file written just before a read gets
-    the read's time (as filesystems with coarse mtimes would give anyway). Lower: kept only
+    test or a shifted clock may move). The age is rounded down to the millisecond, so the bound
+    is never early; an age under a second counts as none (the file was being written as it was
+    read: the read's time, as filesystems with coarse mtimes would give anyway). Lower: kept only
     while it is not after an upper bound (a clock or an mtime set back: the order is unknown).
     """
     at = _dt.datetime.fromisoformat(read_at.replace("Z", "+00:00"))
-    upper = {ino: format_ts(at - _dt.timedelta(seconds=max(0, int(clock - mtime)))) for ino, mtime in mtimes.items()}
+    upper = {}
+    for ino, mtime in mtimes.items():
+        age = clock - mtime
+        upper[ino] = format_ts(at - _dt.timedelta(milliseconds=int(age * 1000) if age >= 1 else 0))
     if lower is not None and any(lower > u for u in upper.values()):
         lower = None
     return upper, lower
