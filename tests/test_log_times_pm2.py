@@ -44,6 +44,7 @@ def test_database_errors_before_a_stall_are_read_before_the_restart_and_come_bef
         db_errors = [e for e in entries(store.conn, "web") if e["code"] == "ECONNREFUSED"]
         first_read = store.conn.execute("SELECT min(ts) FROM log_ingests").fetchone()[0]
         (started,) = [r[0] for r in store.conn.execute("SELECT started_at FROM incidents")]
+    print("entries:", [(e["ts_from"], e["ts"], e["ts_bounded"]) for e in db_errors], "incident", started)
     assert len(db_errors) == 5
     for e in db_errors:  # bounded: after the first read reached the end of the log, before the stall
         assert e["ts_bounded"] and e["ts_from"] == first_read and e["ts_from"] < e["ts"] < started, (e, started)
@@ -55,6 +56,7 @@ def test_database_errors_before_a_stall_are_read_before_the_restart_and_come_bef
     (before,) = [t for t in found["templates"] if "ECONNREFUSED" in (t["template"] or "")]
     assert before["incidents_preceded"] == 1 and before["before_incidents"] == 5
     text = recovery(pm2, "errors", "--around-incidents", "--since", "1h", "--config", str(config)).stdout
+    print(text)
     assert "ECONNREFUSED" in text and "no error entries" not in text, text
 
     with Store.open(config.parent / "data" / "recovery.db") as store:
