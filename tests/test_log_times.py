@@ -352,3 +352,14 @@ def test_a_cluster_workers_restart_and_a_pm2_resurrect_read_the_logs_first_too(t
     kinds = [(e.type, e.app) for e in f.events()]
     assert kinds.index(("log.ingested", "web")) < kinds.index(("restart.requested", None))
     assert f.events("log.ingested")[0].data["before_restart"] is True
+
+
+def test_an_old_stores_migration_waits_for_the_end_of_the_run_never_delaying_a_restart(tmp_path):
+    schema_3_store(tmp_path / "recovery.db")
+    log = tmp_path / "web-error.log"
+    log.write_text(ERROR)
+    with checked(tmp_path, log, state="hung", check_every='"0s"') as store:
+        kinds = [e.type for e in store.query(app="web")]
+        (read,) = store.query(app="web", types=["log.ingested"])
+        assert "before_restart" not in read.data and kinds.index("restart.succeeded") < kinds.index("log.ingested")
+        assert storage.schema_version(store.conn) == 4

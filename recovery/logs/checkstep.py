@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .storage import _iso, ensure_schema
+from .storage import SCHEMA_VERSION, _iso, ensure_schema, schema_version
 
 # The read before a restart delays it: 2 MB of a backlog take ~0.3-0.6 s, 16 MB ~3-4 s on a busy
 # 2-CPU machine (bench/log_read_before_restart.py). A larger check_budget applies to the end-of-run
@@ -84,6 +84,8 @@ def ingest_in_check(
     """
     now = now or _dt.datetime.now(_dt.UTC)
     conn = store.conn
+    if before_restart and 0 < schema_version(conn) < SCHEMA_VERSION:
+        return None  # an old store's migration waits for the end-of-run step, never delays a restart
     ensure_schema(conn)
     if not before_restart and not _due(conn, app.name, logs_conf.check_every, now, run_id):
         return None
