@@ -216,6 +216,8 @@ def _around_text(found: dict[str, Any], app_name: str | None) -> str:
         )
         if r["appeared_before_incident"] is not None:
             line += f"  first seen {r['first_seen']}, just before incident {r['appeared_before_incident']}"
+        if r.get("bounded"):
+            line += f"  ({r['bounded']} timed by an upper bound: no timestamp in the line)"
         lines.append(line)
         lines.append(f"    {r['template']}")
         if r.get("example"):
@@ -228,6 +230,15 @@ def _change(count: int, previous: int) -> str:
         return "(new)"
     pct = (count - previous) * 100 / previous
     return f"({count - previous:+d}, {pct:+.0f}% vs previous window)"
+
+
+def _when(entry: dict[str, Any]) -> str:
+    """An entry's time; for a line without a timestamp of its own, the bounds it is known within."""
+    if not entry.get("ts_bounded"):
+        return str(entry["ts"])
+    if entry.get("ts_from"):
+        return f"between {entry['ts_from']} and {entry['ts']}"
+    return f"≤ {entry['ts']}"
 
 
 def _short(text: str) -> str:
@@ -279,7 +290,7 @@ def _detail_text(detail: dict[str, Any], examples: int) -> str:
     lines += [f"  {d['day']}  {d['app']}  {d['count']}" for d in detail["days"]]
     lines.append("recent examples:")
     for e in detail["examples"][:examples]:
-        head = f"  {e['ts']}  {e['app']}  " if e.get("ts") else "  "
+        head = f"  {_when(e)}  {e['app']}  " if e.get("ts") else "  "
         lines.append(head + _short(e["message"]))
         if e.get("stack_top"):
             lines.append(f"      {_short(e['stack_top'])}")
@@ -322,7 +333,7 @@ def search(
         typer.echo(json.dumps(rows) if json_out else f"no entries match {text!r}")
         return
     for r in rows:
-        typer.echo(f"{r['ts']}  {r['app']}  {r['template_id']}  {_short(r['message'])}")
+        typer.echo(f"{_when(r)}  {r['app']}  {r['template_id']}  {_short(r['message'])}")
         if r.get("stack_top"):
             typer.echo(f"    {_short(r['stack_top'])}")
 

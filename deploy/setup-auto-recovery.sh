@@ -36,6 +36,10 @@ environment variable in brackets.
   --log-rotation KIND     pm2-logrotate (default: `pm2 install pm2-logrotate`, then retain 7,
                           max_size 10M, compress), logrotate (a file in /etc/logrotate.d; root
                           only) or none [RECOVERY_LOG_ROTATION]
+  --pm2-time              turn on PM2's `time` option for the running app now: `pm2 restart
+                          NAME --time`, then `pm2 save` (restarts the app once; without it the
+                          checklist says how). Timestamped log lines give exact error times;
+                          without them a line's time is only bounded [RECOVERY_PM2_TIME=1]
   --with-watch            also install `recovery watch` as a systemd service (detection in
                           seconds; the cron line stays as a backstop; root only) [RECOVERY_WITH_WATCH=1]
   --systemd-timer         run the check from a systemd timer instead of the cron line (the
@@ -74,6 +78,7 @@ TARGET_USER="${RECOVERY_USER:-}"
 PREFIX="${RECOVERY_PREFIX:-}"
 LOG_ROTATION="${RECOVERY_LOG_ROTATION:-pm2-logrotate}"
 WITH_WATCH="${RECOVERY_WITH_WATCH:-0}"
+PM2_TIME="${RECOVERY_PM2_TIME:-0}"
 TIMER="${RECOVERY_SYSTEMD_TIMER:-0}"
 SOURCE="${RECOVERY_SOURCE:-$(cd "$HERE/.." && pwd)}"
 DRY_RUN="${RECOVERY_DRY_RUN:-0}"
@@ -118,6 +123,7 @@ while [ $# -gt 0 ]; do
             need_value "$@"; shift
             while [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; do ALERTS+=("$1"); shift; done ;;
         --with-watch) WITH_WATCH=1; shift ;;
+        --pm2-time) PM2_TIME=1; shift ;;
         --systemd-timer) TIMER=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
@@ -153,8 +159,8 @@ if [ -n "$EMAIL" ]; then
     [[ "$EMAIL" =~ ^[^@[:space:]\'%\"]+@[^@[:space:]\'%\"]+$ ]] || die "--weekly-report '$EMAIL' is not an email address"
 fi
 case "$LOG_ROTATION" in pm2-logrotate|logrotate|none) ;; *) die "--log-rotation '$LOG_ROTATION': use pm2-logrotate, logrotate or none" ;; esac
-case "$WITH_WATCH$TIMER$DRY_RUN$UNINSTALL" in
-    *[!01]*) die "RECOVERY_WITH_WATCH, RECOVERY_SYSTEMD_TIMER, RECOVERY_DRY_RUN and RECOVERY_UNINSTALL take 0 or 1" ;;
+case "$WITH_WATCH$TIMER$DRY_RUN$UNINSTALL$PM2_TIME" in
+    *[!01]*) die "RECOVERY_WITH_WATCH, RECOVERY_SYSTEMD_TIMER, RECOVERY_DRY_RUN, RECOVERY_UNINSTALL and RECOVERY_PM2_TIME take 0 or 1" ;;
 esac
 
 ME="$(id -un)"
@@ -225,7 +231,7 @@ elif command == "app-info":  # what PM2 says about the app, without starting a P
     procs = [p for p in Pm2(Path(pm2)).jlist() if p.get("name") == name]
     env = procs[0].get("pm2_env", {}) if procs else {}
     print(json.dumps({"daemon": True, "known": bool(procs), "status": env.get("status"),
-                      "cwd": env.get("pm_cwd"), "script": env.get("pm_exec_path"),
+                      "cwd": env.get("pm_cwd"), "script": env.get("pm_exec_path"), "time": bool(env.get("time")),
                       "logs": [env[k] for k in ("pm_out_log_path", "pm_err_log_path") if env.get(k)]}))
 elif command == "config":  # the recovery.toml this setup writes
     from recovery.config import sample
@@ -574,6 +580,18 @@ case "$LOG_ROTATION" in
         put "$LOGROTATE_FILE" 0644 file "${lr//@LOGS@/"$logs"}" ;;
 esac
 
+# PM2's `time` option: each log line starts with its time, so error times are exact (without it,
+# recovery bounds a line's time by when it was read and by the file's mtime).
+if [ "$PM2_TIME" = 1 ] && [ -n "$PM2_BIN" ] && [ "$(json_get "$APP_INFO" known)" = True ] &&
+    [ "$(json_get "$APP_INFO" time)" != True ]; then
+    step "pm2 restart $APP --time && pm2 save (timestamps in $APP's log lines)"
+    if [ "$DRY_RUN" = 0 ]; then
+        if ! { pm2_run restart "$APP" --time >/dev/null && pm2_run save >/dev/null; }; then
+            fail "pm2 restart $APP --time failed (turn it on later: pm2 restart $APP --time && pm2 save)"
+        fi
+    fi
+fi
+
 # systemd_install UNIT TEMPLATE...: write the units (UNIT-NAME from each recovery-NAME template),
 # then (re)start UNIT when systemd runs here and a unit changed or UNIT is not active.
 systemd_install() {
@@ -642,6 +660,12 @@ fi
 INFO="$( [ -n "$PM2_BIN" ] && tool app-info "$APP" "$PM2_BIN" 2>/dev/null || echo '{}')"
 if [ "$(json_get "$INFO" known)" = True ]; then
     ok "PM2 knows $APP (status $(json_get "$INFO" status), pm2 $PM2_BIN)"
+    if [ "$(json_get "$INFO" time)" = True ]; then
+        ok "PM2 timestamps $APP's log lines (time: true): error times are exact"
+    else  # a note, not a failure: recovery still bounds each line's time
+        say "note: $APP's log lines carry no timestamps (PM2's \`time\` is off), so error times are only bounded;" \
+            "turn it on: pm2 restart $APP --time && pm2 save (or run this with --pm2-time, or adopt $PREFIX/ecosystem.config.js)"
+    fi
 else
     bad "PM2 (PM2_HOME ${PM2_HOME:-$USER_HOME/.pm2}) has no process named '$APP': start it (pm2 start $PREFIX/ecosystem.config.js) or fix --app"
 fi

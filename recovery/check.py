@@ -750,6 +750,7 @@ class CheckRun:
         command = ["pm2", "restart", str(pm_id)]
         ids = {"pm_id": pm_id, "pid": pid}
         what = f"worker {pm_id} (pid {pid}, {worker['evidence']} evidence)"
+        self.read_logs_first([app])
         self.emit(
             "restart.requested",
             app.name,
@@ -823,6 +824,7 @@ class CheckRun:
     def restart(self, app: AppConfig, failures: str, reason: str, *, code: str, by: str = "check") -> AppResult:
         """Restart through PM2, then verify. `failures` says why, for the result line."""
         command = ["pm2", app.restart_command, app.name]
+        self.read_logs_first([app])
         self.emit("restart.requested", app.name, by=by, code=code, reason=reason, command=command)
         problem = self.run_restart(
             app.name,
@@ -938,6 +940,7 @@ class CheckRun:
         self.resurrected = True
         command = ["pm2", "resurrect"]
         apps = [a.name for a in self.apps]
+        self.read_logs_first(self.apps)
         self.emit(
             "restart.requested", None, by="check", code="pm2_down", reason=decision.reason, command=command, apps=apps
         )
@@ -1019,6 +1022,30 @@ class CheckRun:
         from . import alerts
 
         alerts.beat(self.rec, conf, code in (CRITICAL, UNKNOWN), self.clock.now(), run_id=self.run_id)
+
+    def read_logs_first(self, apps: list[AppConfig]) -> None:
+        """Just before restarting `apps`: their new log lines, within `[logs] check_budget` and
+        whatever `check_every` says, so that lines without a timestamp are bounded by the failure,
+        not by a read after the restart. No `pm2 jlist` for it; trouble is a `log.failed` event."""
+        conf = self.config.logs
+        store = self.rec.store
+        if not conf.in_check or self.dry_run or store is None:
+            return
+        from .logs.checkstep import ingest_in_check
+
+        for app in apps:
+            view = self.full_views.get(app.name)
+            try:
+                ingest_in_check(
+                    store,
+                    app,
+                    conf,
+                    seen=view.logs if view is not None else (),
+                    run_id=self.run_id,
+                    before_restart=True,
+                )
+            except (RecoveryError, OSError, sqlite3.Error) as exc:
+                self.emit("log.failed", app.name, error=str(exc), before_restart=True)
 
     def ingest_logs(self) -> None:
         """Last, after every probe and restart: what is new in each app's logs, within a small

@@ -1333,7 +1333,9 @@ def _pm2_restart(seq: int, ts: str, d: dict[str, Any]) -> hints.Pm2Restart:
 
 
 def _errors_before_incidents(conn: sqlite3.Connection, app: str, since: str, until: str) -> hints.ErrorsBeforeIncidents:
-    around = around_incidents(conn, since, until, minutes=hints.BEFORE_INCIDENT_MIN, app=app)
+    # As the store held the logs at `until`: a line without a timestamp is stored with a time
+    # before the read that brought it in.
+    around = around_incidents(conn, since, until, minutes=hints.BEFORE_INCIDENT_MIN, app=app, as_of=until)
     templates = tuple(
         hints.TemplateBeforeIncidents(
             t["template_id"],

@@ -49,13 +49,17 @@ def test_errors_pm2_wrote_become_one_entry_each_with_one_template(pm2, tmp_path:
         assert result.entries == 3 and result.skipped == 4, result
         current = dict(store.conn.execute("SELECT template_id, text FROM log_template_current"))
         rows = [
-            (e["stream"], e["code"], e["stack_top"], e["lines"], current[e["template_id"]], e["ts"])
+            (e["stream"], e["code"], e["stack_top"], e["lines"], current[e["template_id"]], e["ts"], e["ts_bounded"])
             for e in storage.entries(store.conn)
         ]
         assert {r[4] for r in rows} == {"Error: connect ECONNREFUSED <IP>"}
         assert all(r[0] == "err" and r[1] == "ECONNREFUSED" and r[2].startswith("at ") and r[3] >= 5 for r in rows)
-        # With --time the entry's time is PM2's, else the time of ingestion.
-        assert all((r[5] != "2000-01-01T00:00:00.000Z") == time_prefix for r in rows)
-        (top,) = logs.top_templates(store.conn, "2000-01-01T00:00:00Z")
+        # With --time the entry's time is PM2's, exact; else it is bounded (issue 16): at the latest
+        # the time of ingestion, earlier by the age of the file's last write.
+        if time_prefix:
+            assert all(r[6] == 0 and r[5] > "2000-01-01T00:00:00.000Z" for r in rows)
+        else:
+            assert all(r[6] == 1 and r[5] <= "2000-01-01T00:00:00.000Z" for r in rows)
+        (top,) = logs.top_templates(store.conn, "1999-12-31T23:00:00Z")  # (a bound falls just before the read)
         assert top["count"] == 3 and top["app"] == "logger"
         assert logs.ingest(store, "logger", [err_log, out_log]).entries == 0  # read once

@@ -16,7 +16,7 @@ import sqlite3
 from typing import Any
 
 from ..events import parse_ts
-from .storage import _iso, readable, top_templates
+from .storage import _iso, read_by, readable, schema_version, top_templates
 
 
 def _incidents(conn: sqlite3.Connection, since: str, until: str, app: str | None) -> list[tuple]:
@@ -46,13 +46,22 @@ def _hours(lo: str, hi: str) -> float:
 
 
 def around_incidents(
-    conn: sqlite3.Connection, since: Any, until: Any, *, minutes: float = 10, app: str | None = None
+    conn: sqlite3.Connection,
+    since: Any,
+    until: Any,
+    *,
+    minutes: float = 10,
+    app: str | None = None,
+    as_of: Any = None,
 ) -> dict[str, Any]:
     """Templates seen in the `minutes` before incidents that started in [since, until).
 
     Returns {"incidents": [...], "minutes": ..., "templates": [...]}, templates ranked by how
     many incidents they preceded, then by lift (window rate over base rate; None when the
-    template was never seen outside the windows), then by count.
+    template was never seen outside the windows), then by count. A line without a timestamp of
+    its own counts by its upper bound (`ts`): before an incident only when it provably was;
+    `bounded` says how many of a template's entries before incidents had such a time. `as_of`:
+    only the log rows read by then (`storage.read_by`), as a diagnosis at that moment saw them.
     """
     since_s, until_s = _iso(since), _iso(until)
     pruned = None
@@ -71,6 +80,8 @@ def around_incidents(
     if not incidents or not readable(conn):
         return out
     width = _dt.timedelta(minutes=minutes)
+    bounded_sql = "sum(ts_bounded)" if schema_version(conn) >= 4 else "0"
+    known_sql, known = read_by(conn, as_of) if as_of is not None else ("", [])
     per_app: dict[str, list[tuple[int, str, str]]] = {}
     for iid, a, started in incidents:
         lo = _iso(parse_ts(started) - width)
@@ -81,25 +92,31 @@ def around_incidents(
         merged = _merge([(lo, hi) for _, lo, hi in windows])
         window_hours = sum(_hours(lo, hi) for lo, hi in merged)
         base_hours = max(_hours(since_s, until_s) - window_hours, 1 / 60)
-        totals = {r["template_id"]: r for r in top_templates(conn, since_s, app=a, top=1 << 30, until=until_s)}
+        totals = {
+            r["template_id"]: r for r in top_templates(conn, since_s, app=a, top=1 << 30, until=until_s, as_of=as_of)
+        }
         inside: dict[str, int] = {}
+        bounded: dict[str, int] = {}  # of them, lines without a timestamp: `ts` is their upper bound
         for lo, hi in merged:
-            for tid, n in conn.execute(
-                "SELECT template_id, count(*) FROM log_entries WHERE app = ? AND ts >= ? AND ts < ? GROUP BY template_id",
-                (a, lo, hi),
+            for tid, n, nb in conn.execute(
+                f"SELECT template_id, count(*), {bounded_sql} FROM log_entries WHERE app = ? AND ts >= ? AND ts < ?"
+                f"{known_sql} GROUP BY template_id",
+                (a, lo, hi, *known),
             ):
                 inside[tid] = inside.get(tid, 0) + n
+                bounded[tid] = bounded.get(tid, 0) + nb
         preceded: dict[str, list[int]] = {}
         for iid, lo, hi in windows:
             for (tid,) in conn.execute(
-                "SELECT DISTINCT template_id FROM log_entries WHERE app = ? AND ts >= ? AND ts < ?", (a, lo, hi)
+                f"SELECT DISTINCT template_id FROM log_entries WHERE app = ? AND ts >= ? AND ts < ?{known_sql}",
+                (a, lo, hi, *known),
             ):
                 preceded.setdefault(tid, []).append(iid)
         for tid, n in inside.items():
             total = totals.get(tid)
             base = max(0, (total["count"] if total else n) - n)
             first_seen = conn.execute(
-                "SELECT min(first_ts) FROM log_counts WHERE app = ? AND template_id = ?", (a, tid)
+                f"SELECT min(first_ts) FROM log_counts WHERE app = ? AND template_id = ?{known_sql}", (a, tid, *known)
             ).fetchone()[0]
             appeared = [iid for iid, lo, hi in windows if first_seen is not None and lo <= first_seen < hi]
             base_per_hour = base / base_hours
@@ -110,6 +127,7 @@ def around_incidents(
                     "template": total["template"] if total else None,
                     "app": a,
                     "before_incidents": n,
+                    "bounded": bounded.get(tid, 0),
                     "incidents_preceded": len(preceded.get(tid, [])),
                     "incidents": len(windows),
                     "incident_ids": preceded.get(tid, []),

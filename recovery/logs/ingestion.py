@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..units import format_ts
 from . import reader as _reader
 from .grouper import Entry, Grouper
 from .miner import Miner
@@ -110,6 +112,44 @@ def _last_states(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, _r
     return states
 
 
+def _ends_reached(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, str]:
+    """Per path, when the newest read of it that reached the file's end began: what was written past
+    that end came later."""
+    out = {}
+    for p in paths:
+        row = conn.execute(
+            "SELECT i.ts FROM log_files f JOIN log_ingests i ON i.id = f.ingest_id"
+            " WHERE f.path = ? AND f.eof = 1 ORDER BY f.id DESC LIMIT 1",
+            (p,),
+        ).fetchone()
+        if row:
+            out[p] = row[0]
+    return out
+
+
+def bounds(
+    mtimes: dict[int, float], read_at: str, lower: str | None, clock: float
+) -> tuple[dict[int, str], str | None]:
+    """The time bounds of lines without a timestamp of their own, read just now.
+
+    Upper, per inode: the earliest time they provably existed. The file's mtime after the read
+    says it was last written `clock - mtime` seconds before (both on the system clock), so the
+    lines existed that long before `read_at` (the read's time on the record's clock, which a
+    test or a shifted clock may move). The age is rounded down to the millisecond, so the bound
+    is never early; an age under a second counts as none (the file was being written as it was
+    read: the read's time, as filesystems with coarse mtimes would give anyway). Lower: kept only
+    while it is not after an upper bound (a clock or an mtime set back: the order is unknown).
+    """
+    at = _dt.datetime.fromisoformat(read_at.replace("Z", "+00:00"))
+    upper = {}
+    for ino, mtime in mtimes.items():
+        age = clock - mtime
+        upper[ino] = format_ts(at - _dt.timedelta(milliseconds=int(age * 1000) if age >= 1 else 0))
+    if lower is not None and any(lower > u for u in upper.values()):
+        lower = None
+    return upper, lower
+
+
 def ingest(
     store: Any,
     app: str,
@@ -121,11 +161,13 @@ def ingest(
     keep_stdout: bool = False,
     start: str = "beginning",
     record: bool = True,
+    before_restart: bool = False,
 ) -> IngestResult:
     """Ingest what is new in `paths` (a path, or (path, "err"|"out")) for `app` into `store`.
 
     Log rows are committed in one transaction; then a `log.ingested` event is appended with
-    `store.append` (skipped with `record=False`, or when nothing was read and nothing is wrong).
+    `store.append` (skipped with `record=False`, or when nothing was read and nothing is wrong),
+    with `before_restart: true` when a check read the logs just before restarting the app.
     Raises StoreError when the database cannot be written; I/O trouble with the logs themselves
     comes back as `warnings`.
     """
@@ -145,7 +187,15 @@ def ingest(
                 mark = _mark(conn)
                 result = IngestResult(app)
                 plan = _plan(
-                    conn, app, files, result, max_bytes=max_bytes, now_s=now_s, keep_stdout=keep_stdout, start=start
+                    conn,
+                    app,
+                    files,
+                    result,
+                    max_bytes=max_bytes,
+                    now_s=now_s,
+                    keep_stdout=keep_stdout,
+                    start=start,
+                    read_at=(lambda: now_s) if now is not None else (lambda: _now_iso(None)),
                 )
                 if not locked:
                     conn.execute("BEGIN IMMEDIATE")
@@ -164,7 +214,8 @@ def ingest(
     if record and (result.lines or result.warnings or any(f.rotations for f in result.files)):
         from ..events import new as new_event
 
-        store.append([new_event("log.ingested", app, run_id, result.event_data())])
+        data = {**result.event_data(), **({"before_restart": True} if before_restart else {})}
+        store.append([new_event("log.ingested", app, run_id, data)])
     return result
 
 
@@ -193,13 +244,27 @@ def _write_entries(
             (block_id, first_id + lo, len(chunk), max(r[2] for r in chunk), pack_block(texts[lo : lo + BLOCK])),
         )
         entries += [
-            (first_id + lo + i, ingest_id, a, stream, ts, tid, code, lines, sources[f], offset, block_id)
-            for i, (a, stream, ts, tid, code, lines, f, offset) in enumerate(chunk)
+            (
+                first_id + lo + i,
+                ingest_id,
+                a,
+                stream,
+                ts,
+                tid,
+                code,
+                lines,
+                sources[f],
+                offset,
+                block_id,
+                ts_from,
+                bounded,
+            )
+            for i, (a, stream, ts, tid, code, lines, f, offset, ts_from, bounded) in enumerate(chunk)
         ]
         block_id += 1
     conn.executemany(
-        "INSERT INTO log_entries (id, ingest_id, app, stream, ts, template_id, code, lines, source, offset, block)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO log_entries (id, ingest_id, app, stream, ts, template_id, code, lines, source, offset, block,"
+        " ts_from, ts_bounded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         entries,
     )
     conn.executemany(
@@ -217,7 +282,8 @@ def _mark(conn: sqlite3.Connection) -> tuple:
 
 @dataclass
 class _Plan:
-    rows: list[tuple] = field(default_factory=list)  # (app, stream, ts, template_id, code, lines, file, offset)
+    # (app, stream, ts, template_id, code, lines, file, offset, ts_from, bounded): see `bounds`
+    rows: list[tuple] = field(default_factory=list)
     texts: list[tuple] = field(default_factory=list)  # (message, stack_top, params, detail), one per row
     file_rows: list[tuple] = field(default_factory=list)  # log_files without ingest_id
     counts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
@@ -236,15 +302,21 @@ def _plan(
     now_s: str,
     keep_stdout: bool,
     start: str,
+    read_at: Callable[[], str],
 ) -> _Plan:
     states = _last_states(conn, [p for p, _ in files])
+    lower_bounds = _ends_reached(conn, [p for p, _ in files])
     miner = load_miner(conn)
     plan = _Plan(miner=miner)
     per_file = max(1, max_bytes // max(1, len(files)))
     rows, texts, counts, examples, changed = plan.rows, plan.texts, plan.counts, plan.examples, plan.changed
 
+    bound: dict[int, str] = {}  # inode -> upper bound of the lines read from it now
+    lower: str | None = None  # the lower bound for the file being read
+    at = now_s  # and when it was read
+
     def store_entry(e: Entry) -> None:
-        ts = e.ts or now_s
+        ts, ts_from, bounded = (e.ts, None, 0) if e.ts else (bound.get(e.ino, at), lower, 1)
         m = miner.add(e.message)
         tid = m.template.id
         if m.created:
@@ -252,7 +324,7 @@ def _plan(
             examples[tid] = e.message
         elif m.changed:
             changed.add(tid)
-        rows.append((app, e.stream, ts, tid, e.code, e.lines, e.file, e.offset))
+        rows.append((app, e.stream, ts, tid, e.code, e.lines, e.file, e.offset, ts_from, bounded))
         texts.append((e.message, e.stack_top, m.params or None, e.detail_text))
         key = (tid, ts[:13])
         c = counts.get(key)
@@ -268,6 +340,9 @@ def _plan(
     for path, stream in files:
         before = states.get(path)
         read = _reader.read(path, before, max_bytes=per_file, start=start)
+        clock = time.time()  # (before the read's time: a bound a few microseconds late, never early)
+        at = read_at()
+        bound, lower = bounds(read.mtimes, at, lower_bounds.get(path), clock)
         result.warnings.extend(read.warnings)
         state = read.state
         grouper = Grouper(stream, keep_stdout=keep_stdout)
@@ -301,7 +376,18 @@ def _plan(
         result.complete = result.complete and read.eof
         if state is not None and state != before:
             plan.file_rows.append(
-                (app, path, stream, state.dev, state.ino, state.offset, state.fp, state.fp_len, state.skip)
+                (
+                    app,
+                    path,
+                    stream,
+                    state.dev,
+                    state.ino,
+                    state.offset,
+                    state.fp,
+                    state.fp_len,
+                    state.skip,
+                    int(read.eof),
+                )
             )
         if state is not None or read.rotations:
             from_offset = before.offset if before is not None and state is not None and before.ino == state.ino else 0
@@ -332,8 +418,8 @@ def _write(
     miner = plan.miner
     assert miner is not None
     conn.executemany(
-        "INSERT INTO log_files (ingest_id, app, path, stream, dev, ino, offset, fp, fp_len, skip)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO log_files (ingest_id, app, path, stream, dev, ino, offset, fp, fp_len, skip, eof)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(ingest_id, *r) for r in plan.file_rows],
     )
     rows = plan.rows

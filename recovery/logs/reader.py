@@ -67,6 +67,8 @@ class ReadResult:
     eof: bool = True  # False when the byte budget ran out before the end
     bytes_read: int = 0
     rotations: list[str] = field(default_factory=list)  # what happened: renamed, truncated, replaced
+    # inode -> the file's mtime taken after its lines were read: every byte read existed by then
+    mtimes: dict[int, float] = field(default_factory=dict)
 
 
 def _fingerprint(fd: int, length: int) -> tuple[str, int]:
@@ -287,6 +289,7 @@ def read(path: str, state: FileState | None, *, max_bytes: int = 64 << 20, start
             result.eof = False
             return result
         result.bytes_read += offset - state.offset
+        result.mtimes[st.st_ino] = os.fstat(fd).st_mtime
         result.eof = eof
         result.state = replace(state, offset=offset, skip=skip)
         return result
@@ -311,6 +314,7 @@ def _continue(
             fd, old_path, st.st_ino, state.offset, state.skip, budget, result.lines, final=final
         )
         result.bytes_read += offset - state.offset
+        result.mtimes[st.st_ino] = os.fstat(fd).st_mtime
         return replace(state, offset=offset, skip=skip), eof
     except OSError as exc:
         result.warnings.append(ReadWarning(old_path, "io", f"{old_path}: read failed: {exc.strerror or exc}"))

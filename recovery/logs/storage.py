@@ -39,7 +39,9 @@ from ..events import format_ts
 from ..store import split_sql
 from ..units import next_hour
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+COMPACT_VERSION = 3  # texts in compressed blocks (`to_compact`)
+READABLE = (3, 4)  # schema 3 reads as 4 with every time exact (`bounds_sql`)
 BLOCK = 256  # entries per text block: ~30 KB of compressed text is read to show one of them
 
 _IMMUTABLE = ("log_ingests", "log_files", "log_templates", "log_template_versions", "log_counts", "log_prunes")
@@ -200,9 +202,17 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def readable(conn: sqlite3.Connection) -> bool:
-    """The log tables are there in this code's schema. Older ones read as none until a command that
-    writes (check, ingest, errors prune, serve) upgrades them: see `queries` for the one-line error."""
-    return schema_version(conn) == SCHEMA_VERSION
+    """The log tables are there in a schema this code reads (3 or 4). Older ones read as none until a
+    command that writes (check, ingest, errors prune, serve) upgrades them: see `queries` for the
+    one-line error."""
+    return schema_version(conn) in READABLE
+
+
+def bounds_sql(conn: sqlite3.Connection, alias: str = "e") -> str:
+    """The select list of an entry's time bound (`ts_from`, `ts_bounded`); constants on schema 3."""
+    if schema_version(conn) >= 4:
+        return f"{alias}.ts_from, {alias}.ts_bounded"
+    return "NULL, 0"
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -216,13 +226,15 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         if version > SCHEMA_VERSION:
             raise sqlite3.OperationalError(f"log tables have schema version {version}, newer than {SCHEMA_VERSION}")
         if version == 0:
-            for statement in split_sql(CURRENT):
+            for statement in split_sql(CURRENT + BOUNDS):
                 conn.execute(statement)
         elif version < SCHEMA_VERSION:  # (another run may have done it while this one waited for the lock)
-            for step in range(version, SCHEMA_VERSION - 1):
-                for statement in split_sql(MIGRATIONS[step]):
-                    conn.execute(statement)
-            to_compact(conn)  # once per old store: sqlite-utils is imported only there
+            if version < COMPACT_VERSION:
+                for step in range(version, COMPACT_VERSION - 1):
+                    for statement in split_sql(MIGRATIONS[step]):
+                        conn.execute(statement)
+                to_compact(conn)  # once per old store: sqlite-utils is imported only there
+            to_bounds(conn)
         conn.execute(
             "INSERT OR REPLACE INTO log_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -230,6 +242,37 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+# -- schema 3 -> 4: bounded times -------------------------------------------------------------
+#
+# A line without a timestamp of its own gets the earliest time it can be proven to exist: `ts` is
+# then its upper bound (the read's time, or the file's mtime when read if earlier), `ts_from` its
+# lower bound (when a previous read of the file reached its end; NULL when unknown), and
+# `ts_bounded` says so. `log_files.eof` says whether a read reached the file's end (NULL: unknown).
+BOUNDS = """
+    ALTER TABLE log_entries ADD COLUMN ts_from TEXT;
+    ALTER TABLE log_entries ADD COLUMN ts_bounded INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE log_files ADD COLUMN eof INTEGER;
+"""
+
+
+def to_bounds(conn: sqlite3.Connection) -> None:
+    """Migrate schema-3 log tables to schema 4 on `conn`, which holds a write transaction.
+
+    An old entry whose time is its ingestion's time was a line without a timestamp, stamped when it
+    was read: it is marked bounded (that time is an upper bound), its lower bound unknown.
+    """
+    for statement in split_sql(BOUNDS):
+        conn.execute(statement)
+    conn.execute("DROP TRIGGER log_entries_no_update")
+    conn.execute(
+        "UPDATE log_entries SET ts_bounded = 1"
+        " WHERE ts = (SELECT i.ts FROM log_ingests i WHERE i.id = log_entries.ingest_id)"
+    )
+    for statement in split_sql(_ENTRY_TRIGGERS):
+        if "log_entries_no_update" in statement:
+            conn.execute(statement)
 
 
 # -- schema 2 -> 3 ----------------------------------------------------------------------
@@ -348,10 +391,11 @@ def entry_texts(conn: sqlite3.Connection, entries: Iterable[tuple[int, int]]) ->
 
 def entries(conn: sqlite3.Connection, app: str | None = None) -> list[dict[str, Any]]:
     """Every stored entry (of `app`), oldest id first, with its texts: for tests and exports, not hot paths."""
-    keys = ("id", "ingest_id", "app", "stream", "ts", "template_id", "code", "lines", "file", "offset", "block")
+    keys = ["id", "ingest_id", "app", "stream", "ts", "ts_from", "ts_bounded", "template_id", "code", "lines"]
+    keys += ["file", "offset", "block"]
     rows = conn.execute(
-        "SELECT e.id, e.ingest_id, e.app, e.stream, e.ts, e.template_id, e.code, e.lines, s.path, e.offset, e.block"
-        " FROM log_entries e JOIN log_sources s ON s.id = e.source"
+        f"SELECT e.id, e.ingest_id, e.app, e.stream, e.ts, {bounds_sql(conn)}, e.template_id, e.code, e.lines,"
+        " s.path, e.offset, e.block FROM log_entries e JOIN log_sources s ON s.id = e.source"
         + (" WHERE e.app = ?" if app is not None else "")
         + " ORDER BY e.id",
         [app] if app is not None else [],
@@ -382,13 +426,22 @@ def _iso(when: Any) -> str:
     return format_ts(when)
 
 
+def read_by(conn: sqlite3.Connection, when: Any) -> tuple[str, list[Any]]:
+    """SQL (` AND ingest_id <= ?`, its parameter) keeping the rows of the ingestion runs begun by
+    `when`: the logs as the store held them then. An entry's `ts` alone does not say that: a line
+    without a timestamp is stored with a time before the read that brought it in."""
+    row = conn.execute("SELECT id FROM log_ingests WHERE ts <= ? ORDER BY id DESC LIMIT 1", (_iso(when),)).fetchone()
+    return " AND ingest_id <= ?", [row[0] if row else 0]
+
+
 def top_templates(
-    conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20, until: Any = None
+    conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20, until: Any = None, as_of: Any = None
 ) -> list[dict[str, Any]]:
     """Templates ranked by count in [since, until), newest counts included; one row per (template, app).
 
     Whole hours come from `log_counts` (kept for good); the partial hours at either edge of the
-    window from `log_entries`, so the answer is exact while raw entries are kept.
+    window from `log_entries`, so the answer is exact while raw entries are kept. `as_of`: only
+    what was read by then (`read_by`).
     """
     if not readable(conn):
         return []
@@ -408,6 +461,8 @@ def top_templates(
             a[2] = max(a[2], last)
 
     app_sql, app_params = (" AND app = ?", [app]) if app is not None else ("", [])
+    known_sql, known = read_by(conn, as_of) if as_of is not None else ("", [])
+    app_sql, app_params = app_sql + known_sql, [*app_params, *known]
     for row in conn.execute(
         "SELECT app, template_id, sum(count), min(first_ts), max(last_ts) FROM log_counts"
         f" WHERE hour > ? AND hour < ?{app_sql} GROUP BY app, template_id",
@@ -428,8 +483,8 @@ def top_templates(
     newest = {}
     for (app_, tid), _ in ranked:
         row = conn.execute(
-            "SELECT id, block FROM log_entries WHERE template_id = ? AND app = ? ORDER BY ts DESC LIMIT 1",
-            (tid, app_),
+            f"SELECT id, block FROM log_entries WHERE template_id = ? AND app = ?{known_sql} ORDER BY ts DESC LIMIT 1",
+            (tid, app_, *known),
         ).fetchone()
         if row is not None:
             newest[(app_, tid)] = row
@@ -466,7 +521,7 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
     quoted = " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
     query = text if any(op in text for op in ('"', " OR ", " NOT ", " AND ", "*")) else quoted
     sql = (
-        "SELECT e.id, e.ts, e.app, e.stream, e.template_id, e.code, s.path, e.offset, e.block"
+        f"SELECT e.id, e.ts, {bounds_sql(conn)}, e.app, e.stream, e.template_id, e.code, s.path, e.offset, e.block"
         " FROM log_entries_fts f JOIN log_entries e ON e.id = f.rowid JOIN log_sources s ON s.id = e.source"
         " WHERE log_entries_fts MATCH ?"
     )
@@ -476,7 +531,7 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
         params.append(app)
     sql += " ORDER BY e.ts DESC, e.id DESC LIMIT ?"
     params.append(int(limit))
-    keys = ("id", "ts", "app", "stream", "template_id", "code", "file", "offset", "block")
+    keys = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "template_id", "code", "file", "offset", "block")
     try:
         rows = conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError:
@@ -486,12 +541,19 @@ def search(conn: sqlite3.Connection, text: str, limit: int = 50, app: str | None
     return [_ordered(r, SEARCH_KEYS) for r in _with_texts(conn, [dict(zip(keys, row)) for row in rows], TEXT_KEYS)]
 
 
-SEARCH_KEYS = ("id", "ts", "app", "stream", "template_id", "message", "stack_top", "code", "file", "offset")
-EXAMPLE_KEYS = ("id", "ts", "app", "stream", "message", "stack_top", "code", "file", "offset", "detail")
+# `ts_bounded`: the line had no timestamp of its own; `ts` is then the earliest time it provably existed
+# (an upper bound) and `ts_from`, when known, the time it was written after (a lower bound).
+SEARCH_KEYS: tuple[str, ...] = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "template_id", "message")
+SEARCH_KEYS += ("stack_top", "code", "file", "offset")
+EXAMPLE_KEYS: tuple[str, ...] = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "message", "stack_top")
+EXAMPLE_KEYS += ("code", "file", "offset", "detail")
 
 
 def _ordered(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
-    return {k: row.get(k) for k in keys}
+    out = {k: row.get(k) for k in keys}
+    if "ts_bounded" in out:
+        out["ts_bounded"] = bool(out["ts_bounded"])
+    return out
 
 
 def template_detail(
@@ -518,12 +580,12 @@ def template_detail(
         [template_id, *app_params],
     ).fetchall()
     recent = conn.execute(
-        "SELECT e.id, e.ts, e.app, e.stream, e.code, s.path, e.offset, e.block FROM log_entries e"
+        f"SELECT e.id, e.ts, {bounds_sql(conn)}, e.app, e.stream, e.code, s.path, e.offset, e.block FROM log_entries e"
         f" JOIN log_sources s ON s.id = e.source WHERE e.template_id = ?{app_sql.replace('app', 'e.app')}"
         " ORDER BY e.ts DESC, e.id DESC LIMIT ?",
         [template_id, *app_params, int(examples)],
     ).fetchall()
-    keys = ("id", "ts", "app", "stream", "code", "file", "offset", "block")
+    keys = ("id", "ts", "ts_from", "ts_bounded", "app", "stream", "code", "file", "offset", "block")
     found = _with_texts(conn, [dict(zip(keys, r)) for r in recent], TEXT_KEYS)
     return {
         "template_id": row[0],
