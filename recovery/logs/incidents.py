@@ -16,16 +16,19 @@ import sqlite3
 from typing import Any
 
 from ..events import parse_ts
-from .storage import _iso, readable, top_templates
+from .storage import _iso, ingested_by, readable, top_templates
 
 
-def _incidents(conn: sqlite3.Connection, since: str, until: str, app: str | None) -> list[tuple]:
+def _incidents(
+    conn: sqlite3.Connection, since: str, until: str, app: str | None, known_by: str | None = None
+) -> list[tuple]:
     try:
         return conn.execute(
             "SELECT id, app, started_at FROM incidents WHERE started_at >= ? AND started_at < ?"
             + (" AND app = ?" if app is not None else "")
+            + (" AND coalesce(detected_at, started_at) <= ?" if known_by is not None else "")
             + " ORDER BY started_at",
-            (since, until, *([app] if app is not None else [])),
+            (since, until, *([app] if app is not None else []), *([known_by] if known_by is not None else [])),
         ).fetchall()
     except sqlite3.OperationalError:  # no projections yet: no check has run on this store
         return []
@@ -46,20 +49,29 @@ def _hours(lo: str, hi: str) -> float:
 
 
 def around_incidents(
-    conn: sqlite3.Connection, since: Any, until: Any, *, minutes: float = 10, app: str | None = None
+    conn: sqlite3.Connection,
+    since: Any,
+    until: Any,
+    *,
+    minutes: float = 10,
+    app: str | None = None,
+    known_by: Any = None,
 ) -> dict[str, Any]:
     """Templates seen in the `minutes` before incidents that started in [since, until).
 
     Returns {"incidents": [...], "minutes": ..., "templates": [...]}, templates ranked by how
     many incidents they preceded, then by lift (window rate over base rate; None when the
-    template was never seen outside the windows), then by count.
+    template was never seen outside the windows), then by count. With `known_by`, the answer as
+    it stood then: incidents detected by then, log lines ingested by then.
     """
     since_s, until_s = _iso(since), _iso(until)
+    known_s = _iso(known_by) if known_by is not None else None
+    bound = ingested_by(conn, known_s) if known_s is not None and readable(conn) else 1 << 62
     pruned = None
     if readable(conn):
         pruned = conn.execute("SELECT max(before_ts) FROM log_prunes").fetchone()[0]
     start = max(since_s, pruned) if pruned else since_s
-    incidents = _incidents(conn, start, until_s, app)
+    incidents = _incidents(conn, start, until_s, app, known_s)
     out: dict[str, Any] = {
         "since": since_s,
         "until": until_s,
@@ -81,25 +93,31 @@ def around_incidents(
         merged = _merge([(lo, hi) for _, lo, hi in windows])
         window_hours = sum(_hours(lo, hi) for lo, hi in merged)
         base_hours = max(_hours(since_s, until_s) - window_hours, 1 / 60)
-        totals = {r["template_id"]: r for r in top_templates(conn, since_s, app=a, top=1 << 30, until=until_s)}
+        totals = {
+            r["template_id"]: r
+            for r in top_templates(conn, since_s, app=a, top=1 << 30, until=until_s, known_by=known_s)
+        }
         inside: dict[str, int] = {}
         for lo, hi in merged:
             for tid, n in conn.execute(
-                "SELECT template_id, count(*) FROM log_entries WHERE app = ? AND ts >= ? AND ts < ? GROUP BY template_id",
-                (a, lo, hi),
+                "SELECT template_id, count(*) FROM log_entries WHERE app = ? AND ts >= ? AND ts < ? AND ingest_id <= ?"
+                " GROUP BY template_id",
+                (a, lo, hi, bound),
             ):
                 inside[tid] = inside.get(tid, 0) + n
         preceded: dict[str, list[int]] = {}
         for iid, lo, hi in windows:
             for (tid,) in conn.execute(
-                "SELECT DISTINCT template_id FROM log_entries WHERE app = ? AND ts >= ? AND ts < ?", (a, lo, hi)
+                "SELECT DISTINCT template_id FROM log_entries WHERE app = ? AND ts >= ? AND ts < ? AND ingest_id <= ?",
+                (a, lo, hi, bound),
             ):
                 preceded.setdefault(tid, []).append(iid)
         for tid, n in inside.items():
             total = totals.get(tid)
             base = max(0, (total["count"] if total else n) - n)
             first_seen = conn.execute(
-                "SELECT min(first_ts) FROM log_counts WHERE app = ? AND template_id = ?", (a, tid)
+                "SELECT min(first_ts) FROM log_counts WHERE app = ? AND template_id = ? AND ingest_id <= ?",
+                (a, tid, bound),
             ).fetchone()[0]
             appeared = [iid for iid, lo, hi in windows if first_seen is not None and lo <= first_seen < hi]
             base_per_hour = base / base_hours
