@@ -233,10 +233,10 @@ def report(d: Diagnosis, fixtures: Sequence[Fixture]) -> list[str]:
     kinds = sorted(set(d.kinds()) | {NONE})
     lines += ["", "## confusion (rows: expected top, columns: got top)"]
     width = max(len(k) for k in kinds) + 1
-    lines.append(" " * (width + 2) + "".join(f"{k[:12]:>13}" for k in kinds))
+    lines.append(" " * (width + 2) + "".join(f"{k:>{width}}" for k in kinds))
     matrix = d.confusion()
     for e in kinds:
-        lines.append(f"  {e:{width}}" + "".join(f"{matrix.get((e, g), 0) or '.':>13}" for g in kinds))
+        lines.append(f"  {e:{width}}" + "".join(f"{matrix.get((e, g), 0) or '.':>{width}}" for g in kinds))
     lines += ["", "## per hint kind"]
     for k in d.kinds():
         lines.append(f"  {k:24} precision {_pct(d.precision(k)):>5}   recall {_pct(d.recall(k)):>5}")
