@@ -246,7 +246,10 @@ def report(d: Diagnosis, fixtures: Sequence[Fixture]) -> list[str]:
     for shape, rows in d.forecast_errors.items():
         for ts, f, real in rows:
             lines.append(f"  {shape} at {ts}: forecast {f:7.0f}s  real {real:7.0f}s  error {f - real:+7.0f}s")
-        if not rows:
+        if rows:
+            _, f, real = rows[0]
+            lines.append(f"  {shape}: first forecast {f:.0f}s for {real:.0f}s, {100 * (f - real) / real:+.0f} %")
+        else:
             lines.append(f"  {shape}: no memory_leak forecast at any sample before the limit")
     summary = d.forecast_summary()
     if summary:
