@@ -137,15 +137,25 @@ class Rec:
         return self.lb.events()[-1]["ts"]
 
     def incidents(self) -> list[dict[str, Any]]:
-        """The decisions that opened incidents (code other than healthy/degraded), in order."""
-        return [
-            e for e in self.lb.events("decision.made") if e["app"] and (e["data"] or {}).get("code") not in ("healthy", "degraded")
-        ]  # fmt: skip
+        """The decisions that opened incidents: not healthy (nor degraded) after one that was, in order."""
+        out, up = [], True
+        for e in self.lb.events("decision.made"):
+            if not e["app"]:
+                continue
+            ok = (e["data"] or {}).get("code") in ("healthy", "degraded")
+            if up and not ok:
+                out.append(e)
+            up = ok
+        return out
 
     def first_incident_plus(self, seconds: float = 5.0) -> str:
         """The first incident's detection (the decision that opened it) + `seconds`."""
-        first = self.incidents()[0]["ts"]
-        return format_ts(parse_ts(first) + _dt.timedelta(seconds=seconds))
+        return self.incident_plus(0, seconds)
+
+    def incident_plus(self, index: int, seconds: float = 5.0) -> str:
+        """The detection of the incident `index` (0: the first) + `seconds`, or the last event when that is sooner."""
+        detected = parse_ts(self.incidents()[index]["ts"]) + _dt.timedelta(seconds=seconds)
+        return min(format_ts(detected), self.last_ts())
 
 
 def cp(now: str, top: str | None, absent: list[str], note: str) -> dict[str, Any]:
@@ -347,17 +357,34 @@ def _night_start(day: int, minute_offset: float) -> _dt.datetime:
 def nightly_cluster(rec: Rec) -> Recording:
     rec.start()
     offsets = [-3.0, 2.0, -5.0, 1.0]  # stalls at 02:57, 03:02, 02:55, 03:01 (UTC), one night each
+    checkpoints = []
     for day, off in enumerate(offsets, start=1):
-        t0, real0 = _night_start(day, off), time.time()
-        rec.shift = t0.timestamp() - real0
+        rec.shift = _night_start(day, off).timestamp() - time.time()
         rec.checks(2)
         rec.control("stall")
         rec.check()
         rec.checks(1)
-        _ = real0
+        now = rec.incident_plus(day - 1)
+        if day < 3:
+            checkpoints.append(
+                cp(
+                    now,
+                    "stalled_on_io",
+                    ["schedule", "event_loop_blocked", "database_trouble", "memory_leak"],
+                    f"idle stalls near 03:00 UTC on {day} day(s): not yet a schedule",
+                )
+            )
+        else:
+            checkpoints.append(
+                cp(
+                    now,
+                    "schedule",
+                    ["event_loop_blocked", "database_trouble", "memory_leak"],
+                    f"idle stalls near 03:00 UTC on {day} different days",
+                )
+            )
     return Recording(
-        [cp(rec.last_ts(), "schedule", ["event_loop_blocked", "database_trouble", "memory_leak"],
-            "idle stalls near 03:00 UTC on four different days")],
+        checkpoints,
         compressed="four nights in ~2 minutes: each night's `recovery` runs see their wall clock moved forward "
         "to that day's 02:55-03:02 UTC (bench/shifted_clock.py); PM2 and the app run in real time",
     )  # fmt: skip
@@ -366,22 +393,28 @@ def nightly_cluster(rec: Rec) -> Recording:
 def same_day_bursts(rec: Rec) -> Recording:
     rec.start()
     rec.checks(2)
-    for _ in range(3):
+    absent = ["schedule", "event_loop_blocked", "database_trouble", "memory_leak"]
+    checkpoints = []
+    for k in range(3):
         rec.control("stall")
         rec.check()
         rec.checks(2)
-    absent = ["schedule", "event_loop_blocked", "database_trouble", "memory_leak"]
-    return Recording([cp(rec.last_ts(), "stalled_on_io", absent, "three idle stalls within a few minutes of one day")])
+        note = f"idle stall {k + 1} of 3, all within a few minutes of one day"
+        checkpoints.append(cp(rec.incident_plus(k), "stalled_on_io", absent, note))
+    return Recording(checkpoints)
 
 
 def healthy_hour(rec: Rec) -> Recording:
     rec.start()
     t0 = time.time()
+    checkpoints = []
     for k in range(60):
         rec.shift = t0 + 60 * k - time.time()  # the k-th check runs at t0 + k minutes
         rec.check()
+        if k % 15 == 14:
+            checkpoints.append(cp(rec.last_ts(), None, ALL, f"healthy for {k + 1} minutes: a check a minute"))
     return Recording(
-        [cp(rec.last_ts(), None, ALL, "healthy for an hour: sixty checks a minute apart")],
+        checkpoints,
         compressed="an hour in ~1 minute: the k-th `recovery check` sees its wall clock moved forward to "
         "start + k minutes (bench/shifted_clock.py); PM2 and the app run in real time",
     )
@@ -392,12 +425,14 @@ def slow_alive_bursts(rec: Rec) -> Recording:
     rec.control("slow", ms=800)  # 80 % of the 1 s probe timeout
     rec.control("bursts", ms=900, every=5000)
     before = rec.lb.restart_time()
-    rec.checks(30, gap=1.0)
+    checkpoints = []
+    for k in range(3):
+        rec.checks(10, gap=1.0)
+        checkpoints.append(
+            cp(rec.last_ts(), None, ALL, f"800 ms answers, 900 ms CPU bursts every 5 s: {10 * (k + 1)} checks")
+        )
     made = rec.lb.restart_time() - before
-    return Recording(
-        [cp(rec.last_ts(), None, ALL, "800 ms answers and 900 ms CPU bursts every 5 s: slow, never down")],
-        notes=[f"PM2 restarts during the run: {made} (wanted 0)"],
-    )
+    return Recording(checkpoints, notes=[f"PM2 restarts during the run: {made} (wanted 0)"])
 
 
 # -- nextjs_prisma -------------------------------------------------------------------------------
