@@ -1226,7 +1226,7 @@ def _hint_input(conn: sqlite3.Connection, app: str, now: _dt.datetime, since: st
     start = hints.crash_errors_from(model)
     if start is None:
         return model
-    tops = top_templates(conn, start, app=app, top=hints.CRASH_TEMPLATES, until=now)
+    tops = top_templates(conn, start, app=app, top=hints.CRASH_TEMPLATES, until=now, known_by=now)
     return replace(
         model, crash_errors=tuple(hints.TemplateCount(t["template_id"], t["template"], t["count"]) for t in tops)
     )
@@ -1238,8 +1238,9 @@ def _incidents_begun(conn: sqlite3.Connection, app: str, since: str, until: str)
     rows = conn.execute(
         "SELECT i.id, i.started_at, i.started_seq, i.first_reason, d.data, d.run_id, i.ended_at FROM incidents i"
         " LEFT JOIN events d ON d.seq = i.started_seq WHERE i.app = ? AND i.started_at >= ?"
-        " AND i.started_at <= ? ORDER BY i.started_at DESC, i.id DESC LIMIT ?",
-        (app, since, until, HINT_INCIDENTS),
+        " AND i.started_at <= ? AND coalesce(i.detected_at, i.started_at) <= ?"
+        " ORDER BY i.started_at DESC, i.id DESC LIMIT ?",
+        (app, since, until, until, HINT_INCIDENTS),
     ).fetchall()
     out = []
     for iid, started, seq, reason, data, run_id, ended in reversed(rows):
@@ -1335,7 +1336,7 @@ def _pm2_restart(seq: int, ts: str, d: dict[str, Any]) -> hints.Pm2Restart:
 def _errors_before_incidents(conn: sqlite3.Connection, app: str, since: str, until: str) -> hints.ErrorsBeforeIncidents:
     # As the store held the logs at `until`: a line without a timestamp is stored with a time
     # before the read that brought it in.
-    around = around_incidents(conn, since, until, minutes=hints.BEFORE_INCIDENT_MIN, app=app, as_of=until)
+    around = around_incidents(conn, since, until, minutes=hints.BEFORE_INCIDENT_MIN, app=app, known_by=until)
     templates = tuple(
         hints.TemplateBeforeIncidents(
             t["template_id"],

@@ -316,7 +316,7 @@ def test_a_bounded_line_counts_before_an_incident_by_its_upper_bound_and_only_on
     assert before["before_incidents"] == 5 and before["bounded"] == 5 and before["incidents_preceded"] == 1
     # As the store stood before that read, nothing preceded the incident:
     earlier = around_incidents(
-        store.conn, now - dt.timedelta(days=1), now, app="web", as_of=read_at - dt.timedelta(seconds=1)
+        store.conn, now - dt.timedelta(days=1), now, app="web", known_by=read_at - dt.timedelta(seconds=1)
     )
     assert earlier["templates"] == []
     model = projections.hint_input(store.conn, "web", read_at - dt.timedelta(seconds=1))

@@ -16,16 +16,19 @@ import sqlite3
 from typing import Any
 
 from ..events import parse_ts
-from .storage import _iso, read_by, readable, schema_version, top_templates
+from .storage import _iso, ingested_by, readable, schema_version, top_templates
 
 
-def _incidents(conn: sqlite3.Connection, since: str, until: str, app: str | None) -> list[tuple]:
+def _incidents(
+    conn: sqlite3.Connection, since: str, until: str, app: str | None, known_by: str | None = None
+) -> list[tuple]:
     try:
         return conn.execute(
             "SELECT id, app, started_at FROM incidents WHERE started_at >= ? AND started_at < ?"
             + (" AND app = ?" if app is not None else "")
+            + (" AND coalesce(detected_at, started_at) <= ?" if known_by is not None else "")
             + " ORDER BY started_at",
-            (since, until, *([app] if app is not None else [])),
+            (since, until, *([app] if app is not None else []), *([known_by] if known_by is not None else [])),
         ).fetchall()
     except sqlite3.OperationalError:  # no projections yet: no check has run on this store
         return []
@@ -52,7 +55,7 @@ def around_incidents(
     *,
     minutes: float = 10,
     app: str | None = None,
-    as_of: Any = None,
+    known_by: Any = None,
 ) -> dict[str, Any]:
     """Templates seen in the `minutes` before incidents that started in [since, until).
 
@@ -60,15 +63,17 @@ def around_incidents(
     many incidents they preceded, then by lift (window rate over base rate; None when the
     template was never seen outside the windows), then by count. A line without a timestamp of
     its own counts by its upper bound (`ts`): before an incident only when it provably was;
-    `bounded` says how many of a template's entries before incidents had such a time. `as_of`:
-    only the log rows read by then (`storage.read_by`), as a diagnosis at that moment saw them.
+    `bounded` says how many of a template's entries before incidents had such a time. With
+    `known_by`, the answer as it stood then: incidents detected by then, log lines ingested by then.
     """
     since_s, until_s = _iso(since), _iso(until)
+    known_s = _iso(known_by) if known_by is not None else None
+    bound = ingested_by(conn, known_s) if known_s is not None and readable(conn) else 1 << 62
     pruned = None
     if readable(conn):
         pruned = conn.execute("SELECT max(before_ts) FROM log_prunes").fetchone()[0]
     start = max(since_s, pruned) if pruned else since_s
-    incidents = _incidents(conn, start, until_s, app)
+    incidents = _incidents(conn, start, until_s, app, known_s)
     out: dict[str, Any] = {
         "since": since_s,
         "until": until_s,
@@ -81,7 +86,7 @@ def around_incidents(
         return out
     width = _dt.timedelta(minutes=minutes)
     bounded_sql = "sum(ts_bounded)" if schema_version(conn) >= 4 else "0"
-    known_sql, known = read_by(conn, as_of) if as_of is not None else ("", [])
+    known_sql, known = " AND ingest_id <= ?", [bound]
     per_app: dict[str, list[tuple[int, str, str]]] = {}
     for iid, a, started in incidents:
         lo = _iso(parse_ts(started) - width)
@@ -93,7 +98,8 @@ def around_incidents(
         window_hours = sum(_hours(lo, hi) for lo, hi in merged)
         base_hours = max(_hours(since_s, until_s) - window_hours, 1 / 60)
         totals = {
-            r["template_id"]: r for r in top_templates(conn, since_s, app=a, top=1 << 30, until=until_s, as_of=as_of)
+            r["template_id"]: r
+            for r in top_templates(conn, since_s, app=a, top=1 << 30, until=until_s, known_by=known_s)
         }
         inside: dict[str, int] = {}
         bounded: dict[str, int] = {}  # of them, lines without a timestamp: `ts` is their upper bound

@@ -426,25 +426,34 @@ def _iso(when: Any) -> str:
     return format_ts(when)
 
 
-def read_by(conn: sqlite3.Connection, when: Any) -> tuple[str, list[Any]]:
-    """SQL (` AND ingest_id <= ?`, its parameter) keeping the rows of the ingestion runs begun by
-    `when`: the logs as the store held them then. An entry's `ts` alone does not say that: a line
-    without a timestamp is stored with a time before the read that brought it in."""
-    row = conn.execute("SELECT id FROM log_ingests WHERE ts <= ? ORDER BY id DESC LIMIT 1", (_iso(when),)).fetchone()
-    return " AND ingest_id <= ?", [row[0] if row else 0]
+def ingested_by(conn: sqlite3.Connection, known_by: Any) -> int:
+    """The last ingestion run recorded by `known_by` (run ids grow with time), 0 when none: entries,
+    counts and template versions of later runs were not known at `known_by`. An entry's `ts` alone
+    does not say that: a line without a timestamp is stored with a time before the read that
+    brought it in."""
+    row = conn.execute("SELECT max(id) FROM log_ingests WHERE ts <= ?", (_iso(known_by),)).fetchone()
+    return int(row[0] or 0)
 
 
 def top_templates(
-    conn: sqlite3.Connection, since: Any, app: str | None = None, top: int = 20, until: Any = None, as_of: Any = None
+    conn: sqlite3.Connection,
+    since: Any,
+    app: str | None = None,
+    top: int = 20,
+    until: Any = None,
+    *,
+    known_by: Any = None,
 ) -> list[dict[str, Any]]:
     """Templates ranked by count in [since, until), newest counts included; one row per (template, app).
 
     Whole hours come from `log_counts` (kept for good); the partial hours at either edge of the
-    window from `log_entries`, so the answer is exact while raw entries are kept. `as_of`: only
-    what was read by then (`read_by`).
+    window from `log_entries`, so the answer is exact while raw entries are kept. With `known_by`,
+    only what ingestion runs had recorded by then counts (a line read later, even one timestamped
+    earlier, was not known yet).
     """
     if not readable(conn):
         return []
+    bound = ingested_by(conn, known_by) if known_by is not None else 1 << 62
     since_s = _iso(since)
     until_s = _iso(until) if until is not None else "9999"
     h0 = since_s[:13]
@@ -461,12 +470,10 @@ def top_templates(
             a[2] = max(a[2], last)
 
     app_sql, app_params = (" AND app = ?", [app]) if app is not None else ("", [])
-    known_sql, known = read_by(conn, as_of) if as_of is not None else ("", [])
-    app_sql, app_params = app_sql + known_sql, [*app_params, *known]
     for row in conn.execute(
         "SELECT app, template_id, sum(count), min(first_ts), max(last_ts) FROM log_counts"
-        f" WHERE hour > ? AND hour < ?{app_sql} GROUP BY app, template_id",
-        [h0, h1, *app_params],
+        f" WHERE hour > ? AND hour < ? AND ingest_id <= ?{app_sql} GROUP BY app, template_id",
+        [h0, h1, bound, *app_params],
     ):
         add(*row)
     edges = [(since_s, min(next_hour(h0), until_s))]
@@ -475,16 +482,17 @@ def top_templates(
     for lo, hi in edges:
         for row in conn.execute(
             "SELECT app, template_id, count(*), min(ts), max(ts) FROM log_entries"
-            f" WHERE ts >= ? AND ts < ?{app_sql} GROUP BY app, template_id",
-            [lo, hi, *app_params],
+            f" WHERE ts >= ? AND ts < ? AND ingest_id <= ?{app_sql} GROUP BY app, template_id",
+            [lo, hi, bound, *app_params],
         ):
             add(*row)
     ranked = sorted(agg.items(), key=lambda kv: (-kv[1][0], kv[0][1], kv[0][0]))[:top]
     newest = {}
     for (app_, tid), _ in ranked:
         row = conn.execute(
-            f"SELECT id, block FROM log_entries WHERE template_id = ? AND app = ?{known_sql} ORDER BY ts DESC LIMIT 1",
-            (tid, app_, *known),
+            "SELECT id, block FROM log_entries WHERE template_id = ? AND app = ? AND ingest_id <= ?"
+            " ORDER BY ts DESC LIMIT 1",
+            (tid, app_, bound),
         ).fetchone()
         if row is not None:
             newest[(app_, tid)] = row
@@ -493,8 +501,8 @@ def top_templates(
     for (app_, tid), (n, first, last) in ranked:
         cur = conn.execute(
             "SELECT v.text, t.example FROM log_templates t JOIN log_template_versions v ON v.template_id = t.id"
-            " WHERE t.id = ? ORDER BY v.version DESC LIMIT 1",
-            (tid,),
+            " WHERE t.id = ? AND v.ingest_id <= ? ORDER BY v.version DESC LIMIT 1",
+            (tid, bound),
         ).fetchone()
         entry = newest.get((app_, tid))
         text = texts.get(entry[0]) if entry else None
