@@ -25,8 +25,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +362,25 @@ def pm2(pm2_bin: Path) -> Iterator[Pm2Sandbox]:
         yield sandbox
     finally:
         sandbox.close()
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server whose answer (status, body) each test sets."""
+    state: dict = {"status": 200, "body": b"ok"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(state["status"])
+            self.send_header("Content-Length", str(len(state["body"])))
+            self.end_headers()
+            self.wfile.write(state["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", state
+    server.shutdown()
+    server.server_close()

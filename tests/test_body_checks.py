@@ -4,8 +4,6 @@ A right status with the wrong body is a failed probe of kind `body`, against rea
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,25 +14,10 @@ from tests.test_check import recovery, stored, write_config
 
 
 @pytest.fixture
-def answering():
+def answering(http_server):
     """A real loopback server answering 200 with the body each test sets."""
-    state = {"body": b"ok"}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(state["body"])))
-            self.end_headers()
-            self.wfile.write(state["body"])
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/health", state
-    server.shutdown()
-    server.server_close()
+    url, state = http_server
+    return url + "health", state
 
 
 def app_with(tmp_path, url: str, extra: str):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -14,28 +12,6 @@ from recovery.probe import make_client, probe_once
 
 def ok_2xx(code: int) -> bool:
     return 200 <= code < 400
-
-
-@pytest.fixture
-def http_server():
-    """A real HTTP server whose answer each test sets."""
-    state = {"status": 200}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(state["status"])
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", state
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
