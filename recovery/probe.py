@@ -217,15 +217,14 @@ def probe_once(
         _CONN.reset(conn_token)
     ms = (clock() - start) * 1000
     port = conn.get("local_port")
-    detail: str | None
     if not status_ok(response.status_code):
-        error, detail = "status", f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        error, problem = "status", f"HTTP {response.status_code} {response.reason_phrase}".strip()
     else:
-        error, detail = "body", body_check(body) if body_check is not None else None
-        if detail is None:
+        error, problem = "body", body_check(body) if body_check is not None else None
+        if problem is None:
             return Attempt(True, attempt, shown, ms, status=response.status_code, body=body, local_port=port)
     return Attempt(
-        False, attempt, shown, ms, status=response.status_code, error=error, detail=detail, body=body, local_port=port
+        False, attempt, shown, ms, status=response.status_code, error=error, detail=problem, body=body, local_port=port
     )
 
 
