@@ -217,6 +217,7 @@ def probe_once(
         _CONN.reset(conn_token)
     ms = (clock() - start) * 1000
     port = conn.get("local_port")
+    problem: str | None
     if not status_ok(response.status_code):
         error, problem = "status", f"HTTP {response.status_code} {response.reason_phrase}".strip()
     else:
