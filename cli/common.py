@@ -105,3 +105,23 @@ def store_note(store: Store) -> None:
     note = store.note or (IMMUTABLE_NOTE if store.immutable else None)
     if note:
         typer.echo(f"note: {store.path}: {note}", err=True)
+
+
+WideOption = Annotated[bool, typer.Option("--wide", help="Every column, whatever the terminal's width.")]
+
+
+def terminal(wide: bool = False) -> tuple[int | None, bool]:
+    """(width, colour) for tables on stdout: the width from $COLUMNS, else the terminal's when stdout
+    is one (None: no limit, for pipes and --wide); colour on a terminal only, never with $NO_COLOR."""
+    import os
+    import shutil
+    import sys
+
+    tty = sys.stdout.isatty()
+    colour = tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    if wide:
+        return None, colour
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns), colour
+    return (shutil.get_terminal_size().columns if tty else None), colour

@@ -16,6 +16,7 @@ from .common import (  # shared by every command module
     UNKNOWN,
     ConfigOption,
     JsonOption,
+    WideOption,
     configured_app,
     fail,
     guarded,
@@ -23,6 +24,7 @@ from .common import (  # shared by every command module
     open_store,
     positive_duration,
     store_note,
+    terminal,
 )
 
 app = typer.Typer(
@@ -176,12 +178,14 @@ def resume(
 
 @app.command()
 @guarded
-def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
+def status(config: ConfigOption = None, json_out: JsonOption = False, wide: WideOption = False) -> None:
     """One row per app: state and since when, last check, latency, PM2's view, restarts in 24h, open incident.
 
     In cluster mode WORKERS shows the workers' health, e.g. `3/4 (#2 hung)`: online and not hung of all, then the failed ones by pm_id (`--json`: workers, with each worker's pid, status, memory, CPU and PM2's own restarts of it in 24h).
 
     A last check older than twice the usual interval is flagged STALE (is cron still running?). Exit codes as `recovery check`, for the worst app; STALE counts as UNKNOWN.
+
+    The table fits the terminal ($COLUMNS): the least useful columns (PID, WORKERS, PM2, CPU, ...) are left out first; --wide shows all. States are coloured on a terminal, unless $NO_COLOR is set.
 
     Example: recovery status --json
     """
@@ -198,7 +202,8 @@ def status(config: ConfigOption = None, json_out: JsonOption = False) -> None:
 
         typer.echo(json.dumps({"apps": [r.to_dict() for r in rows], "code": max((r.code for r in rows), default=0)}))
     else:
-        typer.echo(status_table(rows))
+        width, colour = terminal(wide)
+        typer.echo(status_table(rows, width=width, colour=colour))
     raise typer.Exit(max((r.code for r in rows), default=0))
 
 

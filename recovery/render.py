@@ -97,6 +97,56 @@ def _grid(head: list[str], body: list[list[str]], indent: str = "") -> list[str]
     return [indent + "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
 
 
+def fit_columns(
+    head: list[str], body: list[list[str]], width: int | None, drop_order: list[str]
+) -> tuple[list[str], list[list[str]]]:
+    """The table's columns that fit in `width` characters (None: all): columns empty in every row
+    ('-') go first, then those of `drop_order`, least useful first; the rest keep their order."""
+    cols = list(range(len(head)))
+
+    def size(keep: list[int]) -> int:
+        return sum(max(len(r[c]) for r in [head, *body]) for c in keep) + 2 * (len(keep) - 1)
+
+    if width is None or size(cols) <= width:
+        return head, body
+    empty = [c for c in cols if body and all(r[c] in ("-", "") for r in body) and head[c] in drop_order]
+    order = empty + [head.index(h) for h in drop_order if head.index(h) not in empty]
+    for c in order:
+        if size(cols) <= width:
+            break
+        cols.remove(c)
+    return [head[c] for c in cols], [[r[c] for c in cols] for r in body]
+
+
+def wrap(text: str, width: int | None, indent: str = "    ") -> list[str]:
+    """`text` as lines of at most `width` characters (None: one line), the later ones indented."""
+    if width is None or len(text) <= width:
+        return [text]
+    import textwrap
+
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=True)
+
+
+# ANSI colours for a state word on a terminal (never in a pipe, never with NO_COLOR).
+_STATE_COLOURS = {
+    "HEALTHY": "32",
+    "PAUSED": "36",
+    "DEGRADED": "33",
+    "RECOVERING": "33",
+    "DOWN": "31",
+    "SUSPENDED": "31;1",
+    "STOPPED": "31",
+}
+
+
+def _coloured_states(line: str, states: list[str]) -> str:
+    for word in states:
+        code = _STATE_COLOURS.get(word)
+        if code and f"  {word}" in line:
+            return line.replace(f"  {word}", f"  \033[{code}m{word}\033[0m", 1)
+    return line
+
+
 _SUMMARY_HEAD = [
     "APP",
     "AVAILABILITY",
@@ -472,8 +522,28 @@ def workers_cell(w: dict[str, Any] | None) -> str:
     return f"{text} ({ids} {why}" + (f" +{more}" if more else "") + ")"
 
 
-def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
-    """A plain-text table, one row per app, then a line per app that is not healthy or has a hint."""
+# The status columns dropped first when the table does not fit the terminal (`--wide` keeps all).
+_STATUS_DROP = [
+    "PID",
+    "WORKERS",
+    "PM2",
+    "CPU",
+    "MEMORY",
+    "UPTIME",
+    "RESTARTS 24H",
+    "SINCE",
+    "LATENCY",
+    "INCIDENT",
+    "HINT",
+]
+
+
+def status_table(
+    rows: list[AppStatus], now: _dt.datetime | None = None, *, width: int | None = None, colour: bool = False
+) -> str:
+    """A plain-text table, one row per app, then a line per app that is not healthy or has a hint.
+    With `width`, the least useful columns are dropped and the notes wrapped until every line fits;
+    with `colour`, the state words are coloured (ANSI)."""
     now = now or _dt.datetime.now(_dt.UTC)
     body = []
     for r in rows:
@@ -496,7 +566,9 @@ def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
                 f"{r.hint['kind']} {r.hint['confidence']:.2f}" if r.hint else "-",
             ]
         )
-    lines = _grid(_STATUS_HEAD, body)
+    lines = _grid(*fit_columns(_STATUS_HEAD, body, width, _STATUS_DROP))
+    if colour:
+        lines = [lines[0]] + [_coloured_states(line, [r.state.upper()]) for line, r in zip(lines[1:], rows)]
     notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]
     notes += [
         f"{r.app}: worker #{f['pm_id']} (pid {f['pid'] or '-'}) {f['why']}"
@@ -512,7 +584,7 @@ def status_table(rows: list[AppStatus], now: _dt.datetime | None = None) -> str:
         if i.get("pm2_restarts_24h")
     ]
     notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
-    return "\n".join(lines + notes)
+    return "\n".join(lines + [line for note in notes for line in wrap(note, width)])
 
 
 # -- recovery replay ---------------------------------------------------------------------------
