@@ -430,6 +430,81 @@ def ending(t: Timeline) -> str:
     return f"ended: {i.outcome} after {span(i.duration_s, decimals=True)}, {restarts}"
 
 
+CYCLE_MAX = 8  # the longest run of events whose repetition `why` folds into one line
+
+
+def _signature(s: Step) -> tuple[Any, ...]:
+    """What makes two events the same for a reader of the timeline: a probe's phase and outcome, a
+    decision's code, a sample's status; any other event is its own."""
+    d = s.data
+    if s.type in ("probe.failed", "probe.succeeded"):
+        return (s.type, d.get("phase"), d.get("error") or d.get("status"))
+    if s.type == "decision.made":
+        return (s.type, d.get("code") or d.get("reason"), d.get("action"))
+    if s.type in ("process.sampled", "check.started", "check.finished", "log.ingested"):
+        return (s.type, d.get("status"))
+    return (s.type, s.seq)
+
+
+def _what(s: Step) -> str:
+    """'probe.failed timeout', 'verify probe.failed refused', 'decision.made wait (warming_up)'."""
+    d = s.data
+    if s.type in ("probe.failed", "probe.succeeded"):
+        what = ("verify " if d.get("phase") == "verify" else "") + s.type
+        outcome = d.get("error") or (f"HTTP {d['status']}" if d.get("status") is not None else "")
+        return f"{what} {outcome}".rstrip()
+    if s.type == "decision.made":
+        return f"decision.made {d.get('action', '?')} ({d.get('code') or '?'})"
+    return s.type
+
+
+def collapsed_rows(steps: list[Step]) -> list[list[str]]:
+    """One row per event, except that a run of events repeating (the same probe failing, or the
+    same few events check after check) is one line: `12 × probe.failed timeout over 24.0s`, or the
+    first round in full and then `11 more times: …`. `why --json` keeps every event."""
+    sigs = [_signature(s) for s in steps]
+    rows: list[list[str]] = []
+    i = 0
+    while i < len(steps):
+        best = (1, 1)  # (repeats, cycle length)
+        for length in range(1, CYCLE_MAX + 1):
+            k = 1
+            while sigs[i + k * length : i + (k + 1) * length] == sigs[i : i + length]:
+                k += 1
+            if k >= 3 and k * length > best[0] * best[1]:
+                best = (k, length)
+        k, length = best
+        if k < 3:
+            s = steps[i]
+            rows.append([offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)])
+            i += 1
+            continue
+        run = steps[i : i + k * length]
+        over = span(run[-1].offset_s - run[0].offset_s, decimals=True)
+        if length == 1:
+            rows.append(
+                [offset(run[0].offset_s), f"#{run[0].seq}..#{run[-1].seq}", f"{k} ×", f"{_what(run[0])} over {over}"]
+            )
+        else:
+            for s in run[:length]:
+                rows.append([offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)])
+            rest = run[length:]
+            counts: dict[str, int] = {}
+            for s in rest:
+                counts[_what(s)] = counts.get(_what(s), 0) + 1
+            listed = ", ".join(f"{n} × {w}" for w, n in counts.items())
+            rows.append(
+                [
+                    offset(rest[0].offset_s),
+                    f"#{rest[0].seq}..#{rest[-1].seq}",
+                    f"{k - 1} more times",
+                    f"{listed} over {over}",
+                ]
+            )
+        i += k * length
+    return rows
+
+
 def timeline_text(t: Timeline) -> str:
     """The incident's header, one line per event, and how it ended."""
     i = t.incident
@@ -440,7 +515,7 @@ def timeline_text(t: Timeline) -> str:
     lines = [head + (f", {i.reason}" if i.reason else "")]
     if i.workers:
         lines.append("about " + ", ".join(worker_text(w) for w in i.workers) + " of the cluster")
-    rows = [[offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)] for s in t.steps]
+    rows = collapsed_rows(t.steps)
     if len(rows) > TIMELINE_MAX:
         half = TIMELINE_MAX // 2
         skipped = len(rows) - 2 * half

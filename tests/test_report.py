@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -463,12 +464,30 @@ def test_why_says_an_open_incident_is_still_open(store):
     assert ending(t) == "still open, for 1m34s so far, 0 restarts"
 
 
-def test_why_text_elides_the_middle_of_a_long_timeline(store):
+def test_why_text_folds_the_checks_that_repeat_themselves(store):
     trail = Trail(store)
     for k in range(150):  # an app down for 150 checks: 301 events
         trail.down(8 * DAY + 60 * k)
     projections.fold(store.conn)
-    lines = timeline_text(why(store, "web", now=NOW)).splitlines()  # type: ignore[arg-type]
+    timeline = why(store, "web", now=NOW)
+    assert timeline is not None and len(timeline.steps) == 301  # --json keeps every event
+    lines = timeline_text(timeline).splitlines()
+    assert len(lines) <= 10, "\n".join(lines)
+    folded = [line for line in lines if "more times" in line]
+    assert len(folded) == 1 and "149 × probe.failed refused, 149 × decision.made wait (?) over 2h29m" in folded[0]
+
+
+def test_why_text_elides_the_middle_of_a_long_timeline_that_does_not_repeat(store):
+    trail = Trail(store)
+    trail.down(8 * DAY)
+    projections.fold(store.conn)
+    timeline = why(store, "web", now=NOW)
+    assert timeline is not None
+    first = timeline.steps[0]
+    timeline.steps = [  # 301 different events: nothing to fold
+        dataclasses.replace(first, seq=n, type=f"alert.kind{n}", offset_s=float(n)) for n in range(301)
+    ]
+    lines = timeline_text(timeline).splitlines()
     assert len(lines) == 1 + TIMELINE_MAX + 1 + 1
     assert "101 more events" in lines[1 + TIMELINE_MAX // 2] and "--json lists all" in lines[1 + TIMELINE_MAX // 2]
 
@@ -689,3 +708,18 @@ def test_the_read_side_modules_import_each_other_in_one_direction_only():
         (a, b) for a in READ_SIDE for b in READ_SIDE if f"recovery.{b}" in below[a] and f"recovery.{a}" in below[b]
     ]
     assert circles == []
+
+
+def test_why_text_folds_a_probe_failing_again_and_again_into_one_line(store):
+    trail = Trail(store)
+    trail.down(8 * DAY)
+    projections.fold(store.conn)
+    timeline = why(store, "web", now=NOW)
+    assert timeline is not None
+    first = timeline.steps[0]
+    failed = {"phase": "verify", "error": "timeout", "attempt": 1, "latency_ms": 2000}
+    timeline.steps = [
+        dataclasses.replace(first, seq=100 + n, type="probe.failed", offset_s=2.0 * n, data=failed) for n in range(12)
+    ]
+    rows = timeline_text(timeline).splitlines()[1:-1]
+    assert len(rows) == 1 and "#100..#111  12 ×" in rows[0] and "verify probe.failed timeout over 22.0s" in rows[0]
