@@ -55,7 +55,9 @@ WAIT_CODES = frozenset({"pm2_restarting"})  # PM2 was bringing it back after a c
 CRASH_YOUNG_S = 60.0  # a process PM2 started this recently, after a crash, is in a crash loop's cycle
 
 DB_ERRORS = re.compile(
-    r"(ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH)\S*\s+\S*:(5432|5433|6432|3306|33060|27017|6379|1433|1521|26257|9042)\b"
+    # PostgreSQL's 5432 and the ports Debian gives further clusters (5433, 5434, ...), PgBouncer's
+    # 6432, MySQL, MongoDB, Redis, SQL Server, Oracle, CockroachDB, Cassandra
+    r"(ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH)\S*\s+\S*:(543\d|6432|3306|33060|27017|6379|1433|1521|26257|9042)\b"
     r"|too many (connections|clients)|remaining connection slots"
     r"|\bpool\b.*\b(timeout|timed out|exhausted)|(timeout|timed out)\b.*\b(pool|acquir\w*)\b|KnexTimeoutError"
     r"|\bP(1001|1017|2024)\b|Can't reach database server|Server has closed the connection"
