@@ -187,7 +187,7 @@ def _ranked_text(rows: list[dict[str, Any]], since_ts: str, app_name: str | None
             f"{r['template_id']}  {r['app']}  {r['count']}×  {_change(r['count'], r['previous_count'])}"
             f"  first {r['first_seen']}  last {r['last_seen']}"
         )
-        lines.append(f"    {r['template']}")
+        lines.append(f"    {_template(r)}")
         if r.get("example"):
             lines.append(f"    e.g. {_short(r['example'])}")
         if r.get("stack_top"):
@@ -219,7 +219,7 @@ def _around_text(found: dict[str, Any], app_name: str | None) -> str:
         if r.get("bounded"):
             line += f"  ({r['bounded']} timed by an upper bound: no timestamp in the line)"
         lines.append(line)
-        lines.append(f"    {r['template']}")
+        lines.append(f"    {_template(r)}")
         if r.get("example"):
             lines.append(f"    e.g. {_short(r['example'])}")
     return "\n".join(lines)
@@ -239,6 +239,16 @@ def _when(entry: dict[str, Any]) -> str:
     if entry.get("ts_from"):
         return f"between {entry['ts_from']} and {entry['ts']}"
     return f"≤ {entry['ts']}"
+
+
+TEMPLATE_WIDTH = 200  # a template longer than this is cut in lists; `errors show` prints it whole
+
+
+def _template(r: dict[str, Any]) -> str:
+    text = " ".join(str(r["template"] or "").split())
+    if len(text) <= TEMPLATE_WIDTH:
+        return text
+    return f"{text[: TEMPLATE_WIDTH - 1]}… ({len(text)} characters; `recovery errors show {r['template_id']}` prints it whole)"
 
 
 def _short(text: str) -> str:

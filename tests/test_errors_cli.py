@@ -277,3 +277,17 @@ def test_ingest_finds_the_log_paths_pm2_reports(pm2, tmp_path, monkeypatch):
     rows = json.loads(invoke("errors", "--json", "--config", str(conf)).output)
     assert [(r["template"], r["count"], r["app"]) for r in rows] == [(TEMPLATE, 3, "logger")]
     assert "logger: 0 bytes, 0 lines, 0 entries" in invoke("ingest", "--config", str(conf)).output  # read once
+
+
+def test_a_long_template_is_cut_in_the_list_and_shown_whole_by_show(tmp_path):
+    conf = write_config(tmp_path)
+    log = tmp_path / "web-error.log"
+    long_message = "Error: render failed for " + " ".join(f"segment{n}" for n in range(4000))  # ~44 KB, one line
+    log.write_text(long_message + "\n")
+    with Store.open(tmp_path / "data" / "recovery.db") as store:
+        assert logs.ingest(store, "web", [log], now=ago(minutes=5)).entries == 1
+    listed = invoke("errors", "--config", str(conf))
+    assert listed.exit_code == 0 and max(len(line) for line in listed.output.splitlines()) < 400
+    (tid,) = re.findall(r"`recovery errors show (\w+)` prints it whole", listed.output)
+    whole = invoke("errors", "show", tid, "--config", str(conf))
+    assert "segment3999" in whole.output

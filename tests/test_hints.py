@@ -547,7 +547,9 @@ def test_hints_import_nothing_that_does_io_not_even_inside_a_function():
             assert imported.partition(".")[0] not in IO_MODULES, f"{module} imports {imported}"
 
 
-@pytest.mark.parametrize("port, db", [(5432, True), (5436, True), (6432, True), (3306, True), (3000, False), (5440, False)])
+@pytest.mark.parametrize(
+    "port, db", [(5432, True), (5436, True), (6432, True), (3306, True), (3000, False), (5440, False)]
+)
 def test_a_refused_connection_is_a_database_error_by_its_port(port, db):
     """PostgreSQL listens on 5432, and Debian gives each further cluster the next port (5433, ...)."""
     assert bool(hints.DB_ERRORS.search(f"Error: connect ECONNREFUSED 127.0.0.1:{port}")) is db
