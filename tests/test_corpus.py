@@ -32,12 +32,7 @@ BY_SHAPE = {f.shape: f for f in FIXTURES}
 
 # Checkpoints main's rules (at fe8a220) get wrong, by (shape, checkpoint index): the point of
 # issue 16 that fixes each. The integrator removes these marks once the points are merged.
-XFAIL: dict[tuple[str, int], str] = {
-    ("db_errors_then_stall", 0): "issue 16 point 2",  # the errors are read after the restart: after the incident
-    ("db_errors_then_stall", 1): "issue 16 point 2",
-    ("nextjs_prisma", 0): "issue 16 point 2",
-    ("nextjs_prisma", 1): "issue 16 point 2",
-}
+XFAIL: dict[tuple[str, int], str] = {}  # (shape, checkpoint) -> the issue point its rules still miss
 
 
 def _cases() -> list[object]:
@@ -90,7 +85,6 @@ def test_the_diagnosis_bench_computes_precision_and_recall_per_kind_on_the_corpu
     assert any(d.forecast_errors.values()), "the leak fixture's forecasts are scored"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 points 2 and 3")
 def test_the_corpus_passes_the_diagnosis_gate():
     """The issue's "done when": precision >= 0.9 for every hint kind, no hint on the healthy and slow fixtures."""
     assert diagnose(FIXTURES).gate(FIXTURES) == []
