@@ -81,14 +81,30 @@ def check(
     Example: recovery check --config /etc/recovery.toml
     """
     from recovery.check import Checker
+    from recovery.errors import RecoveryError
 
-    cfg = load_config(config)
-    for name in only or []:
-        configured_app(cfg, name, flag="--app ")
-    if trigger not in ("cron", "watch", "manual"):
-        fail(f"--trigger {trigger!r}: use cron, watch, manual or schedule")
-    result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only).run()
+    try:
+        cfg = load_config(config)
+        for name in only or []:
+            configured_app(cfg, name, flag="--app ")
+        if trigger not in ("cron", "watch", "manual"):
+            raise RecoveryError(f"--trigger {trigger!r}: use cron, watch, manual or schedule")
+        result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only).run()
+    except RecoveryError as exc:
+        plugin_unknown(str(exc), json_out)
     _print_result(result, json_out)
+
+
+def plugin_unknown(message: str, json_out: bool = False) -> NoReturn:
+    """A check that could not run: the Nagios status line on stdout (or the JSON), the one-line
+    error on stderr, exit 3."""
+    if json_out:
+        import json
+
+        typer.echo(json.dumps({"code": UNKNOWN, "status": "UNKNOWN", "apps": [], "problems": [message]}))
+    else:
+        typer.echo(f"RECOVERY UNKNOWN - {message.replace('|', '/')}")
+    fail(message)
 
 
 AppArgument = Annotated[str, typer.Argument(help="The app's name, as in the config.", show_default=False)]
@@ -504,11 +520,28 @@ def _only(name: str) -> typer.Typer | None:
 
 
 def main() -> None:
-    """Console-script entry point; every command is `guarded`, so domain errors are one line there."""
+    """Console-script entry point; every command is `guarded`, so domain errors are one line there.
+    A usage error (an unknown option, a bad value) exits 3, UNKNOWN, as Nagios wants of a plugin;
+    for `recovery check` its status line says so on stdout too."""
+    # typer (pinned < 0.29) carries its own click as typer._click; BadParameter is its UsageError's child
+    from typer._click.exceptions import UsageError
+
+    UsageError.exit_code = UNKNOWN  # click's default, 2, would read as CRITICAL
     args = sys.argv[1:]
     target = (_only(args[0]) if args and args[0] == "check" else None) or app
     try:
-        target()
+        if target is app:
+            target()
+            return
+        try:
+            code = target(standalone_mode=False)
+        except UsageError as exc:
+            typer.echo(f"RECOVERY UNKNOWN - {exc.format_message()}")
+            exc.show()
+            sys.exit(UNKNOWN)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(code or 0)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -646,7 +646,8 @@ else
     bad "recovery config validate failed: $(printf '%s' "$out" | head -n 3 | tr '\n' ' ')— fix $CONFIG and run this again"
 fi
 if out="$(as_cron "${CHECK_CMD/--trigger cron/--trigger manual}" 2>&1)"; then
-    ok "recovery check, run as cron runs it: ${out#* }"
+    # its lines are stamped; the first is the Nagios status line, then one per app
+    ok "recovery check, run as cron runs it: $(printf '%s\n' "$out" | sed -n '2,$s/^[^ ]* //p' | tr '\n' ' ')"
 else
     code=$?
     bad "recovery check as cron runs it exited $code: ${out:-no output (another check holds $LOCK?)} — is $URL right and the app up?"

@@ -36,6 +36,7 @@ from .observations import (
 )
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
 from .store import Recorder, lock_fd
+from .units import one_line
 
 if TYPE_CHECKING:
     from .batching import Batcher
@@ -200,6 +201,8 @@ class AppResult:
     latency_ms: float | None = None
     restarted: bool = False
     action: str = "none"
+    failed: int = 0  # probes of this run that failed
+    slow_ms: float | None = None  # the app's slow_threshold: the latency's warning level in perfdata
 
     def line(self) -> str:
         return f"{self.app} {self.state} {self.summary}".rstrip()
@@ -214,7 +217,26 @@ class AppResult:
             "latency_ms": self.latency_ms,
             "restarted": self.restarted,
             "action": self.action,
+            "failed_probes": self.failed,
         }
+
+    def perfdata(self) -> str:
+        """Nagios perfdata: the latency in seconds (warning at slow_threshold; U when no probe
+        answered), the probes that failed and the restarts of this run."""
+        label = _perf_label
+        latency = "U" if self.latency_ms is None else f"{self.latency_ms / 1000:.3f}s"
+        warn = f"{self.slow_ms / 1000:g}" if self.slow_ms is not None else ""
+        return (
+            f"{label(self.app + '_latency')}={latency};{warn};;0 {label(self.app + '_failed')}={self.failed};;;0"
+            f" {label(self.app + '_restarts')}={int(self.restarted)};;;0"
+        )
+
+
+def _perf_label(name: str) -> str:
+    """A perfdata label, quoted when it holds more than letters, digits, '_', '-' and '.'."""
+    if all(c.isalnum() or c in "_-." for c in name):
+        return name
+    return "'" + name.replace("'", "").replace("=", "_") + "'"
 
 
 @dataclass
@@ -231,7 +253,35 @@ class CheckResult:
         return max((a.code for a in self.apps), default=OK)
 
     def lines(self) -> list[str]:
+        """The Nagios plugin's output: the status line (state, the worst apps, perfdata), then a line
+        per app and per problem."""
+        return [self.status_line(), *self.app_lines()]
+
+    def app_lines(self) -> list[str]:
+        """A line per app and per problem (what `recovery watch` logs at each change)."""
         return [a.line() for a in self.apps] + [f"UNKNOWN {p}" for p in self.problems]
+
+    def status_line(self) -> str:
+        """`RECOVERY <STATE> - <the worst apps> | <perfdata>`, as Nagios and its kin read a plugin."""
+        code = self.code
+        worst = [a for a in self.apps if a.code == code]
+        if self.problems:
+            summary = self.problems[0] + (f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else "")
+        elif code == OK:
+            summary = (
+                self.apps[0].line()
+                if len(self.apps) == 1
+                else f"{len(self.apps)} apps OK"
+                if self.apps
+                else "no apps checked"
+            )
+        else:
+            summary = "; ".join(one_line(a.line(), 100) for a in worst[:3])
+            if len(worst) > 3:
+                summary += f" (+{len(worst) - 3} more)"
+        perf = " ".join(a.perfdata() for a in self.apps)
+        text = f"RECOVERY {STATE_NAMES[code]} - {summary.replace('|', '/')}"
+        return f"{text} | {perf}" if perf else text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -682,6 +732,12 @@ class CheckRun:
     def check_app(self, app: AppConfig) -> AppResult:
         history = self.history(app)
         observed = self.observe(app)
+        result = self.decide_and_act(app, history, observed)
+        result.failed = sum(1 for a in observed.attempts if not a.ok)
+        result.slow_ms = app.slow_threshold * 1000 if app.slow_threshold is not None else None
+        return result
+
+    def decide_and_act(self, app: AppConfig, history: History, observed: Observations) -> AppResult:
         if self.stopping() and not observed.attempts[-1].ok and len(observed.attempts) < app.retries:
             # Stopped before the probes were done: too little seen to restart on, nothing decided.
             self.cut_short = True

@@ -88,7 +88,7 @@ class Journal:
     def __call__(self, result: CheckResult) -> None:
         states = (tuple((a.app, a.state) for a in result.apps), tuple(result.problems))
         if result.code != OK or states != self.last:
-            self.say(*result.lines())
+            self.say(*result.app_lines())
         self.last = states
 
 

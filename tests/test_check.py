@@ -76,7 +76,7 @@ def test_a_healthy_app_exits_0_and_is_not_restarted(pm2, tmp_path):
     config = write_config(tmp_path, pm2, app)
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web OK ")
+    assert proc.stdout.splitlines()[1].startswith("web OK ")
     # The first check of an app takes the full sample (pm2 jlist: nothing to compare with yet) and the host's.
     assert types(stored(config)) == [
         "check.started",
@@ -109,7 +109,9 @@ def test_a_hung_app_is_restarted_once_verified_and_exits_1(pm2, tmp_path):
     app.control("hang")
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web RECOVERED restarted after 2 failed probes (timeout), healthy again in ")
+    assert proc.stdout.splitlines()[1].startswith(
+        "web RECOVERED restarted after 2 failed probes (timeout), healthy again in "
+    )
     assert app.answers()
     assert app.pids()[0] != old_pid and restart_time(app) == 1
     seen = types(stored(config, "web"))
@@ -222,7 +224,7 @@ def test_a_store_that_is_not_a_database_does_not_stop_the_restart(pm2, tmp_path)
     app.control("hang")
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web RECOVERED")
+    assert proc.stdout.splitlines()[1].startswith("web RECOVERED")
     assert "not a SQLite database" in proc.stdout and "spooled" in proc.stdout
     assert app.answers() and restart_time(app) == 1
     lines = spool_path(db).read_text().splitlines()
@@ -252,7 +254,7 @@ def test_a_store_locked_beyond_its_timeout_spools_and_exits_3(pm2, tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web OK") and "locked" in proc.stdout
+    assert proc.stdout.splitlines()[1].startswith("web OK") and "locked" in proc.stdout
 
 
 def test_an_unwritable_store_path_is_unknown_but_the_app_is_still_checked(pm2, tmp_path):
@@ -261,7 +263,7 @@ def test_an_unwritable_store_path_is_unknown_but_the_app_is_still_checked(pm2, t
     config = write_config(tmp_path, pm2, app, store="blocker/recovery.db")
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web OK")
+    assert proc.stdout.splitlines()[1].startswith("web OK")
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and "cannot create the store's folder" in lines[1]
 
@@ -326,7 +328,7 @@ def test_cluster_mode_is_one_app_reloaded_with_zero_downtime_restart(pm2, tmp_pa
     app.control("hang")  # round robin: the second request reaches the other worker
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web RECOVERED reloaded after")
+    assert proc.stdout.splitlines()[1].startswith("web RECOVERED reloaded after")
     requested = next(e for e in stored(config, "web") if e.type == "restart.requested")
     assert requested.data["command"] == ["pm2", "reload", "web"]
     assert not (set(app.pids()) & old) and app.answers()

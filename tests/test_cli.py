@@ -49,12 +49,16 @@ def test_every_command_has_help_text(command):
 
 
 def assert_one_line_exit_3(result, *needles: str):
+    """One line on stderr naming the problem, exit 3; `recovery check`, a Nagios plugin, also says
+    UNKNOWN and why in its one status line on stdout."""
     assert result.exit_code == 3, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert "Traceback" not in result.output
     for n in needles:
         assert n in lines[0], lines[0]
+    out = [line for line in result.stdout.splitlines() if line.strip()]
+    assert out == [] or (len(out) == 1 and out[0] == "RECOVERY UNKNOWN - " + lines[0].removeprefix("recovery: ")), out
 
 
 def test_a_missing_config_file_is_one_line_and_exit_3(tmp_path):
@@ -136,7 +140,7 @@ def test_the_installed_entry_point_prints_no_traceback(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 3
-    assert proc.stdout == ""
+    assert proc.stdout.startswith("RECOVERY UNKNOWN - ") and len(proc.stdout.splitlines()) == 1
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 

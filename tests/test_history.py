@@ -42,7 +42,9 @@ def test_an_app_that_hangs_after_every_start_gets_max_restarts_then_is_suspended
     assert codes == [2, 2, 2]
     fourth = recovery(pm2, "check", "--config", str(config))
     assert fourth.returncode == 2, fourth.stdout + fourth.stderr
-    assert fourth.stdout.startswith("web SUSPENDED restart loop: 3 restarts in 30m, last causes: hung x3")
+    assert fourth.stdout.splitlines()[1].startswith(
+        "web SUSPENDED restart loop: 3 restarts in 30m, last causes: hung x3"
+    )
     fifth = recovery(pm2, "check", "--config", str(config))
     assert "SUSPENDED" in fifth.stdout
     assert types(stored(config)).count("restart.requested") == 3
@@ -52,7 +54,7 @@ def test_an_app_that_hangs_after_every_start_gets_max_restarts_then_is_suspended
     resumed = recovery(pm2, "resume", "web", "--config", str(config))
     assert "suspension lifted" in resumed.stdout
     again = recovery(pm2, "check", "--config", str(config))
-    assert again.returncode == 1 and again.stdout.startswith("web RECOVERED"), again.stdout
+    assert again.returncode == 1 and again.stdout.splitlines()[1].startswith("web RECOVERED"), again.stdout
     assert app.answers()
 
 
@@ -63,7 +65,9 @@ def test_failures_during_the_warm_up_grace_do_not_restart_again(pm2, tmp_path):
     assert recovery(pm2, "check", "--config", str(config)).returncode == 1
     app.control("hang")
     proc = recovery(pm2, "check", "--config", str(config))
-    assert proc.returncode == 1 and proc.stdout.startswith("web RECOVERING warming up: restarted"), proc.stdout
+    assert proc.returncode == 1 and proc.stdout.splitlines()[1].startswith("web RECOVERING warming up: restarted"), (
+        proc.stdout
+    )
     assert types(stored(config)).count("restart.requested") == 1
 
 
@@ -75,7 +79,7 @@ def test_a_paused_app_is_probed_but_not_restarted_and_exits_0(pm2, tmp_path):
     app.control("hang")
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web PAUSED paused until") and "deploy" in proc.stdout
+    assert proc.stdout.splitlines()[1].startswith("web PAUSED paused until") and "deploy" in proc.stdout
     assert "restart.requested" not in types(stored(config))
     assert "probe.failed" in types(stored(config))
     status = json.loads(recovery(pm2, "status", "--json", "--config", str(config)).stdout)
@@ -88,7 +92,7 @@ def test_an_operator_restart_is_recorded_with_who_and_why_and_verified(pm2, tmp_
     config = write_config(tmp_path, pm2, app)
     proc = recovery(pm2, "restart", "web", "--by", "schedule", "--reason", "nightly", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web RESTARTED restarted by schedule (nightly), healthy again in")
+    assert proc.stdout.splitlines()[1].startswith("web RESTARTED restarted by schedule (nightly), healthy again in")
     requested = next(e for e in stored(config, "web") if e.type == "restart.requested")
     assert requested.data["by"] == "schedule" and requested.data["reason"] == "nightly"
     assert "verification.passed" in types(stored(config)) and app.pids() != old
@@ -146,5 +150,5 @@ def test_a_slow_app_is_degraded_not_restarted(pm2, tmp_path):
     app.control("slow", ms=700)
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("web DEGRADED degraded: answered in")
+    assert proc.stdout.splitlines()[1].startswith("web DEGRADED degraded: answered in")
     assert "restart.requested" not in types(stored(config))

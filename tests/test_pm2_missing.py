@@ -178,7 +178,7 @@ def test_a_pm2_that_cannot_be_executed_is_one_line_and_exit_3(pm2, tmp_path, con
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr == ""
-    assert proc.stdout.splitlines()[0].startswith("web OK ")
+    assert proc.stdout.splitlines()[1].startswith("web OK ")
     (unknown,) = [line for line in proc.stdout.splitlines() if line.startswith("UNKNOWN")]
     assert str(broken) in unknown
     finished = [e for e in stored(config) if e.type == "check.finished"]

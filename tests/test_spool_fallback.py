@@ -133,7 +133,7 @@ def test_a_read_only_store_folder_spools_to_xdg_state_home_and_the_next_run_repl
     outcomes = [e.data["outcome"] for e in events if e.type == "check.finished"]
     assert outcomes == ["OK", "UNKNOWN", "OK"]  # the read-only run's events are in, once
     assert proc.returncode == 3, output(proc)
-    assert proc.stdout.startswith("web OK")
+    assert proc.stdout.splitlines()[1].startswith("web OK")
     line = proc.stdout.strip().splitlines()[-1]
     assert f"{spool_path(data / 'recovery.db')} failed (Read-only file system)" in line, line
     assert f"event(s) spooled to the fallback {fallback}/recovery.db-" in line

@@ -143,7 +143,7 @@ def test_a_step_that_raises_is_reported_as_unknown_and_the_watch_goes_on(tmp_pat
         make_check=lambda c: Flaky(),
     )
     assert len(calls) == 2
-    assert results[0].lines() == ["UNKNOWN watch step failed: OSError: no space left on device"]
+    assert results[0].app_lines() == ["UNKNOWN watch step failed: OSError: no space left on device"]
     assert "Traceback" in capsys.readouterr().err
 
 
