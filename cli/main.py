@@ -73,6 +73,14 @@ def check(
             help="What started this run, recorded in check.started: cron, watch or manual.", envvar="RECOVERY_TRIGGER"
         ),
     ] = "manual",
+    deadline: Annotated[
+        Optional[str],
+        typer.Option(
+            help="End the whole run by then, restart and verification included (e.g. 55s under Nagios's 60s"
+            " plugin timeout); what it cuts short is said and recorded. Default: no limit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Probe every app, restart a hung one through PM2, verify it, and record each step.
 
@@ -89,10 +97,25 @@ def check(
             configured_app(cfg, name, flag="--app ")
         if trigger not in ("cron", "watch", "manual"):
             raise RecoveryError(f"--trigger {trigger!r}: use cron, watch, manual or schedule")
-        result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only).run()
+        seconds = deadline_seconds(deadline) if deadline is not None else None
+        result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only, deadline=seconds).run()
     except RecoveryError as exc:
         plugin_unknown(str(exc), json_out)
     _print_result(result, json_out)
+
+
+def deadline_seconds(text: str) -> float:
+    """`--deadline`'s seconds; RecoveryError when it is not a duration of at least 5s."""
+    from recovery.config import parse_duration
+    from recovery.errors import RecoveryError
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise RecoveryError(f"--deadline {text!r}: {exc}") from None
+    if seconds < 5:
+        raise RecoveryError(f"--deadline {text!r}: at least 5s (the run keeps 2s in hand to record and answer)")
+    return seconds
 
 
 def plugin_unknown(message: str, json_out: bool = False) -> NoReturn:

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # PM2 caught moving an app (stopping, launching) is read again this often, for at most this long.
 TRANSITION_POLL_S, TRANSITION_WAIT_S = 0.5, 3.0
+# `--deadline`: the run keeps this much in hand to record, fold and answer; a restart is begun only
+# with at least RESTART_MIN_S more left (PM2's own kill_timeout is 1.6 s by default).
+DEADLINE_MARGIN_S, RESTART_MIN_S = 2.0, 5.0
 # The lock `pm2 resurrect` is run under: it concerns every app, so it is not an app's lock.
 DAEMON_LOCK = ".pm2-daemon"
 # PM2's default min_uptime (1 s) and a margin: a failing process younger than this is read again
@@ -245,6 +248,7 @@ class CheckResult:
     apps: list[AppResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # store or pm2 trouble: UNKNOWN
     duration_ms: float = 0.0
+    cut: str | None = None  # what --deadline cut short
 
     @property
     def code(self) -> int:
@@ -259,7 +263,9 @@ class CheckResult:
 
     def app_lines(self) -> list[str]:
         """A line per app and per problem (what `recovery watch` logs at each change)."""
-        return [a.line() for a in self.apps] + [f"UNKNOWN {p}" for p in self.problems]
+        return (
+            [a.line() for a in self.apps] + [f"UNKNOWN {p}" for p in self.problems] + ([self.cut] if self.cut else [])
+        )
 
     def status_line(self) -> str:
         """`RECOVERY <STATE> - <the worst apps> | <perfdata>`, as Nagios and its kin read a plugin."""
@@ -291,6 +297,7 @@ class CheckResult:
             "apps": [a.to_dict() for a in self.apps],
             "problems": self.problems,
             "duration_ms": round(self.duration_ms, 1),
+            "cut_short": self.cut,
         }
 
 
@@ -334,8 +341,13 @@ class CheckRun:
         deliver: bool = True,
         listening: Callable[[list[int]], list[tuple[str, int]]] | None = None,
         owners: Callable[[int, list[int], list[int]], dict[int, int]] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.config = config
+        # `--deadline`: the whole run (probes, restart, verification, logs, alerts) ends by then
+        self.deadline = deadline
+        self.deadline_at = clock.monotonic() + deadline if deadline is not None else None
+        self.cut_by_deadline: list[str] = []  # what the deadline cut short, for the result
         self.stop = stop  # asked before each further probe attempt: True ends the probes, undecided
         self.cut_short = False  # an app was left undecided because of a stop
         self.pm2 = pm2
@@ -421,6 +433,8 @@ class CheckRun:
             body(result)
             if self.pm2_problem:
                 result.problems.append(self.pm2_problem)
+            if self.cut_by_deadline:
+                result.cut = f"cut short by --deadline {self.deadline:g}s: " + ", ".join(self.cut_by_deadline)
             if heartbeat and not self.cut_short:
                 self.heartbeat(UNKNOWN if self.rec.problem else result.code)
         finally:
@@ -435,6 +449,7 @@ class CheckRun:
             duration_ms=round(result.duration_ms, 1),
             apps={a.app: a.state for a in result.apps},
             problems=result.problems,
+            **({"cut_by_deadline": self.cut_by_deadline} if self.cut_by_deadline else {}),
         )
         self.fold()  # so that Datasette and sqlite3 see this run in the projections at once
         self.keep_size(result)
@@ -471,7 +486,7 @@ class CheckRun:
         attempts: list[Attempt] = []
         for n in range(1, app.retries + 1):
             started = self.clock.monotonic()
-            a = self.prober.attempt(app, n)
+            a = self.prober.attempt(app, n, timeout=self.bounded(app.timeout))
             attempts.append(a)
             self.emit("probe.succeeded" if a.ok else "probe.failed", app.name, **a.data(of=app.retries, phase="check"))
             if a.ok or n == app.retries or self.stopping():
@@ -486,7 +501,21 @@ class CheckRun:
         return attempts
 
     def stopping(self) -> bool:
-        return self.stop is not None and self.stop()
+        return (self.stop is not None and self.stop()) or self.left() <= DEADLINE_MARGIN_S
+
+    def left(self) -> float:
+        """Seconds left before `--deadline` (inf without one)."""
+        return float("inf") if self.deadline_at is None else self.deadline_at - self.clock.monotonic()
+
+    def bounded(self, seconds: float) -> float | None:
+        """`seconds`, cut to what the deadline leaves (keeping its margin); None without a deadline."""
+        if self.deadline_at is None:
+            return None
+        return max(0.1, min(seconds, self.left() - DEADLINE_MARGIN_S))
+
+    def cut(self, what: str) -> None:
+        """Note what the deadline cut short (said in the result and in check.finished)."""
+        self.cut_by_deadline.append(what)
 
     def full_view(
         self,
@@ -741,7 +770,12 @@ class CheckRun:
         if self.stopping() and not observed.attempts[-1].ok and len(observed.attempts) < app.retries:
             # Stopped before the probes were done: too little seen to restart on, nothing decided.
             self.cut_short = True
-            return AppResult(app.name, UNKNOWN, "UNKNOWN", "stopped before its probes were done; nothing decided")
+            if self.left() <= DEADLINE_MARGIN_S:
+                self.cut(f"{app.name}'s probes")
+                why = f"--deadline {self.deadline:g}s reached"
+            else:
+                why = "stopped"
+            return AppResult(app.name, UNKNOWN, "UNKNOWN", f"{why} before its probes were done; nothing decided")
         if policy.wants_listening(observed, history):
             observed = self.with_listening(observed)
         decision = policy.decide(observed, history, app, self.clock.now())
@@ -778,6 +812,7 @@ class CheckRun:
         """Take the app's lock, re-decide from what other runs did meanwhile, then restart or wait."""
         failures = policy.failure_summary(attempts)
         lock_wait = app.verify_timeout + app.timeout * app.retries + 120
+        lock_wait = self.bounded(lock_wait) or lock_wait
         with app_lock(self.config.store.path, app.name, lock_wait, self.clock) as held:
             if not held:
                 decision = policy.lock_timed_out(decision, failures, lock_wait)
@@ -793,7 +828,7 @@ class CheckRun:
                 if passed:
                     summary = f"{decision.reason}; PM2 brought it back, healthy in {seconds:.1f}s"
                     return AppResult(app.name, WARNING, "RECOVERED", summary, action="wait")
-                summary = f"{decision.reason}; still not answering after {app.verify_timeout:g}s ({last})"
+                summary = f"{decision.reason}; still not answering after {waited(app, seconds)} ({last})"
                 return AppResult(app.name, CRITICAL, "CRITICAL", summary, action="wait")
             if decision.code == "worker_hung":
                 return self.restart_worker(app, decision)
@@ -832,11 +867,36 @@ class CheckRun:
             summary = f"{what} hung, restarted alone, still failing after {app.verify_timeout:g}s ({last})"
         return AppResult(app.name, exit_code, label, summary, restarted=True, action="restart")
 
+    def verify_until(self, app: AppConfig, start: float) -> float:
+        """When a verification begun at `start` gives up: after verify_timeout, or sooner by --deadline."""
+        return min(start + app.verify_timeout, max(start + 0.1, start + self.left() - DEADLINE_MARGIN_S))
+
+    def verification_failed(
+        self, app: AppConfig, start: float, until: float, n: int, elapsed: float, last: str, detail: str | None
+    ) -> str:
+        """Record a verification that gave up; its last error, saying when --deadline cut it short."""
+        cut = until < start + app.verify_timeout
+        extra = {"cut_by_deadline": self.deadline} if cut else {}
+        self.emit(
+            "verification.failed",
+            app.name,
+            attempts=n,
+            seconds=round(elapsed, 2),
+            last_error=last,
+            detail=detail,
+            verify_timeout=app.verify_timeout,
+            **extra,
+        )
+        if not cut:
+            return last
+        self.cut(f"{app.name}'s verification after {elapsed:.1f}s")
+        return f"{last}; verification cut short by --deadline, the next check verifies"
+
     def verify_cluster(self, app: AppConfig) -> tuple[bool, float, str]:
         """verify() for a cluster: bursts of per-worker probes until every probe answers and no
         worker reads pinned, or verify_timeout passes; returns (passed, seconds, last problem)."""
         start = self.clock.monotonic()
-        deadline = start + app.verify_timeout
+        deadline = self.verify_until(app, start)
         n, delay, last = 0, 0.2, "no attempt"
         while True:
             mark = self.pm2.cpu_mark(app.name)
@@ -864,22 +924,18 @@ class CheckRun:
             failed = [a for a in attempts if not a.ok]
             last = failed[-1].error or "error" if failed else "a worker's CPU still pinned"
             if self.clock.monotonic() + delay >= deadline:
-                self.emit(
-                    "verification.failed",
-                    app.name,
-                    attempts=n,
-                    seconds=round(elapsed, 2),
-                    last_error=last,
-                    detail=failed[-1].detail if failed else None,
-                    verify_timeout=app.verify_timeout,
-                )
-                return False, elapsed, last
+                detail = failed[-1].detail if failed else None
+                return False, elapsed, self.verification_failed(app, start, deadline, n, elapsed, last, detail)
             self.clock.sleep(delay)
             delay = min(delay * 1.5, 2.0)
 
     def restart(self, app: AppConfig, failures: str, reason: str, *, code: str, by: str = "check") -> AppResult:
         """Restart through PM2, then verify. `failures` says why, for the result line."""
         command = ["pm2", app.restart_command, app.name]
+        if self.left() < DEADLINE_MARGIN_S + RESTART_MIN_S:
+            self.cut(f"{app.name}'s restart")
+            summary = f"{failures}; not restarted: --deadline {self.deadline:g}s left {max(0.0, self.left()):.1f}s (the next check restarts it)"
+            return AppResult(app.name, CRITICAL, "CRITICAL", summary.lstrip("; "), action="restart")
         self.read_logs_first([app])
         self.emit("restart.requested", app.name, by=by, code=code, reason=reason, command=command)
         problem = self.run_restart(
@@ -905,7 +961,7 @@ class CheckRun:
         if passed:
             summary = f"{what}, healthy again in {seconds:.1f}s"
         else:
-            summary = f"{what}, still not answering after {app.verify_timeout:g}s ({last})"
+            summary = f"{what}, still not answering after {waited(app, seconds)} ({last})"
         return AppResult(app.name, exit_code, label, summary, restarted=True, action="restart")
 
     # -- PM2's daemon down, frozen or pm2 unusable -------------------------------------------
@@ -966,7 +1022,7 @@ class CheckRun:
         if passed:
             summary = f"{what}, healthy again in {seconds:.1f}s"
             return AppResult(app.name, WARNING, "RECOVERED", summary, restarted=ours, action=decision.action)
-        summary = f"{what}, still not answering after {app.verify_timeout:g}s ({last})"
+        summary = f"{what}, still not answering after {waited(app, seconds)} ({last})"
         return AppResult(app.name, CRITICAL, "CRITICAL", summary, restarted=ours, action=decision.action)
 
     def run_restart(
@@ -1010,7 +1066,7 @@ class CheckRun:
     def verify(self, app: AppConfig) -> tuple[bool, float, str]:
         """Probe until the app answers or verify_timeout passes; returns (passed, seconds, last error)."""
         start = self.clock.monotonic()
-        deadline = start + app.verify_timeout
+        deadline = self.verify_until(app, start)
         n, delay, last = 0, 0.2, "no attempt"
         while True:
             n += 1
@@ -1029,16 +1085,7 @@ class CheckRun:
                 return True, elapsed, ""
             last = a.error or "error"
             if self.clock.monotonic() + delay >= deadline:
-                self.emit(
-                    "verification.failed",
-                    app.name,
-                    attempts=n,
-                    seconds=round(elapsed, 2),
-                    last_error=last,
-                    detail=a.detail,
-                    verify_timeout=app.verify_timeout,
-                )
-                return False, elapsed, last
+                return False, elapsed, self.verification_failed(app, start, deadline, n, elapsed, last, a.detail)
             self.clock.sleep(delay)
             delay = min(delay * 1.5, 2.0)
 
@@ -1054,13 +1101,21 @@ class CheckRun:
             return
         from . import alerts
 
+        config = self.config
+        if self.deadline_at is not None:
+            if self.left() <= DEADLINE_MARGIN_S:
+                self.cut("the alerts (still owed: the next run sends them)")
+                return
+            config = dataclasses.replace(
+                config, alerts=dataclasses.replace(conf, timeout=min(conf.timeout, self.left() - DEADLINE_MARGIN_S))
+            )
         self.fold()
         # A leak forecast is looked at when this run took a full sample (a failure, a pid change, hourly)
         # or is the first of its minute: the cheap sample records memory too.
         leak_apps = set(self.full_views) | ({a.name for a in self.apps} if self.minute_due else set())
         alerts.send_owed(
             self.rec,
-            self.config,
+            config,
             self.apps,
             self.clock.now(),
             run_id=self.run_id,
@@ -1087,6 +1142,9 @@ class CheckRun:
         store = self.rec.store
         if not conf.in_check or self.dry_run or store is None:
             return
+        if self.left() < DEADLINE_MARGIN_S + RESTART_MIN_S:
+            self.cut("the log read before the restart")
+            return
         from .logs.checkstep import ingest_in_check
 
         for app in apps:
@@ -1109,6 +1167,9 @@ class CheckRun:
         conf = self.config.logs
         if not conf.in_check or self.dry_run or self.rec.store is None:
             return
+        if self.left() <= DEADLINE_MARGIN_S:
+            self.cut("the log reading")
+            return
         from .logs.checkstep import ingest_in_check
 
         for app in self.apps:
@@ -1130,6 +1191,11 @@ class CheckRun:
                 self.emit("log.failed", app.name, error=str(exc))
 
 
+def waited(app: AppConfig, seconds: float) -> str:
+    """How long a verification waited: its verify_timeout, or less when --deadline cut it."""
+    return f"{app.verify_timeout:g}s" if seconds >= app.verify_timeout - 0.5 else f"{seconds:.1f}s"
+
+
 def open_run(
     config: Config,
     *,
@@ -1142,6 +1208,7 @@ def open_run(
     stop: Callable[[], bool] | None = None,
     deliver: bool = True,
     batcher: Batcher | None = None,
+    deadline: float | None = None,
 ) -> CheckRun:
     """A check run with the real parts: the store (or its spool), PM2 found as cron would, httpx.
     With `batcher` (`recovery watch`), steady healthy checks are recorded as batches."""
@@ -1173,6 +1240,7 @@ def open_run(
         pm2_problem=problem,
         stop=stop,
         deliver=deliver,
+        deadline=deadline,
     )
 
 
