@@ -265,7 +265,8 @@ def test_an_unwritable_store_path_is_unknown_but_the_app_is_still_checked(pm2, t
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[1].startswith("web OK")
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 2 and "cannot create the store's folder" in lines[1]
+    assert len(lines) == 3 and "cannot create the store's folder" in lines[2]
+    assert lines[0].startswith("RECOVERY UNKNOWN - event store unusable: cannot create the store's folder")
 
 
 def test_verify_names_the_first_edited_event(pm2, tmp_path):
@@ -316,7 +317,8 @@ def test_several_apps_are_checked_in_one_run_and_the_worst_sets_the_exit_code(pm
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("web OK") and lines[1].startswith("api RECOVERED")
+    assert lines[0].startswith("RECOVERY WARNING - api RECOVERED restarted after")  # the worst app, not the first
+    assert lines[1].startswith("web OK") and lines[2].startswith("api RECOVERED")
     assert [e.app for e in stored(config) if e.type == "restart.requested"] == ["api"]
 
 

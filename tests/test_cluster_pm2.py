@@ -31,8 +31,11 @@ def on_worker(app: DemoApp, action: str, pid: int) -> None:
 
 
 def check(pm2, config) -> tuple[int, str]:
+    """The exit code and the output after the Nagios status line: a line per app, then stderr."""
     proc = recovery(pm2, "check", "--config", str(config))
-    return proc.returncode, proc.stdout + proc.stderr
+    status, _, rest = proc.stdout.partition("\n")
+    assert status.startswith("RECOVERY "), proc.stdout
+    return proc.returncode, rest + proc.stderr
 
 
 def last_run(config) -> list:

@@ -546,8 +546,9 @@ def test_after_pm2_kill_a_check_resurrects_the_saved_apps(pm2, tmp_path):
     proc = recovery(pm2, "check", "--config", str(config))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("web RECOVERED resurrected by pm2 resurrect after 2 failed probes (refused)")
-    assert lines[1].split()[:2] in (["api", "OK"], ["api", "RECOVERED"]), lines  # up by its turn, or verified
+    assert lines[0].startswith("RECOVERY WARNING - web RECOVERED resurrected by pm2 resurrect")  # the worst first
+    assert lines[1].startswith("web RECOVERED resurrected by pm2 resurrect after 2 failed probes (refused)")
+    assert lines[2].split()[:2] in (["api", "OK"], ["api", "RECOVERED"]), lines  # up by its turn, or verified
     assert web.answers() and api.answers()
     assert decisions(config, "web") == [("restart", "pm2_down")]
     (requested,) = [e for e in stored(config) if e.type == "restart.requested"]
