@@ -11,6 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from recovery.units import shown_ts
+
 from .common import ConfigOption, JsonOption, guarded
 
 AppOption = Annotated[Optional[str], typer.Option("--app", help="Only this app.", show_default=False)]
@@ -185,7 +187,7 @@ def _ranked_text(rows: list[dict[str, Any]], since_ts: str, app_name: str | None
     for r in rows:
         lines.append(
             f"{r['template_id']}  {r['app']}  {r['count']}×  {_change(r['count'], r['previous_count'])}"
-            f"  first {r['first_seen']}  last {r['last_seen']}"
+            f"  first {shown_ts(r['first_seen'])}  last {shown_ts(r['last_seen'])}"
         )
         lines.append(f"    {_template(r)}")
         if r.get("example"):
@@ -215,7 +217,7 @@ def _around_text(found: dict[str, Any], app_name: str | None) -> str:
             f"  {r['before_incidents']}×  ({lift})"
         )
         if r["appeared_before_incident"] is not None:
-            line += f"  first seen {r['first_seen']}, just before incident {r['appeared_before_incident']}"
+            line += f"  first seen {shown_ts(r['first_seen'])}, just before incident {r['appeared_before_incident']}"
         if r.get("bounded"):
             line += f"  ({r['bounded']} timed by an upper bound: no timestamp in the line)"
         lines.append(line)
@@ -235,10 +237,10 @@ def _change(count: int, previous: int) -> str:
 def _when(entry: dict[str, Any]) -> str:
     """An entry's time; for a line without a timestamp of its own, the bounds it is known within."""
     if not entry.get("ts_bounded"):
-        return str(entry["ts"])
+        return shown_ts(entry["ts"], ms=True)
     if entry.get("ts_from"):
-        return f"between {entry['ts_from']} and {entry['ts']}"
-    return f"≤ {entry['ts']}"
+        return f"between {shown_ts(entry['ts_from'], ms=True)} and {shown_ts(entry['ts'], ms=True)}"
+    return f"≤ {shown_ts(entry['ts'], ms=True)}"
 
 
 TEMPLATE_WIDTH = 200  # a template longer than this is cut in lists; `errors show` prints it whole
@@ -292,7 +294,7 @@ def show(
 def _detail_text(detail: dict[str, Any], examples: int) -> str:
     lines = [
         f"{detail['template_id']}  {detail['template']}",
-        f"  {detail['count']} entries, first {detail['first_seen']}, last {detail['last_seen']}",
+        f"  {detail['count']} entries, first {shown_ts(detail['first_seen'])}, last {shown_ts(detail['last_seen'])}",
     ]
     if len(detail["versions"]) > 1:
         lines.append(f"  first seen as: {detail['first_text']}")

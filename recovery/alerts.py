@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .events import Event, format_ts, parse_ts
 from .events import new as new_event
 from .store import first_seq_since, lock_fd, recorded_since
-from .units import earlier, span
+from .units import earlier, shown_ts, span
 
 if TYPE_CHECKING:
     from .config import AppConfig, Config
@@ -118,7 +118,7 @@ class Alert:
 
 
 def _clock(ts: str | None) -> str:
-    return f"{ts[11:19]} UTC" if ts else "?"
+    return shown_ts(ts) if ts else "?"
 
 
 def _sent(conn: sqlite3.Connection, app: str, after_seq: int) -> dict[str, set[str]]:

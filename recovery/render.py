@@ -12,7 +12,7 @@ from .events import Event
 from .hints import hang_cpu
 from .report import AppReport, IncidentRow, Report, Step, Timeline, worker_counts
 from .status import AppStatus
-from .units import ago, format_duration, mb, one_line, percent, period_label, span
+from .units import ago, format_duration, mb, one_line, percent, period_label, shown_ts, span
 
 SHOWN_INCIDENTS = 20  # per app in text and Markdown; --json lists every one
 TIMELINE_MAX = 200  # text shows the first and last half of a longer timeline; --json shows every event
@@ -73,7 +73,7 @@ def format_event(e: Event) -> str:
     if "probes" in data:
         keys.insert(0, "probes")
     fields = " ".join(f"{k}={_field(k, data[k])}" for k in keys if data[k] not in (None, "", [], {}) and k != "inputs")
-    ts = e.ts.replace("T", " ").rstrip("Z")
+    ts = shown_ts(e.ts, ms=True)
     return f"{ts}  #{e.seq:<6} {(e.app or '-'):<12} {e.type:<20} {fields}".rstrip()
 
 
@@ -89,7 +89,7 @@ def _ts(ts: str) -> _dt.datetime:
 
 
 def _when(ts: str | None) -> str:
-    return ts[:19].replace("T", " ") if ts else "-"
+    return shown_ts(ts)
 
 
 def _grid(head: list[str], body: list[list[str]], indent: str = "") -> list[str]:
@@ -168,7 +168,7 @@ _INCIDENT_HEAD = ["#", "STARTED (UTC)", "DURATION", "RESTARTS", "OUTCOME", "FIRS
 def _error_row(e: dict[str, Any]) -> list[str]:
     prev = e["previous_count"]
     change = "new" if prev == 0 else f"{e['count'] - prev:+d}"
-    return [str(e["count"]), change, _when(e["last_seen"])[:16], e["template_id"], one_line(e["template"] or "", 90)]
+    return [str(e["count"]), change, _when(e["last_seen"]), e["template_id"], one_line(e["template"] or "", 90)]
 
 
 _ERRORS_HEAD = ["COUNT", "VS BEFORE", "LAST SEEN", "TEMPLATE", "TEXT"]
@@ -232,7 +232,7 @@ def _by_who(a: AppReport) -> str:
 
 
 def _heading(r: Report) -> str:
-    return f"{_when(r.since)[:16]} to {_when(r.until)[:16]} UTC ({period_label(r.seconds)})"
+    return f"{_when(r.since)} to {_when(r.until)} ({period_label(r.seconds)})"
 
 
 def report_text(r: Report) -> str:
@@ -281,7 +281,7 @@ def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
 
 def report_markdown(r: Report) -> str:
     """A Markdown document: a summary table, then a section per app."""
-    lines = ["# recovery report", "", f"{_heading(r)}; generated {_when(r.generated_at)} UTC.", ""]
+    lines = ["# recovery report", "", f"{_heading(r)}; generated {_when(r.generated_at)}.", ""]
     lines += _md_table([h.lower() for h in _SUMMARY_HEAD], [_summary_row(a) for a in r.apps])
     for a in r.apps:
         lines += ["", f"## {a.app}", "", "### Incidents", ""]
@@ -508,7 +508,7 @@ def collapsed_rows(steps: list[Step]) -> list[list[str]]:
 def timeline_text(t: Timeline) -> str:
     """The incident's header, one line per event, and how it ended."""
     i = t.incident
-    head = f"{t.app} incident #{i.id}: started {_when(i.started_at)} UTC"
+    head = f"{t.app} incident #{i.id}: started {_when(i.started_at)}"
     if i.detected_at and i.detected_at != i.started_at:
         later = span(max(0.0, (_ts(i.detected_at) - _ts(i.started_at)).total_seconds()), decimals=True)
         head += f" (first failed probe; detected {later} later)"

@@ -105,6 +105,18 @@ def format_ts(when: _dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
+def shown_ts(ts: str | None, *, ms: bool = False) -> str:
+    """The one way a time is shown to people: ISO 8601 in UTC to the second,
+    '2026-12-02T10:03:09Z' ('.011' kept with `ms`, for events close together); '-' for None."""
+    if not ts:
+        return "-"
+    if len(ts) < 19:  # not a stored timestamp: as it is
+        return ts
+    if ms and len(ts) > 19 and ts[19] == ".":
+        return ts[:23] + "Z"
+    return ts[:19] + "Z"
+
+
 def parse_ts(text: str) -> _dt.datetime:
     """A stored timestamp as an aware datetime."""
     return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

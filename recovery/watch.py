@@ -30,6 +30,7 @@ from .clock import utc_now
 from .config import Config, format_duration
 from .events import now_ts
 from .store import Recorder
+from .units import shown_ts
 from .urls import shown_url
 
 STOP_GRACE = 2.0  # at the stop, how long the alert worker may take to end; an attempt still in flight stays owed
@@ -80,7 +81,7 @@ class Journal:
 
     def say(self, *lines: str) -> None:
         out = self.out or sys.stdout
-        stamp = self.now()
+        stamp = shown_ts(self.now())
         for line in lines:
             out.write(f"{stamp} {line}\n")
         out.flush()

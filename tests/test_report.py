@@ -367,10 +367,10 @@ def test_report_text_and_markdown_show_every_app_and_its_incidents(store):
     projections.fold(store.conn)
     rep = build_report(store, ["web", "api"], SINCE, NOW)
     text = report_text(rep)
-    assert "2026-11-08 00:00 to 2026-11-15 00:00 UTC (7 days)" in text
+    assert "2026-11-08T00:00:00Z to 2026-11-15T00:00:00Z (7 days)" in text
     assert text.count("restarted") >= 2 and "restarts by: check 1, schedule 0, operator 0, pm2 0" in text
     md = report_markdown(rep)
-    assert "## web" in md and "## api" in md and "| #1 | 2026-11-08 23:59:53 | 8.4s | 1 | restarted |" in md
+    assert "## web" in md and "## api" in md and "| #1 | 2026-11-08T23:59:53Z | 8.4s | 1 | restarted |" in md
 
 
 def test_report_lists_the_top_error_templates_of_the_period_against_the_period_before(store, tmp_path):
