@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ConfigOption
+from .common import ConfigOption, WideOption, terminal
 
 
 def report(
@@ -27,6 +27,7 @@ def report(
         bool, typer.Option("--markdown", help="Print a Markdown document: a heading and tables per app.")
     ] = False,
     config: ConfigOption = None,
+    wide: WideOption = False,
 ) -> None:
     """Availability, incidents, restarts and latency per app over a period.
 
@@ -65,7 +66,7 @@ def report(
     elif markdown:
         typer.echo(report_markdown(result), nl=False)
     else:
-        typer.echo(report_text(result))
+        typer.echo(report_text(result, width=terminal(wide)[0]))
 
 
 def why(
@@ -112,4 +113,4 @@ def why(
         else:
             typer.echo(f"{name}: no incident recorded")
         return
-    typer.echo(json.dumps(timeline_dict(result)) if json_out else timeline_text(result))
+    typer.echo(json.dumps(timeline_dict(result)) if json_out else timeline_text(result, width=terminal()[0]))

@@ -235,10 +235,26 @@ def _heading(r: Report) -> str:
     return f"{_when(r.since)} to {_when(r.until)} ({period_label(r.seconds)})"
 
 
-def report_text(r: Report) -> str:
-    """Readable tables: one summary row per app, then each app's incidents, restarts and notes."""
+# The report's summary columns dropped first when it does not fit the terminal (`--wide` keeps all).
+_SUMMARY_DROP = ["P50", "P99", "UNOBSERVED", "WORST", "MTBF", "PROBES", "FAILURES", "P95", "MTTR", "RESTARTS"]
+
+
+def fitted(lines: list[str], width: int | None) -> list[str]:
+    """`lines` with each longer than `width` wrapped, its continuations indented under it."""
+    if width is None:
+        return lines
+    out = []
+    for line in lines:
+        lead = line[: len(line) - len(line.lstrip())]
+        out += wrap(line, width, indent=lead + "    ")
+    return out
+
+
+def report_text(r: Report, width: int | None = None) -> str:
+    """Readable tables: one summary row per app, then each app's incidents, restarts and notes.
+    With `width`, the least useful summary columns are dropped and long lines wrapped to fit."""
     lines = [f"recovery report: {_heading(r)}", ""]
-    lines += _grid(_SUMMARY_HEAD, [_summary_row(a) for a in r.apps])
+    lines += _grid(*fit_columns(_SUMMARY_HEAD, [_summary_row(a) for a in r.apps], width, _SUMMARY_DROP))
     for a in r.apps:
         lines += ["", a.app]
         shown = a.incidents[-SHOWN_INCIDENTS:]
@@ -263,7 +279,7 @@ def report_text(r: Report) -> str:
         if a.hints:
             lines.append("  likely causes (confidence):")
             lines += [f"    - {hint_line(h)}" for h in a.hints]
-    return "\n".join(lines)
+    return "\n".join(fitted(lines, width))
 
 
 def hint_line(h: dict[str, Any]) -> str:
@@ -505,8 +521,8 @@ def collapsed_rows(steps: list[Step]) -> list[list[str]]:
     return rows
 
 
-def timeline_text(t: Timeline) -> str:
-    """The incident's header, one line per event, and how it ended."""
+def timeline_text(t: Timeline, width: int | None = None) -> str:
+    """The incident's header, one line per event, and how it ended (long lines wrapped to `width`)."""
     i = t.incident
     head = f"{t.app} incident #{i.id}: started {_when(i.started_at)}"
     if i.detected_at and i.detected_at != i.started_at:
@@ -530,7 +546,7 @@ def timeline_text(t: Timeline) -> str:
         lines.append("likely causes (confidence):")
         lines += [f"  - {hint_line(h)}" for h in t.hints]
     lines.append(ending(t))
-    return "\n".join(lines)
+    return "\n".join(fitted(lines, width))
 
 
 def _step_dict(s: Step) -> dict[str, Any]:
@@ -659,7 +675,7 @@ def status_table(
         if i.get("pm2_restarts_24h")
     ]
     notes += [f"{r.app}: likely cause ({r.hint['confidence']:.2f}): {r.hint['message']}" for r in rows if r.hint]
-    return "\n".join(lines + [line for note in notes for line in wrap(note, width)])
+    return "\n".join(lines + fitted(notes, width))
 
 
 # -- recovery replay ---------------------------------------------------------------------------

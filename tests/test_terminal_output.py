@@ -95,3 +95,23 @@ def test_states_are_coloured_on_a_terminal_unless_no_color(five_apps):
     assert "\033[32mHEALTHY\033[0m" in on_a_terminal(five_apps)
     plain = on_a_terminal(five_apps, NO_COLOR="1")
     assert "\033[" not in plain and "HEALTHY" in plain
+
+
+def run(config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
+    return subprocess.run(
+        [str(RECOVERY), *args, "--config", str(config)],
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_report_and_why_fit_100_columns_and_wide_keeps_the_report_whole(five_apps):
+    wide = run(five_apps, "report", "--since", "90d", "--wide", COLUMNS="100").stdout
+    assert "P99" in wide.splitlines()[2] and max(len(line) for line in wide.splitlines()) > 100
+    report = run(five_apps, "report", "--since", "90d", COLUMNS="100").stdout.splitlines()
+    assert max(len(line) for line in report) <= 100 and report[2].split()[:2] == ["APP", "AVAILABILITY"]
+    why = run(five_apps, "why", "storefront", COLUMNS="100").stdout.splitlines()
+    assert why[0].startswith("storefront incident #1") and max(len(line) for line in why) <= 100, why
