@@ -173,28 +173,25 @@ def hang_after(rec: Rec, action: str, healthy: int = 4, **params: Any) -> None:
     rec.checks(3)
 
 
-def busy_loop(rec: Rec) -> Recording:
+def one_hang(rec: Rec, action: str, top: str, other: str, what: str) -> Recording:
+    """The app made to hang by `action`: `top` expected, `other` (the other CPU rule) never."""
     rec.start()
-    hang_after(rec, "hang")
-    absent = ["stalled_on_io", "database_trouble", "memory_leak", "schedule"]
+    hang_after(rec, action)
+    absent = [other, "database_trouble", "memory_leak", "schedule"]
     return Recording(
         [
-            cp(rec.first_incident_plus(), "event_loop_blocked", absent, "first busy loop, just detected"),
-            cp(rec.last_ts(), "event_loop_blocked", absent, "after the restart and three healthy checks"),
+            cp(rec.first_incident_plus(), top, absent, f"first {what}, just detected"),
+            cp(rec.last_ts(), top, absent, "after the restart and three healthy checks"),
         ]
     )
+
+
+def busy_loop(rec: Rec) -> Recording:
+    return one_hang(rec, "hang", "event_loop_blocked", "stalled_on_io", "busy loop")
 
 
 def idle_stall(rec: Rec) -> Recording:
-    rec.start()
-    hang_after(rec, "stall")
-    absent = ["event_loop_blocked", "database_trouble", "memory_leak", "schedule"]
-    return Recording(
-        [
-            cp(rec.first_incident_plus(), "stalled_on_io", absent, "first idle stall, just detected"),
-            cp(rec.last_ts(), "stalled_on_io", absent, "after the restart and three healthy checks"),
-        ]
-    )
+    return one_hang(rec, "stall", "stalled_on_io", "event_loop_blocked", "idle stall")
 
 
 def _leak_checks(rec: Rec, n: int, gets: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from recovery import projections, units
 from recovery.errors import StoreError
 from recovery.events import Event
 from recovery.render import TIMELINE_MAX, ending, facts, report_markdown, report_text, timeline_text
-from recovery.report import IncidentNotFound, build_report, why
+from recovery.report import IncidentNotFound, Step, Timeline, build_report, why
 from recovery.store import Store
 
 UTC = dt.UTC
@@ -477,16 +478,21 @@ def test_why_text_folds_the_checks_that_repeat_themselves(store):
     assert len(folded) == 1 and "149 × probe.failed refused, 149 × decision.made wait (?) over 2h29m" in folded[0]
 
 
-def test_why_text_elides_the_middle_of_a_long_timeline_that_does_not_repeat(store):
-    trail = Trail(store)
-    trail.down(8 * DAY)
+def timeline_of(store, steps: Callable[[Step], list[Step]]) -> Timeline:
+    """A real incident's timeline whose events are replaced by `steps(its first event)`."""
+    Trail(store).down(8 * DAY)
     projections.fold(store.conn)
     timeline = why(store, "web", now=NOW)
     assert timeline is not None
-    first = timeline.steps[0]
-    timeline.steps = [  # 301 different events: nothing to fold
-        dataclasses.replace(first, seq=n, type=f"alert.kind{n}", offset_s=float(n)) for n in range(301)
-    ]
+    timeline.steps = steps(timeline.steps[0])
+    return timeline
+
+
+def test_why_text_elides_the_middle_of_a_long_timeline_that_does_not_repeat(store):
+    timeline = timeline_of(  # 301 different events: nothing to fold
+        store,
+        lambda first: [dataclasses.replace(first, seq=n, type=f"alert.kind{n}", offset_s=float(n)) for n in range(301)],
+    )
     lines = timeline_text(timeline).splitlines()
     assert len(lines) == 1 + TIMELINE_MAX + 1 + 1
     assert "101 more events" in lines[1 + TIMELINE_MAX // 2] and "--json lists all" in lines[1 + TIMELINE_MAX // 2]
@@ -711,15 +717,13 @@ def test_the_read_side_modules_import_each_other_in_one_direction_only():
 
 
 def test_why_text_folds_a_probe_failing_again_and_again_into_one_line(store):
-    trail = Trail(store)
-    trail.down(8 * DAY)
-    projections.fold(store.conn)
-    timeline = why(store, "web", now=NOW)
-    assert timeline is not None
-    first = timeline.steps[0]
     failed = {"phase": "verify", "error": "timeout", "attempt": 1, "latency_ms": 2000}
-    timeline.steps = [
-        dataclasses.replace(first, seq=100 + n, type="probe.failed", offset_s=2.0 * n, data=failed) for n in range(12)
-    ]
+    timeline = timeline_of(
+        store,
+        lambda first: [
+            dataclasses.replace(first, seq=100 + n, type="probe.failed", offset_s=2.0 * n, data=failed)
+            for n in range(12)
+        ],
+    )
     rows = timeline_text(timeline).splitlines()[1:-1]
     assert len(rows) == 1 and "#100..#111  12 ×" in rows[0] and "verify probe.failed timeout over 22.0s" in rows[0]
