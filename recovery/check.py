@@ -122,14 +122,21 @@ class HttpProber:
     def __init__(self, transport: Any = None) -> None:
         self.transport = transport
         self.clients: dict[str, Any] = {}
+        self.certs: dict[str, str] = {}  # app -> when its https certificate expires, as last seen
 
     def attempt(self, app: AppConfig, n: int, timeout: float | None = None) -> Attempt:
         from .probe import make_client, probe_once
 
         client = self.clients.get(app.name)
         if client is None:
-            client = self.clients[app.name] = make_client(app.url, app.timeout, self.transport)
-        return probe_once(client, app.url, n, app.status_ok, timeout=timeout, body_check=app.body_problem)
+            client = self.clients[app.name] = make_client(app.url, app.timeout, self.transport, app.ca_file)
+        a = probe_once(client, app.url, n, app.status_ok, timeout=timeout, body_check=app.body_problem)
+        # A kept-alive connection shakes hands once: its certificate stands for the later attempts.
+        if a.cert_expires is not None:
+            self.certs[app.name] = a.cert_expires
+        elif a.ok and app.name in self.certs:
+            a = dataclasses.replace(a, cert_expires=self.certs[app.name])
+        return a
 
     def burst(
         self, app: AppConfig, count: int, timeout: float | None = None
@@ -138,7 +145,13 @@ class HttpProber:
 
         limit = app.timeout if timeout is None else timeout
         return probe_burst(
-            app.url, count, app.status_ok, timeout=limit, transport=self.transport, body_check=app.body_problem
+            app.url,
+            count,
+            app.status_ok,
+            timeout=limit,
+            transport=self.transport,
+            body_check=app.body_problem,
+            ca_file=app.ca_file,
         )
 
     def close(self) -> None:

@@ -33,6 +33,8 @@ class Attempt:
     body: bytes = field(default=b"", repr=False, compare=False)
     # The connection's client-side port: /proc/net/tcp names the process holding its server side.
     local_port: int | None = field(default=None, compare=False)
+    # An https URL's certificate: when it expires (an event timestamp), from the TLS handshake
+    cert_expires: str | None = None
 
     def data(self, **extra: Any) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -48,6 +50,8 @@ class Attempt:
             d["detail"] = self.detail
         if self.local_port is not None and not self.ok:
             d["local_port"] = self.local_port
+        if self.cert_expires is not None:
+            d["cert_expires"] = self.cert_expires
         d.update(extra)
         return d
 

@@ -31,7 +31,7 @@ from .observations import (
     ProcessView,
     Worker,
 )
-from .units import age, format_duration
+from .units import age, format_duration, shown_ts, span
 
 ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
 
@@ -39,6 +39,7 @@ ACTIONS = ("none", "restart", "wait", "suppress", "escalate")
 CODES: dict[str, str] = {
     "healthy": "the app answered in time",
     "degraded": "the app answered, slower than slow_threshold",
+    "cert_expiring": "the app answered, but its https certificate expires within cert_warn: renew it",
     "paused": "an operator paused recovery for the app",
     "hung": "PM2 says online but the probes failed: restart",
     "errored": "PM2 gave up restarting the app (crash loop): restart",
@@ -173,6 +174,10 @@ def decide(observed: Observations, history: History, app: AppConfig, now: _dt.da
             inputs["slow_threshold_ms"] = slow * 1000
             reason = f"degraded: answered in {last.latency_ms:.0f}ms, slower than slow_threshold {slow * 1000:.0f}ms"
             return Decision("none", "degraded", reason, inputs, "degraded")
+        expiring = cert_expiring(last, app, now)
+        if expiring is not None:
+            inputs["cert_expires"] = last.cert_expires
+            return Decision("none", "cert_expiring", expiring, inputs, "degraded")
         return Decision("none", "healthy", "healthy", inputs, "healthy")
 
     failures = failure_summary(attempts)
@@ -383,6 +388,19 @@ def crash_loop(
         )
         return Decision("wait", "crash_loop", reason, inputs, "down")
     return None
+
+
+def cert_expiring(attempt: Attempt, app: AppConfig, now: _dt.datetime) -> str | None:
+    """'certificate expires …' when an https app's certificate ends within `cert_warn`; else None."""
+    if app.cert_warn is None or attempt.cert_expires is None:
+        return None
+    left = (parse_ts(attempt.cert_expires) - now).total_seconds()
+    if left > app.cert_warn:
+        return None
+    return (
+        f"degraded: its certificate expires {shown_ts(attempt.cert_expires)} (in {span(left)}),"
+        f" within cert_warn {format_duration(app.cert_warn)}: renew it"
+    )
 
 
 def wants_listening(observed: Observations, history: History) -> bool:

@@ -80,6 +80,12 @@ class _BoundedStream(httpcore.NetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
         tls = self.stream.start_tls(ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout))
+        conn = _CONN.get()
+        ssl_object = tls.get_extra_info("ssl_object")
+        if conn is not None and ssl_object is not None:
+            cert = ssl_object.getpeercert() or {}  # parsed only when verified, as the probe does
+            if cert.get("notAfter"):
+                conn["cert_not_after"] = cert["notAfter"]
         return _BoundedStream(tls)
 
     def get_extra_info(self, info: str) -> Any:
@@ -120,7 +126,7 @@ class _BoundedBackend(httpcore.NetworkBackend):
         self.backend.sleep(seconds)
 
 
-def _bounded_transport(verify: bool) -> httpx.HTTPTransport:
+def _bounded_transport(verify: Any) -> httpx.HTTPTransport:
     """httpx's own transport, its connection pool given the bounded backend (httpcore's public
     `network_backend` seam; httpx does not pass one through, so it is set on its pool)."""
     transport = httpx.HTTPTransport(verify=verify, trust_env=False)
@@ -163,11 +169,16 @@ def classify(exc: Exception) -> str:
     return "error"
 
 
-def make_client(url: str, timeout: float, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def make_client(
+    url: str, timeout: float, transport: httpx.BaseTransport | None = None, ca_file: str | None = None
+) -> httpx.Client:
     """A client for probing `url`: no proxies from the environment, no redirects followed, each
-    attempt bounded as a whole (`transport` replaces the bounded one, for tests)."""
+    attempt bounded as a whole (`transport` replaces the bounded one, for tests). `ca_file`: the
+    certificate authorities an https URL is verified with instead of the public ones."""
     # No TLS context (and no CA bundle load) unless the URL needs one.
-    verify = url.lower().startswith("https:")
+    verify: Any = url.lower().startswith("https:")
+    if verify and ca_file:
+        verify = ssl.create_default_context(cafile=ca_file)
     return httpx.Client(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
@@ -218,12 +229,15 @@ def probe_once(
     ms = (clock() - start) * 1000
     port = conn.get("local_port")
     problem: str | None
+    expires = _expiry(conn.get("cert_not_after"))
     if not status_ok(response.status_code):
         error, problem = "status", f"HTTP {response.status_code} {response.reason_phrase}".strip()
     else:
         error, problem = "body", body_check(body) if body_check is not None else None
         if problem is None:
-            return Attempt(True, attempt, shown, ms, status=response.status_code, body=body, local_port=port)
+            return Attempt(
+                True, attempt, shown, ms, status=response.status_code, body=body, local_port=port, cert_expires=expires
+            )
     return Attempt(
         False, attempt, shown, ms, status=response.status_code, error=error, detail=problem, body=body, local_port=port
     )
@@ -238,6 +252,7 @@ def probe_burst(
     transport: httpx.BaseTransport | None = None,
     first: int = 1,
     body_check: Callable[[bytes], str | None] | None = None,
+    ca_file: str | None = None,
 ) -> tuple[list[Attempt], Callable[[], None]]:
     """`count` concurrent GETs of `url`, each on a fresh connection of its own client (so PM2's
     cluster master hands each to a worker in turn), numbered from `first`.
@@ -251,7 +266,7 @@ def probe_burst(
 
     def one(n: int) -> Attempt:
         token = _HOLD.set(held)
-        client = make_client(url, timeout, transport)
+        client = make_client(url, timeout, transport, ca_file)
         try:
             return probe_once(client, url, n, status_ok, timeout=timeout, body_check=body_check)
         finally:
@@ -273,6 +288,19 @@ def probe_burst(
         release()
         raise
     return attempts, release
+
+
+def _expiry(not_after: str | None) -> str | None:
+    """OpenSSL's notAfter ('Jun  1 12:00:00 2027 GMT') as an event timestamp."""
+    if not not_after:
+        return None
+    import datetime as _dt
+
+    try:
+        when = _dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), _dt.UTC)
+    except ValueError:
+        return None
+    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _read_capped(chunks: Iterable[bytes], cap: int) -> bytes:

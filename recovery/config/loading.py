@@ -478,6 +478,8 @@ _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
         "expect_body": _string,
         "expect_body_regex": _regex,
         "expect_json": _json_expectation,
+        "ca_file": _string,
+        "cert_warn": _duration(),
         "verify_timeout": _duration(),
         "restart_command": _restart_command,
         "max_restarts": _retries,
@@ -604,6 +606,13 @@ class _Checker:
             app = self.values(AppConfig, table, parts, fallback)
             if app["logs"] is not _MISSING:
                 app["logs"] = tuple(str(self.resolve(item)) for item in app["logs"])
+            if isinstance(app["ca_file"], str):
+                app["ca_file"] = str(self.resolve(app["ca_file"]))
+                if not Path(app["ca_file"]).is_file():
+                    self.report((*parts, "ca_file"), f"no such file: {app['ca_file']}")
+            https = isinstance(app["url"], str) and app["url"].lower().startswith("https:")
+            if app["cert_warn"] not in (None, _MISSING) and isinstance(app["url"], str) and not https:
+                self.report((*parts, "cert_warn"), f"only for https URLs ({app['url']} is not one)")
             name = app["name"]
             if isinstance(name, str):
                 if name in seen:

@@ -64,6 +64,10 @@ class AppConfig:
     expect_body: str | None = None
     expect_body_regex: str | None = None
     expect_json: JsonExpectation | None = None
+    # https: the CA file to verify the certificate with (a private CA), and how long before the
+    # certificate expires the app reads degraded (WARNING, never a restart)
+    ca_file: str | None = None
+    cert_warn: float | None = None
     verify_timeout: float = 60.0
     restart_command: str = "restart"
     # Loop protection ([policy], overridable per app) and the degraded threshold.
