@@ -507,6 +507,7 @@ def demo(
 # Command modules of their own; they use `fail` and `load_config` above.
 from .alerts import alert_app  # noqa: E402
 from .errors import errors_app, ingest  # noqa: E402
+from .man import man  # noqa: E402
 from .replay import replay  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .serve import serve  # noqa: E402
@@ -523,6 +524,7 @@ app.command(name="watch")(guarded(watch))
 app.command(name="serve")(guarded(serve))
 app.command()(guarded(verify))
 app.command()(guarded(archive))
+app.command()(guarded(man))
 
 
 def _only(name: str) -> typer.Typer | None:
