@@ -7,4 +7,16 @@ source scripts/bootstrap.sh
 # (tests/test_serve.py), shellcheck for the lint of deploy/ and scripts/ (tests/test_deploy.py),
 # groff (groff-base) to render the manual page of `recovery man` (tests/test_man.py).
 apt_install chromium shellcheck groff-base || say "without chromium, shellcheck and groff the browser, lint and man tests fail"
+# The wheels recovery depends on, once, for tests/test_packaging.py: it installs the built wheel
+# with pipx offline from here (tests talk to loopback only).
+WHEELHOUSE=.cache/wheelhouse
+if [ ! -f "$WHEELHOUSE/.complete" ] || [ "$(cat "$WHEELHOUSE/.complete")" != "$(sha256sum pyproject.toml | cut -c1-16)" ]; then
+    say "downloading recovery's dependencies into $WHEELHOUSE"
+    rm -rf "$WHEELHOUSE"
+    if .venv/bin/python -m pip wheel -q --disable-pip-version-check -w "$WHEELHOUSE" . >.cache/wheelhouse.log 2>&1; then
+        sha256sum pyproject.toml | cut -c1-16 >"$WHEELHOUSE/.complete"
+    else
+        say "could not fill $WHEELHOUSE (see .cache/wheelhouse.log): the packaging test fails"
+    fi
+fi
 exec .venv/bin/python -m pytest "$@"

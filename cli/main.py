@@ -511,6 +511,7 @@ from .man import man  # noqa: E402
 from .replay import replay  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .serve import serve  # noqa: E402
+from .setup import setup  # noqa: E402
 from .store import archive, verify  # noqa: E402
 from .watch import watch  # noqa: E402
 
@@ -525,6 +526,7 @@ app.command(name="serve")(guarded(serve))
 app.command()(guarded(verify))
 app.command()(guarded(archive))
 app.command()(guarded(man))
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guarded(setup))
 
 
 def _only(name: str) -> typer.Typer | None:

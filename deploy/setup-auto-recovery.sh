@@ -62,8 +62,9 @@ Exit codes: 0 done (or dry run), 1 a checklist item failed, 2 bad flag or value,
 EOF
 }
 
-# Test hooks, not flags: a crontab file instead of `crontab`, an existing venv instead of an
-# install, and the folder standing in for /etc (systemd units, logrotate.d).
+# Not flags: a crontab file instead of `crontab` and the folder standing in for /etc (systemd
+# units, logrotate.d) are test hooks; an existing venv instead of an install is what `recovery
+# setup` passes (the pip or pipx install it runs from).
 CRONTAB_FILE="${RECOVERY_SETUP_CRONTAB:-}"
 EXISTING_VENV="${RECOVERY_SETUP_VENV:-}"
 ETC="${RECOVERY_SETUP_ETC:-/etc}"
@@ -176,8 +177,10 @@ if [ "$(id -u)" -ne 0 ] && [ -z "${RECOVERY_SETUP_ETC:-}" ]; then
     [ "$TIMER" = 0 ] || die "--systemd-timer needs root (it writes /etc/systemd/system)"
     [ "$LOG_ROTATION" != logrotate ] || die "--log-rotation logrotate needs root (it writes /etc/logrotate.d)"
 fi
-if [ ! -f "$SOURCE/pyproject.toml" ] || [ ! -d "$SOURCE/recovery" ]; then die "--source '$SOURCE' is not a recovery checkout"; fi
-SOURCE="$(cd "$SOURCE" && pwd)"
+if [ -z "$EXISTING_VENV" ]; then  # an existing install (`recovery setup` from pip or pipx) needs no checkout
+    if [ ! -f "$SOURCE/pyproject.toml" ] || [ ! -d "$SOURCE/recovery" ]; then die "--source '$SOURCE' is not a recovery checkout"; fi
+    SOURCE="$(cd "$SOURCE" && pwd)"
+fi
 
 # Runs a command as the target user (with their HOME), the script's user otherwise.
 as_user() {
