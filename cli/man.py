@@ -103,13 +103,11 @@ def manual(root: Any, version: str) -> str:
     return "\n".join(lines) + "\n" + SECTIONS
 
 
-def man() -> None:
+def man(ctx: typer.Context) -> None:
     """Print the manual page (roff) made from every command's help.
 
     Example: recovery man | man -l -   (or: recovery man > /usr/local/share/man/man1/recovery.1)
     """
     from importlib.metadata import version
 
-    from .main import app
-
-    typer.echo(manual(typer.main.get_command(app), version("recovery")), nl=False)
+    typer.echo(manual(ctx.find_root().command, version("recovery")), nl=False)
