@@ -92,6 +92,23 @@ def test_the_dashboard_renders_and_every_chart_query_returns_rows(ds):
         assert rows(ds, "/recovery.json?" + str(httpx.QueryParams(sql=chart["query"], _shape="array"))), name
 
 
+def test_the_first_panel_shows_each_app_now_with_its_last_incident(ds, store_path):
+    assert DASHBOARD["layout"][0] == ["now", "now"]
+    now = rows(ds, "/recovery.json?" + str(httpx.QueryParams(sql=DASHBOARD["charts"]["now"]["query"], _shape="array")))
+    with sqlite3.connect(store_path) as conn:
+        apps = [a for (a,) in conn.execute("SELECT app FROM app_state ORDER BY app")]
+        last = dict(conn.execute("SELECT app, max(id) FROM incidents GROUP BY app").fetchall())
+    assert [r["app"] for r in now] == apps and len(apps) == 10
+    for r in now:
+        assert r["state"] == "healthy" or " since " in r["state"] or r["state"].startswith("paused until ")
+        assert (
+            (r["last_incident"] or "").startswith(f"#{last[r['app']]} at ")
+            if r["app"] in last
+            else r["last_incident"] is None
+        )
+    assert any(r["last_incident"] for r in now)
+
+
 def test_no_canned_query_writes():
     assert not [name for name, q in METADATA["databases"]["recovery"]["queries"].items() if q.get("write")]
 
@@ -330,6 +347,12 @@ def test_the_dashboard_draws_its_charts_in_a_real_browser(store_path, tmp_path):
         )
         assert len(sizes) == len(CHARTS)
         assert browser.evaluate("document.querySelectorAll('#chart-questions a').length") >= 8
+        wait_until(
+            lambda: browser.evaluate("document.querySelectorAll('#chart-now tbody tr').length") == 10,
+            60,
+            0.2,
+            "the first panel's row per app",
+        )
         shot = tmp_path / "dashboard.png"
         shot.write_bytes(
             base64.b64decode(browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
