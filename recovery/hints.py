@@ -136,12 +136,15 @@ class Incident:
     def cpu(self) -> float | None:
         """The CPU while the probes of a hang went unanswered (or PM2's figure when that was not measured);
         for one worker of a cluster, that worker's own, not the busiest process's."""
-        if self.hang_sample is None:
-            return None
-        d = self.hang_sample.data
+        return hang_cpu(self.own_data)[0] if self.hang_sample is not None else None
+
+    @property
+    def own_data(self) -> Mapping[str, Any]:
+        """The hang's sample as it concerns the hung process: for one worker of a cluster, its entry."""
+        d = self.hang_sample.data if self.hang_sample is not None else {}
         if self.worker is not None:
-            d = next((i for i in _instances(d) if i.get("pm_id") == self.worker), {})
-        return hang_cpu(d)[0]
+            return next((i for i in _instances(d) if i.get("pm_id") == self.worker), {})
+        return d
 
     def hung_in(self, worker: int | None) -> bool:
         """Whether this hang was of `worker` (a pm_id; None: an app with one process)."""
@@ -391,18 +394,10 @@ class _Leak:
     explained: frozenset[int] = frozenset()
 
 
-def _own_data(inc: Incident) -> Mapping[str, Any]:
-    """The hang's sample as it concerns the hung process: for one worker of a cluster, its entry."""
-    d = inc.hang_sample.data if inc.hang_sample is not None else {}
-    if inc.worker is not None:
-        return next((i for i in _instances(d) if i.get("pm_id") == inc.worker), {})
-    return d
-
-
 def _memory_cause(inc: Incident, level: int, others: list[int], limit: int | None) -> str | None:
     """Why memory caused this hang at `level` (others: the levels of the app's other busy hangs), or None:
     near PM2's memory limit; or, the CPU not idle, near the level of other hangs or V8's heap full."""
-    d = _own_data(inc)
+    d = inc.own_data
     own_limit = d.get("max_memory_restart") if isinstance(d.get("max_memory_restart"), int) else limit
     if own_limit and level >= NEAR_LIMIT * own_limit:
         return "near max_memory_restart"
@@ -451,7 +446,7 @@ def _leak(model: HintInput) -> _Leak:
     # the levels of the app's other hangs that were not idle (stalls that recur on a clock while a leak
     # restarts with each restart would come at one level too, by coincidence)
     levels_of = {
-        i.id: m for i in model.incidents if i.hung and not _idle(i) and isinstance(m := _own_data(i).get("memory"), int)
+        i.id: m for i in model.incidents if i.hung and not _idle(i) and isinstance(m := i.own_data.get("memory"), int)
     }
     levels_of.update({iid: level for iid, (inc, level) in at_end.items() if not _idle(inc)})
     causes: dict[int, str] = {}
@@ -572,12 +567,7 @@ def _hangs(model: HintInput) -> list[Incident]:
 def _cpu_source(incidents: list[Incident]) -> str:
     """' over the probe window' when every one of these hangs' CPU was measured so; ', PM2's figure'
     when any was PM2's own (the same words `why` puts beside the figure)."""
-    whats = set()
-    for i in incidents:
-        d = i.hang_sample.data if i.hang_sample else {}
-        if i.worker is not None:
-            d = next((w for w in _instances(d) if w.get("pm_id") == i.worker), {})
-        whats.add(hang_cpu(d)[1])
+    whats = {hang_cpu(i.own_data)[1] for i in incidents}
     if whats == {"over the probe window"}:
         return " over the probe window"
     return ", PM2's figure" if "PM2's figure" in whats else ""
