@@ -25,6 +25,7 @@ import httpcore  # noqa: E402
 import httpx  # noqa: E402
 
 from .observations import ERROR_KINDS, Attempt  # noqa: E402
+from .units import format_ts  # noqa: E402
 from .urls import shown_url  # noqa: E402
 
 __all__ = ["BODY_CAP", "ERROR_KINDS", "Attempt", "classify", "make_client", "probe_burst", "probe_once"]
@@ -297,10 +298,9 @@ def _expiry(not_after: str | None) -> str | None:
     import datetime as _dt
 
     try:
-        when = _dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), _dt.UTC)
+        return format_ts(_dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), _dt.UTC))
     except ValueError:
         return None
-    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _read_capped(chunks: Iterable[bytes], cap: int) -> bytes:

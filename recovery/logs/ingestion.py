@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ..units import format_ts
+from ..units import format_ts, parse_ts
 from . import reader as _reader
 from .grouper import Entry, Grouper
 from .miner import Miner
@@ -140,7 +140,7 @@ def bounds(
     read: the read's time, as filesystems with coarse mtimes would give anyway). Lower: kept only
     while it is not after an upper bound (a clock or an mtime set back: the order is unknown).
     """
-    at = _dt.datetime.fromisoformat(read_at.replace("Z", "+00:00"))
+    at = parse_ts(read_at)
     upper = {}
     for ino, mtime in mtimes.items():
         age = clock - mtime
