@@ -521,10 +521,11 @@ class CheckRun:
         return float("inf") if self.deadline_at is None else self.deadline_at - self.clock.monotonic()
 
     def bounded(self, seconds: float) -> float | None:
-        """`seconds`, cut to what the deadline leaves (keeping its margin); None without a deadline."""
+        """`seconds`, cut to what the deadline leaves (keeping its margin, never below 0.1 s); None
+        without a deadline."""
         if self.deadline_at is None:
             return None
-        return max(0.1, min(seconds, self.left() - DEADLINE_MARGIN_S))
+        return min(seconds, max(0.1, self.left() - DEADLINE_MARGIN_S))
 
     def cut(self, what: str) -> None:
         """Note what the deadline cut short (said in the result and in check.finished)."""
@@ -882,7 +883,7 @@ class CheckRun:
 
     def verify_until(self, app: AppConfig, start: float) -> float:
         """When a verification begun at `start` gives up: after verify_timeout, or sooner by --deadline."""
-        return min(start + app.verify_timeout, max(start + 0.1, start + self.left() - DEADLINE_MARGIN_S))
+        return start + (self.bounded(app.verify_timeout) or app.verify_timeout)
 
     def verification_failed(
         self, app: AppConfig, start: float, until: float, n: int, elapsed: float, last: str, detail: str | None
@@ -1120,7 +1121,7 @@ class CheckRun:
                 self.cut("the alerts (still owed: the next run sends them)")
                 return
             config = dataclasses.replace(
-                config, alerts=dataclasses.replace(conf, timeout=min(conf.timeout, self.left() - DEADLINE_MARGIN_S))
+                config, alerts=dataclasses.replace(conf, timeout=self.bounded(conf.timeout) or conf.timeout)
             )
         self.fold()
         # A leak forecast is looked at when this run took a full sample (a failure, a pid change, hourly)
@@ -1152,27 +1153,13 @@ class CheckRun:
         whatever `check_every` says, so that lines without a timestamp are bounded by the failure,
         not by a read after the restart. No `pm2 jlist` for it; trouble is a `log.failed` event."""
         conf = self.config.logs
-        store = self.rec.store
-        if not conf.in_check or self.dry_run or store is None:
+        if not conf.in_check or self.dry_run or self.rec.store is None:
             return
         if self.left() < DEADLINE_MARGIN_S + RESTART_MIN_S:
             self.cut("the log read before the restart")
             return
-        from .logs.checkstep import ingest_in_check
-
         for app in apps:
-            view = self.full_views.get(app.name)
-            try:
-                ingest_in_check(
-                    store,
-                    app,
-                    conf,
-                    seen=view.logs if view is not None else (),
-                    run_id=self.run_id,
-                    before_restart=True,
-                )
-            except (RecoveryError, OSError, sqlite3.Error) as exc:
-                self.emit("log.failed", app.name, error=str(exc), before_restart=True)
+            self.read_logs(app, conf, before_restart=True)
 
     def ingest_logs(self) -> None:
         """Last, after every probe and restart: what is new in each app's logs, within a small
@@ -1183,8 +1170,6 @@ class CheckRun:
         if self.left() <= DEADLINE_MARGIN_S:
             self.cut("the log reading")
             return
-        from .logs.checkstep import ingest_in_check
-
         for app in self.apps:
 
             def discover(app: AppConfig = app) -> tuple[str, ...]:
@@ -1192,16 +1177,32 @@ class CheckRun:
                 view, _ = self.full_view(app, before_acting=False)
                 return view.logs if view is not None else ()
 
-            view = self.full_views.get(app.name)
-            seen = view.logs if view is not None else ()
-            store = self.rec.store
-            if store is None:
-                return
             every = dataclasses.replace(conf, check_every=0.0) if app.name in self.crashing else conf
-            try:
-                ingest_in_check(store, app, every, seen=seen, discover=discover, run_id=self.run_id)
-            except (RecoveryError, OSError, sqlite3.Error) as exc:
-                self.emit("log.failed", app.name, error=str(exc))
+            self.read_logs(app, every, discover=discover)
+
+    def read_logs(
+        self,
+        app: AppConfig,
+        conf: Any,
+        *,
+        before_restart: bool = False,
+        discover: Callable[[], tuple[str, ...]] | None = None,
+    ) -> None:
+        """One app's new log lines (the paths from this run's sample when it took one); trouble is a
+        `log.failed` event, never the check's verdict."""
+        store = self.rec.store
+        if store is None:
+            return
+        from .logs.checkstep import ingest_in_check
+
+        view = self.full_views.get(app.name)
+        seen = view.logs if view is not None else ()
+        try:
+            ingest_in_check(
+                store, app, conf, seen=seen, discover=discover, run_id=self.run_id, before_restart=before_restart
+            )
+        except (RecoveryError, OSError, sqlite3.Error) as exc:
+            self.emit("log.failed", app.name, error=str(exc), **({"before_restart": True} if before_restart else {}))
 
 
 def waited(app: AppConfig, seconds: float) -> str:
