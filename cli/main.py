@@ -126,7 +126,9 @@ def plugin_unknown(message: str, json_out: bool = False) -> NoReturn:
 
         typer.echo(json.dumps({"code": UNKNOWN, "status": "UNKNOWN", "apps": [], "problems": [message]}))
     else:
-        typer.echo(f"RECOVERY UNKNOWN - {message.replace('|', '/')}")
+        from recovery.check import nagios_line
+
+        typer.echo(nagios_line(UNKNOWN, message))
     fail(message)
 
 
@@ -563,7 +565,9 @@ def main() -> None:
         try:
             code = target(standalone_mode=False)
         except UsageError as exc:
-            typer.echo(f"RECOVERY UNKNOWN - {exc.format_message()}")
+            from recovery.check import nagios_line
+
+            typer.echo(nagios_line(UNKNOWN, exc.format_message()))
             exc.show()
             sys.exit(UNKNOWN)
         except typer.Abort:

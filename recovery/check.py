@@ -248,6 +248,13 @@ class AppResult:
         )
 
 
+def nagios_line(code: int, summary: str, perf: str = "") -> str:
+    """A Nagios plugin's status line: `RECOVERY <STATE> - <summary> | <perfdata>` (a '|' in the
+    summary would start the perfdata, so it reads '/')."""
+    text = f"RECOVERY {STATE_NAMES[code]} - {summary.replace('|', '/')}"
+    return f"{text} | {perf}" if perf else text
+
+
 def _perf_label(name: str) -> str:
     """A perfdata label, quoted when it holds more than letters, digits, '_', '-' and '.'."""
     if all(c.isalnum() or c in "_-." for c in name):
@@ -298,9 +305,7 @@ class CheckResult:
             summary = "; ".join(one_line(a.line(), 100) for a in worst[:3])
             if len(worst) > 3:
                 summary += f" (+{len(worst) - 3} more)"
-        perf = " ".join(a.perfdata() for a in self.apps)
-        text = f"RECOVERY {STATE_NAMES[code]} - {summary.replace('|', '/')}"
-        return f"{text} | {perf}" if perf else text
+        return nagios_line(code, summary, " ".join(a.perfdata() for a in self.apps))
 
     def to_dict(self) -> dict[str, Any]:
         return {
