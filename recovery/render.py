@@ -4,6 +4,7 @@ lines, the status table. Formatting only: what it writes is computed in `report`
 from __future__ import annotations
 
 import datetime as _dt
+from collections import Counter
 from typing import Any
 
 from . import replay
@@ -139,12 +140,10 @@ _STATE_COLOURS = {
 }
 
 
-def _coloured_states(line: str, states: list[str]) -> str:
-    for word in states:
-        code = _STATE_COLOURS.get(word)
-        if code and f"  {word}" in line:
-            return line.replace(f"  {word}", f"  \033[{code}m{word}\033[0m", 1)
-    return line
+def _coloured_state(line: str, word: str) -> str:
+    """A status row with its state word (the first column after the app's) coloured."""
+    code = _STATE_COLOURS.get(word)
+    return line.replace(f"  {word}", f"  \033[{code}m{word}\033[0m", 1) if code else line
 
 
 _SUMMARY_HEAD = [
@@ -474,6 +473,10 @@ def _what(s: Step) -> str:
     return s.type
 
 
+def _row(s: Step) -> list[str]:
+    return [offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)]
+
+
 def collapsed_rows(steps: list[Step]) -> list[list[str]]:
     """One row per event, except that a run of events repeating (the same probe failing, or the
     same few events check after check) is one line: `12 × probe.failed timeout over 24.0s`, or the
@@ -491,8 +494,7 @@ def collapsed_rows(steps: list[Step]) -> list[list[str]]:
                 best = (k, length)
         k, length = best
         if k < 3:
-            s = steps[i]
-            rows.append([offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)])
+            rows.append(_row(steps[i]))
             i += 1
             continue
         run = steps[i : i + k * length]
@@ -502,12 +504,9 @@ def collapsed_rows(steps: list[Step]) -> list[list[str]]:
                 [offset(run[0].offset_s), f"#{run[0].seq}..#{run[-1].seq}", f"{k} ×", f"{_what(run[0])} over {over}"]
             )
         else:
-            for s in run[:length]:
-                rows.append([offset(s.offset_s), f"#{s.seq}", s.type, facts(s.type, s.data)])
+            rows += [_row(s) for s in run[:length]]
             rest = run[length:]
-            counts: dict[str, int] = {}
-            for s in rest:
-                counts[_what(s)] = counts.get(_what(s), 0) + 1
+            counts = Counter(_what(s) for s in rest)
             listed = ", ".join(f"{n} × {w}" for w, n in counts.items())
             rows.append(
                 [
@@ -659,7 +658,7 @@ def status_table(
         )
     lines = _grid(*fit_columns(_STATUS_HEAD, body, width, _STATUS_DROP))
     if colour:
-        lines = [lines[0]] + [_coloured_states(line, [r.state.upper()]) for line, r in zip(lines[1:], rows)]
+        lines = [lines[0]] + [_coloured_state(line, r.state.upper()) for line, r in zip(lines[1:], rows)]
     notes = [f"{r.app}: {r.reason}" for r in rows if r.reason and r.state not in ("healthy",)]
     notes += [
         f"{r.app}: worker #{f['pm_id']} (pid {f['pid'] or '-'}) {f['why']}"
