@@ -610,8 +610,12 @@ class _Checker:
                 app["ca_file"] = str(self.resolve(app["ca_file"]))
                 if not Path(app["ca_file"]).is_file():
                     self.report((*parts, "ca_file"), f"no such file: {app['ca_file']}")
-            https = isinstance(app["url"], str) and app["url"].lower().startswith("https:")
-            if app["cert_warn"] not in (None, _MISSING) and isinstance(app["url"], str) and not https:
+            url = app["url"]
+            if (
+                app["cert_warn"] not in (None, _MISSING)
+                and isinstance(url, str)
+                and not url.lower().startswith("https:")
+            ):
                 self.report((*parts, "cert_warn"), f"only for https URLs ({app['url']} is not one)")
             name = app["name"]
             if isinstance(name, str):
