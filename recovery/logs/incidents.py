@@ -86,7 +86,6 @@ def around_incidents(
         return out
     width = _dt.timedelta(minutes=minutes)
     bounded_sql = "sum(ts_bounded)" if schema_version(conn) >= 4 else "0"
-    known_sql, known = " AND ingest_id <= ?", [bound]
     per_app: dict[str, list[tuple[int, str, str]]] = {}
     for iid, a, started in incidents:
         lo = _iso(parse_ts(started) - width)
@@ -106,23 +105,24 @@ def around_incidents(
         for lo, hi in merged:
             for tid, n, nb in conn.execute(
                 f"SELECT template_id, count(*), {bounded_sql} FROM log_entries WHERE app = ? AND ts >= ? AND ts < ?"
-                f"{known_sql} GROUP BY template_id",
-                (a, lo, hi, *known),
+                " AND ingest_id <= ? GROUP BY template_id",
+                (a, lo, hi, bound),
             ):
                 inside[tid] = inside.get(tid, 0) + n
                 bounded[tid] = bounded.get(tid, 0) + nb
         preceded: dict[str, list[int]] = {}
         for iid, lo, hi in windows:
             for (tid,) in conn.execute(
-                f"SELECT DISTINCT template_id FROM log_entries WHERE app = ? AND ts >= ? AND ts < ?{known_sql}",
-                (a, lo, hi, *known),
+                "SELECT DISTINCT template_id FROM log_entries WHERE app = ? AND ts >= ? AND ts < ? AND ingest_id <= ?",
+                (a, lo, hi, bound),
             ):
                 preceded.setdefault(tid, []).append(iid)
         for tid, n in inside.items():
             total = totals.get(tid)
             base = max(0, (total["count"] if total else n) - n)
             first_seen = conn.execute(
-                f"SELECT min(first_ts) FROM log_counts WHERE app = ? AND template_id = ?{known_sql}", (a, tid, *known)
+                "SELECT min(first_ts) FROM log_counts WHERE app = ? AND template_id = ? AND ingest_id <= ?",
+                (a, tid, bound),
             ).fetchone()[0]
             appeared = [iid for iid, lo, hi in windows if first_seen is not None and lo <= first_seen < hi]
             base_per_hour = base / base_hours
