@@ -5,8 +5,10 @@ cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 # Debian packages only the tests need: chromium for the browser test of `recovery serve`
 # (tests/test_serve.py), shellcheck for the lint of deploy/ and scripts/ (tests/test_deploy.py),
-# groff (groff-base) to render the manual page of `recovery man` (tests/test_man.py).
-apt_install chromium shellcheck groff-base || say "without chromium, shellcheck and groff the browser, lint and man tests fail"
+# groff (groff-base) to render the manual page of `recovery man` (tests/test_man.py), postgresql
+# for the fleet store's tests (tests/postgres.py runs initdb and pg_ctl in a temp folder).
+apt_install chromium shellcheck groff-base postgresql ||
+    say "without chromium, shellcheck, groff and postgresql the browser, lint, man and fleet tests fail"
 # The wheels recovery depends on, once, for tests/test_packaging.py: it installs the built wheel
 # with pipx offline from here (tests talk to loopback only).
 WHEELHOUSE=.cache/wheelhouse

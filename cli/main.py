@@ -101,7 +101,23 @@ def check(
         result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only, deadline=seconds).run()
     except RecoveryError as exc:
         plugin_unknown(str(exc), json_out)
-    _print_result(result, json_out)
+    _print_result(result, json_out, after=cfg)
+
+
+@app.command(hidden=True)
+@guarded
+def publish(config: ConfigOption = None) -> None:
+    """Write the metrics textfile and ship new events to the fleet store, as configured: what each
+    `recovery check` starts in a detached child once it has answered (recovery/publish.py).
+
+    Example: recovery publish --config /etc/recovery/recovery.toml
+    """
+    from recovery.publish import publish as run
+
+    problems = run(load_config(config))
+    for problem in problems:
+        typer.echo(problem, err=True)
+    raise typer.Exit(1 if problems else 0)
 
 
 def deadline_seconds(text: str) -> float:
@@ -162,7 +178,9 @@ def restart(
     _print_result(result, json_out)
 
 
-def _print_result(result: Any, json_out: bool) -> NoReturn:
+def _print_result(result: Any, json_out: bool, after: Any = None) -> NoReturn:
+    """Print a check's result and exit with its code; with `after` (the config), first start what
+    follows a check (recovery/publish.py: metrics textfile, fleet shipping) in a detached child."""
     if json_out:
         import json
 
@@ -170,6 +188,11 @@ def _print_result(result: Any, json_out: bool) -> NoReturn:
     else:
         for line in result.lines():
             typer.echo(line)
+    if after is not None and (after.metrics.textfile is not None or after.fleet.postgres is not None):
+        from recovery.publish import spawn
+
+        sys.stdout.flush()
+        spawn(after)
     raise typer.Exit(result.code)
 
 

@@ -384,3 +384,32 @@ def http_server():
     yield f"http://127.0.0.1:{server.server_address[1]}/", state
     server.shutdown()
     server.server_close()
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL (the fleet store): tests/postgres.py
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One real PostgreSQL for the session (tests/postgres.py); take `postgres.fresh_database()`
+    per test. A test that stops the server uses `postgres_server` instead."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL of this test's own, which it may stop and start again."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -28,7 +28,9 @@ from .schema import (
     AlertsConfig,
     AppConfig,
     Config,
+    FleetConfig,
     LogsConfig,
+    MetricsConfig,
     Pm2Config,
     PolicyConfig,
     Problem,
@@ -341,6 +343,16 @@ def _secret_http_url(value: Any) -> str:
     return value.strip()
 
 
+def _postgres_url(value: Any) -> str:
+    "A postgresql:// URL (libpq's form); it may hold a password, so errors never repeat it."
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a postgresql://user@host:port/dbname URL")
+    scheme, sep, rest = value.strip().partition("://")
+    if not sep or scheme not in ("postgresql", "postgres") or not rest:
+        raise ValueError("not a postgresql:// URL (expected postgresql://user@host:port/dbname)")
+    return value.strip()
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {_describe(value)}")
@@ -468,6 +480,8 @@ _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
         "heartbeat_fail_url": _secret_http_url,
         "host": _string,
     },
+    MetricsConfig: {"textfile": _string},
+    FleetConfig: {"postgres": _postgres_url, "host": _string, "budget": _duration(), "batch": _retries},
     AppConfig: {
         "name": _app_name,
         "url": _url,
@@ -523,6 +537,10 @@ class _Checker:
         watch = self.section(WatchConfig, document, "watch")
         logs = self.section(LogsConfig, document, "logs")
         alerts = self.section(AlertsConfig, document, "alerts")
+        metrics = self.section(MetricsConfig, document, "metrics")
+        if metrics["textfile"] not in (None, _MISSING):
+            metrics["textfile"] = self.resolve(metrics["textfile"])
+        fleet = self.section(FleetConfig, document, "fleet")
         apps = self.apps(document.get("apps", _MISSING), policy)
         if self.problems:
             return None
@@ -535,6 +553,8 @@ class _Checker:
             watch=WatchConfig(**watch),
             logs=LogsConfig(**logs),
             alerts=AlertsConfig(**alerts),
+            metrics=MetricsConfig(**metrics),
+            fleet=FleetConfig(**fleet),
         )
 
     def section(self, kind: type[Any], document: dict[str, Any], name: str) -> dict[str, Any]:

@@ -153,6 +153,23 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    "Prometheus metrics: the node_exporter textfile each check refreshes (after its answer, in a child process)."
+
+    textfile: Path | None = None  # e.g. /var/lib/node_exporter/textfile_collector/recovery.prom, written atomically
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    "The fleet store: this host's events shipped to PostgreSQL after each check (never before its answer)."
+
+    postgres: str | None = None  # postgresql://user[:password]@host:port/db; a secret, never printed whole
+    host: str | None = None  # this host's name in the fleet; default: the hostname
+    budget: float = 10.0  # seconds one ship may take before it stops (the rest ships next time)
+    batch: int = 5000  # events per COPY batch
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None = field(metadata=_NOT_A_KEY)
     store: StoreConfig
@@ -162,6 +179,8 @@ class Config:
     watch: WatchConfig = WatchConfig()
     logs: LogsConfig = LogsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    fleet: FleetConfig = FleetConfig()
 
     def app(self, name: str) -> AppConfig | None:
         return next((a for a in self.apps if a.name == name), None)

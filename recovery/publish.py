@@ -1,0 +1,79 @@
+"""After a check has answered: the work that must never delay recovery.
+
+Two things may follow a check: the metrics textfile for node_exporter (`[metrics] textfile`,
+recovery.metrics) and shipping new events to the fleet store (`[fleet] postgres`, recovery.fleet.ship).
+Both import heavy modules (prometheus_client, psycopg) and the second talks to the network, so
+`recovery check` does neither itself: once its answer is decided and printed, `spawn` starts
+`recovery publish` as a detached child (its own session, no terminal, output discarded) and the
+check exits at once. cron and Nagios wait only for the check.
+
+`publish` runs one child at a time per store (a non-blocking flock on `<store>-publish.lock`: a
+child that finds it held leaves, the running one will see the new events), and one failure never
+stops the other part: each problem is one line in the list it returns (the hidden command prints
+them on stderr, which the check's child discards; `recovery metrics` and `recovery ship` run the
+same parts by hand and say what went wrong).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+
+from recovery.config import Config
+
+
+def wanted(config: Config) -> bool:
+    "Whether anything follows a check with this config."
+    return config.metrics.textfile is not None or config.fleet.postgres is not None
+
+
+def spawn(config: Config) -> bool:
+    """Start `recovery publish --config <file>` detached, when the config asks for it; True when
+    started. Never raises: a check's answer does not depend on it."""
+    if not wanted(config) or config.source is None:
+        return False
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "recovery_cli.main", "publish", "--config", str(config.source)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "RECOVERY_TRIGGER": "publish"},
+        )
+    except OSError:
+        return False
+    return True
+
+
+def publish(config: Config) -> list[str]:
+    "Write the metrics textfile, then ship to the fleet store, as configured; the problems, one line each."
+    from recovery.store import lock_fd
+
+    fd = lock_fd(config.store.path, "-publish.lock")
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []  # another publisher runs for this store; it ships what this one would
+        problems: list[str] = []
+        if config.metrics.textfile is not None:
+            from recovery.metrics import write_textfile
+
+            try:
+                write_textfile(config)
+            except Exception as exc:  # each part fails alone, in one line
+                problems.append(f"metrics textfile {config.metrics.textfile}: {exc}")
+        if config.fleet.postgres is not None:
+            from recovery.fleet.ship import ship
+
+            try:
+                ship(config)
+            except Exception as exc:
+                problems.append(f"fleet ship: {exc}")
+        return problems
+    finally:
+        os.close(fd)
