@@ -860,6 +860,10 @@ class CheckRun:
         command = ["pm2", "restart", str(pm_id)]
         ids = {"pm_id": pm_id, "pid": pid}
         what = f"worker {pm_id} (pid {pid}, {worker['evidence']} evidence)"
+        if (
+            late := self.too_late_to_restart(app, f"{what} hung", cut_as=f"{app.name}'s worker {pm_id} restart")
+        ) is not None:
+            return late
         self.read_logs_first([app])
         self.emit(
             "restart.requested",
@@ -885,6 +889,21 @@ class CheckRun:
         else:
             summary = f"{what} hung, restarted alone, still failing after {app.verify_timeout:g}s ({last})"
         return AppResult(app.name, exit_code, label, summary, restarted=True, action="restart")
+
+    def too_late_to_restart(
+        self, app: AppConfig, failures: str, *, action: str = "restart", cut_as: str | None = None
+    ) -> AppResult | None:
+        """With under RESTART_MIN_S (plus the margin) left before --deadline, no restart of any kind
+        is begun (an app, one worker, `pm2 resurrect`): the result that says so, the cut noted; None
+        when there is time."""
+        if self.left() >= DEADLINE_MARGIN_S + RESTART_MIN_S:
+            return None
+        self.cut(cut_as or f"{app.name}'s {action}")
+        summary = (
+            f"{failures}; not {action}ed: --deadline {self.deadline:g}s left {max(0.0, self.left()):.1f}s"
+            f" (the next check {action}s it)"
+        )
+        return AppResult(app.name, CRITICAL, "CRITICAL", summary.lstrip("; "), action="restart")
 
     def verify_until(self, app: AppConfig, start: float) -> float:
         """When a verification begun at `start` gives up: after verify_timeout, or sooner by --deadline."""
@@ -951,10 +970,8 @@ class CheckRun:
     def restart(self, app: AppConfig, failures: str, reason: str, *, code: str, by: str = "check") -> AppResult:
         """Restart through PM2, then verify. `failures` says why, for the result line."""
         command = ["pm2", app.restart_command, app.name]
-        if self.left() < DEADLINE_MARGIN_S + RESTART_MIN_S:
-            self.cut(f"{app.name}'s restart")
-            summary = f"{failures}; not restarted: --deadline {self.deadline:g}s left {max(0.0, self.left()):.1f}s (the next check restarts it)"
-            return AppResult(app.name, CRITICAL, "CRITICAL", summary.lstrip("; "), action="restart")
+        if (late := self.too_late_to_restart(app, failures)) is not None:
+            return late
         self.read_logs_first([app])
         self.emit("restart.requested", app.name, by=by, code=code, reason=reason, command=command)
         problem = self.run_restart(
@@ -1028,6 +1045,8 @@ class CheckRun:
                     decision = policy.daemon_back(decision, "it runs again (another run brought it back)")
             self.emit("decision.made", app.name, **decision.data())
             if decision.action == "restart":
+                if (late := self.too_late_to_restart(app, failures, action="resurrect")) is not None:
+                    return late
                 self.resurrect_problem = self.resurrect(decision)
                 if self.resurrect_problem:
                     summary = f"{failures}; {self.resurrect_problem}"

@@ -96,3 +96,45 @@ def test_a_healthy_run_is_not_touched_by_a_deadline(tmp_path):
     w = World(tmp_path, "healthy", **DEFAULTS)
     result, _ = run(w, 55.0)
     assert result.code == 0 and result.cut is None and w.decisions() == [("none", "healthy")]
+
+
+def test_no_worker_restart_is_begun_without_time_for_it(tmp_path):
+    from tests.test_cluster import Cluster
+
+    c = Cluster(tmp_path)
+    c.stall(1002, 2, 6)  # worker 2 holds one probe in four and never answers them
+    run = CheckRun(
+        c.config,
+        pm2=c.pm2,
+        prober=c.prober,
+        recorder=Recorder(c.config.store.path, busy_timeout=1.0, now=c.clock.now),
+        clock=c.clock,
+        owners=c.owners,
+        deadline=6.0,
+    )
+    result = run.run()
+    assert c.pm2.worker_restarts == [] and c.pm2.app_restarts == []
+    assert (c.decision()["action"], c.decision()["code"]) == ("restart", "worker_hung")
+    assert result.code == CRITICAL and "not restarted: --deadline 6s left" in result.apps[0].summary
+    assert result.apps[0].summary.startswith("worker 2 (pid 1002, socket evidence) hung; ")
+    assert result.cut == "cut short by --deadline 6s: web's worker 2 restart"
+    assert c.events("restart.requested") == []
+
+
+def test_no_pm2_resurrect_is_begun_without_time_for_it(tmp_path):
+    from tests.test_pm2_daemon import Fleet
+
+    f = Fleet(tmp_path)
+    f.answered_before()  # refusals are failures; each app's two probes take retry_delay (5s)
+    result = CheckRun(
+        f.config,
+        pm2=f.pm2,
+        prober=HttpProber(httpx.MockTransport(f.apps)),
+        recorder=Recorder(f.config.store.path, busy_timeout=1.0, now=f.clock.now),
+        clock=f.clock,
+        deadline=11.0,
+    ).run()
+    assert "resurrect" not in f.pm2.calls and f.events("restart.requested") == []
+    assert result.apps[0].code == CRITICAL  # api's probes are cut short too (UNKNOWN)
+    assert "not resurrected: --deadline 11s left 6.0s" in result.apps[0].summary
+    assert result.cut.startswith("cut short by --deadline 11s: web's resurrect")
