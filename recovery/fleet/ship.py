@@ -265,16 +265,20 @@ def _copy_events(pg: Any, host: str, rows: list[tuple[Any, ...]]) -> int:
 
 
 def _upsert(pg: Any, table: str, columns: str, keys: str, host: str, rows: list[tuple[Any, ...]]) -> int:
+    "Insert or update `rows` of `table` by its key: COPY into a temporary table, then one INSERT ... ON CONFLICT."
     if not rows:
         return 0
     names = [c.strip() for c in columns.split(",")]
     key_names = {k.strip() for k in keys.split(",")}
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c not in key_names)
+    pg.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming_{table} (LIKE {table}) ON COMMIT DELETE ROWS")
     with pg.cursor() as cur:
-        cur.executemany(
-            f"INSERT INTO {table} (host, {columns}) VALUES (%s{', %s' * len(names)})"
-            f" ON CONFLICT (host, {keys}) DO UPDATE SET {updates}",
-            [(host, *r) for r in rows],
+        with cur.copy(f"COPY incoming_{table} (host, {columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((host, *row))
+        cur.execute(
+            f"INSERT INTO {table} (host, {columns}) SELECT host, {columns} FROM incoming_{table}"
+            f" ON CONFLICT (host, {keys}) DO UPDATE SET {updates}"
         )
     return len(rows)
 
@@ -398,6 +402,8 @@ def ship(
         if not held:
             result.busy = True
             return result
+        if not config.store.path.exists():
+            raise StoreError(f"no event store at {config.store.path} (a `recovery check` run creates it)")
         store = Store.open(config.store.path, busy_timeout=config.store.busy_timeout, group=config.store.group)
         try:
             conn = store.conn
