@@ -111,6 +111,37 @@ def test_a_second_ship_adds_no_rows_and_the_next_ships_only_the_new_events(postg
     assert pg_rows(url, "SELECT events, last_seq FROM fleet_hosts") == [(last, last)]
 
 
+def test_the_next_ship_updates_what_later_checks_changed_in_the_read_models(postgres, tmp_path):
+    url = postgres.fresh_database()
+    config = write_config(tmp_path, url)
+    with Store.open(config.store.path) as store:
+        t = Timeline(store)
+        for i in range(3):
+            t.healthy(60.0 * i)
+        failed = ("probe.failed", "web", {"phase": "check", "error": "timeout", "latency_ms": 2000})
+        down = ("decision.made", "web", {"action": "escalate", "reason": "hung", "state": "down", "code": "hung"})
+        t.run(180, failed, down)
+    ship(config)
+    assert pg_rows(url, "SELECT state FROM fleet_app_state") == [("down",)]
+    assert pg_rows(url, "SELECT outcome FROM fleet_incidents") == [("open",)]
+
+    with Store.open(config.store.path) as store:  # the same hour goes on, and the next hours begin
+        t = Timeline(store)
+        for i in range(4, 100):
+            t.healthy(60.0 * i)
+    ship(config)
+
+    assert pg_rows(url, "SELECT state FROM fleet_app_state") == [("healthy",)]
+    assert pg_rows(url, "SELECT outcome FROM fleet_incidents") == [("recovered without restart",)]
+    with Store.open(config.store.path) as store:
+        for level in ("hour", "day"):
+            local = store.conn.execute(
+                f"SELECT {ship_mod.ROLLUP_COLUMNS} FROM rollup_{level} ORDER BY start"
+            ).fetchall()
+            assert len(local) >= (2 if level == "hour" else 1)
+            assert pg_rows(url, f"SELECT {ship_mod.ROLLUP_COLUMNS} FROM fleet_rollup_{level} ORDER BY start") == local
+
+
 def test_a_crash_between_postgres_commit_and_the_cursor_ships_nothing_twice(postgres, tmp_path, monkeypatch):
     url = postgres.fresh_database()
     config = write_config(tmp_path, url)
