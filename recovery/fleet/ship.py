@@ -48,6 +48,7 @@ from recovery.urls import shown_dsn
 SCHEMA_VERSION = 1  # fleet_meta 'schema_version': what schema.sql creates
 SCHEMA_LOCK = 0x7265636F76657279  # the advisory lock ensure_schema holds ('recovery')
 NOT_INSTALLED = "fleet.postgres is set but psycopg is not installed: pip install 'recovery[fleet]'"
+CONFIGURED = -1.0  # ship(budget=CONFIGURED): [fleet] budget
 HAND_TIMEOUT = 30.0  # without a budget (`recovery ship`): how long connecting may take
 MARGIN_S = 3600.0  # rollup hours re-sent before an app's last counted time: a batch may end a little before
 
@@ -379,7 +380,7 @@ def _ship_lock(config: Config, wait: bool) -> Iterator[bool]:
 def ship(
     config: Config,
     *,
-    budget: float | None = -1.0,
+    budget: float | None = CONFIGURED,
     wait: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ShipResult:
@@ -393,7 +394,7 @@ def ship(
     url = config.fleet.postgres
     if url is None:
         raise FleetError("no fleet store is configured: set [fleet] postgres in the config")
-    if budget is not None and budget < 0:
+    if budget == CONFIGURED:
         budget = config.fleet.budget
     started = _clock()
     host = fleet_host(config)
@@ -418,6 +419,10 @@ def ship(
             except FleetError as exc:
                 _note_failure(conn, key, str(exc))
                 raise
+            except StoreError:
+                raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the event store {store.path}: {exc}") from exc
             except Exception as exc:  # psycopg's errors, and any other: one line, no password
                 text = f"fleet store {shown_dsn(url)}: {_first_line(exc, url)}"
                 _note_failure(conn, key, text)
