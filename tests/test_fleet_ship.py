@@ -413,3 +413,46 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "recovery_cli.main", *args], capture_output=True, text=True, env=env, timeout=120
     )
+
+
+def _children(pid: int) -> list[list[str]]:
+    "The command lines of the processes whose parent is `pid`."
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().decode().split("\0")[:-1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def test_the_publish_child_starts_python_only_once_the_check_has_exited(postgres, tmp_path):
+    url = postgres.fresh_database()
+    config = write_config(tmp_path, url)
+    last = history(config)
+    script = (
+        "import sys\nfrom recovery import config\nfrom recovery.publish import spawn\n"
+        "assert spawn(config.load(sys.argv[1]))\nprint('answered', flush=True)\nsys.stdin.read()\n"
+    )
+    check = subprocess.Popen(
+        [sys.executable, "-c", script, str(config.source)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert check.stdout is not None and check.stdout.readline() == "answered\n"
+        # While the check lives, its child is a shell waiting on the pipe: no Python competes for the CPU.
+        (child,) = _children(check.pid)
+        assert child[:4] == ["/bin/sh", "-c", 'read -r _; exec "$@"', "recovery-publish"]
+        assert pg_rows(url, "SELECT to_regclass('fleet_events')") == [(None,)]
+    finally:
+        assert check.stdin is not None
+        check.stdin.close()  # the check exits
+        check.wait(30)
+    wait_until(
+        lambda: (
+            pg_rows(url, "SELECT to_regclass('fleet_events') IS NOT NULL")[0][0]
+            and pg_rows(url, "SELECT count(*) FROM fleet_events")[0][0] == last
+        ),
+        message="the child's ship after the check's exit",
+    )
