@@ -456,3 +456,33 @@ def test_the_publish_child_starts_python_only_once_the_check_has_exited(postgres
         ),
         message="the child's ship after the check's exit",
     )
+
+
+def test_recovery_ship_shows_a_progress_bar_on_a_terminal_only(postgres, tmp_path):
+    import pty
+
+    config = write_config(tmp_path, postgres.fresh_database())
+    history(config)
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recovery_cli.main", "ship", "--config", str(config.source)],
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the command has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert proc.wait(60) == 0
+    assert b"shipping" in seen and b"\x1b[" in seen  # the bar, drawn with terminal escapes
+    assert b"shipped " in seen
+    piped = run_cli("ship", "--config", str(config.source))
+    assert "shipping" not in piped.stdout and "\x1b[" not in piped.stdout
