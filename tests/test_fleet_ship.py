@@ -486,3 +486,17 @@ def test_recovery_ship_shows_a_progress_bar_on_a_terminal_only(postgres, tmp_pat
     assert b"shipped " in seen
     piped = run_cli("ship", "--config", str(config.source))
     assert "shipping" not in piped.stdout and "\x1b[" not in piped.stdout
+
+
+def test_status_reads_the_backlog_without_importing_psycopg(postgres, tmp_path):
+    config = write_config(tmp_path, postgres.fresh_database())
+    last = history(config)
+    script = (
+        "import sys\nfrom recovery_cli.main import main\nsys.argv = ['recovery', 'status', '--config', sys.argv[1]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('psycopg' in sys.modules, file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(config.source)], capture_output=True, text=True, env={**os.environ}
+    )
+    assert out.stderr.strip().splitlines()[-1] == "False"
+    assert f"fleet: {last} events not shipped (host a); never shipped" in out.stdout
