@@ -500,3 +500,20 @@ def test_status_reads_the_backlog_without_importing_psycopg(postgres, tmp_path):
     )
     assert out.stderr.strip().splitlines()[-1] == "False"
     assert f"fleet: {last} events not shipped (host a); never shipped" in out.stdout
+
+
+def test_watch_says_a_failing_ship_once_and_without_the_password(postgres_server, tmp_path, capsys):
+    config = write_config(tmp_path, postgres_server.url())
+    history(config, healthy=1, hangs=0)
+    postgres_server.stop()
+    worker = ship_mod.ShipWorker(config)
+    worker.start()
+    try:
+        for n in (1, 2, 3):
+            worker.nudge()
+            wait_until(lambda n=n: worker.ships >= n, message=f"ship {n}")
+    finally:
+        assert worker.close(30)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "fleet ship" in line]
+    assert len(lines) == 1 and "fleet ship failed: cannot reach the fleet store postgresql://postgres:***@" in lines[0]
+    assert postgres_server.password not in lines[0]
