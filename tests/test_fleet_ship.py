@@ -517,3 +517,32 @@ def test_watch_says_a_failing_ship_once_and_without_the_password(postgres_server
     lines = [line for line in capsys.readouterr().err.splitlines() if "fleet ship" in line]
     assert len(lines) == 1 and "fleet ship failed: cannot reach the fleet store postgresql://postgres:***@" in lines[0]
     assert postgres_server.password not in lines[0]
+
+
+def test_events_archived_after_shipping_began_still_ship_from_their_segment(postgres, tmp_path):
+    import datetime as dt
+
+    from recovery.archive import archive
+
+    url = postgres.fresh_database()
+    config = write_config(tmp_path, url)
+    with Store.open(config.store.path) as store:
+        august = Timeline(store, dt.datetime(2026, 8, 3, tzinfo=dt.UTC))
+        for i in range(5):
+            august.healthy(60.0 * i)
+    first = ship(config).last_seq
+    with Store.open(config.store.path) as store:
+        august.store = store
+        for i in range(5, 10):
+            august.healthy(60.0 * i)  # recorded in August, not shipped yet ...
+        later = Timeline(store, dt.datetime(2026, 11, 3, tzinfo=dt.UTC))
+        for i in range(3):
+            later.healthy(60.0 * i)
+        moved = archive(store, dt.datetime(2026, 9, 15, tzinfo=dt.UTC))  # ... then archived
+        assert moved.pieces and store.conn.execute("SELECT min(seq) FROM events").fetchone()[0] > first + 1
+        last = store.last_seq()
+
+    result = ship(config)
+
+    assert result.events == last - first
+    assert pg_rows(url, "SELECT count(*), min(seq), max(seq) FROM fleet_events") == [(last, 1, last)]

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -359,6 +360,31 @@ def _host_row(pg: Any, host: str, rows: list[tuple[Any, ...]], inserted: int, la
     )
 
 
+EVENTS_AFTER = (
+    "SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+
+
+def _event_rows(conn: sqlite3.Connection, store_path: Path, after: int, batch: int) -> list[tuple[Any, ...]]:
+    """The next `batch` events after seq `after`. Events `recovery archive` moved into a segment
+    after shipping began, before they shipped, come from that segment: the fleet's copy of the
+    chain has no gap (those archived before the first ship are left out, as fleet verify expects)."""
+    rows = conn.execute(EVENTS_AFTER, (after, batch)).fetchall()
+    if after > 0 and rows and rows[0][0] > after + 1:
+        from recovery import segments
+
+        for seg in segments.segments(store_path):
+            if seg.last_seq > after:
+                sealed = segments.connect(seg.path)
+                try:
+                    found = sealed.execute(EVENTS_AFTER, (after, batch)).fetchall()
+                finally:
+                    sealed.close()
+                if found:
+                    return found
+    return rows
+
+
 # -- one ship ----------------------------------------------------------------------------------
 
 
@@ -463,15 +489,7 @@ def _run(
                 break
             # Once the budget is spent, one short round more with the read models alone: the fleet
             # views stay current while a long backlog ships over several runs.
-            rows = (
-                []
-                if spent
-                else conn.execute(
-                    "SELECT seq, id, ts, host, app, type, run_id, data, prev_hash, hash FROM events"
-                    " WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (cursor.last_seq, batch),
-                ).fetchall()
-            )
+            rows = [] if spent else _event_rows(conn, config.store.path, cursor.last_seq, batch)
             if not rows and not models_due:
                 break
             began = _clock()
