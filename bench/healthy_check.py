@@ -10,6 +10,11 @@ again. To stay quick, the k-th timed check runs with its wall clock moved k x 61
 (bench/shifted_clock.py), so it finds the record exactly as a check a minute after the previous
 one would, and does what that check would do (its pm2 calls, samples, queries); `--real-gap`
 sleeps the gap instead (n minutes). Spaced runs use the shifted launcher for both modes.
+`--fleet` configures `[fleet] postgres` (a PostgreSQL of its own from Debian's packages, started
+with tests/postgres.py, or `--fleet-url URL`) and `[metrics] textfile`: each timed check is then
+followed by the detached `recovery publish` child, and it prints the check's time beside a check of
+the same apps without them (its own store, interleaved), and the time from a check's start until its
+events are in PostgreSQL (the next check starts only after that, so the child never overlaps one).
 `--store PATH` runs the checks against a copy-free existing store (e.g. the 10M-event one
 bench/big_store.py generates, or `--store-events 1000000` to have big_store.py make one of that
 size first): the healthy check's time at 0, 1M and 10M events. The store is written to (each
@@ -84,6 +89,10 @@ def main() -> int:
         metavar="N",
         help="with --store: generate it first with bench/big_store.py --events N when it does not exist",
     )
+    parser.add_argument(
+        "--fleet", action="store_true", help="with [fleet] postgres and [metrics] textfile (and a baseline without)"
+    )
+    parser.add_argument("--fleet-url", help="with --fleet: this PostgreSQL (default: start one with tests/postgres.py)")
     args = parser.parse_args()
     store = args.store.resolve() if args.store else None
     if store is not None:
@@ -105,13 +114,25 @@ def main() -> int:
     env["PATH"] = os.pathsep.join([str(pm2.parent), env.get("PATH", "")])
     apps = [("bench", free_port(), 0)] + ([("bench-cluster", free_port(), args.cluster)] if args.cluster else [])
     config = home / "recovery.toml"
-    config.write_text(
-        f'[store]\npath = "{store or "recovery.db"}"\n[pm2]\nbin = "{pm2}"\n'
-        + "".join(
-            f'[[apps]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/"\ntimeout = "2s"\n' for name, port, _ in apps
-        )
-        + ('[alerts]\nurls = ["json://127.0.0.1:9/never-used"]\n' if args.alerts else "")
+    app_tables = "".join(
+        f'[[apps]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/"\ntimeout = "2s"\n' for name, port, _ in apps
     )
+    alerts = '[alerts]\nurls = ["json://127.0.0.1:9/never-used"]\n' if args.alerts else ""
+    config.write_text(f'[store]\npath = "{store or "recovery.db"}"\n[pm2]\nbin = "{pm2}"\n' + app_tables + alerts)
+    server, fleet_url, plain = None, args.fleet_url, home / "plain.toml"
+    if args.fleet:
+        if fleet_url is None:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.postgres import PostgresServer
+
+            server = PostgresServer()
+            fleet_url = server.fresh_database()
+        plain.write_text(f'[store]\npath = "plain.db"\n[pm2]\nbin = "{pm2}"\n' + app_tables + alerts)
+        config.write_text(
+            config.read_text()
+            + f'[fleet]\npostgres = "{fleet_url}"\nhost = "bench"\n'
+            + f'[metrics]\ntextfile = "{home / "recovery.prom"}"\n'
+        )
     try:
         for name, port, workers in apps:
             subprocess.run(
@@ -144,16 +165,25 @@ def main() -> int:
                 capture_output=True,
             )
             print(f"store folded in {time.perf_counter() - started:.1f}s (status exit {rebuilt.returncode})")
+        plain_check = [*check[:-1], str(plain)]
         timed(check, env)  # warm the page cache and create the store
+        if args.fleet:
+            timed(plain_check, env)
+            shipped_at(fleet_url or "", db, time.perf_counter())  # the first ship, untimed
         jlist_before = jlist_samples(db)
-        floor, runs = [], []
+        floor, runs, baseline, shipped = [], [], [], []
         for k in range(1, args.n + 1):  # interleaved, so both see the same background noise
             floor.append(timed([sys.executable, "-c", "pass"], env))
             if args.gap and args.real_gap:
                 time.sleep(args.gap)
             elif args.gap:
                 env["RECOVERY_BENCH_SHIFT_S"] = str(k * args.gap)
+            if args.fleet:
+                baseline.append(timed(plain_check, env))
+            started = time.perf_counter()
             runs.append(timed(check, env))
+            if args.fleet:
+                shipped.append(shipped_at(fleet_url or "", db, started))
         if any(code != 0 for _, _, code in runs):
             print(f"a check did not exit 0: {[c for _, _, c in runs]}", file=sys.stderr)
             return 1
@@ -176,10 +206,37 @@ def main() -> int:
             f"ratio          : {c_wall / f_wall:.1f}x python start-up; runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in runs)} ms"
         )
         print(f"pm2 jlist      : {jlist_calls} full sample(s) recorded by the {args.n} timed runs")
+        if args.fleet:
+            b_wall = statistics.median(w for w, _, _ in baseline)
+            print(
+                f"without fleet  : median {b_wall * 1000:6.1f} ms (the same check, no [fleet]/[metrics], own store);"
+                f" with: {c_wall * 1000:.1f} ms ({(c_wall - b_wall) * 1000:+.1f} ms)"
+            )
+            print(
+                f"in PostgreSQL  : median {statistics.median(shipped) * 1000:6.1f} ms from a check's start to its"
+                f" events in fleet_events (runs: {', '.join(f'{s * 1000:.0f}' for s in shipped)} ms)"
+            )
         return 0
     finally:
         subprocess.run([str(pm2), "kill"], env=env, capture_output=True)
+        if server is not None:
+            server.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def shipped_at(url: str, db: Path, started: float, timeout: float = 60.0) -> float:
+    """Seconds from `started` until PostgreSQL holds the store's last event (polled every 5 ms)."""
+    import psycopg
+
+    last = sqlite3.connect(db).execute("SELECT max(seq) FROM events").fetchone()[0]
+    deadline = time.perf_counter() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.perf_counter() < deadline:
+            row = conn.execute("SELECT to_regclass('fleet_hosts') IS NOT NULL").fetchone()
+            if row[0] and (conn.execute("SELECT max(last_seq) FROM fleet_hosts").fetchone()[0] or 0) >= last:
+                return time.perf_counter() - started
+            time.sleep(0.005)
+    raise SystemExit(f"the events did not reach PostgreSQL within {timeout:.0f}s")
 
 
 if __name__ == "__main__":

@@ -251,8 +251,11 @@ def status(config: ConfigOption = None, json_out: JsonOption = False, wide: Wide
 
     The table fits the terminal ($COLUMNS): the least useful columns (PID, WORKERS, PM2, CPU, ...) are left out first; --wide shows all. States are coloured on a terminal, unless $NO_COLOR is set.
 
+    With [fleet] postgres, a last line says how many events are not shipped yet, when the last ship was, and since when shipping fails and why (`--json`: fleet).
+
     Example: recovery status --json
     """
+    from recovery.fleet.ship import backlog
     from recovery.reading import open_folded
     from recovery.render import status_table
     from recovery.status import status as app_status
@@ -261,13 +264,21 @@ def status(config: ConfigOption = None, json_out: JsonOption = False, wide: Wide
     with open_folded(conf.store.path, busy_timeout=conf.store.busy_timeout) as store:
         store_note(store)
         rows = app_status(store, conf)
+        fleet = backlog(store.conn, conf)
     if json_out:
         import json
 
-        typer.echo(json.dumps({"apps": [r.to_dict() for r in rows], "code": max((r.code for r in rows), default=0)}))
+        out: dict[str, Any] = {"apps": [r.to_dict() for r in rows], "code": max((r.code for r in rows), default=0)}
+        if fleet is not None:
+            out["fleet"] = fleet.to_dict()
+        typer.echo(json.dumps(out))
     else:
+        from recovery.render import fleet_line
+
         width, colour = terminal(wide)
         typer.echo(status_table(rows, width=width, colour=colour))
+        if fleet is not None:
+            typer.echo(fleet_line(fleet, width=width))
     raise typer.Exit(max((r.code for r in rows), default=0))
 
 
@@ -537,6 +548,7 @@ from .replay import replay  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .serve import serve  # noqa: E402
 from .setup import setup  # noqa: E402
+from .ship import ship  # noqa: E402
 from .store import archive, verify  # noqa: E402
 from .watch import watch  # noqa: E402
 
@@ -551,6 +563,7 @@ app.command(name="serve")(guarded(serve))
 app.command()(guarded(verify))
 app.command()(guarded(archive))
 app.command()(guarded(man))
+app.command()(guarded(ship))
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guarded(setup))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import replay
 from .config import format_status_ranges
@@ -14,6 +14,9 @@ from .hints import hang_cpu
 from .report import AppReport, IncidentRow, Report, Step, Timeline, worker_counts
 from .status import AppStatus
 from .units import ago, format_duration, mb, one_line, percent, period_label, shown_ts, span
+
+if TYPE_CHECKING:
+    from .fleet.ship import Backlog
 
 SHOWN_INCIDENTS = 20  # per app in text and Markdown; --json lists every one
 TIMELINE_MAX = 200  # text shows the first and last half of a longer timeline; --json shows every event
@@ -722,3 +725,14 @@ def replay_text(r: replay.Replay) -> str:
         for key, n in a.assumed.items():
             lines.append(f"  assumed {n} time{'s' if n != 1 else ''}: {replay.ASSUMPTIONS[key]}")
     return "\n".join(lines)
+
+
+def fleet_line(b: Backlog, now: _dt.datetime | None = None, *, width: int | None = None) -> str:
+    """`recovery status`'s line under the table when a fleet is configured: events not shipped yet,
+    the last ship, and since when shipping fails (with its error), cut to `width`."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    text = f"fleet: {b.events} event{'s' if b.events != 1 else ''} not shipped (host {b.host})"
+    text += f"; last ship {ago(now, b.shipped_at)}" if b.shipped_at else "; never shipped"
+    if b.error:
+        text += f"; failing since {ago(now, b.error_since)}: {b.error}"
+    return one_line(text, width or 1000)

@@ -17,3 +17,19 @@ def shown_url(url: str) -> str:
     host = f"[{host}]" if ":" in host else host
     user = "***@" if "@" in parts.netloc else ""
     return f"{parts.scheme}://{user}{host}{port}{parts.path}{'?…' if parts.query else ''}"
+
+
+def shown_dsn(url: str) -> str:
+    """A postgresql:// URL as it is printed and stored: the password (and the query, which may hold
+    one) hidden, the user kept (`postgresql://user:***@host:5432/db`). The one redaction of the fleet's URL."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable url)"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    user = parts.username or ""
+    if parts.password is not None:
+        user += ":***"
+    return f"{parts.scheme}://{user + '@' if user else ''}{host}{port}{parts.path}{'?…' if parts.query else ''}"

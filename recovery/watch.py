@@ -104,13 +104,15 @@ def run_watch(
     make_check: Callable[[Config], _Check] | None = None,
     deliverer: _Deliverer | None = None,
     batcher: Batcher | None = None,
+    shipper: _Deliverer | None = None,
 ) -> int:
     """Check `config`'s apps every `interval` seconds (start to start) until `stop` is set; returns 0.
 
     The steps deliver nothing; `deliverer` (by default an `AlertWorker` when alerts or a heartbeat
     are configured) is nudged after each step and closed, within its grace, at the stop. Steady
     healthy checks are recorded a minute at a time (`batcher`, see recovery.batching); the open
-    batches are written at the stop.
+    batches are written at the stop. With `[fleet] postgres`, `shipper` (by default a
+    recovery.fleet.ship.ShipWorker) ships after each step on its own thread.
     """
     if interval <= 0:
         raise ValueError("the watch interval must be longer than 0")
@@ -129,9 +131,14 @@ def run_watch(
         )
         if deliverer is None and delivers(config):
             deliverer = AlertWorker(config, apps)
+    if shipper is None and config.fleet.postgres is not None:
+        from .fleet.ship import ShipWorker
+
+        shipper = ShipWorker(config)
     config = watched(config)
-    if deliverer is not None:
-        deliverer.start()
+    for worker in (deliverer, shipper):
+        if worker is not None:
+            worker.start()
     try:
         while not stop.is_set():
             start = clock()
@@ -141,8 +148,9 @@ def run_watch(
                 traceback.print_exc(file=sys.stderr)
                 result = CheckResult(run_id="-", problems=[f"watch step failed: {type(exc).__name__}: {exc}"])
             on_result(result)
-            if deliverer is not None:
-                deliverer.nudge(result.code)
+            for worker in (deliverer, shipper):
+                if worker is not None:
+                    worker.nudge(result.code)
             # Measured from this step's start: a step longer than the interval is followed at once.
             stop.wait(max(0.0, start + interval - clock()))
     finally:
@@ -151,8 +159,9 @@ def run_watch(
                 batcher.close()
             except Exception:
                 traceback.print_exc(file=sys.stderr)  # the deliverer still gets its grace
-        if deliverer is not None:
-            deliverer.close()
+        for worker in (deliverer, shipper):
+            if worker is not None:
+                worker.close()
     return 0
 
 
