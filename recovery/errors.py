@@ -7,7 +7,8 @@ RecoveryError
 │   ├── Pm2CannotRun   the pm2 binary cannot be executed (not executable, bad interpreter)
 │   │   └── Pm2NotFound    no pm2 binary was found
 │   └── Pm2DaemonUnavailable  PM2's daemon is down or frozen: no pm2 call was made, or it timed out
-└── ServeError         `recovery serve` cannot start Datasette (port in use, no access control)
+├── ServeError         `recovery serve` cannot start Datasette (port in use, no access control)
+└── MetricsError       the metrics cannot be written or served as configured (no such folder, port in use)
 """
 
 from __future__ import annotations
@@ -49,3 +50,7 @@ class Pm2DaemonUnavailable(Pm2Error):
 
 class ServeError(RecoveryError):
     "Datasette cannot be started as asked."
+
+
+class MetricsError(RecoveryError):
+    "The metrics cannot be written or served as configured."
