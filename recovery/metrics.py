@@ -172,7 +172,9 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     if snap.problem:
         return
     apps = snap.apps
-    up = GaugeMetricFamily("recovery_up", "1 when the app answers (healthy or degraded), 0 when it does not.", labels=["app"])
+    up = GaugeMetricFamily(
+        "recovery_up", "1 when the app answers (healthy or degraded), 0 when it does not.", labels=["app"]
+    )
     state = GaugeMetricFamily(
         "recovery_state", "The app's state now: 1 for the current state, 0 for the others.", labels=["app", "state"]
     )
@@ -235,7 +237,7 @@ def families(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _histogram(sk: sketch.Sketch) -> tuple[list[tuple[str, float]], float]:
-    """Cumulative buckets (le in seconds) and the sum of a latency sketch (milliseconds)."""
+    """Cumulative buckets (le in seconds) and the sum of a latency sketch (milliseconds), within the sketch's error."""
     counts = [0] * len(BUCKETS)
     total_ms = 0.0
     n = 0
@@ -244,7 +246,9 @@ def _histogram(sk: sketch.Sketch) -> tuple[list[tuple[str, float]], float]:
         total_ms += ms * c
         n += c
         for i, le in enumerate(BUCKETS):
-            if ms <= le * 1000.0:
+            # A bucket's value is within RELATIVE_ERROR of each latency in it: one of le or less
+            # is never counted above le (one up to 1% above may be counted in it).
+            if ms <= le * 1000.0 * (1 + sketch.RELATIVE_ERROR):
                 counts[i] += c
                 break
     out, running = [], 0
@@ -287,7 +291,9 @@ def write_atomically(path: Path, text: bytes) -> None:
     (node_exporter) sees the old file or the new one, never half of one. Mode 0644."""
     folder = path.parent
     if not folder.is_dir():
-        raise MetricsError(f"cannot write {path}: the folder {folder} does not exist (create it, or fix [metrics] textfile)")
+        raise MetricsError(
+            f"cannot write {path}: the folder {folder} does not exist (create it, or fix [metrics] textfile)"
+        )
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
@@ -328,7 +334,7 @@ class MetricsServer:
         reg, _ = registry(config)
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] != "/metrics":
                     self.send_error(404, "only /metrics is served here")
                     return
@@ -339,7 +345,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # a scrape every 15 s is not news for the watch's journal
 
         try:
