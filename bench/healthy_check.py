@@ -14,6 +14,9 @@ sleeps the gap instead (n minutes). Spaced runs use the shifted launcher for bot
 bench/big_store.py generates, or `--store-events 1000000` to have big_store.py make one of that
 size first): the healthy check's time at 0, 1M and 10M events. The store is written to (each
 check appends its events); its projections are brought up to date before timing.
+`--metrics` configures `[metrics] textfile`: each check then starts `recovery publish` detached
+after its answer, which writes the textfile; besides the check's time, it prints how long after the
+check's exit the textfile was replaced (polled every 2 ms).
 Needs pm2: $PM2, else on PATH (./test.sh or ./demo.sh install one under .cache/).
 GNU time (Debian package `time`) gives exact peak RSS; without it the figure is an upper bound.
 """
@@ -57,6 +60,24 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     return wall, rss_mb, os.waitstatus_to_exitcode(status)
 
 
+def version(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, None when there is none: a rename makes a new one."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def textfile_after(path: Path, before: tuple[int, int] | None, exited: float, deadline_s: float = 30.0) -> float:
+    """Seconds from `exited` (perf_counter) until `path` is no longer `before`; raises past the deadline."""
+    while version(path) == before:
+        if time.perf_counter() - exited > deadline_s:
+            raise SystemExit(f"the textfile {path} was not written within {deadline_s:g}s of the check")
+        time.sleep(0.002)
+    return time.perf_counter() - exited
+
+
 def jlist_samples(db: Path) -> int:
     """How many `pm2 jlist` samples the store holds (each one a Node child of ~0.45 s)."""
     with sqlite3.connect(db) as conn:
@@ -72,6 +93,11 @@ def main() -> int:
         "--alerts",
         action="store_true",
         help="with an alert channel configured (nothing is owed, so apprise is not imported)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="with [metrics] textfile configured: also time how long after each check the textfile is replaced",
     )
     parser.add_argument("--cluster", type=int, default=0, metavar="N", help="also an app of N cluster workers")
     parser.add_argument("--gap", type=float, default=0.0, metavar="S", help="runs spaced S seconds apart")
@@ -105,12 +131,15 @@ def main() -> int:
     env["PATH"] = os.pathsep.join([str(pm2.parent), env.get("PATH", "")])
     apps = [("bench", free_port(), 0)] + ([("bench-cluster", free_port(), args.cluster)] if args.cluster else [])
     config = home / "recovery.toml"
+    textfile = home / "textfile_collector" / "recovery.prom"
+    textfile.parent.mkdir(parents=True)
     config.write_text(
         f'[store]\npath = "{store or "recovery.db"}"\n[pm2]\nbin = "{pm2}"\n'
         + "".join(
             f'[[apps]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/"\ntimeout = "2s"\n' for name, port, _ in apps
         )
         + ('[alerts]\nurls = ["json://127.0.0.1:9/never-used"]\n' if args.alerts else "")
+        + (f'[metrics]\ntextfile = "{textfile}"\n' if args.metrics else "")
     )
     try:
         for name, port, workers in apps:
@@ -146,14 +175,19 @@ def main() -> int:
             print(f"store folded in {time.perf_counter() - started:.1f}s (status exit {rebuilt.returncode})")
         timed(check, env)  # warm the page cache and create the store
         jlist_before = jlist_samples(db)
-        floor, runs = [], []
+        if args.metrics:
+            textfile_after(textfile, None, time.perf_counter())  # the warm-up's textfile, before timing
+        floor, runs, after = [], [], []
         for k in range(1, args.n + 1):  # interleaved, so both see the same background noise
             floor.append(timed([sys.executable, "-c", "pass"], env))
             if args.gap and args.real_gap:
                 time.sleep(args.gap)
             elif args.gap:
                 env["RECOVERY_BENCH_SHIFT_S"] = str(k * args.gap)
+            before = version(textfile)
             runs.append(timed(check, env))
+            if args.metrics:
+                after.append(textfile_after(textfile, before, time.perf_counter()))
         if any(code != 0 for _, _, code in runs):
             print(f"a check did not exit 0: {[c for _, _, c in runs]}", file=sys.stderr)
             return 1
@@ -175,6 +209,11 @@ def main() -> int:
         print(
             f"ratio          : {c_wall / f_wall:.1f}x python start-up; runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in runs)} ms"
         )
+        if args.metrics:
+            print(
+                f"textfile       : replaced a median {statistics.median(after) * 1000:6.1f} ms after the check's exit;"
+                f" runs: {', '.join(f'{a * 1000:.0f}' for a in after)} ms"
+            )
         print(f"pm2 jlist      : {jlist_calls} full sample(s) recorded by the {args.n} timed runs")
         return 0
     finally:
