@@ -347,3 +347,28 @@ def test_a_port_in_use_is_a_one_line_error(workdir):
             metrics.MetricsServer(config(workdir), "127.0.0.1", server.address[1])
     finally:
         server.close()
+
+
+def test_a_server_that_keeps_past_days_merged_still_sees_old_events_replayed_late(workdir, timeline):
+    healthy_history(timeline)
+    collector = metrics.StoreCollector(config(workdir), now=lambda: NOW)
+
+    def count() -> float:
+        fams = parsed(b"".join(_text_of(collector)))
+        return value(fams, "recovery_probe_duration_seconds", "recovery_probe_duration_seconds_count", app="web")
+
+    assert count() == 10.0
+    # Events of three days ago arrive now (a spool replayed after the store was unusable for days).
+    late = Timeline(timeline.store, NOW - dt.timedelta(days=3))
+    healthy_history(late, n=5)
+    assert count() == 15.0
+    healthy_history(Timeline(timeline.store, NOW - dt.timedelta(minutes=30)), n=2)  # and today's, as usual
+    assert count() == 17.0
+
+
+def _text_of(collector: metrics.StoreCollector) -> list[bytes]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    return [generate_latest(reg)]
