@@ -372,3 +372,17 @@ def _text_of(collector: metrics.StoreCollector) -> list[bytes]:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(collector)
     return [generate_latest(reg)]
+
+
+def test_no_secret_of_the_config_reaches_the_metrics_or_their_errors(workdir):
+    secret = "s3cr3t-pw"
+    text = CONFIG.replace("http://127.0.0.1:3000/", f"http://admin:{secret}@127.0.0.1:3000/health?token={secret}")
+    text += f'\n[fleet]\npostgres = "postgresql://fleet:{secret}@db.example:5432/fleet"\n'
+    (workdir / "recovery.toml").write_text(text)
+    with Store.open(workdir / "recovery.db") as store:
+        healthy_history(Timeline(store, START))
+    ok = runner.invoke(typer_app(), ["metrics", "--config", str(workdir / "recovery.toml")])
+    assert ok.exit_code == 0 and "recovery_up" in ok.output and secret not in ok.output
+    (workdir / "recovery.db").write_bytes(b"garbage " * 1000)
+    bad = runner.invoke(typer_app(), ["metrics", "--config", str(workdir / "recovery.toml")])
+    assert bad.exit_code == 3 and secret not in bad.output

@@ -46,8 +46,9 @@ def get(found: dict, name: str, **labels: str) -> float | None:
     return found.get((name, tuple(sorted(labels.items()))))
 
 
-def run(pm2, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "recovery_cli.main", *args]
+def run(pm2, *args: str, timeout: float = 90, python: bool = False) -> subprocess.CompletedProcess:
+    """`recovery ARGS` as a fresh process (with `python`, ARGS are the interpreter's)."""
+    argv = [sys.executable, *args] if python else [sys.executable, "-m", "recovery_cli.main", *args]
     return subprocess.run(argv, env=pm2.env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -157,3 +158,15 @@ def test_watch_serves_metrics_that_follow_a_hang_and_its_recovery(pm2, tmp_path)
                 proc.wait()
     with pytest.raises(httpx.ConnectError):  # the server went with the watch
         httpx.get(url, timeout=5, trust_env=False)
+
+
+def test_a_healthy_check_with_metrics_configured_does_not_import_prometheus_client(pm2, tmp_path):
+    app = pm2.start_app("web")
+    prom = tmp_path / "recovery.prom"
+    config = write_config(tmp_path, pm2, app, f'\n[metrics]\ntextfile = "{prom}"\n')
+    result = run(pm2, "-X", "importtime", "-m", "recovery_cli.main", "check", "--config", str(config), python=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "httpx" in imported and "prometheus_client" not in imported and "recovery" in imported
+    assert not any(line.split("|")[-1].strip() == "recovery.metrics" for line in result.stderr.splitlines())
+    wait_until(prom.exists, timeout=30, message="the textfile, written by the check's child")
