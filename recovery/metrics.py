@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 from . import rollups, sketch
 from .config import Config
 from .errors import MetricsError, StoreError
-from .model import UP_STATES
+from .model import DOWN_STATES, UP_STATES
 from .units import earlier, format_ts, parse_ts
 
 STATES = ("healthy", "degraded", "recovering", "down", "suspended", "stopped", "paused", "unknown")
@@ -64,7 +64,8 @@ class AppMetrics:
     """One app's numbers, as read from the projections."""
 
     app: str
-    state: str = "unknown"
+    state: str = "unknown"  # paused while a pause lasts
+    up: bool | None = None  # whether it answered at its last check (a paused app too); None: never checked
     last_latency_s: float | None = None
     last_check_s: float | None = None
     open_incident: bool = False
@@ -156,6 +157,7 @@ def _app(conn: sqlite3.Connection, name: str, now: _dt.datetime, days: DaySketch
     if row is not None:
         state, latency_ms, last_check, incident, paused = row
         m.state = "paused" if paused and paused > format_ts(now) else state
+        m.up = True if state in UP_STATES else False if state in DOWN_STATES else None
         m.last_latency_s = None if latency_ms is None else latency_ms / 1000.0
         m.last_check_s = _epoch(last_check)
         m.open_incident = incident is not None
@@ -243,8 +245,8 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         "recovery_last_check_timestamp_seconds", "When the app was last checked (Unix time).", labels=["app"]
     )
     for a in apps:
-        if a.state in UP_STATES or a.state in ("down", "recovering", "suspended", "stopped"):
-            up.add_metric([a.app], 1.0 if a.state in UP_STATES else 0.0)
+        if a.up is not None:
+            up.add_metric([a.app], 1.0 if a.up else 0.0)
         for s in STATES:
             state.add_metric([a.app, s], 1.0 if a.state == s else 0.0)
         if a.last_latency_s is not None:

@@ -23,6 +23,7 @@ from recovery.config import load
 from recovery.errors import MetricsError
 from recovery.events import Event
 from recovery.store import Store, spool_locations, spool_write
+from recovery.units import format_ts
 
 from .test_projections import Timeline
 
@@ -386,3 +387,15 @@ def test_no_secret_of_the_config_reaches_the_metrics_or_their_errors(workdir):
     (workdir / "recovery.db").write_bytes(b"garbage " * 1000)
     bad = runner.invoke(typer_app(), ["metrics", "--config", str(workdir / "recovery.toml")])
     assert bad.exit_code == 3 and secret not in bad.output
+
+
+def test_a_paused_app_reads_paused_until_its_pause_ends(workdir, timeline):
+    healthy_history(timeline)
+    until = format_ts(NOW + dt.timedelta(minutes=15))
+    timeline.run(700, ("maintenance.started", "web", {"until": until, "reason": "deploy", "by": "operator"}))
+    fams = exposition(workdir)
+    assert value(fams, "recovery_state", app="web", state="paused") == 1.0
+    assert value(fams, "recovery_state", app="web", state="healthy") == 0.0
+    assert value(fams, "recovery_up", app="web") == 1.0  # it still answered at its last check
+    later = exposition(workdir, NOW + dt.timedelta(minutes=16))
+    assert value(later, "recovery_state", app="web", state="healthy") == 1.0
