@@ -4,7 +4,7 @@ Three ways out, one collector (`StoreCollector`, read afresh at each collection)
     `recovery metrics`             prints the text exposition (or writes a file, atomically)
     `[metrics] textfile`           `write_textfile`, run by `recovery publish` after each check has
                                    answered (node_exporter's textfile collector convention)
-    `recovery watch --metrics-port` `serve` answers GET /metrics from a thread of its own
+    `recovery watch --metrics-port` `MetricsServer` answers GET /metrics from a thread of its own
 
 What each series is read from (app_state, incidents, restarts and the rollups; the spool files):
     recovery_up, recovery_state, recovery_probe_latency_seconds, recovery_incident_open,
