@@ -24,7 +24,7 @@ def metrics(
 ) -> None:
     """Print the Prometheus metrics of every configured app, read from the store's projections.
 
-    The text exposition format: recovery_up, recovery_state, recovery_probe_latency_seconds, latency quantiles over 1h and 24h and a histogram, recovery_probes_total, recovery_restarts_total (by check, schedule, operator, pm2), recovery_incidents_total, recovery_incident_open, recovery_availability_ratio (24h and 7d), recovery_last_check_timestamp_seconds, recovery_events_spooled and recovery_store_readable, each with HELP and TYPE. With [metrics] textfile in the config every `recovery check` writes the same to that file; `recovery watch --metrics-port` serves it. When the store cannot be read, the output still says so (recovery_store_readable 0), the reason goes to stderr and the exit code is 3.
+    The text exposition format: recovery_up, recovery_state, recovery_probe_latency_seconds, latency quantiles over 1h and 24h and a histogram, recovery_probes_total, recovery_restarts_total (by check, schedule, operator, pm2), recovery_incidents_total, recovery_incident_open, recovery_availability_ratio (24h and 7d), recovery_last_check_timestamp_seconds, recovery_events_spooled and recovery_store_readable, each with HELP and TYPE. With metrics.textfile in the config every `recovery check` writes the same to that file; `recovery watch --metrics-port` serves it. When the store cannot be read, the output still says so (recovery_store_readable 0), the reason goes to stderr and the exit code is 3.
 
     Example: recovery metrics --output /var/lib/node_exporter/textfile_collector/recovery.prom
     """

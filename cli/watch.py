@@ -42,7 +42,7 @@ def watch(
 
     The same check as `recovery check` (recorded with trigger "watch"), probing with the config's watch.timeout, watch.retries and watch.retry_delay unless an app sets its own. Prints a step's lines only when an app's state changes or is not OK. Alerts and the heartbeat go out from a thread of their own, so a slow channel never delays a step. SIGTERM and SIGINT finish the step in progress (a restart is never cut short), give that thread up to 2s, then exit 0.
 
-    With --metrics-port (or [metrics] port), Prometheus can scrape the metrics of `recovery metrics` at /metrics meanwhile.
+    With --metrics-port (or metrics.port in the config), Prometheus can scrape the metrics of `recovery metrics` at /metrics meanwhile.
 
     Example: recovery watch --interval 5s --metrics-port 9464
     """
