@@ -15,8 +15,9 @@ bench/big_store.py generates, or `--store-events 1000000` to have big_store.py m
 size first): the healthy check's time at 0, 1M and 10M events. The store is written to (each
 check appends its events); its projections are brought up to date before timing.
 `--metrics` configures `[metrics] textfile`: each check then starts `recovery publish` detached
-after its answer, which writes the textfile; besides the check's time, it prints how long after the
-check's exit the textfile was replaced (polled every 2 ms).
+after its answer, which writes the textfile; besides the check's time, it prints the same check
+without [metrics] (interleaved, same store) and how long after the check's exit the textfile was
+replaced (polled every 2 ms).
 Needs pm2: $PM2, else on PATH (./test.sh or ./demo.sh install one under .cache/).
 GNU time (Debian package `time`) gives exact peak RSS; without it the figure is an upper bound.
 """
@@ -133,14 +134,15 @@ def main() -> int:
     config = home / "recovery.toml"
     textfile = home / "textfile_collector" / "recovery.prom"
     textfile.parent.mkdir(parents=True)
-    config.write_text(
+    plain_config = home / "plain.toml"  # the same without [metrics]: the baseline of --metrics
+    plain_config.write_text(
         f'[store]\npath = "{store or "recovery.db"}"\n[pm2]\nbin = "{pm2}"\n'
         + "".join(
             f'[[apps]]\nname = "{name}"\nurl = "http://127.0.0.1:{port}/"\ntimeout = "2s"\n' for name, port, _ in apps
         )
         + ('[alerts]\nurls = ["json://127.0.0.1:9/never-used"]\n' if args.alerts else "")
-        + (f'[metrics]\ntextfile = "{textfile}"\n' if args.metrics else "")
     )
+    config.write_text(plain_config.read_text() + (f'[metrics]\ntextfile = "{textfile}"\n' if args.metrics else ""))
     try:
         for name, port, workers in apps:
             subprocess.run(
@@ -164,6 +166,7 @@ def main() -> int:
                 "--config",
                 str(config),
             ]
+        plain = [str(plain_config) if a == str(config) else a for a in check]
         db = store or home / "recovery.db"
         if store is not None:  # bring its projections up to date, untimed (a new fold version rebuilds them)
             started = time.perf_counter()
@@ -177,18 +180,22 @@ def main() -> int:
         jlist_before = jlist_samples(db)
         if args.metrics:
             textfile_after(textfile, None, time.perf_counter())  # the warm-up's textfile, before timing
-        floor, runs, after = [], [], []
+        floor, runs, after, plain_runs = [], [], [], []
         for k in range(1, args.n + 1):  # interleaved, so both see the same background noise
             floor.append(timed([sys.executable, "-c", "pass"], env))
             if args.gap and args.real_gap:
                 time.sleep(args.gap)
             elif args.gap:
                 env["RECOVERY_BENCH_SHIFT_S"] = str(k * args.gap)
+            if args.metrics and k % 2:  # the baseline first in odd rounds, last in even ones
+                plain_runs.append(timed(plain, env))
             before = version(textfile)
             runs.append(timed(check, env))
             if args.metrics:
                 after.append(textfile_after(textfile, before, time.perf_counter()))
-        if any(code != 0 for _, _, code in runs):
+                if not k % 2:
+                    plain_runs.append(timed(plain, env))
+        if any(code != 0 for _, _, code in runs + plain_runs):
             print(f"a check did not exit 0: {[c for _, _, c in runs]}", file=sys.stderr)
             return 1
         jlist_calls = jlist_samples(db) - jlist_before
@@ -210,6 +217,11 @@ def main() -> int:
             f"ratio          : {c_wall / f_wall:.1f}x python start-up; runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in runs)} ms"
         )
         if args.metrics:
+            p_wall = statistics.median(w for w, _, _ in plain_runs)
+            print(
+                f"without metrics: median {p_wall * 1000:6.1f} ms  (the same check and store, no [metrics], interleaved);"
+                f" runs: {', '.join(f'{w * 1000:.0f}' for w, _, _ in plain_runs)} ms"
+            )
             print(
                 f"textfile       : replaced a median {statistics.median(after) * 1000:6.1f} ms after the check's exit;"
                 f" runs: {', '.join(f'{a * 1000:.0f}' for a in after)} ms"
