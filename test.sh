@@ -9,6 +9,15 @@ source scripts/bootstrap.sh
 # for the fleet store's tests (tests/postgres.py runs initdb and pg_ctl in a temp folder).
 apt_install chromium shellcheck groff-base postgresql ||
     say "without chromium, shellcheck, groff and postgresql the browser, lint, man and fleet tests fail"
+# promtool, for the checks of deploy/'s Prometheus files (tests/test_deploy_grafana.py): taken out of
+# Debian's prometheus package into .cache/, so no Prometheus service is installed or started.
+if ! command -v promtool >/dev/null && [ ! -x .cache/prometheus/usr/bin/promtool ]; then
+    say "extracting promtool from Debian's prometheus package into .cache/prometheus"
+    (rm -rf .cache/prometheus-deb && mkdir -p .cache/prometheus-deb && cd .cache/prometheus-deb &&
+        apt-get download -qq prometheus >/dev/null && dpkg -x prometheus_*.deb ../prometheus) ||
+        say "could not get promtool: the promtool checks of tests/test_deploy_grafana.py are skipped"
+fi
+[ -x .cache/prometheus/usr/bin/promtool ] && export PROMTOOL="$PWD/.cache/prometheus/usr/bin/promtool"
 # The wheels recovery depends on, once, for tests/test_packaging.py: it installs the built wheel
 # with pipx offline from here (tests talk to loopback only).
 WHEELHOUSE=.cache/wheelhouse

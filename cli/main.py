@@ -544,6 +544,7 @@ def demo(
 from .alerts import alert_app  # noqa: E402
 from .errors import errors_app, ingest  # noqa: E402
 from .man import man  # noqa: E402
+from .metrics import metrics  # noqa: E402
 from .replay import replay  # noqa: E402
 from .reports import report, why  # noqa: E402
 from .serve import serve  # noqa: E402
@@ -564,6 +565,7 @@ app.command()(guarded(verify))
 app.command()(guarded(archive))
 app.command()(guarded(man))
 app.command()(guarded(ship))
+app.command()(guarded(metrics))
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(guarded(setup))
 
 

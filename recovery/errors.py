@@ -8,7 +8,8 @@ RecoveryError
 │   │   └── Pm2NotFound    no pm2 binary was found
 │   └── Pm2DaemonUnavailable  PM2's daemon is down or frozen: no pm2 call was made, or it timed out
 ├── ServeError         `recovery serve` cannot start Datasette (port in use, no access control)
-└── FleetError         the fleet store (PostgreSQL) cannot be reached or used; the message never holds its password
+├── FleetError         the fleet store (PostgreSQL) cannot be reached or used; the message never holds its password
+└── MetricsError       the metrics cannot be written or served as configured (no such folder, port in use)
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ class ServeError(RecoveryError):
 
 class FleetError(RecoveryError):
     "The fleet store cannot be reached or used (its URL shown without the password)."
+
+
+class MetricsError(RecoveryError):
+    "The metrics cannot be written or served as configured."

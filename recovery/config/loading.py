@@ -388,6 +388,15 @@ def _retries(value: Any) -> int:
     return value
 
 
+def _port(value: Any) -> int:
+    "A TCP port to listen on, 1-65535."
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a port number, got {_describe(value)}")
+    if not 0 < value < 65536:
+        raise ValueError(f"expected a port from 1 to 65535, got {value}")
+    return value
+
+
 def _url(value: Any) -> str:
     url = _string(value)
     if any(c.isspace() for c in url):
@@ -480,7 +489,7 @@ _CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
         "heartbeat_fail_url": _secret_http_url,
         "host": _string,
     },
-    MetricsConfig: {"textfile": _string},
+    MetricsConfig: {"textfile": _string, "port": _port, "host": _string},
     FleetConfig: {"postgres": _postgres_url, "host": _string, "budget": _duration(), "batch": _retries},
     AppConfig: {
         "name": _app_name,

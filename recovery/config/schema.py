@@ -154,9 +154,11 @@ class AlertsConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    "Prometheus metrics: the node_exporter textfile each check refreshes (after its answer, in a child process)."
+    "Prometheus metrics: the node_exporter textfile each check refreshes (after its answer, in a child process), and the port `recovery watch` serves /metrics on."
 
     textfile: Path | None = None  # e.g. /var/lib/node_exporter/textfile_collector/recovery.prom, written atomically
+    port: int | None = None  # `recovery watch` serves /metrics on it (--metrics-port overrides); None: not served
+    host: str = "127.0.0.1"  # the address watch serves /metrics on (--metrics-host overrides)
 
 
 @dataclass(frozen=True)
