@@ -11,8 +11,9 @@ started at once, its start-up and imports competed with the check's last millise
 +40 to +100 ms on the check's median on a busy 2-CPU machine; gated, +5 ms
 (bench/healthy_check.py --fleet).
 
-`publish` runs one child at a time per store (a non-blocking flock on `<store>-publish.lock`: a
-child that finds it held leaves, the running one will see the new events), and one failure never
+`publish` runs one child at a time per store (a flock on `<store>-publish.lock`): a child that finds
+it held waits its turn (up to the fleet budget and LOCK_SLACK_S), since the running one may have
+read the store before this check's events were written; and one failure never
 stops the other part: each problem is one line in the list it returns (the hidden command prints
 them on stderr, which the check's child discards; `recovery metrics` and `recovery ship` run the
 same parts by hand and say what went wrong).
@@ -65,6 +66,22 @@ def spawn(config: Config) -> bool:
 
 
 _GATES: list[int] = []
+LOCK_SLACK_S = 30.0  # beyond [fleet] budget, how long a publisher waits for the one before it
+
+
+def _lock_within(fd: int, seconds: float) -> bool:
+    "Take the exclusive flock on `fd`, waiting up to `seconds`; whether it was taken."
+    import time
+
+    give_up = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(0.05)
 
 
 def publish(config: Config) -> list[str]:
@@ -73,10 +90,10 @@ def publish(config: Config) -> list[str]:
 
     fd = lock_fd(config.store.path, "-publish.lock")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return []  # another publisher runs for this store; it ships what this one would
+        if not _lock_within(fd, config.fleet.budget + LOCK_SLACK_S):
+            return [
+                f"another recovery publish held {config.store.path}-publish.lock for too long; the next check publishes"
+            ]
         problems: list[str] = []
         if config.metrics.textfile is not None:
             from recovery.metrics import write_textfile
