@@ -101,7 +101,7 @@ def check(
         result = Checker(cfg, trigger=trigger, dry_run=dry_run, apps=only, deadline=seconds).run()
     except RecoveryError as exc:
         plugin_unknown(str(exc), json_out)
-    _print_result(result, json_out, after=cfg)
+    _print_result(result, json_out, after=cfg, fast_exit=True)
 
 
 @app.command(hidden=True)
@@ -178,9 +178,14 @@ def restart(
     _print_result(result, json_out)
 
 
-def _print_result(result: Any, json_out: bool, after: Any = None) -> NoReturn:
+def _print_result(result: Any, json_out: bool, after: Any = None, fast_exit: bool = False) -> NoReturn:
     """Print a check's result and exit with its code; with `after` (the config), first start what
-    follows a check (recovery/publish.py: metrics textfile, fleet shipping) in a detached child."""
+    follows a check (recovery/publish.py: metrics textfile, fleet shipping) in a detached child.
+
+    `fast_exit` (the check, run every few minutes): main(), the console script, then flushes the
+    output and leaves through os._exit (never in-process callers such as tests' CliRunner), skipping the interpreter's teardown of every loaded module (45-80 ms of CPU on each
+    healthy check, measured beside a normal exit). Safe there: the run has closed its store
+    (every event committed), no thread is left, and nothing is registered with atexit."""
     if json_out:
         import json
 
@@ -193,7 +198,13 @@ def _print_result(result: Any, json_out: bool, after: Any = None) -> NoReturn:
 
         sys.stdout.flush()
         spawn(after)
+    if fast_exit:
+        global _FAST_EXIT
+        _FAST_EXIT = True
     raise typer.Exit(result.code)
+
+
+_FAST_EXIT = False  # set by a check that printed its result: main() leaves through os._exit
 
 
 @app.command()
@@ -610,6 +621,12 @@ def main() -> None:
             sys.exit(UNKNOWN)
         except typer.Abort:
             sys.exit(130)
+        if _FAST_EXIT:
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code or 0)
         sys.exit(code or 0)
     except KeyboardInterrupt:
         sys.exit(130)
