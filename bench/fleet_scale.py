@@ -221,6 +221,7 @@ def main() -> int:
     p.add_argument("--interval", type=float, default=300.0, help="seconds between cron checks (default 300)")
     p.add_argument("--templates", type=int, default=4, help="distinct simulated histories (default 4)")
     p.add_argument("-n", "--runs", type=int, default=5, help="timed runs per view (median)")
+    p.add_argument("--profile", action="store_true", help="cProfile one fleet report at the last step")
     args = p.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
     import psycopg
@@ -285,6 +286,14 @@ def main() -> int:
                 f" {total / vt[0] / 1000:.0f}k events/s |",
                 flush=True,
             )
+        if args.profile:
+            import cProfile
+            import pstats
+
+            with psycopg.connect(url) as c:
+                prof = cProfile.Profile()
+                prof.runcall(fleet_report, c, since, now=now)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
         with psycopg.connect(url) as c:
             size = c.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
             events = c.execute("SELECT pg_size_pretty(pg_total_relation_size('fleet_events'))").fetchone()[0]
