@@ -71,7 +71,7 @@ def template(db: Path, seed: int, end: float, days: float, interval: float) -> i
         while t < end:
             run += 1
             rid = f"r{seed}-{run}"
-            ts = lambda dt_: format_ts(_dt.datetime.fromtimestamp(t + dt_, UTC))  # noqa: E731
+            ts = lambda dt_, t0=t: format_ts(_dt.datetime.fromtimestamp(t0 + dt_, UTC))  # noqa: E731
             k = 0.0
             batch.append(
                 Event("check.started", None, rid, {"trigger": "cron", "apps": list(APPS), "dry_run": False}, ts=ts(0))
@@ -278,7 +278,7 @@ def main() -> int:
             st = timed(status, args.runs)
             rp = timed(report, args.runs)
             with psycopg.connect(url) as c:
-                vt = timed(lambda: fleet_verify(c), 1)  # noqa: B023
+                vt = timed(lambda: fleet_verify(c), 1)
             assert vt[3].ok, [h.bad[:1] for h in vt[3].hosts if not h.ok]
             assert len(rp[3].hosts) == step and all(len(h.apps) == len(APPS) for h in rp[3].hosts)
             print(
