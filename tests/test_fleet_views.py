@@ -301,3 +301,34 @@ def test_no_fleet_configured_is_one_line(tmp_path):
         result.stderr.strip()
         == f'recovery: no fleet store configured: add [fleet] postgres = "postgresql://..." to {cfg}'
     )
+
+
+def test_fleet_verify_names_the_first_events_deleted(fleet):
+    with psycopg.connect(fleet["url"]) as pg:
+        pg.execute("DELETE FROM fleet_events WHERE host = 'b' AND seq <= 2")
+    result = invoke("fleet", "verify", "--config", str(fleet["config"]))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "recovery: host b: seq 1: missing: the first 2 event(s) shipped (seq 1..2) were deleted"
+    ]
+
+
+def test_a_password_in_the_url_or_its_query_is_redacted():
+    from recovery.fleet import redact_url, scrub
+
+    url = "postgresql://fleet:s3cret@db.example.com:5432/fleet?password=other&sslmode=require"
+    shown = redact_url(url)
+    assert shown == "postgresql://fleet:***@db.example.com:5432/fleet?password=***&sslmode=require"
+    assert "s3cret" not in scrub(f"failed for {url} (s3cret, other)", url)
+    assert "other" not in scrub(f"failed for {url} (s3cret, other)", url)
+
+
+def test_psycopg_missing_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "psycopg", None)  # `import psycopg` raises ImportError
+    cfg = write_config(tmp_path, "nopsycopg", tmp_path / "a.db", ["web"], "postgresql://u:pw@127.0.0.1:1/db")
+    result = invoke("fleet", "verify", "--config", str(cfg))
+    assert result.exit_code == 3
+    assert (
+        result.stderr
+        == "recovery: the fleet store needs psycopg, which is not installed: pip install 'recovery[fleet]'\n"
+    )

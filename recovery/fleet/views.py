@@ -40,9 +40,9 @@ PROBLEMS_PER_HOST = 20  # verify names at most this many bad events per host (an
 def opened(url: str) -> Iterator[Any]:
     """A connection to the fleet store; every PostgreSQL error inside becomes one FleetError line,
     the password never in it. Missing tables mean nothing was shipped there yet."""
+    conn = connect(url)  # first: it says so in one line when psycopg is not installed
     import psycopg
 
-    conn = connect(url)
     try:
         yield conn
     except psycopg.errors.UndefinedTable:
