@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -37,7 +37,7 @@ def status(
 ) -> None:
     """One row per host and app: state and since when, last check, latency, PM2's view, open incident.
 
-    Read from the read models each host ships (fleet_app_state), so it answers as fast for a hundred hosts as for one. A host whose newest shipped check is older than --stale-after is flagged STALE; a host that shipped but has no app is listed as NO APPS. Exit codes as `recovery status`, for the worst app of every host; a STALE host, or one without apps, counts as UNKNOWN (3).
+    Read from the read models each host ships (fleet_app_state), so it answers as fast for a hundred hosts as for one. A host whose newest shipped check is older than --stale-after is flagged STALE; a host that shipped but has no app is listed as NO APPS. Exit codes as `recovery status`, for the worst app of every host; a STALE host, one without apps, or no host at all counts as UNKNOWN (3).
 
     Example: recovery fleet status --json
     """
@@ -101,12 +101,19 @@ def report(
 
 @fleet_app.command()
 @guarded
-def verify(config: ConfigOption = None, json_out: JsonOption = False) -> None:
+def verify(
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+    host: Annotated[
+        Optional[list[str]],
+        typer.Option("--host", help="Only this host's chain (repeatable). Default: every host.", show_default=False),
+    ] = None,
+) -> None:
     """Check every host's shipped hash chain centrally, as `recovery verify` does on the host.
 
     Each event's hash is recomputed over fleet_events in seq order (streamed, never loaded whole). Exits 0 when every chain holds; exits 2 with one line per bad event, naming the host, the seq and the event id: an event edited (its contents do not match its hash), a link broken (its prev_hash is not its predecessor's hash), or events missing (a gap in seq, also before the first or after the last seq the host shipped).
 
-    Example: recovery fleet verify
+    Example: recovery fleet verify --host web-1
     """
     import json
 
@@ -114,7 +121,7 @@ def verify(config: ConfigOption = None, json_out: JsonOption = False) -> None:
 
     url = _url(config)
     with opened(url) as conn:
-        result = fleet_verify(conn)
+        result = fleet_verify(conn, hosts=host)
     if json_out:
         typer.echo(json.dumps(result.to_dict()))
     elif result.ok:

@@ -332,3 +332,21 @@ def test_psycopg_missing_is_one_line(tmp_path, monkeypatch):
         result.stderr
         == "recovery: the fleet store needs psycopg, which is not installed: pip install 'recovery[fleet]'\n"
     )
+
+
+def test_fleet_verify_host_checks_that_host_only(fleet):
+    with psycopg.connect(fleet["url"]) as pg:
+        pg.execute("DELETE FROM fleet_events WHERE host = 'b' AND seq = 3")
+    assert invoke("fleet", "verify", "--host", "a", "--config", str(fleet["config"])).stdout.startswith("OK: 1 host(s)")
+    result = invoke("fleet", "verify", "--host", "b", "--config", str(fleet["config"]))
+    assert result.exit_code == 2 and "host b: seq 3" in result.stderr
+
+
+def test_fleet_status_with_no_host_shipped_yet_is_unknown(tmp_path, postgres):
+    url = postgres.fresh_database()
+    with psycopg.connect(url) as pg:
+        pg.execute(SCHEMA.read_text())
+    cfg = write_config(tmp_path, "none", tmp_path / "a.db", ["web"], url)
+    result = invoke("fleet", "status", "--config", str(cfg))
+    assert result.exit_code == 3
+    assert result.stdout.strip() == "no host has shipped to the fleet store yet"

@@ -94,7 +94,7 @@ class FleetStatus:
 
     @property
     def code(self) -> int:
-        return max((h.code for h in self.hosts), default=0)
+        return max((h.code for h in self.hosts), default=UNKNOWN)  # no host shipped: nothing is known
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -382,21 +382,25 @@ class FleetVerify:
         return {"ok": self.ok, "hosts": [h.to_dict() for h in self.hosts]}
 
 
-def fleet_verify(conn: Any, batch: int = 10_000) -> FleetVerify:
+def fleet_verify(conn: Any, batch: int = 10_000, hosts: list[str] | None = None) -> FleetVerify:
     """Each host's hash chain, recomputed with recovery.store.chain_hash over fleet_events in seq
     order (a server-side cursor: never loaded whole). Names every event whose contents do not match
     its hash (edited), whose prev_hash is not its predecessor's hash (history before it changed), and
-    every gap in seq (deleted), also before the first and after the last seq the host says it shipped."""
+    every gap in seq (deleted), also before the first and after the last seq the host says it shipped.
+    With `hosts`, those hosts only (each chain is independent)."""
+    only = " WHERE host = ANY(%s)" if hosts else ""
+    args = (hosts,) if hosts else ()
     shipped = {
         host: (first, last)
-        for host, first, last in conn.execute("SELECT host, first_seq, last_seq FROM fleet_hosts ORDER BY host")
+        for host, first, last in conn.execute(f"SELECT host, first_seq, last_seq FROM fleet_hosts{only}", args)
     }
     chains: dict[str, HostChain] = {}
     with conn.cursor(name="fleet_verify") as cur:
         cur.itersize = batch
         cur.execute(
             "SELECT host, seq, id, ts, event_host, app, type, run_id, data, prev_hash, hash FROM fleet_events"
-            " ORDER BY host, seq"
+            f"{only} ORDER BY host, seq",
+            args,
         )
         chain: HostChain | None = None
         expected_prev, expected_seq = GENESIS, 1
