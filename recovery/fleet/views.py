@@ -69,7 +69,7 @@ class FleetApp:
     open_incident: int | None
     incident_since: str | None
     paused_until: str | None
-    code: int
+    code: int = UNKNOWN
 
 
 @dataclass
@@ -119,46 +119,19 @@ def fleet_status(conn: Any, now: _dt.datetime, stale_after: float = STALE_AFTER_
     ).fetchall()
     nowts = format_ts(now)
     hosts: dict[str, HostStatus] = {}
-    for (
-        host,
-        host_check,
-        shipped,
-        last_seq,
-        app,
-        state,
-        since,
-        reason,
-        check,
-        latency,
-        pm2,
-        incident,
-        inc_since,
-        paused,
-    ) in rows:
+    for host, host_check, shipped, last_seq, *cells in rows:  # cells: FleetApp's fields but its code
         h = hosts.get(host)
         if h is None:
             h = hosts[host] = HostStatus(host, host_check, shipped, int(last_seq or 0), False, [], 0)
-        if app is None:
+        if cells[0] is None:  # a host without apps
             continue
-        if paused and paused > nowts:
-            state = "paused"
-        if check and (h.last_check_at is None or check > h.last_check_at):
-            h.last_check_at = check
-        h.apps.append(
-            FleetApp(
-                app,
-                state,
-                since,
-                reason,
-                check,
-                latency,
-                pm2,
-                incident,
-                inc_since,
-                paused,
-                STATE_CODES.get(state, UNKNOWN),
-            )
-        )
+        a = FleetApp(*cells)
+        if a.paused_until and a.paused_until > nowts:
+            a.state = "paused"
+        a.code = STATE_CODES.get(a.state, UNKNOWN)
+        if a.last_check_at and (h.last_check_at is None or a.last_check_at > h.last_check_at):
+            h.last_check_at = a.last_check_at
+        h.apps.append(a)
     for h in hosts.values():
         h.stale = h.last_check_at is None or age(now, h.last_check_at) > stale_after
         h.code = max((a.code for a in h.apps), default=UNKNOWN)
@@ -295,46 +268,19 @@ def fleet_report(conn: Any, since: str, until: str | None = None, now: _dt.datet
     for host in sorted(apps):
         rows = []
         for app in sorted(apps[host]):
+            key = (host, app)
             rows.append(
-                _app_report(
-                    app, cur.get((host, app)), prev.get((host, app)), incidents.get((host, app), []), since, label
+                local.app_numbers(
+                    app,
+                    cur.get(key) or local._Window(),
+                    prev.get(key) or local._Window(),
+                    incidents.get(key, []),
+                    since,
+                    label,
                 )
             )
         hosts.append(HostReport(host, rows))
     return FleetReport(since, until, format_ts(now), hosts)
-
-
-def _app_report(
-    app: str,
-    cur: local._Window | None,
-    prev: local._Window | None,
-    incidents: list[local.IncidentRow],
-    since: str,
-    label: str,
-) -> local.AppReport:
-    """One app's numbers, as recovery/report.py computes them for a host's own report."""
-    cur = cur or local._Window()
-    prev = prev or local._Window()
-    began = [i for i in incidents if i.started_at >= since]
-    recovered = [i.duration_s for i in incidents if i.outcome in local.RECOVERED and i.ended_at and i.ended_at >= since]
-    observed = cur.up_s + cur.down_s
-    availability = round(100.0 * cur.up_s / observed, 3) if observed > 0 else None
-    seen = observed + cur.unobserved_s
-    return local.AppReport(
-        app=app,
-        availability_percent=availability,
-        probes=cur.probes,
-        failures=cur.failures,
-        incidents=incidents,
-        restarts=cur.restarts,
-        restarts_by={**{who: 0 for who in local.WHO}, **cur.restarts_by},
-        mttr_s=round(sum(recovered) / len(recovered), 1) if recovered else None,
-        mtbf_s=round(cur.up_s / len(began), 1) if began and observed > 0 else None,
-        latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
-        stands_out=local.stands_out(app, cur, prev, incidents, began, availability, label),
-        availability_worst_percent=round(100.0 * cur.up_s / seen, 3) if seen > 0 else None,
-        unobserved_s=round(cur.unobserved_s, 3),
-    )
 
 
 # -- fleet verify ----------------------------------------------------------------------------------
