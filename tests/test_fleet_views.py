@@ -16,26 +16,16 @@ import pytest
 from recovery_cli.main import app
 from typer.testing import CliRunner
 
+from bench.fleet_scale import MODELS, SCHEMA  # the fleet tables and the local columns they copy
 from recovery import projections
 from recovery.demo import free_port
 from recovery.report import build_report
 from recovery.store import Store
 from tests.test_projections import Timeline
 
-SCHEMA = Path(__file__).resolve().parent.parent / "recovery" / "fleet" / "schema.sql"
 UTC = dt.UTC
 runner = CliRunner()
-
 EVENT_COLUMNS = "seq, id, ts, host, app, type, run_id, data, prev_hash, hash"
-MODELS = {  # fleet table: the local table's columns it copies (the same names, `host` added)
-    "fleet_app_state": "app, state, since, reason, last_check_at, last_latency_ms, pm2_status, memory, cpu, uptime_s,"
-    " restart_time, paused_until, suspended_at, open_incident, last_restart_at, last_ok_at, first_fail_at",
-    "fleet_incidents": "id, app, started_at, detected_at, unobserved_s, ended_at, duration_s, restarts, outcome,"
-    " first_reason",
-    "fleet_restarts": "seq, app, at, by, source, count, reason, outcome, incident_id, code",
-    "fleet_rollup_hour": "app, start, probes, failures, up_s, down_s, unobserved_s, latency",
-    "fleet_rollup_day": "app, start, probes, failures, up_s, down_s, unobserved_s, latency",
-}
 
 
 def copy_store(db: Path, url: str, host: str) -> None:
