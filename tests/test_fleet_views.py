@@ -340,3 +340,16 @@ def test_fleet_status_with_no_host_shipped_yet_is_unknown(tmp_path, postgres):
     result = invoke("fleet", "status", "--config", str(cfg))
     assert result.exit_code == 3
     assert result.stdout.strip() == "no host has shipped to the fleet store yet"
+
+
+def test_fleet_verify_names_both_a_deleted_event_and_an_edit_of_the_one_after_it(fleet):
+    seq, eid = _event(fleet["url"], "a", "decision.made")
+    with psycopg.connect(fleet["url"]) as pg:
+        pg.execute("DELETE FROM fleet_events WHERE host = 'a' AND seq = %s", (seq - 1,))
+        pg.execute("UPDATE fleet_events SET data = data || ' ' WHERE host = 'a' AND seq = %s", (seq,))
+    result = invoke("fleet", "verify", "--config", str(fleet["config"]))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"recovery: host a: seq {seq - 1}: missing: seq jumps from {seq - 2} to {seq} (events deleted)",
+        f"recovery: host a: seq {seq} (event {eid}): its contents do not match its hash: the row was edited",
+    ]

@@ -366,14 +366,19 @@ def fleet_verify(conn: Any, batch: int = 10_000, hosts: list[str] | None = None)
                 expected_seq = seq
             chain.events += 1
             chain.last_seq = seq
-            # One problem per event, the first found: a gap before it, a broken link, or edited contents.
+            # The events missing before it (its link cannot be checked across them), else a broken
+            # link; and its own contents, unless its link is already named (a changed prev_hash also
+            # changes its hash: one line for one edit).
+            linked = True
             if seq != expected_seq:
                 chain.flag(expected_seq, None, f"missing: seq jumps from {expected_seq - 1} to {seq} (events deleted)")
             elif prev_hash != expected_prev:
+                linked = False
                 chain.flag(
                     seq, id_, "its prev_hash is not the hash of the event before it: history before it was changed"
                 )
-            elif chain_hash(prev_hash, seq, Event(type_, app, run_id, ts=ts, host=event_host, id=id_), data) != stored:
+            e = Event(type_, app, run_id, ts=ts, host=event_host, id=id_)
+            if linked and chain_hash(prev_hash, seq, e, data) != stored:
                 chain.flag(seq, id_, "its contents do not match its hash: the row was edited")
             expected_prev, expected_seq = stored, seq + 1
         if chain is not None:
