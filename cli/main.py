@@ -554,6 +554,7 @@ def demo(
 # Command modules of their own; they use `fail` and `load_config` above.
 from .alerts import alert_app  # noqa: E402
 from .errors import errors_app, ingest  # noqa: E402
+from .fleet import fleet_app  # noqa: E402
 from .man import man  # noqa: E402
 from .metrics import metrics  # noqa: E402
 from .replay import replay  # noqa: E402
@@ -570,6 +571,7 @@ app.command()(guarded(replay))
 app.command()(guarded(ingest))
 app.add_typer(errors_app, name="errors")
 app.add_typer(alert_app, name="alert")
+app.add_typer(fleet_app, name="fleet")
 app.command(name="watch")(guarded(watch))
 app.command(name="serve")(guarded(serve))
 app.command()(guarded(verify))

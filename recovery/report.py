@@ -237,33 +237,40 @@ def _build_report(conn: sqlite3.Connection, apps: list[str], since: str, now: _d
         cur = _window(conn, app, since, until, inclusive=True)
         prev = _window(conn, app, before, since, inclusive=False)
         incidents = _incidents(conn, app, since, until, now)
-        began = [i for i in incidents if i.started_at >= since]
-        recovered = [i.duration_s for i in incidents if i.outcome in RECOVERED and i.ended_at and i.ended_at >= since]
-        observed = cur.up_s + cur.down_s
-        availability = round(100.0 * cur.up_s / observed, 3) if observed > 0 else None
-        seen = observed + cur.unobserved_s
-        worst = round(100.0 * cur.up_s / seen, 3) if seen > 0 else None
-        out.append(
-            AppReport(
-                app=app,
-                availability_percent=availability,
-                probes=cur.probes,
-                failures=cur.failures,
-                incidents=incidents,
-                restarts=cur.restarts,
-                restarts_by={**{who: 0 for who in WHO}, **cur.restarts_by},
-                mttr_s=round(sum(recovered) / len(recovered), 1) if recovered else None,
-                mtbf_s=round(cur.up_s / len(began), 1) if began and observed > 0 else None,
-                latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
-                stands_out=stands_out(app, cur, prev, incidents, began, availability, period_label(length)),
-                top_errors=top_errors(conn, app, since, before, now),
-                hints=_hints(conn, app, now, since),
-                worker_restarts=cur.worker_restarts,
-                availability_worst_percent=worst,
-                unobserved_s=round(cur.unobserved_s, 3),
-            )
-        )
+        a = app_numbers(app, cur, prev, incidents, since, period_label(length))
+        a.top_errors = top_errors(conn, app, since, before, now)
+        a.hints = _hints(conn, app, now, since)
+        out.append(a)
     return Report(since, until, until, out)
+
+
+def app_numbers(
+    app: str, cur: _Window, prev: _Window, incidents: list[IncidentRow], since: str, label: str
+) -> AppReport:
+    """One app's report from its sums over the period (`cur`) and the one before (`prev`) and the
+    incidents that overlap it; without top errors and hints. The fleet report uses it too."""
+    began = [i for i in incidents if i.started_at >= since]
+    recovered = [i.duration_s for i in incidents if i.outcome in RECOVERED and i.ended_at and i.ended_at >= since]
+    observed = cur.up_s + cur.down_s
+    availability = round(100.0 * cur.up_s / observed, 3) if observed > 0 else None
+    seen = observed + cur.unobserved_s
+    worst = round(100.0 * cur.up_s / seen, 3) if seen > 0 else None
+    return AppReport(
+        app=app,
+        availability_percent=availability,
+        probes=cur.probes,
+        failures=cur.failures,
+        incidents=incidents,
+        restarts=cur.restarts,
+        restarts_by={**{who: 0 for who in WHO}, **cur.restarts_by},
+        mttr_s=round(sum(recovered) / len(recovered), 1) if recovered else None,
+        mtbf_s=round(cur.up_s / len(began), 1) if began and observed > 0 else None,
+        latency_ms={"p50": cur.percentile(0.50), "p95": cur.percentile(0.95), "p99": cur.percentile(0.99)},
+        stands_out=stands_out(app, cur, prev, incidents, began, availability, label),
+        worker_restarts=cur.worker_restarts,
+        availability_worst_percent=worst,
+        unobserved_s=round(cur.unobserved_s, 3),
+    )
 
 
 TOP_ERRORS = 5

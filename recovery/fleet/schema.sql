@@ -88,6 +88,8 @@ CREATE TABLE IF NOT EXISTS fleet_incidents (
     PRIMARY KEY (host, id)
 );
 CREATE INDEX IF NOT EXISTS fleet_incidents_started ON fleet_incidents (started_at);
+-- fleet report: the incidents that overlap a period are those open or ended after its start (added by the views).
+CREATE INDEX IF NOT EXISTS fleet_incidents_ended ON fleet_incidents (ended_at);
 
 CREATE TABLE IF NOT EXISTS fleet_restarts (
     host text NOT NULL,
