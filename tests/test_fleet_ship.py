@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from recovery import config as cfg
+from recovery import fleet as fleet_pkg
 from recovery.check import CheckResult
 from recovery.errors import FleetError
 from recovery.fleet import ship as ship_mod
@@ -197,7 +198,7 @@ def test_the_url_is_shown_without_its_password():
         "postgresql://fleet:***@db.example:5433/fleet?…"
     )
     assert shown_dsn("postgresql://fleet@db/fleet") == "postgresql://fleet@db/fleet"
-    assert ship_mod.scrub("auth failed for s3cr/t and s3cr%2Ft", "postgresql://u:s3cr%2Ft@h/db") == (
+    assert fleet_pkg.scrub("auth failed for s3cr/t and s3cr%2Ft", "postgresql://u:s3cr%2Ft@h/db") == (
         "auth failed for *** and ***"
     )
 

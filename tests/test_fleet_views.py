@@ -268,7 +268,7 @@ def test_postgresql_unreachable_is_one_line_without_the_password(tmp_path, fleet
         result = invoke("fleet", command, "--config", str(cfg))
         assert result.exit_code == 3, result.output
         lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("recovery: cannot connect to the fleet store"), lines
+        assert len(lines) == 1 and lines[0].startswith("recovery: cannot reach the fleet store"), lines
         assert "postgres:***@127.0.0.1" in lines[0]
         assert fleet["password"] not in result.stdout + result.stderr
         assert "Traceback" not in result.output
@@ -304,11 +304,11 @@ def test_fleet_verify_names_the_first_events_deleted(fleet):
 
 
 def test_a_password_in_the_url_or_its_query_is_redacted():
-    from recovery.fleet import redact_url, scrub
+    from recovery.fleet import scrub, shown_dsn
 
     url = "postgresql://fleet:s3cret@db.example.com:5432/fleet?password=other&sslmode=require"
-    shown = redact_url(url)
-    assert shown == "postgresql://fleet:***@db.example.com:5432/fleet?password=***&sslmode=require"
+    shown = shown_dsn(url)
+    assert shown == "postgresql://fleet:***@db.example.com:5432/fleet?…"
     assert "s3cret" not in scrub(f"failed for {url} (s3cret, other)", url)
     assert "other" not in scrub(f"failed for {url} (s3cret, other)", url)
 
@@ -319,8 +319,7 @@ def test_psycopg_missing_is_one_line(tmp_path, monkeypatch):
     result = invoke("fleet", "verify", "--config", str(cfg))
     assert result.exit_code == 3
     assert (
-        result.stderr
-        == "recovery: the fleet store needs psycopg, which is not installed: pip install 'recovery[fleet]'\n"
+        result.stderr == "recovery: fleet.postgres is set but psycopg is not installed: pip install 'recovery[fleet]'\n"
     )
 
 

@@ -1,68 +1,63 @@
 """The fleet store: each host's events shipped to PostgreSQL (`ship`), and the views over every
 host (`views`). The local SQLite store stays the source of truth: recovery never waits for this.
 
-Importing this package costs nothing: psycopg is imported by `connect` only.
+Importing this package costs nothing: psycopg is imported by `connect` only. The one way to reach
+PostgreSQL (`connect`) and the one way its URL is shown (`recovery.urls.shown_dsn`, and `scrub` for
+error texts) live here, for shipping and the views alike.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from recovery.errors import RecoveryError
-from recovery.units import one_line
+from recovery.errors import FleetError
+from recovery.urls import shown_dsn
 
-CONNECT_TIMEOUT_S = 5  # a fleet command waits no longer for PostgreSQL to answer
+__all__ = ["NOT_INSTALLED", "FleetError", "connect", "scrub", "shown_dsn"]
 
-
-class FleetError(RecoveryError):
-    "The fleet store cannot be reached, read or written (its message never holds the password)."
-
-
-def redact_url(url: str) -> str:
-    """The PostgreSQL URL as it may be shown: the password (in the URL or its query) as ***."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-        netloc = parts.netloc
-        if password is not None:
-            user, _, host = netloc.rpartition("@")
-            netloc = f"{user.partition(':')[0]}:***@{host}"
-        query = urlencode(
-            [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
-            safe="*",
-        )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return "postgresql://***"
+NOT_INSTALLED = "fleet.postgres is set but psycopg is not installed: pip install 'recovery[fleet]'"
+CONNECT_TIMEOUT_S = 30.0  # without a budget: how long connecting may take
 
 
 def scrub(text: str, url: str) -> str:
-    """`text` (an error message) with the URL's password, and the URL itself, never shown."""
-    text = text.replace(url, redact_url(url))
+    """`text` (an error message) with the URL shown redacted and its password (as written, decoded,
+    or as a `password=` query parameter) never shown."""
+    text = text.replace(url, shown_dsn(url))
     try:
         parts = urlsplit(url)
         secrets = [parts.password or ""] + [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
     except ValueError:
         secrets = []
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    for secret in {s for p in secrets if p for s in (p, unquote(p))}:
+        text = text.replace(secret, "***")
     return text
 
 
-def connect(url: str, **kwargs: Any) -> Any:
-    """A psycopg connection to the fleet store, or FleetError in one line (psycopg missing, PostgreSQL
-    unreachable or refusing): the password never in it."""
+def _first_line(exc: BaseException, url: str) -> str:
+    text = str(exc).strip().splitlines()
+    return scrub(text[-1] if text else type(exc).__name__, url)
+
+
+def connect(
+    url: str, timeout: float | None = None, *, autocommit: bool = False, application_name: str = "recovery"
+) -> Any:
+    """A psycopg connection to the fleet store that gives up within `timeout` seconds (connecting,
+    and a black-holed network through tcp_user_timeout), or FleetError in one line: psycopg
+    missing, PostgreSQL unreachable or refusing; the password never in it."""
     try:
         import psycopg
     except ImportError:
-        raise FleetError(
-            "the fleet store needs psycopg, which is not installed: pip install 'recovery[fleet]'"
-        ) from None
+        raise FleetError(NOT_INSTALLED) from None
+    wait = CONNECT_TIMEOUT_S if timeout is None else max(1.0, timeout)
     try:
-        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
+        return psycopg.connect(
+            url,
+            autocommit=autocommit,
+            connect_timeout=max(2, math.ceil(wait)),
+            tcp_user_timeout=int(wait * 1000),
+            application_name=application_name,
+        )
     except psycopg.Error as exc:
-        raise FleetError(
-            f"cannot connect to the fleet store {redact_url(url)}: {one_line(scrub(str(exc), url), 300)}"
-        ) from None
+        raise FleetError(f"cannot reach the fleet store {shown_dsn(url)}: {_first_line(exc, url)}") from None

@@ -25,7 +25,6 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
-import math
 import os
 import sqlite3
 import sys
@@ -36,21 +35,19 @@ from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from recovery import __version__, projections
+from recovery import __version__, fleet, projections
 from recovery.config import Config
 from recovery.errors import FleetError, StoreError
 from recovery.events import now_ts
+from recovery.fleet import _first_line
 from recovery.store import Store, immediate, lock_fd
 from recovery.units import format_ts, parse_ts
 from recovery.urls import shown_dsn
 
 SCHEMA_VERSION = 1  # fleet_meta 'schema_version': what schema.sql creates
 SCHEMA_LOCK = 0x7265636F76657279  # the advisory lock ensure_schema holds ('recovery')
-NOT_INSTALLED = "fleet.postgres is set but psycopg is not installed: pip install 'recovery[fleet]'"
 CONFIGURED = -1.0  # ship(budget=CONFIGURED): [fleet] budget
-HAND_TIMEOUT = 30.0  # without a budget (`recovery ship`): how long connecting may take
 MARGIN_S = 3600.0  # rollup hours re-sent before an app's last counted time: a batch may end a little before
 
 _clock = time.monotonic  # the budget's clock (a test advances its own)
@@ -91,19 +88,6 @@ def target_key(config: Config) -> str:
     "The cursor's key: the URL without its password, and the fleet host name."
     text = f"{shown_dsn(config.fleet.postgres or '')}\n{fleet_host(config)}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def scrub(text: str, url: str) -> str:
-    "`text` with the URL's password (as written and decoded) and the URL itself never shown."
-    text = text.replace(url, shown_dsn(url))
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    for secret in {password, unquote(password) if password else None}:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 @dataclass
@@ -195,27 +179,8 @@ def backlog(conn: sqlite3.Connection, config: Config) -> Backlog | None:
 
 def connect(url: str, timeout: float | None) -> Any:
     """A psycopg connection (autocommit: each unit of work opens its own transaction) that gives up
-    within `timeout` seconds: connecting (connect_timeout) and a black-holed network (tcp_user_timeout)."""
-    try:
-        import psycopg
-    except ImportError:
-        raise FleetError(NOT_INSTALLED) from None
-    wait = HAND_TIMEOUT if timeout is None else max(1.0, timeout)
-    try:
-        return psycopg.connect(
-            url,
-            autocommit=True,
-            connect_timeout=max(2, math.ceil(wait)),
-            tcp_user_timeout=int(wait * 1000),
-            application_name="recovery ship",
-        )
-    except psycopg.Error as exc:
-        raise FleetError(f"cannot reach the fleet store {shown_dsn(url)}: {_first_line(exc, url)}") from None
-
-
-def _first_line(exc: BaseException, url: str) -> str:
-    text = str(exc).strip().splitlines()
-    return scrub(text[-1] if text else type(exc).__name__, url)
+    within `timeout` seconds (recovery.fleet.connect)."""
+    return fleet.connect(url, timeout, autocommit=True, application_name="recovery ship")
 
 
 def ensure_schema(pg: Any) -> None:

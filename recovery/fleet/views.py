@@ -29,7 +29,7 @@ from recovery.sketch import merged
 from recovery.store import GENESIS, chain_hash
 from recovery.units import age, earlier, format_ts, parse_ts, period_label
 
-from . import FleetError, connect, redact_url, scrub
+from . import FleetError, connect, scrub, shown_dsn
 
 STALE_AFTER_S = MAX_GAP_S  # a host whose newest shipped check is older than this is flagged STALE
 UNKNOWN = 3
@@ -46,10 +46,10 @@ def opened(url: str) -> Iterator[Any]:
     try:
         yield conn
     except psycopg.errors.UndefinedTable:
-        raise FleetError(f"no fleet tables in {redact_url(url)}: nothing has been shipped there yet") from None
+        raise FleetError(f"no fleet tables in {shown_dsn(url)}: nothing has been shipped there yet") from None
     except psycopg.Error as exc:
         text = " ".join(scrub(str(exc), url).split())
-        raise FleetError(f"the fleet store {redact_url(url)} failed: {text}") from None
+        raise FleetError(f"the fleet store {shown_dsn(url)} failed: {text}") from None
     finally:
         conn.close()
 
