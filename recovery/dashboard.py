@@ -32,7 +32,7 @@ from typing import Any
 from . import projections, render
 from .errors import RecoveryError
 from .events import format_ts, parse_ts
-from .hints import evaluate
+from .hints import strongest
 from .report import Step, _why
 from .store import first_seq_since
 
@@ -52,8 +52,8 @@ def _state_key(conn: sqlite3.Connection) -> Any:
 def top_hint(conn: sqlite3.Connection, app: str, now: _dt.datetime | None = None) -> str | None:
     """The app's strongest hint as one line, as `recovery status` shows it; None without one."""
     now = now or _dt.datetime.now(_dt.UTC)
-    found = evaluate(projections.hint_input(conn, app, now))
-    return render.hint_line(found[0].to_dict()) if found else None
+    found = strongest(projections.hint_input(conn, app, now))
+    return render.hint_line(found.to_dict()) if found else None
 
 
 HOUR_DONE_S = 120.0  # an hour is kept once it ended this long ago (a sample may be recorded late)
