@@ -4,7 +4,7 @@ The Datasette plugin (data/datasette/plugins) registers them on every connection
 store (`register`), so the metadata's SQL can show what `recovery status` and `recovery why` show:
 
     recovery_hint(app)          the app's strongest likely cause now: '(0.85) event loop blocked: …'
-    event_text(type, data)      one event in words: 'probe.failed timeout over 10.0s', 'restart.succeeded by check'
+    event_text(type, data)      one event in words: 'restart.requested by check: pm2 restart web'
     memory_hours(app, since, until)  the highest PM2 memory sample per app and UTC hour in [since, until),
                                 as a JSON array of [app, 'YYYY-MM-DDTHH:00:00Z', MB] (app empty: every app)
     html_text(text)             text escaped for the table chart, which shows cells as HTML
@@ -38,6 +38,7 @@ from .store import first_seq_since
 
 HINT_TTL_S = 60.0  # a kept hint is recomputed at least this often (its look-back window slides with time)
 REFRESH_S = 2.0  # how often the keeper looks for a newly folded check
+REFRESH_MIN_S = 10.0  # and recomputes at most this often (`recovery watch` appends every few seconds)
 
 
 def _state_key(conn: sqlite3.Connection) -> Any:
@@ -146,7 +147,7 @@ class HintKeeper:
     A hint reads up to a week of the app's history (~25 ms per app on a dense week), too slow to
     compute for every app each time the dashboard's first panel is drawn. The keeper computes them on
     its own read-only connection when a check has been folded (or HINT_TTL_S passed); the panel reads
-    what it kept (a few seconds old at most), and computes an app's hint itself only before the
+    what it kept (at most ~10 s behind), and computes an app's hint itself only before the
     keeper has one."""
 
     def __init__(self, path: str, *, immutable: bool = False) -> None:
@@ -198,7 +199,8 @@ class HintKeeper:
             conn.execute("PRAGMA query_only = 1")
             while not self.stop.is_set():
                 current = _state_key(conn)
-                if current != key or time.monotonic() - computed >= HINT_TTL_S:
+                since = time.monotonic() - computed
+                if (current != key and since >= REFRESH_MIN_S) or since >= HINT_TTL_S:
                     try:
                         self.refresh(conn)
                     except (sqlite3.Error, RecoveryError):

@@ -285,3 +285,35 @@ def test_the_sql_functions_answer_as_status_and_why_do(store_path):
             "SELECT event_text(type, data) FROM events WHERE type = 'restart.requested' LIMIT 1"
         ).fetchone()[0]
         assert text.startswith("restart.requested by ")
+
+
+def test_the_memory_chart_keeps_finished_hours_and_reads_again_what_a_late_event_changed(tmp_path):
+    """memory_hours is the hour's highest PM2 sample; an hour kept by the server is read again when
+    an event with an earlier time (a spooled check) lands in it."""
+    from recovery.events import Event, format_ts
+    from recovery.store import Store
+
+    now = _dt.datetime.now(_dt.UTC).replace(minute=30)
+    hour = now - _dt.timedelta(hours=5)
+
+    def sample(at: _dt.datetime, mb: int, app: str = "web") -> Event:
+        data = {"status": "online", "known": True, "source": "pidfile", "pid": 1, "memory": mb * 1048576, "cpu": 1.0}
+        return Event(type="process.sampled", app=app, run_id="r", data=data, ts=format_ts(at), host="h")
+
+    path = tmp_path / "recovery.db"
+    with Store.open(path) as store:
+        store.append([sample(hour + _dt.timedelta(minutes=m), 100 + m) for m in (-20, -10, 0, 10)])
+        store.append([sample(hour, 50, "api"), sample(now - _dt.timedelta(minutes=1), 70, "api")])
+        projections.fold(store.conn)
+    since, until = format_ts(now - _dt.timedelta(hours=8)), format_ts(now)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        conn.execute("PRAGMA query_only = 1")
+        dashboard.register(conn)
+        shown = lambda app: json.loads(conn.execute("SELECT memory_hours(?, ?, ?)", (app, since, until)).fetchone()[0])  # noqa: E731
+        h = format_ts(hour)[:13] + ":00:00Z"
+        last = format_ts(now - _dt.timedelta(minutes=1))[:13] + ":00:00Z"
+        assert shown("") == [["api", h, 50.0], ["web", h, 110.0], ["api", last, 70.0]]
+        assert shown("web") == [["web", h, 110.0]]
+        with Store.open(path) as store:
+            store.append([sample(hour + _dt.timedelta(minutes=5), 300)])  # late, into a finished hour
+        assert shown("web") == [["web", h, 300.0]]
