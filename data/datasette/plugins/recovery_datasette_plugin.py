@@ -38,6 +38,14 @@ def _keeper(datasette, database):
 
 
 @hookimpl
+def startup(datasette):
+    # Start reading the hints as soon as the server serves (its first request), not when the
+    # dashboard is first opened: on a dense store they take ~0.3 s to compute.
+    if "recovery" in datasette.databases:
+        _keeper(datasette, "recovery")
+
+
+@hookimpl
 def prepare_connection(conn, database, datasette):
     # Every connection Datasette opens on a served file, read or write, refuses writes: no plugin,
     # canned query or future API can change the store through this server. (Datasette's own
