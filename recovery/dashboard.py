@@ -39,6 +39,7 @@ from .store import first_seq_since
 HINT_TTL_S = 60.0  # a kept hint is recomputed at least this often (its look-back window slides with time)
 REFRESH_S = 2.0  # how often the keeper looks for a newly folded check
 REFRESH_MIN_S = 10.0  # and recomputes at most this often (`recovery watch` appends every few seconds)
+FIRST_WAIT_S = 10.0  # how long the first panel waits for the keeper's first reading
 
 
 def _state_key(conn: sqlite3.Connection) -> Any:
@@ -147,8 +148,9 @@ class HintKeeper:
     A hint reads up to a week of the app's history (~25 ms per app on a dense week), too slow to
     compute for every app each time the dashboard's first panel is drawn. The keeper computes them on
     its own read-only connection when a check has been folded (or HINT_TTL_S passed); the panel reads
-    what it kept (at most ~10 s behind), and computes an app's hint itself only before the
-    keeper has one."""
+    what it kept (at most ~10 s behind). Before its first reading is done, the panel waits for it
+    (a wait in Python, which Datasette's time limit does not count, rather than the same work twice
+    at once); it computes an app's hint itself only for an app the keeper did not know."""
 
     def __init__(self, path: str, *, immutable: bool = False) -> None:
         self.uri = f"file:{path}?mode=ro" + ("&immutable=1" if immutable else "")
@@ -156,6 +158,7 @@ class HintKeeper:
         self.memory = MemoryHours()
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.ready = threading.Event()  # set once the first reading is done (or could not be)
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -168,6 +171,8 @@ class HintKeeper:
             self.thread.join(timeout=30)
 
     def get(self, conn: sqlite3.Connection, app: str) -> str | None:
+        if self.thread is not None:
+            self.ready.wait(FIRST_WAIT_S)
         with self.lock:
             if app in self.hints:
                 return self.hints[app]
@@ -185,6 +190,7 @@ class HintKeeper:
         fresh = {app: top_hint(conn, app, now) for app in apps}
         with self.lock:
             self.hints = fresh
+        self.ready.set()
         # The memory chart's default window (the last 7 days), so the dashboard finds it read.
         self.memory.rows(conn, None, format_ts(now - _dt.timedelta(days=7)), format_ts(now))
 
@@ -192,6 +198,7 @@ class HintKeeper:
         try:
             conn = sqlite3.connect(self.uri, uri=True, check_same_thread=False)
         except sqlite3.Error:
+            self.ready.set()
             return
         key: Any = object()
         computed = 0.0
@@ -206,8 +213,10 @@ class HintKeeper:
                     except (sqlite3.Error, RecoveryError):
                         pass  # the panel computes what it needs itself
                     key, computed = current, time.monotonic()
+                    self.ready.set()
                 self.stop.wait(REFRESH_S)
         finally:
+            self.ready.set()
             conn.close()
 
 
