@@ -1,13 +1,16 @@
 """Time `recovery serve` on a week of history: the dashboard and every canned query, over real HTTP.
 
     .venv/bin/python bench/datasette_week.py            # makes .cache/bench/week/recovery.db first if missing
-    .venv/bin/python bench/datasette_week.py -n 9 --db /path/to/recovery.db
+    .venv/bin/python bench/datasette_week.py -n 9 --db .cache/bench/big.db
 
-Starts `recovery serve --store DB` on a free loopback port and GETs, N times each after one
-untimed warm-up: the dashboard page, the dashboard as a browser loads it (the page plus the JSON
-of every chart, fetched in parallel as the page's script does), each chart's JSON, and each
-canned query's JSON. Prints the median and the slowest run of each, then the slowest item
-against the issue's target (each under a second).
+Starts `recovery serve --store DB` on a free loopback port, waits until its hint keeper has read the
+store (the first panel's hints and the memory chart's default week: what a server that has run a
+minute holds), and GETs, N times each after one untimed warm-up: the dashboard page, the dashboard
+as a browser loads it (the page plus the JSON of every chart, fetched in parallel as the page's
+script does), each chart's JSON (with no filter, and filtered to one app and the last 3 days), and
+each canned query's JSON. Prints the median and the slowest run of each, then checks the issue's
+target: every chart's and canned query's median under 200 ms. Items that return no rows on this
+store (a store without error logs or alerts) are marked.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--db", type=Path, default=week_store.DEFAULT_DB)
     p.add_argument("-n", type=int, default=5, help="timed runs per item (default 5)")
+    p.add_argument("--target-ms", type=float, default=200.0, help="each chart's and query's median (default 200)")
     args = p.parse_args()
     if not args.db.exists():
         print(f"no store at {args.db}: generating a week of history", flush=True)
@@ -71,14 +75,35 @@ def main() -> int:
                     return 1
                 time.sleep(0.05)
 
-        def fetch(path: str, params: dict | None = None) -> None:
+        empty: set[str] = set()
+
+        def fetch(path: str, params: dict | None = None, label: str = "") -> None:
             r = client.get(path, params=params)
             r.raise_for_status()
-            if path.endswith(".json") and not r.json():
-                raise RuntimeError(f"{path}: no rows")
+            if path.endswith(".json") and not (r.json()["rows"] if isinstance(r.json(), dict) else r.json()):
+                empty.add(label or path)
 
-        def chart(name: str) -> None:
-            fetch("/recovery.json", {"sql": charts[name]["query"], "_shape": "objects"})
+        app = (
+            __import__("sqlite3")
+            .connect(f"file:{args.db}?mode=ro", uri=True)
+            .execute(  # the app with the most incidents, so the filtered charts have something to show
+                "SELECT s.app FROM app_state s LEFT JOIN incidents i ON i.app = s.app"
+                " GROUP BY s.app ORDER BY count(i.id) DESC, s.app LIMIT 1"
+            )
+            .fetchone()[0]
+        )
+        since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 3 * 86400))
+        filtered = {"app": app, "since": since}
+
+        def chart(name: str, params: dict | None = None) -> None:
+            label = f"chart {name}" + (" (filtered)" if params else "")
+            fetch("/recovery.json", {"sql": charts[name]["query"], "_shape": "objects", **(params or {})}, label)
+
+        # The server's hint keeper reads the store once it has started: wait for it, as a server
+        # that has run a minute would have (its first reading is timed separately below).
+        t = time.perf_counter()
+        chart("now")
+        first_now = time.perf_counter() - t
 
         def dashboard_loaded() -> None:
             fetch("/-/dashboards/recovery")
@@ -90,8 +115,10 @@ def main() -> int:
             ("dashboard loaded (HTML + every chart's JSON)", dashboard_loaded),
         ]
         items += [(f"chart {name}", (lambda n=name: chart(n))) for name in charts]
+        items += [(f"chart {name} (filtered)", (lambda n=name: chart(n, filtered))) for name in charts]
         items += [
-            (f"query {name}", (lambda n=name: fetch(f"/recovery/{n}.json", {"_shape": "array"}))) for name in queries
+            (f"query {name}", (lambda n=name: fetch(f"/recovery/{n}.json", {"_shape": "array"}, f"query {n}")))
+            for name in queries
         ]
         times: dict[str, list[float]] = {label: [] for label, _ in items}
         for _, fn in items:
@@ -105,14 +132,19 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
     print(f"{args.db}: {events:,} events, {args.db.stat().st_size / 1e6:.0f} MB; {args.n} runs each over HTTP (ms)")
+    print(f"  first view of the now panel after start (hints computed then) {first_now * 1000:7.1f}")
     for label, ts in times.items():
-        print(f"  {label:48s} median {statistics.median(ts) * 1000:7.1f}   max {max(ts) * 1000:7.1f}")
-    slowest = max(times, key=lambda k: max(times[k]))
-    worst = max(times[slowest])
+        note = "   (no rows on this store)" if label in empty else ""
+        print(f"  {label:48s} median {statistics.median(ts) * 1000:7.1f}   max {max(ts) * 1000:7.1f}{note}")
+    timed = {k: v for k, v in times.items() if k.startswith(("chart ", "query "))}
+    slowest = max(timed, key=lambda k: statistics.median(timed[k]))
+    worst = statistics.median(timed[slowest]) * 1000
+    met = worst <= args.target_ms
     print(
-        f"slowest: {slowest}, {worst * 1000:.0f} ms (max of {args.n}); target each under 1 s: {'met' if worst < 1 else 'MISSED'}"
+        f"slowest chart or query: {slowest}, median {worst:.0f} ms;"
+        f" target each median under {args.target_ms:.0f} ms: {'met' if met else 'MISSED'}"
     )
-    return 0 if worst < 1 else 1
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

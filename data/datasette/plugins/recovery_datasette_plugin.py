@@ -1,29 +1,59 @@
 """The Datasette side of `recovery serve` (loaded with `--plugins-dir`): read-only connections,
-readable times and JSON, and an optional actor requirement for servers off loopback."""
+readable times and JSON, the dashboard's SQL functions (recovery.dashboard: recovery_hint, event_text,
+incident_timeline), and an optional actor requirement for servers off loopback."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import zlib
 from functools import lru_cache
 
 from datasette import hookimpl  # type: ignore[attr-defined]
 from markupsafe import Markup, escape
 
+from recovery import dashboard
+
 # The one stored form of a time (recovery.events.format_ts), and hours in rollup_hour / log_counts.
 ISO_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z$")
 JSON_COLUMNS = {"data", "evidence", "latency", "params"}
 
 
+_keepers: dict[str, dashboard.HintKeeper] = {}
+_keepers_lock = threading.Lock()
+
+
+def _keeper(datasette, database):
+    """The hints kept for the store served as `database` (one thread per store file)."""
+    db = datasette.databases.get(database)
+    if db is None or not db.path:
+        return None
+    with _keepers_lock:
+        keeper = _keepers.get(db.path)
+        if keeper is None:
+            keeper = _keepers[db.path] = dashboard.HintKeeper(db.path, immutable=not db.is_mutable)
+            keeper.start()
+    return keeper
+
+
 @hookimpl
-def prepare_connection(conn, database):
+def startup(datasette):
+    # Start reading the hints as soon as the server serves (its first request), not when the
+    # dashboard is first opened: on a dense store they take ~0.3 s to compute.
+    if "recovery" in datasette.databases:
+        _keeper(datasette, "recovery")
+
+
+@hookimpl
+def prepare_connection(conn, database, datasette):
     # Every connection Datasette opens on a served file, read or write, refuses writes: no plugin,
     # canned query or future API can change the store through this server. (Datasette's own
     # in-memory `_internal` catalogue must stay writable.)
     if database != "_internal":
         conn.execute("PRAGMA query_only = 1")
         conn.create_function("log_text", 3, log_text, deterministic=True)
+        dashboard.register(conn, _keeper(datasette, database) if database == "recovery" else None)
 
 
 @lru_cache(maxsize=64)
@@ -48,6 +78,9 @@ def log_text(data, slot, key):
 
 @hookimpl
 def render_cell(value, column):
+    if column == "timeline" and isinstance(value, int):
+        # An incident's id, in the canned queries that list incidents: a link to its timeline.
+        return Markup(f'<a href="/recovery/incident_timeline?id={value}">timeline of #{value}</a>')
     if isinstance(value, str) and ISO_TS.match(value):
         # UTC in the markup (and the title); the script below shows it in the browser's local time.
         shown = value.replace("T", " ").rstrip("Z")
