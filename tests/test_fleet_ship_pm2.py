@@ -3,6 +3,7 @@ with its own PM2 daemon and demo app, shipping to a real PostgreSQL (tests/postg
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,27 @@ def test_two_hosts_ship_their_apps_state_and_a_second_ship_adds_no_rows(pm2, pm2
     before = pg(url, "SELECT host, count(*) FROM fleet_events GROUP BY host ORDER BY host")
     assert before == [("a", len(events(a))), ("b", len(events(b)))]
 
+    # The fleet's view, read from either host: both hosts' apps with their state.
+    status = recovery(pm2, "fleet", "status", "--config", str(a), "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    seen = {(h["host"], app["app"], app["state"]) for h in json.loads(status.stdout)["hosts"] for app in h["apps"]}
+    assert seen == {("a", "web", "healthy"), ("b", "web", "healthy")}
+    assert recovery(pm2, "fleet", "verify", "--config", str(a)).returncode == 0
+
     again = recovery(pm2, "ship", "--config", str(a))
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("shipped 0 new event(s) of host a")
     assert pg(url, "SELECT host, count(*) FROM fleet_events GROUP BY host ORDER BY host") == before
     assert pg(url, "SELECT host, events FROM fleet_hosts ORDER BY host") == before
+
+    # Someone edits one of host b's shipped events in PostgreSQL: the central check names it.
+    seq, event_id = pg(url, "SELECT seq, id FROM fleet_events WHERE host = 'b' AND type = 'probe.succeeded'")[0]
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE fleet_events SET data = replace(data, '200', '503') WHERE host = 'b' AND seq = %s", (seq,))
+    verify = recovery(pm2, "fleet", "verify", "--config", str(a))
+    assert verify.returncode == 2, verify.stdout + verify.stderr
+    assert f"host b: seq {seq} (event {event_id}" in verify.stderr and "host a" not in verify.stderr
+    assert postgres.password not in verify.stdout + verify.stderr + status.stdout
 
 
 def restart_offsets(config: Path) -> dict[str, float]:
