@@ -14,7 +14,9 @@ apt_install chromium shellcheck groff-base postgresql ||
 if ! command -v promtool >/dev/null && [ ! -x .cache/prometheus/usr/bin/promtool ]; then
     say "extracting promtool from Debian's prometheus package into .cache/prometheus"
     (rm -rf .cache/prometheus-deb && mkdir -p .cache/prometheus-deb && cd .cache/prometheus-deb &&
-        apt-get download -qq prometheus >/dev/null && dpkg -x prometheus_*.deb ../prometheus) ||
+        { apt-get download -qq prometheus >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null && apt-get download -qq prometheus >/dev/null; }; } &&
+        dpkg -x prometheus_*.deb ../prometheus) ||
         say "could not get promtool: the promtool checks of tests/test_deploy_grafana.py are skipped"
 fi
 [ -x .cache/prometheus/usr/bin/promtool ] && export PROMTOOL="$PWD/.cache/prometheus/usr/bin/promtool"
