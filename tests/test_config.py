@@ -91,6 +91,8 @@ def test_the_sample_mentions_every_key():
         "expect_status",
         "verify_timeout",
         "restart_command",
+        "textfile",
+        "postgres",
     ):
         assert f"{key} = " in text, key
 

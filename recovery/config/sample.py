@@ -68,6 +68,14 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ('# remind_every = "1h"', "while an incident stays open; 0s: never"),
         ('# heartbeat_url = "https://hc-ping.com/UUID"', "pinged after every run (/fail when it ended CRITICAL)"),
         ("", ""),
+        ("# [metrics]", "Prometheus: `recovery metrics`; a node_exporter textfile after each check"),
+        ('# textfile = "/var/lib/node_exporter/textfile_collector/recovery.prom"', "its folder must exist"),
+        ("# port = 9464", "`recovery watch --metrics-port` serves /metrics (127.0.0.1)"),
+        ("", ""),
+        ("# [fleet]", "ship events to PostgreSQL for `recovery fleet status|report|verify`"),
+        ('# postgres = "postgresql://recovery@db:5432/fleet"', "password in ~/.pgpass or PGPASSFILE"),
+        ('# host = "web-1"', "this host's name in the fleet (default: the hostname)"),
+        ("", ""),
         ("[[apps]]", "one table per PM2 process to watch"),
         (f"name = {toml_string(app.name)}", "the PM2 process name"),
         (f"url = {toml_string(app.url)}", "what to probe (http or https)"),
@@ -89,7 +97,7 @@ def sample(url: str = "http://127.0.0.1:3000/", name: str = "web") -> str:
         ('# slow_threshold = "2s"', "answers slower than this mark the app degraded (exit 1)"),
         ('# logs = ["logs/web-error.log"]', "log files to ingest; leave out to use the paths PM2 reports"),
     ]
-    width = max(len(code) for code, _ in rows)
+    width = max(len(code) for code, comment in rows if comment)
     lines = [
         "# recovery configuration (TOML). Durations: 500ms, 30s, 5m, 1h, 7d.",
         "# Copy the [[apps]] table once per app to watch more than one. Commented keys show",
