@@ -11,7 +11,9 @@ import typer
 
 from .common import ConfigOption, guarded
 
-alert_app = typer.Typer(help="Alert channels: send a test message through them.", no_args_is_help=True)
+alert_app = typer.Typer(
+    rich_markup_mode=None, help="Alert channels: send a test message through them.", no_args_is_help=True
+)
 
 
 @alert_app.command("test")

@@ -103,6 +103,7 @@ def _ingest_text(result: Any, files: int, seconds: float) -> str:
 # -- recovery errors ---------------------------------------------------------------------------
 
 errors_app = typer.Typer(
+    rich_markup_mode=None,
     help="Error templates mined from the apps' logs (run `recovery ingest` first).",
     invoke_without_command=True,
 )

@@ -10,6 +10,7 @@ import typer
 from .common import ConfigOption, JsonOption, WideOption, fail, guarded, load_config, terminal
 
 fleet_app = typer.Typer(
+    rich_markup_mode=None,
     help="Every host's apps, reports and hash chains, from the fleet store on PostgreSQL (the config's fleet.postgres).",
     no_args_is_help=True,
 )

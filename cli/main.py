@@ -28,13 +28,14 @@ from .common import (  # shared by every command module
 )
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="recovery",
     help="Self-healing watchdog for Node.js apps under PM2: probe, restart, verify, and remember every step.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+config_app = typer.Typer(rich_markup_mode=None, help="Check configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
@@ -589,6 +590,7 @@ def _only(name: str) -> typer.Typer | None:
     if info is None:
         return None
     single = typer.Typer(
+        rich_markup_mode=None,
         name="recovery",
         add_completion=False,
         pretty_exceptions_enable=False,

@@ -28,3 +28,16 @@ def test_bash_completion_completes_commands_and_subcommands():
     assert words.stdout.split() == ["status"]
     words = run(_RECOVERY_COMPLETE="complete_bash", COMP_WORDS="recovery config ", COMP_CWORD="2")
     assert words.stdout.split() == ["path", "validate"]
+
+
+def test_help_keeps_config_table_names_in_square_brackets():
+    # rich's markup read "[fleet]" or "[alerts]" as a style tag and dropped it from the help text
+    for args, wanted in (
+        (["ship", "--help"], "within [fleet] budget"),
+        (["alert", "test", "--help"], "[alerts] urls"),
+        (["errors", "prune", "--help"], "older than [logs] keep_raw"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "recovery_cli.main", *args], capture_output=True, text=True, timeout=60
+        ).stdout
+        assert wanted in " ".join(out.split()), (args, out)
