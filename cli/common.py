@@ -108,6 +108,12 @@ def store_note(store: Store) -> None:
 
 
 WideOption = Annotated[bool, typer.Option("--wide", help="Every column, whatever the terminal's width.")]
+SinceOption = Annotated[
+    str,
+    typer.Option(
+        help="Start of the period: a duration back from now (24h, 7d, 365d) or an ISO date; the period ends now."
+    ),
+]
 
 
 def terminal(wide: bool = False) -> tuple[int | None, bool]:

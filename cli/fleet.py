@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import ConfigOption, JsonOption, WideOption, fail, guarded, load_config, terminal
+from .common import ConfigOption, JsonOption, SinceOption, WideOption, fail, guarded, load_config, terminal
 
 fleet_app = typer.Typer(
     rich_markup_mode=None,
@@ -64,12 +64,7 @@ def status(
 @fleet_app.command()
 @guarded
 def report(
-    since: Annotated[
-        str,
-        typer.Option(
-            help="Start of the period: a duration back from now (24h, 7d, 365d) or an ISO date; the period ends now."
-        ),
-    ] = "7d",
+    since: SinceOption = "7d",
     config: ConfigOption = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON: since, until, generated_at, and hosts.<host>.apps.<app>.")

@@ -6,16 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ConfigOption, WideOption, terminal
+from .common import ConfigOption, SinceOption, WideOption, terminal
 
 
 def report(
-    since: Annotated[
-        str,
-        typer.Option(
-            help="Start of the period: a duration back from now (24h, 7d, 365d) or an ISO date; the period ends now."
-        ),
-    ] = "7d",
+    since: SinceOption = "7d",
     app_name: Annotated[
         Optional[str],
         typer.Option("--app", help="Only this app. Default: every app in the config.", show_default=False),

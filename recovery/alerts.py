@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
-import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,7 +34,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .events import Event, format_ts, parse_ts
 from .events import new as new_event
-from .store import first_seq_since, lock_fd, recorded_since
+from .store import first_seq_since, held_lock, recorded_since
 from .units import earlier, shown_ts, span
 
 if TYPE_CHECKING:
@@ -572,20 +570,10 @@ def send_test(
 # -- one delivery pass ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def delivery_lock(store_path: Path) -> Iterator[bool]:
+def delivery_lock(store_path: Path) -> contextlib.AbstractContextManager[bool]:
     """Hold the store's delivery flock if no one else does (yields False then): one deliverer at a
     time, so two never plan and send the same alert. Not an app's lock: restarts never wait on it."""
-    fd = lock_fd(store_path, "-alerts.lock")  # app locks are "<store>.<app>.lock": no clash
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    return held_lock(store_path, "-alerts.lock")  # app locks are "<store>.<app>.lock": no clash
 
 
 def sightings(

@@ -471,6 +471,22 @@ def lock_fd(store_path: Path, suffix: str) -> int:
         return os.open(Path(tempfile.gettempdir()) / f"recovery-{digest}{suffix}", os.O_RDWR | os.O_CREAT, 0o644)
 
 
+@contextlib.contextmanager
+def held_lock(store_path: Path, suffix: str, *, wait: bool = False) -> Iterator[bool]:
+    """The flock `<store><suffix>` (lock_fd) while the block runs: yields True when held; without
+    `wait`, False at once when another process holds it."""
+    fd = lock_fd(store_path, suffix)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 # -- the spool: where events go while the store is unusable -----------------------------
 #
 # A spool file is a sequence of records, each one event:

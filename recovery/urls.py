@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 
 def shown_url(url: str) -> str:
@@ -10,13 +10,11 @@ def shown_url(url: str) -> str:
     become `***@`, a query `?…`; scheme, host, port and path stay (`http://***@127.0.0.1:3000/health`)."""
     try:
         parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
+        where = _host_port(parts)
     except ValueError:
         return "(unparsable url)"
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
     user = "***@" if "@" in parts.netloc else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}{'?…' if parts.query else ''}"
+    return f"{parts.scheme}://{user}{where}{parts.path}{'?…' if parts.query else ''}"
 
 
 def shown_dsn(url: str) -> str:
@@ -24,12 +22,17 @@ def shown_dsn(url: str) -> str:
     one) hidden, the user kept (`postgresql://user:***@host:5432/db`). The one redaction of the fleet's URL."""
     try:
         parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
+        where = _host_port(parts)
     except ValueError:
         return "(unparsable url)"
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
     user = parts.username or ""
     if parts.password is not None:
         user += ":***"
-    return f"{parts.scheme}://{user + '@' if user else ''}{host}{port}{parts.path}{'?…' if parts.query else ''}"
+    return f"{parts.scheme}://{user + '@' if user else ''}{where}{parts.path}{'?…' if parts.query else ''}"
+
+
+def _host_port(parts: SplitResult) -> str:
+    "`host:port` of a split URL (an IPv6 host in brackets); ValueError for a port out of range."
+    port = f":{parts.port}" if parts.port else ""
+    host = parts.hostname or ""
+    return (f"[{host}]" if ":" in host else host) + port

@@ -32,6 +32,7 @@ from .events import now_ts
 from .store import Recorder
 from .units import shown_ts
 from .urls import shown_url
+from .workers import NudgedWorker
 
 STOP_GRACE = 2.0  # at the stop, how long the alert worker may take to end; an attempt still in flight stays owed
 LEAK_EVERY = 60.0  # the worker looks at an app's leak forecast at most this often
@@ -171,7 +172,7 @@ def delivers(config: Config) -> bool:
     return bool(conf.urls or conf.heartbeat_url or any(a.alerts for a in config.apps))
 
 
-class AlertWorker:
+class AlertWorker(NudgedWorker):
     """Delivers `recovery watch`'s alerts and heartbeat on a thread of its own.
 
     Its own store connection (opened on its thread), its own budget per pass ([alerts] timeout and
@@ -180,48 +181,28 @@ class AlertWorker:
     pass, with the newest step's outcome for the heartbeat.
     """
 
+    thread_name = "recovery-alerts"
+
     def __init__(self, config: Config, apps: list[str] | None = None) -> None:
         self.config = config
         self.apps = [a for a in config.apps if not apps or a.name in apps]
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
-        self.code: int | None = None
         self.leak_looked: dict[str, float] = {}
         self.rec: Recorder | None = None
         self.opened_at = utc_now()  # before the first step: channels are there since the watch began
-        self.thread = threading.Thread(target=self._loop, name="recovery-alerts", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def nudge(self, code: int) -> None:
-        """A step ended with `code`: deliver what is owed now, if not busy, else right after."""
-        self.code = code
-        self.wake.set()
+        super().__init__()
 
     def close(self, grace: float = STOP_GRACE) -> bool:
-        """Stop: no new attempt starts; wait up to `grace` for the one in flight. True if it ended.
-        A worker still sending after that is a daemon thread: it does not keep the process alive."""
-        self.stopping.set()
-        self.wake.set()
-        if self.thread.is_alive():
-            self.thread.join(grace)
-        return not self.thread.is_alive()
+        return super().close(grace)
 
-    def _loop(self) -> None:
+    def work(self) -> None:
         try:
-            while True:
-                self.wake.wait()
-                if self.stopping.is_set():
-                    return
-                self.wake.clear()
-                try:
-                    self.deliver(self.code)
-                except Exception:
-                    traceback.print_exc(file=sys.stderr)  # the watch goes on; what is owed stays owed
-        finally:
-            if self.rec is not None:
-                self.rec.close()
+            self.deliver(self.code)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)  # the watch goes on; what is owed stays owed
+
+    def finished(self) -> None:
+        if self.rec is not None:
+            self.rec.close()
 
     def recorder(self) -> Recorder:
         if self.rec is None or self.rec.store is None:  # (re)opened after trouble, like each step's

@@ -26,22 +26,10 @@ from recovery.store import Store, spool_locations, spool_write
 from recovery.units import format_ts
 
 from .test_projections import Timeline
+from .test_report import CONFIG  # web and api, the store beside the file
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 START = NOW - dt.timedelta(hours=3)  # the history runs from 3 h ago to about 1 h ago: inside every window
-
-CONFIG = """
-[store]
-path = "recovery.db"
-
-[[apps]]
-name = "web"
-url = "http://127.0.0.1:3000/"
-
-[[apps]]
-name = "api"
-url = "http://127.0.0.1:3001/"
-"""
 
 # What point 1 of issue 18 asks for, each with its TYPE (a counter's samples end in _total).
 WANTED = {

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -41,9 +39,10 @@ from recovery.config import Config
 from recovery.errors import FleetError, StoreError
 from recovery.events import now_ts
 from recovery.fleet import _first_line
-from recovery.store import Store, immediate, lock_fd
+from recovery.store import Store, held_lock, immediate
 from recovery.units import format_ts, parse_ts
 from recovery.urls import shown_dsn
+from recovery.workers import NudgedWorker
 
 SCHEMA_VERSION = 1  # fleet_meta 'schema_version': what schema.sql creates
 SCHEMA_LOCK = 0x7265636F76657279  # the advisory lock ensure_schema holds ('recovery')
@@ -353,19 +352,9 @@ def _event_rows(conn: sqlite3.Connection, store_path: Path, after: int, batch: i
 # -- one ship ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _ship_lock(config: Config, wait: bool) -> Iterator[bool]:
+def _ship_lock(config: Config, wait: bool) -> contextlib.AbstractContextManager[bool]:
     "The store's ship lock (`<store>-ship.lock`): True when held; without `wait`, False when another ship runs."
-    fd = lock_fd(config.store.path, "-ship.lock")
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    return held_lock(config.store.path, "-ship.lock", wait=wait)
 
 
 def ship(
@@ -518,48 +507,29 @@ def _run(
 # -- recovery watch: a ship after each step, on a thread of its own ------------------------------
 
 
-class ShipWorker:
+class ShipWorker(NudgedWorker):
     """Ships after each `recovery watch` step on its own thread, one ship at a time (nudges that
     come while one runs make one more): a PostgreSQL down or slow never delays the loop. A failure
     is said once on stderr (and again only when it changes), and kept in the cursor for `status`."""
 
+    thread_name = "recovery-ship"
+
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
         self.said: str | None = None
         self.ships = 0  # ships done (for tests and the journal)
-        self.thread = threading.Thread(target=self._loop, name="recovery-ship", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def nudge(self, code: int | None = None) -> None:
-        self.wake.set()
-
-    def close(self, grace: float = 2.0) -> bool:
-        "Stop; wait up to `grace` for a ship in flight (it is bounded by the budget anyway). True if it ended."
-        self.stopping.set()
-        self.wake.set()
-        if self.thread.is_alive():
-            self.thread.join(grace)
-        return not self.thread.is_alive()
-
-    def _loop(self) -> None:
-        while True:
-            self.wake.wait()
-            if self.stopping.is_set():
-                return
-            self.wake.clear()
-            try:
-                ship(self.config)
-                problem = None
-            except Exception as exc:  # the watch goes on; the events stay local and ship later
-                problem = f"fleet ship failed: {exc}"
-            self.ships += 1
-            if problem != self.said:
-                text = problem or "fleet ship works again"
-                if problem is not None or self.said is not None:
-                    sys.stderr.write(f"{now_ts()} {text}\n")
-                    sys.stderr.flush()
-                self.said = problem
+    def work(self) -> None:
+        try:
+            ship(self.config)
+            problem = None
+        except Exception as exc:  # the watch goes on; the events stay local and ship later
+            problem = f"fleet ship failed: {exc}"
+        self.ships += 1
+        if problem != self.said:
+            text = problem or "fleet ship works again"
+            if problem is not None or self.said is not None:
+                sys.stderr.write(f"{now_ts()} {text}\n")
+                sys.stderr.flush()
+            self.said = problem
