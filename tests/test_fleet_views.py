@@ -1,7 +1,6 @@
 """`recovery fleet status|report|verify` over a real PostgreSQL holding two hosts' real stores.
 
-Until shipping (recovery/fleet/ship.py) lands, `copy_store` puts a host's store into the fleet
-tables as the schema's contract says shipping does: events byte for byte, the read models as rows.
+Each host's store gets there by real shipping (recovery/fleet/ship.py), as a check's publisher does.
 """
 
 from __future__ import annotations
@@ -16,45 +15,25 @@ import pytest
 from recovery_cli.main import app
 from typer.testing import CliRunner
 
-from bench.fleet_scale import MODELS, SCHEMA  # the fleet tables and the local columns they copy
 from recovery import projections
+from recovery.config import load
 from recovery.demo import free_port
+from recovery.fleet.ship import ensure_schema, ship
 from recovery.report import build_report
 from recovery.store import Store
 from tests.test_projections import Timeline
 
 UTC = dt.UTC
 runner = CliRunner()
-EVENT_COLUMNS = "seq, id, ts, host, app, type, run_id, data, prev_hash, hash"
 
 
-def copy_store(db: Path, url: str, host: str) -> None:
-    """Ship a host's store by hand: its events byte for byte (COPY), its read models, its fleet_hosts row."""
-    local = sqlite3.connect(db)
-    try:
-        with psycopg.connect(url) as pg:
-            pg.execute(SCHEMA.read_text())
-            with pg.cursor().copy(
-                "COPY fleet_events (host, seq, id, ts, event_host, app, type, run_id, data, prev_hash, hash) FROM STDIN"
-            ) as copy:
-                for row in local.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"):
-                    copy.write_row((host, *row))
-            for table, columns in MODELS.items():
-                source = table.removeprefix("fleet_")
-                with pg.cursor().copy(f"COPY {table} (host, {columns}) FROM STDIN") as copy:
-                    for row in local.execute(f"SELECT {columns} FROM {source}"):
-                        copy.write_row((host, *row))
-            first, last, n, last_ts = local.execute(
-                "SELECT min(seq), max(seq), count(*), max(ts) FROM events"
-            ).fetchone()
-            check = local.execute("SELECT max(last_check_at) FROM app_state").fetchone()[0]
-            pg.execute(
-                "INSERT INTO fleet_hosts (host, first_seq, last_seq, last_event_at, last_check_at, events)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (host, first, last, last_ts, check, n),
-            )
-    finally:
-        local.close()
+def ship_store(tmp_path: Path, db: Path, url: str, host: str) -> None:
+    """Ship a host's store for real (recovery.fleet.ship): its events byte for byte, its read models,
+    its fleet_hosts row, as a check's publisher does."""
+    apps = [r[0] for r in sqlite3.connect(db).execute("SELECT app FROM app_state")]
+    folder = tmp_path / f"ship-{host}"
+    folder.mkdir()
+    ship(load(write_config(folder, host, db, apps, url)), budget=None)
 
 
 def make_store(path: Path, t0: dt.datetime, build) -> Path:
@@ -109,8 +88,8 @@ def fleet(tmp_path, postgres):
 
     a = make_store(tmp_path / "a.db", t0, host_a)
     b = make_store(tmp_path / "b.db", t0 - dt.timedelta(hours=2), host_b)
-    copy_store(a, url, "a")
-    copy_store(b, url, "b")
+    ship_store(tmp_path, a, url, "a")
+    ship_store(tmp_path, b, url, "b")
     cfg = write_config(tmp_path, "fleet", tmp_path / "a.db", ["web", "api"], url)
     return {"url": url, "config": cfg, "a": a, "b": b, "t0": t0, "password": postgres.password, "tmp": tmp_path}
 
@@ -333,8 +312,8 @@ def test_fleet_verify_host_checks_that_host_only(fleet):
 
 def test_fleet_status_with_no_host_shipped_yet_is_unknown(tmp_path, postgres):
     url = postgres.fresh_database()
-    with psycopg.connect(url) as pg:
-        pg.execute(SCHEMA.read_text())
+    with psycopg.connect(url, autocommit=True) as pg:
+        ensure_schema(pg)
     cfg = write_config(tmp_path, "none", tmp_path / "a.db", ["web"], url)
     result = invoke("fleet", "status", "--config", str(cfg))
     assert result.exit_code == 3
