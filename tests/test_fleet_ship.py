@@ -218,6 +218,7 @@ def test_postgres_down_is_one_line_without_the_password_kept_for_status_not_as_a
     cli = run_cli("ship", "--config", str(config.source))
     assert cli.returncode == 3 and cli.stdout == ""
     assert cli.stderr.startswith("recovery: cannot reach the fleet store postgresql://postgres:***@")
+    assert "Connection refused" in cli.stderr and "\t" not in cli.stderr  # libpq's reason, on one line
     assert postgres_server.password not in cli.stderr
     status = run_cli("status", "--config", str(config.source))
     line = status.stdout.strip().splitlines()[-1]

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from recovery.errors import FleetError
+from recovery.units import one_line
 from recovery.urls import shown_dsn
 
 __all__ = ["NOT_INSTALLED", "FleetError", "connect", "scrub", "shown_dsn"]
@@ -35,9 +36,10 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-def _first_line(exc: BaseException, url: str) -> str:
-    text = str(exc).strip().splitlines()
-    return scrub(text[-1] if text else type(exc).__name__, url)
+def _reason(exc: BaseException, url: str) -> str:
+    """PostgreSQL's reason on one line, without the password: libpq's message spans lines (the
+    failure, then a tab-indented hint), all of it kept."""
+    return one_line(scrub(str(exc).strip() or type(exc).__name__, url), 300)
 
 
 def connect(
@@ -60,4 +62,4 @@ def connect(
             application_name=application_name,
         )
     except psycopg.Error as exc:
-        raise FleetError(f"cannot reach the fleet store {shown_dsn(url)}: {_first_line(exc, url)}") from None
+        raise FleetError(f"cannot reach the fleet store {shown_dsn(url)}: {_reason(exc, url)}") from None

@@ -38,7 +38,7 @@ from recovery import __version__, fleet, projections
 from recovery.config import Config
 from recovery.errors import FleetError, StoreError
 from recovery.events import now_ts
-from recovery.fleet import _first_line
+from recovery.fleet import _reason
 from recovery.store import Store, held_lock, immediate
 from recovery.units import format_ts, parse_ts
 from recovery.urls import shown_dsn
@@ -404,7 +404,7 @@ def ship(
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read the event store {store.path}: {exc}") from exc
             except Exception as exc:  # psycopg's errors, and any other: one line, no password
-                text = f"fleet store {shown_dsn(url)}: {_first_line(exc, url)}"
+                text = f"fleet store {shown_dsn(url)}: {_reason(exc, url)}"
                 _note_failure(conn, key, text)
                 raise FleetError(text) from None
         finally:
