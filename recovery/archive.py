@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from . import projections, segments
 from .errors import StoreError
 from .events import format_ts
 from .events import new as new_event
-from .store import GENESIS, Store, _describe, immediate, lock_fd, split_sql, verify_chain
+from .store import GENESIS, Store, _describe, held_lock, immediate, split_sql, verify_chain
 
 NO_DELETE_TRIGGER = (
     "CREATE TRIGGER events_no_delete BEFORE DELETE ON events\n"
@@ -158,20 +156,10 @@ def archive(
     return result
 
 
-@contextlib.contextmanager
-def archive_lock(store_path: Path, *, wait: bool) -> Iterator[bool]:
+def archive_lock(store_path: Path, *, wait: bool) -> contextlib.AbstractContextManager[bool]:
     """One archiver per store (two checks over `max_size` at once must not both move a month):
     an exclusive flock beside the store; yields False when `wait` is off and it is taken."""
-    fd = lock_fd(store_path, "-archive.lock")  # app locks are "<store>.<app>.lock": no clash
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing releases the flock
+    return held_lock(store_path, "-archive.lock", wait=wait)  # app locks are "<store>.<app>.lock": no clash
 
 
 def _drop_orphans(store: Store) -> None:

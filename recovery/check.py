@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,7 +34,7 @@ from .observations import (
     Worker,
 )
 from .policy import CRITICAL, OK, UNKNOWN, WARNING, Decision
-from .store import Recorder, lock_fd
+from .store import Recorder, held_lock
 from .units import one_line
 
 if TYPE_CHECKING:
@@ -319,25 +318,10 @@ class CheckResult:
         }
 
 
-@contextlib.contextmanager
-def app_lock(store_path: Path, app: str, timeout: float, clock: Clock) -> Iterator[bool]:
+def app_lock(store_path: Path, app: str, timeout: float, clock: Clock) -> contextlib.AbstractContextManager[bool]:
     """Hold an exclusive flock for `app` beside the store; yields False if it could not be had in time."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in app)
-    fd = lock_fd(store_path, f".{safe}.lock")
-    deadline = clock.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if clock.monotonic() >= deadline:
-                    yield False
-                    return
-                clock.sleep(0.1)
-        yield True
-    finally:
-        os.close(fd)  # closing releases the flock
+    return held_lock(store_path, f".{safe}.lock", wait=timeout, clock=clock)
 
 
 class CheckRun:

@@ -21,7 +21,6 @@ same parts by hand and say what went wrong).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -69,28 +68,12 @@ _GATES: list[int] = []
 LOCK_SLACK_S = 30.0  # beyond [fleet] budget, how long a publisher waits for the one before it
 
 
-def _lock_within(fd: int, seconds: float) -> bool:
-    "Take the exclusive flock on `fd`, waiting up to `seconds`; whether it was taken."
-    import time
-
-    give_up = time.monotonic() + seconds
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= give_up:
-                return False
-            time.sleep(0.05)
-
-
 def publish(config: Config) -> list[str]:
     "Write the metrics textfile, then ship to the fleet store, as configured; the problems, one line each."
-    from recovery.store import lock_fd
+    from recovery.store import held_lock
 
-    fd = lock_fd(config.store.path, "-publish.lock")
-    try:
-        if not _lock_within(fd, config.fleet.budget + LOCK_SLACK_S):
+    with held_lock(config.store.path, "-publish.lock", wait=config.fleet.budget + LOCK_SLACK_S) as held:
+        if not held:
             return [
                 f"another recovery publish held {config.store.path}-publish.lock for too long; the next check publishes"
             ]
@@ -110,5 +93,3 @@ def publish(config: Config) -> list[str]:
             except Exception as exc:
                 problems.append(f"fleet ship: {exc}")
         return problems
-    finally:
-        os.close(fd)

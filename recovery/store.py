@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .clock import Clock, SystemClock
 from .errors import StoreError
 from .events import Event, format_ts
 from .events import new as new_event
@@ -472,19 +473,35 @@ def lock_fd(store_path: Path, suffix: str) -> int:
 
 
 @contextlib.contextmanager
-def held_lock(store_path: Path, suffix: str, *, wait: bool = False) -> Iterator[bool]:
-    """The flock `<store><suffix>` (lock_fd) while the block runs: yields True when held; without
-    `wait`, False at once when another process holds it."""
+def held_lock(
+    store_path: Path, suffix: str, *, wait: bool | float = False, clock: Clock | None = None
+) -> Iterator[bool]:
+    """The flock `<store><suffix>` (lock_fd) while the block runs: yields True when held. `wait`:
+    False, not at all (False at once when another process holds it); True, as long as it takes;
+    a number, up to that many seconds on `clock` (default the system's), trying every 0.1 s."""
     fd = lock_fd(store_path, suffix)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        if isinstance(wait, bool):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+        else:
+            clock = clock or SystemClock()
+            deadline = clock.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if clock.monotonic() >= deadline:
+                        yield False
+                        return
+                    clock.sleep(0.1)
         yield True
     finally:
-        os.close(fd)
+        os.close(fd)  # closing releases the flock
 
 
 # -- the spool: where events go while the store is unusable -----------------------------

@@ -10,7 +10,7 @@ import threading
 import types
 
 from recovery import config as cfg
-from recovery import publish
+from recovery import publish, store
 from recovery.store import Recorder, lock_fd
 
 
@@ -44,8 +44,8 @@ def test_a_publisher_that_finds_another_at_work_waits_and_then_writes(tmp_path, 
             refused.set()
             raise
 
-    monkeypatch.setattr(
-        publish, "fcntl", types.SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB)
+    monkeypatch.setattr(  # the store's lock files are taken in recovery.store.held_lock
+        store, "fcntl", types.SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB)
     )
     problems: list[list[str]] = []
     worker = threading.Thread(target=lambda: problems.append(publish.publish(config)))
