@@ -28,15 +28,10 @@ import sys
 from recovery.config import Config
 
 
-def wanted(config: Config) -> bool:
-    "Whether anything follows a check with this config."
-    return config.metrics.textfile is not None or config.fleet.postgres is not None
-
-
 def spawn(config: Config) -> bool:
     """Start `recovery publish --config <file>` detached, when the config asks for it; True when
     started. Never raises: a check's answer does not depend on it."""
-    if not wanted(config) or config.source is None:
+    if not config.publishes or config.source is None:
         return False
     try:
         gate_in, gate_out = os.pipe()

@@ -137,9 +137,9 @@ def run_watch(
 
         shipper = ShipWorker(config)
     config = watched(config)
-    for worker in (deliverer, shipper):
-        if worker is not None:
-            worker.start()
+    workers = [w for w in (deliverer, shipper) if w is not None]
+    for worker in workers:
+        worker.start()
     try:
         while not stop.is_set():
             start = clock()
@@ -149,9 +149,8 @@ def run_watch(
                 traceback.print_exc(file=sys.stderr)
                 result = CheckResult(run_id="-", problems=[f"watch step failed: {type(exc).__name__}: {exc}"])
             on_result(result)
-            for worker in (deliverer, shipper):
-                if worker is not None:
-                    worker.nudge(result.code)
+            for worker in workers:
+                worker.nudge(result.code)
             # Measured from this step's start: a step longer than the interval is followed at once.
             stop.wait(max(0.0, start + interval - clock()))
     finally:
@@ -160,9 +159,8 @@ def run_watch(
                 batcher.close()
             except Exception:
                 traceback.print_exc(file=sys.stderr)  # the deliverer still gets its grace
-        for worker in (deliverer, shipper):
-            if worker is not None:
-                worker.close()
+        for worker in workers:
+            worker.close()
     return 0
 
 

@@ -184,6 +184,11 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     fleet: FleetConfig = FleetConfig()
 
+    @property
+    def publishes(self) -> bool:
+        "Whether something follows each check's answer (recovery/publish.py): a metrics textfile, fleet shipping."
+        return self.metrics.textfile is not None or self.fleet.postgres is not None
+
     def app(self, name: str) -> AppConfig | None:
         return next((a for a in self.apps if a.name == name), None)
 
